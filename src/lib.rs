@@ -1,0 +1,2 @@
+//! toolq: a background job worker backed by Redis.
+pub mod tools;

@@ -1,0 +1,92 @@
+//! Tools: the work a job names. A tool validates its own arguments and returns
+//! JSON or a [`ToolError`] that says whether a retry can help.
+//!
+//! Tools know nothing of Redis or the worker: caching, rate limiting, timeouts
+//! and retries wrap a tool call from the outside (see `worker::executor`).
+
+mod registry;
+
+pub use registry::Registry;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Per-attempt limit for tools that do not choose their own.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a tool call failed, and whether trying again could succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToolError {
+    /// The arguments are wrong: a retry would fail the same way.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// The call failed for good (e.g. HTTP 4xx, division by zero).
+    #[error("{0}")]
+    Permanent(String),
+    /// A later attempt may succeed (timeout, network error, HTTP 5xx).
+    /// `retry_after` overrides the backoff when the remote said when to
+    /// come back (HTTP 429 `Retry-After`).
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl ToolError {
+    /// A retryable error with the default backoff.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ToolError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ToolError::Retryable { .. })
+    }
+
+    /// The `kind` written into results and dead entries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::InvalidArgs(_) => "invalid_args",
+            ToolError::Permanent(_) => "permanent",
+            ToolError::Retryable { .. } => "retryable",
+        }
+    }
+}
+
+/// A named unit of work. Implementations must be cheap to share: one instance
+/// serves every job of the process concurrently.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// The name jobs use in their `tool` field.
+    fn name(&self) -> &str;
+
+    /// Checks `args` before any attempt runs, so bad input is dead at once
+    /// instead of burning retries. The default accepts anything.
+    fn validate(&self, _args: &Value) -> Result<(), ToolError> {
+        Ok(())
+    }
+
+    /// Runs the tool once. The caller enforces the timeout.
+    async fn call(&self, args: &Value) -> Result<Value, ToolError>;
+
+    /// Per-attempt limit when the job does not set `timeout_ms`.
+    fn timeout(&self) -> Duration {
+        DEFAULT_TOOL_TIMEOUT
+    }
+
+    /// Total tries when neither the job nor the configuration says otherwise.
+    fn max_attempts(&self) -> Option<u32> {
+        None
+    }
+
+    /// When set, successful outputs are cached in Redis for this long, keyed
+    /// by the tool name and a digest of the normalised arguments.
+    fn cache_ttl(&self) -> Option<Duration> {
+        None
+    }
+}

@@ -1,0 +1,41 @@
+//! Tools by name. The worker looks every job's `tool` up here; a Rust program
+//! embedding toolq registers its own tools next to the built-in ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Tool;
+
+/// A shared, read-mostly map from tool name to implementation.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tools: HashMap<String, Arc<dyn Tool>>,
+}
+
+impl Registry {
+    /// An empty registry; see [`Registry::with_builtins`] for the usual start.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a tool under its own name.
+    pub fn register(&mut self, tool: impl Tool) -> &mut Self {
+        self.register_arc(Arc::new(tool))
+    }
+
+    pub fn register_arc(&mut self, tool: Arc<dyn Tool>) -> &mut Self {
+        self.tools.insert(tool.name().to_owned(), tool);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Registered names, sorted, for error messages and `--help`.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
