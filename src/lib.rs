@@ -1,2 +1,3 @@
 //! toolq: a background job worker backed by Redis.
+pub mod health;
 pub mod tools;

@@ -1,0 +1,128 @@
+//! What the side port reports, shared between the worker's loops (writers) and
+//! the HTTP handlers (readers). Plain atomics: reading it never blocks a job.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Live facts about one worker process.
+#[derive(Debug)]
+pub struct HealthState {
+    pub worker_id: String,
+    pub version: &'static str,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    started: Instant,
+    /// Whether the last Redis call succeeded; flipped by every loop that talks
+    /// to Redis, so readiness follows outages within a second.
+    redis_ok: AtomicBool,
+    /// Milliseconds since `started` of the last successful heartbeat.
+    last_heartbeat_ms: AtomicU64,
+    /// Microseconds of the last PING.
+    redis_ping_us: AtomicU64,
+    shutting_down: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Per queue: pending, active, delayed, dead (refreshed periodically).
+    depths: Mutex<Vec<(String, [u64; 4])>>,
+}
+
+/// How old a heartbeat may be before `/readyz` says not ready.
+pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(5);
+
+impl HealthState {
+    pub fn new(worker_id: String, queues: Vec<String>, concurrency: usize) -> Self {
+        Self {
+            worker_id,
+            version: env!("CARGO_PKG_VERSION"),
+            queues,
+            concurrency,
+            started: Instant::now(),
+            redis_ok: AtomicBool::new(false),
+            last_heartbeat_ms: AtomicU64::new(u64::MAX),
+            redis_ping_us: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            depths: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn set_redis_ok(&self, ok: bool) {
+        self.redis_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn redis_ok(&self) -> bool {
+        self.redis_ok.load(Ordering::Relaxed)
+    }
+
+    pub fn record_ping(&self, rtt: Duration) {
+        self.redis_ping_us
+            .store(rtt.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn redis_ping(&self) -> Duration {
+        Duration::from_micros(self.redis_ping_us.load(Ordering::Relaxed))
+    }
+
+    pub fn record_heartbeat(&self) {
+        self.last_heartbeat_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the last successful heartbeat; `None` before the first.
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        let at = self.last_heartbeat_ms.load(Ordering::Relaxed);
+        if at == u64::MAX {
+            return None;
+        }
+        Some(self.started.elapsed().saturating_sub(Duration::from_millis(at)))
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn job_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn job_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn set_depths(&self, depths: Vec<(String, [u64; 4])>) {
+        if let Ok(mut d) = self.depths.lock() {
+            *d = depths;
+        }
+    }
+
+    /// Per queue `[pending, active, delayed, dead]`.
+    pub fn depths(&self) -> Vec<(String, [u64; 4])> {
+        self.depths.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// The first failing readiness check, if any.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutting_down() {
+            return Some("shutting_down");
+        }
+        if !self.redis_ok() {
+            return Some("redis");
+        }
+        match self.heartbeat_age() {
+            Some(age) if age <= HEARTBEAT_STALE_AFTER => None,
+            _ => Some("heartbeat"),
+        }
+    }
+}
