@@ -1,3 +1,5 @@
 //! toolq: a background job worker backed by Redis.
 pub mod health;
+pub mod job;
+pub mod queue;
 pub mod tools;

@@ -74,6 +74,13 @@ pub trait Tool: Send + Sync + 'static {
     /// Runs the tool once. The caller enforces the timeout.
     async fn call(&self, args: &Value) -> Result<Value, ToolError>;
 
+    /// Runs attempt `attempt` (0-based). Exists for tools whose behaviour
+    /// depends on how often they were tried; the worker always calls this.
+    async fn call_attempt(&self, args: &Value, attempt: u32) -> Result<Value, ToolError> {
+        let _ = attempt;
+        self.call(args).await
+    }
+
     /// Per-attempt limit when the job does not set `timeout_ms`.
     fn timeout(&self) -> Duration {
         DEFAULT_TOOL_TIMEOUT

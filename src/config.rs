@@ -1,0 +1,285 @@
+//! Configuration: built-in defaults, then `config/toolq.toml` (or `--config
+//! FILE`), then `TOOLQ_*` environment variables (`__` for nesting), then
+//! command-line flags. Every default is a named constant here and is
+//! mirrored, commented, in `config/toolq.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_CONFIG_FILE: &str = "config/toolq.toml";
+pub const DEFAULT_QUEUE: &str = "default";
+pub const DEFAULT_CONCURRENCY: usize = 10;
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:9464";
+/// Fits inside the usual 30 s container stop timeout.
+pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 25;
+pub const DEFAULT_RESULT_TTL_S: u64 = 3600;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 5000;
+/// A job whose worker died this many times is buried as poison.
+pub const DEFAULT_MAX_RECOVERIES: u32 = 3;
+pub const DEFAULT_DEAD_MAX_JOBS: u64 = 100_000;
+pub const DEFAULT_DEAD_MAX_AGE_S: u64 = 7 * 24 * 3600;
+pub const DEFAULT_BACKOFF_BASE_MS: u64 = 1000;
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_600_000;
+/// Most jobs taken per fetch round trip (bounded by free permits too).
+pub const DEFAULT_FETCH_BATCH: usize = 100;
+/// Most job outcomes written per ack round trip.
+pub const DEFAULT_ACK_BATCH: usize = 200;
+
+/// Log output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything a worker or the CLI needs to know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    pub redis_url: String,
+    /// PEM file with the CA that signed the Redis server's certificate, when
+    /// it is not in the system roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// Queues to serve, in priority order; `name=weight` on any of them
+    /// switches from strict order to weighted random order.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub queues: Vec<String>,
+    /// Most tool executions at once in one process.
+    pub concurrency: usize,
+    /// Side port for health and metrics, or `off`.
+    pub http_addr: String,
+    pub log_format: LogFormat,
+    /// How long in-flight jobs may finish after SIGTERM before they are put back.
+    pub shutdown_grace_s: u64,
+    /// Default result lifetime; a job's `result_ttl_s` overrides it.
+    pub result_ttl_s: u64,
+    /// Default total tries; a job's `max_attempts` overrides it.
+    pub max_attempts: u32,
+    pub max_payload_bytes: usize,
+    pub max_json_depth: usize,
+    pub heartbeat_interval_ms: u64,
+    /// A worker silent this long is dead and its jobs are recovered.
+    pub heartbeat_timeout_ms: u64,
+    pub max_recoveries: u32,
+    pub dead_max_jobs: u64,
+    pub dead_max_age_s: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub fetch_batch: usize,
+    pub ack_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            redis_url: DEFAULT_REDIS_URL.into(),
+            redis_ca_file: None,
+            queues: vec![DEFAULT_QUEUE.into()],
+            concurrency: DEFAULT_CONCURRENCY,
+            http_addr: DEFAULT_HTTP_ADDR.into(),
+            log_format: LogFormat::Pretty,
+            shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE_S,
+            result_ttl_s: DEFAULT_RESULT_TTL_S,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_payload_bytes: crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_json_depth: crate::job::DEFAULT_MAX_JSON_DEPTH,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            heartbeat_timeout_ms: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+            max_recoveries: DEFAULT_MAX_RECOVERIES,
+            dead_max_jobs: DEFAULT_DEAD_MAX_JOBS,
+            dead_max_age_s: DEFAULT_DEAD_MAX_AGE_S,
+            backoff_base_ms: DEFAULT_BACKOFF_BASE_MS,
+            backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+            fetch_batch: DEFAULT_FETCH_BATCH,
+            ack_batch: DEFAULT_ACK_BATCH,
+        }
+    }
+}
+
+/// Invalid configuration: names the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: `{key}` (from {source}): {message}")]
+    Invalid {
+        key: &'static str,
+        source: String,
+        message: String,
+    },
+}
+
+/// Values given as command-line flags; they override everything else.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Loads and validates the configuration. `file` is `--config`; without
+    /// it `config/toolq.toml` is read when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let path = match file {
+            Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(DEFAULT_CONFIG_FILE),
+        };
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            .merge(Env::prefixed("TOOLQ_").split("__"))
+            .merge(Serialized::defaults(overrides.clone()));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe(&e, &path)))?;
+        config.validate(&|key| source_of(&figment, key))?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: ranges and relations between keys.
+    pub fn validate(&self, source: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let fail = |key: &'static str, message: String| ConfigError::Invalid {
+            key,
+            source: source(key),
+            message,
+        };
+        if !(1..=100_000).contains(&self.concurrency) {
+            return Err(fail("concurrency", format!("must be 1..=100000, got {}", self.concurrency)));
+        }
+        if self.queues.is_empty() {
+            return Err(fail("queues", "must name at least one queue".into()));
+        }
+        for spec in &self.queues {
+            crate::worker::QueueSpec::parse(spec).map_err(|m| fail("queues", m))?;
+        }
+        if !(self.redis_url.starts_with("redis://")
+            || self.redis_url.starts_with("rediss://")
+            || self.redis_url.starts_with("unix://")
+            || self.redis_url.starts_with("redis+unix://"))
+        {
+            return Err(fail(
+                "redis_url",
+                format!(
+                    "must start with redis:// or rediss://, got {}",
+                    crate::queue::mask_url(&self.redis_url)
+                ),
+            ));
+        }
+        if self.http_addr.parse::<crate::health::HttpAddr>().is_err() {
+            return Err(fail("http_addr", format!("must be host:port or `off`, got {:?}", self.http_addr)));
+        }
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms {
+            return Err(fail(
+                "heartbeat_timeout_ms",
+                "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
+            ));
+        }
+        let positive: [(&'static str, u64); 6] = [
+            ("max_attempts", self.max_attempts as u64),
+            ("max_payload_bytes", self.max_payload_bytes as u64),
+            ("max_json_depth", self.max_json_depth as u64),
+            ("fetch_batch", self.fetch_batch as u64),
+            ("ack_batch", self.ack_batch as u64),
+            ("dead_max_jobs", self.dead_max_jobs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(fail(key, "must be at least 1".into()));
+            }
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            return Err(fail("backoff_base_ms", "must not exceed backoff_max_ms".into()));
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_s)
+    }
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+    pub fn dead_max_age(&self) -> Duration {
+        Duration::from_secs(self.dead_max_age_s)
+    }
+}
+
+/// Where a key's value came from, e.g. "`TOOLQ_` environment variable(s)".
+fn source_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(m) => match &m.source {
+            Some(src) => format!("{} {}", m.name, src),
+            None if m.name.contains("Serialized") => "command-line flag or default".into(),
+            None => m.name.to_string(),
+        },
+        None => "default".into(),
+    }
+}
+
+fn describe(e: &figment::Error, path: &Path) -> String {
+    let mut out = Vec::new();
+    for err in e.clone() {
+        let key = err.path.join(".");
+        let source = err
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                Some(s) => format!("{} {}", m.name, s),
+                None => m.name.to_string(),
+            })
+            .unwrap_or_else(|| path.display().to_string());
+        let kind = err.kind.to_string();
+        // Never echo a value that could be a secret (the Redis URL).
+        let kind = if key.contains("url") || key.contains("key") {
+            kind.split(" found ").next().unwrap_or("invalid value").to_owned()
+        } else {
+            kind
+        };
+        out.push(if key.is_empty() {
+            format!("{kind} (from {source})")
+        } else {
+            format!("`{key}` (from {source}): {kind}")
+        });
+    }
+    out.join("; ")
+}
+
+/// Accepts `["a", "b"]` or `"a,b"` (the usual shape of an env variable).
+fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}

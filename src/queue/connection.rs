@@ -1,0 +1,137 @@
+//! Connecting to Redis: the pool for ordinary calls, dedicated connections for
+//! blocking waits, TLS with an optional custom CA, and URLs safe to log.
+
+use std::path::Path;
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+
+use super::{QueueError, Result};
+
+/// How long establishing a connection may take before it counts as an outage.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a non-blocking call may take; a stalled Redis is an outage too.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the pool keeps; multiplexed, so a handful serve many tasks.
+pub const POOL_SIZE: usize = 16;
+
+/// Where Redis is and how to reach it. The URL may hold a password: format it
+/// with [`mask_url`] only.
+#[derive(Clone)]
+pub struct RedisTarget {
+    client: Client,
+    masked: String,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked)
+    }
+}
+
+impl RedisTarget {
+    /// Parses `redis://` or `rediss://` URLs; `ca_file` replaces the system
+    /// roots for TLS (a private CA).
+    pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self> {
+        let masked = mask_url(url);
+        let bad = |e: redis::RedisError| QueueError::Config(format!("redis url {masked}: {e}"));
+        let info = url.into_connection_info().map_err(bad)?;
+        let client = match ca_file {
+            Some(path) => {
+                let root = std::fs::read(path).map_err(|e| {
+                    QueueError::Config(format!("redis CA file {}: {e}", path.display()))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                };
+                Client::build_with_tls(info, certs).map_err(bad)?
+            }
+            None => Client::open(info).map_err(bad)?,
+        };
+        Ok(RedisTarget { client, masked })
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn masked_url(&self) -> &str {
+        &self.masked
+    }
+
+    pub(crate) fn pool(&self) -> Result<Pool> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let manager =
+            Manager::new_with_config(self.client.get_connection_info().clone(), config)
+                .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
+        Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| QueueError::Config(format!("redis pool: {e}")))
+    }
+
+    /// A connection of its own for blocking commands, so a `BLMOVE` never
+    /// holds up the calls multiplexed on the pool's connections.
+    pub(crate) async fn dedicated(
+        &self,
+        block: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| QueueError::redis("connect", e))
+    }
+}
+
+/// Replaces the password (and a lone username used as password) in a Redis
+/// URL with `***`, for logs and error messages.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let masked_user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{scheme}://{masked_user}@{host}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            mask_url("redis://user:s3cret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(mask_url("rediss://:s3cret@host"), "rediss://:***@host");
+        assert_eq!(mask_url("redis://tok@host"), "redis://***@host");
+        assert_eq!(mask_url("redis://p:a@b@host"), "redis://p:***@host");
+        assert_eq!(mask_url("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors_without_the_password() {
+        let err = RedisTarget::new("http://u:s3cret@host", None).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("u:***@host"), "{text}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Every Redis key toolq touches is built here and nowhere else.
+//!
+//! Keys of one queue share the hash tag `{Q}`, so the multi-key scripts stay in
+//! one slot on Redis Cluster.
+
+/// Prefix of every key.
+pub const PREFIX: &str = "toolq";
+
+/// The keys of one queue, formatted once: the hot path only appends ids.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    pub name: String,
+    /// list: jobs waiting; producers LPUSH, workers take from the right.
+    pub pending: String,
+    /// sorted set: retries and scheduled jobs, score = due unix ms.
+    pub delayed: String,
+    /// sorted set: buried jobs, score = time of death.
+    pub dead: String,
+    /// sorted set: worker ids, score = last heartbeat (Redis clock, ms).
+    pub workers: String,
+    /// hash: running totals (`processed`, `failed`, `dead`).
+    pub stats: String,
+    tag: String,
+}
+
+impl QueueKeys {
+    pub fn new(queue: &str) -> Self {
+        let tag = format!("{PREFIX}:{{{queue}}}:");
+        Self {
+            name: queue.to_owned(),
+            pending: format!("{tag}pending"),
+            delayed: format!("{tag}delayed"),
+            dead: format!("{tag}dead"),
+            workers: format!("{tag}workers"),
+            stats: format!("{tag}stats"),
+            tag,
+        }
+    }
+
+    /// hash: jobs this worker holds, field = fetch sequence number.
+    pub fn active(&self, worker: &str) -> String {
+        format!("{}active:{worker}", self.tag)
+    }
+
+    /// list: at most a few jobs moved by a blocking wait, adopted into
+    /// `active` by the next fetch; recovered with it.
+    pub fn landing(&self, worker: &str) -> String {
+        format!("{}active:{worker}:landing", self.tag)
+    }
+
+    /// string: a job's result JSON, with a TTL.
+    pub fn result(&self, id: &str) -> String {
+        let mut key = String::with_capacity(self.tag.len() + 7 + id.len());
+        key.push_str(&self.tag);
+        key.push_str("result:");
+        key.push_str(id);
+        key
+    }
+
+    /// list: ids of a batch's finished jobs, pushed by the worker so that a
+    /// waiting producer blocks on one key instead of polling results.
+    pub fn batch(&self, batch: &str) -> String {
+        format!("{}batch:{batch}", self.tag)
+    }
+
+    /// string: marks a unique job as pending/running, with a TTL.
+    pub fn unique(&self, unique_key: &str) -> String {
+        format!("{}unique:{unique_key}", self.tag)
+    }
+
+    /// Pattern matching every `active` key of the queue (for `stats`).
+    pub fn active_pattern(&self) -> String {
+        format!("{}active:*", self.tag)
+    }
+}
+
+/// string: a worker's registration (JSON), expiring unless refreshed.
+pub fn worker_info(worker: &str) -> String {
+    format!("{PREFIX}:worker:{worker}")
+}
+
+/// string: a tool's cached output.
+pub fn cache(tool: &str, digest: &str) -> String {
+    format!("{PREFIX}:cache:{tool}:{digest}")
+}
+
+/// string: a tool's rate-limit window counter.
+pub fn rate_limit(tool: &str) -> String {
+    format!("{PREFIX}:ratelimit:{{{tool}}}")
+}
+
+/// Pattern for discovering queues from their pending lists.
+pub const PENDING_PATTERN: &str = "toolq:{*}:pending";
+
+/// The queue name inside a key built by [`QueueKeys`], e.g. for `SCAN` results.
+pub fn queue_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("toolq:{")?;
+    let end = rest.find('}')?;
+    Some(&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_queue_hash_tag() {
+        let k = QueueKeys::new("emails");
+        assert_eq!(k.pending, "toolq:{emails}:pending");
+        assert_eq!(k.delayed, "toolq:{emails}:delayed");
+        assert_eq!(k.dead, "toolq:{emails}:dead");
+        assert_eq!(k.workers, "toolq:{emails}:workers");
+        assert_eq!(k.active("w1"), "toolq:{emails}:active:w1");
+        assert_eq!(k.landing("w1"), "toolq:{emails}:active:w1:landing");
+        assert_eq!(k.result("abc"), "toolq:{emails}:result:abc");
+        assert_eq!(k.batch("b"), "toolq:{emails}:batch:b");
+        assert_eq!(k.unique("u"), "toolq:{emails}:unique:u");
+    }
+
+    #[test]
+    fn global_keys() {
+        assert_eq!(worker_info("w"), "toolq:worker:w");
+        assert_eq!(cache("weather", "ab12"), "toolq:cache:weather:ab12");
+        assert_eq!(rate_limit("weather"), "toolq:ratelimit:{weather}");
+    }
+
+    #[test]
+    fn queue_name_is_recovered_from_a_key() {
+        assert_eq!(queue_of("toolq:{a:b}:pending"), Some("a:b"));
+        assert_eq!(queue_of("other:{x}:pending"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! The queue: everything toolq stores in Redis, behind one API.
+//!
+//! - `keys`: the only place key names are built.
+//! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
+//! - `connection`: pool, dedicated blocking connections, TLS, URL masking.
+//! - `broker`: the operations the worker and producer call.
+//!
+//! The queue moves opaque payloads: it knows nothing of tools or workers.
+
+mod broker;
+mod connection;
+pub mod keys;
+mod scripts;
+
+pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};
+pub use connection::{mask_url, RedisTarget};
+pub use keys::QueueKeys;
+
+/// What went wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis answered with an error or the connection failed during `op`.
+    #[error("queue.{op}: {source}")]
+    Redis {
+        op: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+    /// No connection could be had (Redis down or unreachable).
+    #[error("queue.{op}: redis unreachable: {message}")]
+    Unavailable { op: &'static str, message: String },
+    /// This worker is not in the queue's worker set (it was declared dead
+    /// and has not re-registered yet), so it may not take jobs.
+    #[error("queue.fetch: worker is not registered")]
+    NotRegistered,
+    /// The Redis URL or TLS settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Redis answered something the script contract does not allow.
+    #[error("queue.{op}: unexpected reply: {message}")]
+    Protocol { op: &'static str, message: String },
+}
+
+impl QueueError {
+    pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
+        QueueError::Redis { op, source }
+    }
+
+    /// True when the error means Redis could not be reached (as opposed to a
+    /// command Redis refused): callers back off and try again.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            QueueError::Unavailable { .. } => true,
+            QueueError::Redis { source, .. } => is_connection_error(source),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+        )
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;

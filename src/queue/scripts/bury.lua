@@ -1,0 +1,37 @@
+-- Buries a job in the dead set (out of attempts, permanent error, or not a
+-- valid job at all) and trims the set by age and size, so it cannot grow
+-- without bound.
+--
+-- KEYS[1] active hash of this worker
+-- KEYS[2] dead sorted set
+-- KEYS[3] result key of the job (any key of the queue when there is no id)
+-- KEYS[4] stats hash of the queue
+-- KEYS[5] optional notification list
+-- ARGV[1] fetch sequence number
+-- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},"died_at":'
+--         the script appends the time of death (Redis clock, ms) and '}'
+-- ARGV[3] result TTL in seconds; 0 stores no result
+-- ARGV[4] result JSON (status "dead")
+-- ARGV[5] most entries kept in the dead set
+-- ARGV[6] oldest entry kept, in milliseconds of age
+-- ARGV[7] job id for the notification list
+-- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
+
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
+end
+redis.call('HINCRBY', KEYS[4], 'dead', 1)
+if KEYS[5] then
+  redis.call('RPUSH', KEYS[5], ARGV[7])
+  redis.call('EXPIRE', KEYS[5], 86400)
+end
+return 1

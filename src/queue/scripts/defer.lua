@@ -1,0 +1,20 @@
+-- Parks a fetched job whose run_at lies in the future (by Redis's clock) in
+-- the delayed set instead of running it early.
+--
+-- KEYS[1] active hash of this worker
+-- KEYS[2] delayed sorted set
+-- ARGV[1] fetch sequence number
+-- ARGV[2] run_at, unix ms
+-- ARGV[3] payload
+-- Returns 1 when deferred, 0 when it is due (run it now), -1 when stale.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) <= now then
+  return 0
+end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return -1
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1

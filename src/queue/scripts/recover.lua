@@ -1,0 +1,83 @@
+-- Recovers the jobs of a worker whose heartbeat stopped: each goes back to the
+-- FRONT of pending (it is the oldest work, so it runs next), with its
+-- recovery count raised; a job recovered more than the limit is buried as
+-- poison instead, so a job that kills workers cannot kill the fleet forever.
+-- Staleness is checked again here, atomically, so exactly one live worker
+-- recovers a given job and a worker that came back in time keeps its jobs.
+--
+-- KEYS[1] workers sorted set
+-- KEYS[2] active hash of the dead worker
+-- KEYS[3] landing list of the dead worker
+-- KEYS[4] pending list
+-- KEYS[5] dead sorted set
+-- ARGV[1] dead worker id
+-- ARGV[2] heartbeat timeout in ms
+-- ARGV[3] most recoveries before a job is buried
+-- ARGV[4] most entries kept in the dead set
+-- Returns {recovered, buried}, or {-1, 0} when the worker is alive after all.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if beat and tonumber(beat) >= now - tonumber(ARGV[2]) then
+  return {-1, 0}
+end
+
+-- The recovery count is the first field of the object, written textually so
+-- the rest of the payload is not re-encoded (cjson would mangle big numbers).
+local function bump(p)
+  local n, rest = string.match(p, '^{"recoveries":(%d+),(.*)$')
+  if n then
+    local c = tonumber(n) + 1
+    return c, '{"recoveries":' .. c .. ',' .. rest
+  end
+  local body = string.match(p, '^%s*{(.*)$')
+  if not body then
+    return 0, p -- not an object: the worker buries it without running it
+  end
+  if string.match(body, '^%s*}') then
+    return 1, '{"recoveries":1' .. body
+  end
+  return 1, '{"recoveries":1,' .. body
+end
+
+local jobs = {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do
+  jobs[#jobs + 1] = {tonumber(flat[i]), flat[i + 1]}
+end
+table.sort(jobs, function(a, b) return a[1] < b[1] end)
+local landed = redis.call('LRANGE', KEYS[3], 0, -1)
+
+local limit = tonumber(ARGV[3])
+local recovered, buried = 0, 0
+local function put_back(p)
+  local count, bumped = bump(p)
+  if count > limit then
+    local job = bumped
+    if not pcall(cjson.decode, bumped) then job = cjson.encode(bumped) end
+    local entry = '{"job":' .. job .. ',"error":{"kind":"poisoned","message":' ..
+      cjson.encode('worker died while running this job ' .. count .. ' times') ..
+      '},"died_at":' .. now .. '}'
+    redis.call('ZADD', KEYS[5], now, entry)
+    buried = buried + 1
+  else
+    -- RPUSH puts it where the next fetch looks first; the newest goes first so
+    -- the oldest ends up rightmost and runs first.
+    redis.call('RPUSH', KEYS[4], bumped)
+    recovered = recovered + 1
+  end
+end
+
+for i = 1, #landed do
+  put_back(landed[i])
+end
+for i = #jobs, 1, -1 do
+  put_back(jobs[i][2])
+end
+if buried > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[4]) + 1))
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return {recovered, buried}

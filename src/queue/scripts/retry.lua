@@ -1,0 +1,27 @@
+-- Schedules another attempt of a failed job: moves it from this worker's
+-- active hash to the delayed set, due after the backoff, judged by Redis's
+-- clock so workers with skewed clocks agree on when it is due.
+--
+-- KEYS[1] active hash of this worker
+-- KEYS[2] delayed sorted set
+-- KEYS[3] result key of the job
+-- KEYS[4] stats hash of the queue
+-- ARGV[1] fetch sequence number
+-- ARGV[2] delay in milliseconds
+-- ARGV[3] the job's payload for its next attempt
+-- ARGV[4] result TTL in seconds; 0 stores no result
+-- ARGV[5] result JSON (status "failed", for anyone watching)
+-- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
+
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ttl)
+end
+redis.call('HINCRBY', KEYS[4], 'retried', 1)
+return 1
