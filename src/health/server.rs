@@ -1,0 +1,197 @@
+//! The side-port HTTP server: probes for the orchestrator, JSON for humans,
+//! text for Prometheus.
+//!
+//! Handlers only read [`HealthState`] atomics and render the recorder, so they
+//! never touch Redis: a probe cannot add load to an outage it is reporting.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::{HealthError, HealthState};
+
+/// How long in-flight requests may finish after shutdown is signalled. A
+/// half-sent request from a stuck client must not hold up the worker's exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Prometheus text exposition format; scrapers pick the parser by it.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+struct App {
+    state: Arc<HealthState>,
+    metrics: PrometheusHandle,
+}
+
+/// Binds here rather than in the caller so the error names the address the
+/// operator has to change.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HealthError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HealthError::Bind { addr, source })
+}
+
+/// Serves until `shutdown` resolves, then gives open requests
+/// [`SHUTDOWN_GRACE`] to finish. Takes a bound listener so tests can use port
+/// 0 and the binary can report bind errors before starting any work.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HealthState>,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HealthError> {
+    let (signalled_tx, signalled_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, router(state, metrics))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let grace_over = async move {
+        // An Err means the server dropped the signal, i.e. it already ended.
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = server => res.map_err(HealthError::Serve),
+        () = grace_over => {
+            tracing::debug!("health.serve: grace period over, dropping open connections");
+            Ok(())
+        }
+    }
+}
+
+fn router(state: Arc<HealthState>, metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(App { state, metrics })
+}
+
+/// Liveness: answering at all proves the runtime is not wedged. Redis being
+/// down must not get the pod restarted, so nothing else is checked.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: says why not, so `kubectl describe` shows the failing check.
+async fn readyz(State(app): State<App>) -> Response {
+    match app.state.not_ready_reason() {
+        None => Json(json!({ "status": "ready" })).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "failing": reason })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    version: &'a str,
+    worker_id: &'a str,
+    uptime_s: u64,
+    redis: RedisHealth,
+    in_flight: usize,
+    concurrency: usize,
+    shutting_down: bool,
+    /// `null` before the first heartbeat, so "never" is not mistaken for 0.
+    heartbeat_age_ms: Option<u64>,
+    queues: Vec<QueueDepth>,
+}
+
+#[derive(Serialize)]
+struct RedisHealth {
+    ok: bool,
+    ping_ms: f64,
+}
+
+#[derive(Serialize)]
+struct QueueDepth {
+    name: String,
+    pending: u64,
+    active: u64,
+    delayed: u64,
+    dead: u64,
+}
+
+/// Everything an operator checks first, in one `curl`; always 200 so the body
+/// is readable even while the worker is degraded.
+async fn health(State(app): State<App>) -> Response {
+    let s = &app.state;
+    let queues = s
+        .depths()
+        .into_iter()
+        .map(|(name, [pending, active, delayed, dead])| QueueDepth {
+            name,
+            pending,
+            active,
+            delayed,
+            dead,
+        })
+        .collect();
+    let body = Health {
+        status: if s.not_ready_reason().is_none() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        version: s.version,
+        worker_id: &s.worker_id,
+        uptime_s: s.uptime().as_secs(),
+        redis: RedisHealth {
+            ok: s.redis_ok(),
+            ping_ms: s.redis_ping().as_secs_f64() * 1000.0,
+        },
+        in_flight: s.in_flight(),
+        concurrency: s.concurrency,
+        shutting_down: s.shutting_down(),
+        heartbeat_age_ms: s
+            .heartbeat_age()
+            .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+        queues,
+    };
+    Json(body).into_response()
+}
+
+async fn prometheus(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// JSON even for errors, so clients that parse every body do not choke.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": "method not allowed" })),
+    )
+        .into_response()
+}

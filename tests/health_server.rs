@@ -1,0 +1,407 @@
+//! The side port over real sockets: every route, readiness flips, metrics
+//! rendering, and abuse (junk paths, bad methods, raw garbage) that must not
+//! take the probes down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{header::CONTENT_TYPE, Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use toolq::health::{
+    bind, install_recorder, metrics as names, serve, HealthError, HealthState,
+    HEARTBEAT_STALE_AFTER, SHUTDOWN_GRACE,
+};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), HealthError>>,
+}
+
+async fn start(state: Arc<HealthState>) -> Server {
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = install_recorder().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, state, handle, async {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        base: format!("http://{addr}"),
+        stop: Some(tx),
+        task,
+    }
+}
+
+fn ready_state(id: &str) -> Arc<HealthState> {
+    let s = HealthState::new(id.into(), vec!["default".into(), "mail".into()], 8);
+    s.set_redis_ok(true);
+    s.record_heartbeat();
+    Arc::new(s)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
+
+async fn get_json(c: &Client, url: &str) -> (StatusCode, String, Value) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status();
+    let ct = r.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
+    (status, ct, r.json().await.unwrap())
+}
+
+async fn readyz(c: &Client, s: &Server) -> (StatusCode, Value) {
+    let (st, ct, body) = get_json(c, &format!("{}/readyz", s.base)).await;
+    assert_eq!(ct, "application/json");
+    (st, body)
+}
+
+#[tokio::test]
+async fn every_route_answers_with_status_type_and_body() {
+    let state = ready_state("w-routes");
+    state.set_depths(vec![
+        ("default".into(), [3, 1, 2, 5]),
+        ("mail".into(), [0; 4]),
+    ]);
+    state.record_ping(Duration::from_micros(1500));
+    state.job_started();
+    let s = start(state.clone()).await;
+    let c = client();
+
+    let (st, ct, body) = get_json(&c, &format!("{}/healthz", s.base)).await;
+    assert_eq!(
+        (st, ct.as_str(), body),
+        (StatusCode::OK, "application/json", json!({"status": "ok"}))
+    );
+
+    let (st, body) = readyz(&c, &s).await;
+    assert_eq!((st, body), (StatusCode::OK, json!({"status": "ready"})));
+
+    let (st, ct, h) = get_json(&c, &format!("{}/health", s.base)).await;
+    assert_eq!((st, ct.as_str()), (StatusCode::OK, "application/json"));
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["worker_id"], "w-routes");
+    assert!(h["uptime_s"].is_u64());
+    assert_eq!(h["redis"], json!({"ok": true, "ping_ms": 1.5}));
+    assert_eq!(
+        (h["in_flight"].as_u64(), h["concurrency"].as_u64()),
+        (Some(1), Some(8))
+    );
+    assert_eq!(h["shutting_down"], false);
+    assert!(h["heartbeat_age_ms"].as_u64().unwrap() < 5_000);
+    assert_eq!(
+        h["queues"],
+        json!([
+            {"name": "default", "pending": 3, "active": 1, "delayed": 2, "dead": 5},
+            {"name": "mail", "pending": 0, "active": 0, "delayed": 0, "dead": 0},
+        ])
+    );
+
+    let r = c.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ct = r.headers()[CONTENT_TYPE].to_str().unwrap();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+
+    for path in ["/", "/nope", "/healthz/extra", "/metrics.json", "/HEALTHZ"] {
+        let (st, ct, body) = get_json(&c, &format!("{}{path}", s.base)).await;
+        assert_eq!(
+            (st, ct.as_str()),
+            (StatusCode::NOT_FOUND, "application/json"),
+            "{path}"
+        );
+        assert_eq!(body, json!({"error": "not found"}), "{path}");
+    }
+
+    for (method, path) in [
+        ("POST", "/healthz"),
+        ("DELETE", "/readyz"),
+        ("PUT", "/metrics"),
+        ("PATCH", "/health"),
+    ] {
+        let r = c
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", s.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(allow.is_some_and(|a| a.contains("GET")), "{method} {path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "method not allowed"})
+        );
+    }
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_redis_shutdown_and_heartbeat() {
+    let state = ready_state("w-ready");
+    let s = start(state.clone()).await;
+    let c = client();
+    let health_status = |c: Client, base: String| async move {
+        get_json(&c, &format!("{base}/health")).await.2["status"].clone()
+    };
+
+    assert_eq!(readyz(&c, &s).await.0, StatusCode::OK);
+    state.set_redis_ok(false);
+    let (st, body) = readyz(&c, &s).await;
+    assert_eq!(
+        (st, body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "failing": "redis"})
+        )
+    );
+    assert_eq!(health_status(c.clone(), s.base.clone()).await, "degraded");
+    // Liveness must not follow Redis, or an outage restarts every worker.
+    assert_eq!(
+        get_json(&c, &format!("{}/healthz", s.base)).await.0,
+        StatusCode::OK
+    );
+
+    state.set_redis_ok(true);
+    assert_eq!(
+        readyz(&c, &s).await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    assert_eq!(health_status(c.clone(), s.base.clone()).await, "ok");
+
+    state.set_shutting_down();
+    state.set_redis_ok(false);
+    let (st, body) = readyz(&c, &s).await;
+    assert_eq!(
+        (st, body["failing"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("shutting_down"))
+    );
+    assert_eq!(
+        get_json(&c, &format!("{}/health", s.base)).await.2["shutting_down"],
+        true
+    );
+    stop(s).await;
+
+    // A worker that never heart-beat is not ready either.
+    let fresh = Arc::new(HealthState::new("w-new".into(), vec![], 1));
+    fresh.set_redis_ok(true);
+    let s = start(fresh.clone()).await;
+    assert_eq!(readyz(&c, &s).await.1["failing"], "heartbeat");
+    assert_eq!(
+        get_json(&c, &format!("{}/health", s.base)).await.2["heartbeat_age_ms"],
+        Value::Null
+    );
+    fresh.record_heartbeat();
+    assert_eq!(readyz(&c, &s).await.0, StatusCode::OK);
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn stale_heartbeat_fails_readiness_until_the_next_beat() {
+    let state = ready_state("w-stale");
+    let s = start(state.clone()).await;
+    let c = client();
+    assert_eq!(readyz(&c, &s).await.0, StatusCode::OK);
+    tokio::time::sleep(HEARTBEAT_STALE_AFTER + Duration::from_millis(300)).await;
+    let (st, body) = readyz(&c, &s).await;
+    assert_eq!(
+        (st, body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "failing": "heartbeat"})
+        )
+    );
+    let age = get_json(&c, &format!("{}/health", s.base)).await.2["heartbeat_age_ms"].as_u64();
+    assert!(age.unwrap() > HEARTBEAT_STALE_AFTER.as_millis() as u64);
+    state.record_heartbeat();
+    assert_eq!(readyz(&c, &s).await.0, StatusCode::OK);
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn recorded_metrics_appear_on_the_metrics_route() {
+    let s = start(ready_state("w-metrics")).await;
+    let labels = [
+        ("queue", "q-metrics-test"),
+        ("tool", "echo"),
+        ("outcome", "succeeded"),
+    ];
+    metrics::counter!(names::JOBS_FINISHED, &labels).increment(3);
+    metrics::histogram!(names::JOB_DURATION, "queue" => "q-metrics-test", "tool" => "echo")
+        .record(0.0004);
+    metrics::histogram!(names::REDIS_RTT).record(0.00004);
+    toolq::health::describe_metrics();
+
+    let text = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want = [
+        r#"toolq_jobs_finished_total{queue="q-metrics-test",tool="echo",outcome="succeeded"} 3"#,
+        r#"toolq_job_duration_seconds_bucket{queue="q-metrics-test",tool="echo",le="0.0005"} 1"#,
+        r#"toolq_job_duration_seconds_bucket{queue="q-metrics-test",tool="echo",le="600"} 1"#,
+        r#"toolq_redis_rtt_seconds_bucket{le="0.00005"} 1"#,
+        "# TYPE toolq_jobs_finished_total counter",
+        "# HELP toolq_jobs_finished_total Jobs finished",
+    ];
+    for line in want {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    stop(s).await;
+}
+
+/// Writes raw bytes, half-closes, and waits for the server to answer or hang
+/// up; returns what came back.
+async fn raw(addr: SocketAddr, bytes: Vec<u8>) -> Vec<u8> {
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    let _ = sock.write_all(&bytes).await;
+    let _ = sock.shutdown().await;
+    let mut out = Vec::new();
+    let read = timeout(PATIENCE, sock.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "server neither answered nor closed for {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+    );
+    out
+}
+
+#[tokio::test]
+async fn abuse_gets_answers_or_closed_connections_and_the_server_survives() {
+    let s = start(ready_state("w-abuse")).await;
+    let c = client();
+    let huge = format!("/{}", "a".repeat(200_000));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (c, base) = (c.clone(), s.base.clone());
+        let huge = huge.clone();
+        tasks.spawn(async move {
+            let (method, path, want): (&[u8], String, Option<u16>) = match i % 5 {
+                0 => (b"GET", "/metrics".into(), Some(200)),
+                1 => (b"GET", "/healthz".into(), Some(200)),
+                2 => (
+                    b"GET",
+                    format!("/%2e%2e/%2e%2e/etc/passwd?x={i}"),
+                    Some(404),
+                ),
+                3 => (b"GET", huge, None),
+                _ => (b"BREW", "/healthz".into(), Some(405)),
+            };
+            let m = Method::from_bytes(method).unwrap();
+            match c.request(m, format!("{base}{path}")).send().await {
+                Ok(r) => {
+                    if let Some(w) = want {
+                        assert_eq!(r.status().as_u16(), w, "{path:.40}");
+                    } else {
+                        assert!(r.status().is_client_error(), "{}", r.status());
+                    }
+                    let _ = r.bytes().await;
+                }
+                // Closing on an oversized request is an acceptable answer.
+                Err(e) => assert!(want.is_none() && !e.is_timeout(), "{path:.40}: {e}"),
+            }
+        });
+    }
+    let garbage: Vec<Vec<u8>> = vec![
+        b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        (0..4096u32).map(|i| (i * 7919 % 256) as u8).collect(),
+        b"GET / HTTP/9.9\r\n\r\n".to_vec(),
+        b"\0\0\0\0\r\n\r\n".to_vec(),
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "b".repeat(1 << 20)
+        )
+        .into_bytes(),
+        b"GET /healthz HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(),
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        Vec::new(),
+    ];
+    for g in garbage.clone() {
+        let addr = s.addr;
+        tasks.spawn(async move {
+            let _ = raw(addr, g).await;
+        });
+    }
+    while let Some(res) = timeout(PATIENCE * 3, tasks.join_next())
+        .await
+        .expect("requests hung")
+    {
+        res.unwrap();
+    }
+    let traversal = raw(s.addr, garbage[0].clone()).await;
+    assert!(String::from_utf8_lossy(&traversal).starts_with("HTTP/1.1 404"));
+
+    let (st, _, body) = get_json(&c, &format!("{}/healthz", s.base)).await;
+    assert_eq!((st, body), (StatusCode::OK, json!({"status": "ok"})));
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn bind_failure_names_the_address() {
+    let taken = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = bind(addr).await.unwrap_err();
+    assert!(matches!(err, HealthError::Bind { .. }));
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_within_grace_despite_a_stuck_client() {
+    let s = start(ready_state("w-stop")).await;
+    // Half a request, never finished: graceful shutdown alone would wait on it.
+    let mut stuck = TcpStream::connect(s.addr).await.unwrap();
+    stuck
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = std::time::Instant::now();
+    stop(s).await;
+    assert!(
+        t0.elapsed() < SHUTDOWN_GRACE + Duration::from_secs(2),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(stuck);
+}
+
+async fn stop(mut s: Server) {
+    if let Some(tx) = s.stop.take() {
+        let _ = tx.send(());
+    }
+    let res = timeout(SHUTDOWN_GRACE + PATIENCE, &mut s.task).await;
+    res.expect("serve did not stop").unwrap().unwrap();
+    assert!(
+        TcpStream::connect(s.addr).await.is_err(),
+        "still accepting after stop"
+    );
+}
