@@ -112,10 +112,10 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Parse(String),
-    #[error("invalid configuration: `{key}` (from {source}): {message}")]
+    #[error("invalid configuration: `{key}` (from {origin}): {message}")]
     Invalid {
         key: &'static str,
-        source: String,
+        origin: String,
         message: String,
     },
 }
@@ -159,7 +159,7 @@ impl Config {
     pub fn validate(&self, source: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         let fail = |key: &'static str, message: String| ConfigError::Invalid {
             key,
-            source: source(key),
+            origin: source(key),
             message,
         };
         if !(1..=100_000).contains(&self.concurrency) {

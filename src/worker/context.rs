@@ -1,0 +1,79 @@
+//! What every part of a running worker shares.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::outage::Outage;
+use super::queues::QueueSet;
+use crate::config::Config;
+use crate::health::HealthState;
+use crate::job::ParseLimits;
+use crate::queue::Broker;
+use crate::tools::Registry;
+
+pub struct Ctx {
+    pub broker: Arc<Broker>,
+    pub worker_id: String,
+    pub queues: QueueSet,
+    pub registry: Registry,
+    pub config: Config,
+    pub health: Arc<HealthState>,
+    pub limits: ParseLimits,
+    /// Next fetch sequence number: names each held job in the active hash.
+    pub seq: AtomicU64,
+    pub outage: Outage,
+    /// Cancelled when this worker learns it was declared dead: its jobs now
+    /// belong to someone else, so everything running must stop.
+    generation: Mutex<CancellationToken>,
+    /// Messages for tools that exist but are not configured (e.g. weather
+    /// without an API key), so their jobs fail with advice, not "unknown".
+    pub unconfigured: Vec<(String, String)>,
+}
+
+impl Ctx {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        broker: Arc<Broker>,
+        worker_id: String,
+        queues: QueueSet,
+        registry: Registry,
+        config: Config,
+        health: Arc<HealthState>,
+        unconfigured: Vec<(String, String)>,
+    ) -> Self {
+        let limits = ParseLimits {
+            max_bytes: config.max_payload_bytes,
+            max_depth: config.max_json_depth,
+        };
+        Ctx {
+            broker,
+            worker_id,
+            queues,
+            registry,
+            config,
+            outage: Outage::new(health.clone()),
+            health,
+            limits,
+            seq: AtomicU64::new(1),
+            generation: Mutex::new(CancellationToken::new()),
+            unconfigured,
+        }
+    }
+
+    /// The token a job started now must watch.
+    pub fn generation(&self) -> CancellationToken {
+        self.generation
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Cancels every running job: they were recovered by another worker.
+    pub fn lose_jobs(&self) {
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        g.cancel();
+        *g = CancellationToken::new();
+    }
+}

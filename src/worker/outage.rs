@@ -1,0 +1,70 @@
+//! Redis outages as every loop sees them: logged once when they start and
+//! once when they end (not once per failed call), reflected in readiness and
+//! counted in metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::health::metrics::REDIS_ERRORS;
+use crate::health::HealthState;
+use crate::queue::QueueError;
+
+/// First wait after a failed Redis call; doubles up to [`RETRY_MAX`].
+pub const RETRY_BASE: Duration = Duration::from_millis(100);
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+pub struct Outage {
+    down: AtomicBool,
+    ended_at: Mutex<Option<Instant>>,
+    health: Arc<HealthState>,
+}
+
+impl Outage {
+    pub fn new(health: Arc<HealthState>) -> Self {
+        Outage {
+            down: AtomicBool::new(false),
+            ended_at: Mutex::new(None),
+            health,
+        }
+    }
+
+    /// Records a failed call made by `op`.
+    pub fn failed(&self, op: &str, err: &QueueError) {
+        metrics::counter!(REDIS_ERRORS).increment(1);
+        if !err.is_unavailable() {
+            // Redis answered with an error: not an outage, but worth a line.
+            tracing::warn!(op, error = %err, "redis call failed");
+            return;
+        }
+        self.health.set_redis_ok(false);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(op, error = %err, "redis unreachable; retrying with backoff");
+        }
+    }
+
+    /// Records a successful call.
+    pub fn ok(&self) {
+        self.health.set_redis_ok(true);
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis reachable again; resuming");
+            if let Ok(mut t) = self.ended_at.lock() {
+                *t = Some(Instant::now());
+            }
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Time since the last outage ended (`None` if there was none).
+    pub fn since_last(&self) -> Option<Duration> {
+        self.ended_at.lock().ok().and_then(|t| t.map(|i| i.elapsed()))
+    }
+}
+
+/// Delay before retry number `failures` (0-based) of a failed Redis call.
+pub fn retry_delay(failures: u32) -> Duration {
+    super::backoff::backoff_random(failures, RETRY_BASE, RETRY_MAX)
+}

@@ -1,0 +1,66 @@
+//! The reaper: finds workers whose heartbeat stopped and moves their jobs
+//! back to the front of pending (the recover script re-checks staleness, so
+//! exactly one live worker recovers each job). Runs at start-up, then every
+//! heartbeat interval.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::Ctx;
+use super::fetcher::sleep_or_stop;
+use super::heartbeat::reap_grace;
+use crate::health::metrics::{JOBS_DEAD, JOBS_RECOVERED};
+use crate::queue::QueueError;
+
+/// Most dead workers handled per queue per round.
+const BATCH: usize = 20;
+
+pub struct Reaper {
+    pub ctx: Arc<Ctx>,
+}
+
+impl Reaper {
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            if let Err(e) = self.round().await {
+                self.ctx.outage.failed("reap", &e);
+            }
+            sleep_or_stop(self.ctx.config.heartbeat_interval(), &stop).await;
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn round(&self) -> Result<(), QueueError> {
+        let ctx = &self.ctx;
+        // Right after an outage every heartbeat is old: give live workers
+        // time to beat again before judging them.
+        if ctx.outage.is_down() || ctx.outage.since_last().is_some_and(|d| d < reap_grace(ctx)) {
+            return Ok(());
+        }
+        let timeout = ctx.config.heartbeat_timeout();
+        for keys in &ctx.queues.keys {
+            let stale = ctx.broker.stale_workers(keys, timeout, BATCH).await?;
+            for dead in stale.iter().filter(|w| **w != ctx.worker_id) {
+                let Some((recovered, buried)) = ctx
+                    .broker
+                    .recover(keys, dead, timeout, ctx.config.max_recoveries, ctx.config.dead_max_jobs)
+                    .await?
+                else {
+                    continue;
+                };
+                tracing::info!(queue = %keys.name, worker = %dead, recovered, buried,
+                    "recovered the jobs of a dead worker");
+                metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone()).increment(recovered);
+                if buried > 0 {
+                    metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => "_poisoned")
+                        .increment(buried);
+                }
+            }
+        }
+        ctx.outage.ok();
+        Ok(())
+    }
+}
