@@ -78,7 +78,11 @@ impl HealthState {
         if at == u64::MAX {
             return None;
         }
-        Some(self.started.elapsed().saturating_sub(Duration::from_millis(at)))
+        Some(
+            self.started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at)),
+        )
     }
 
     pub fn set_shutting_down(&self) {
