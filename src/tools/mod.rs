@@ -4,9 +4,17 @@
 //! Tools know nothing of Redis or the worker: caching, rate limiting, timeouts
 //! and retries wrap a tool call from the outside (see `worker::executor`).
 
+mod calculator;
+mod echo;
+mod fail;
 mod registry;
+mod sleep;
 
+pub use calculator::Calculator;
+pub use echo::Echo;
+pub use fail::Fail;
 pub use registry::Registry;
+pub use sleep::Sleep;
 
 use std::time::Duration;
 
@@ -74,10 +82,13 @@ pub trait Tool: Send + Sync + 'static {
     /// Runs the tool once. The caller enforces the timeout.
     async fn call(&self, args: &Value) -> Result<Value, ToolError>;
 
-    /// Runs attempt `attempt` (0-based). Exists for tools whose behaviour
-    /// depends on how often they were tried; the worker always calls this.
-    async fn call_attempt(&self, args: &Value, attempt: u32) -> Result<Value, ToolError> {
-        let _ = attempt;
+    /// Runs the tool once, told which attempt this is (0-based: 0 on the
+    /// first try). The worker calls this rather than [`Tool::call`] so that a tool
+    /// whose behaviour depends on how many tries came before (the `fail`
+    /// diagnostic tool) can see it without keeping state, which would be
+    /// wrong across retries landing on different workers. Other tools keep
+    /// this default.
+    async fn call_attempt(&self, args: &Value, _attempt: u32) -> Result<Value, ToolError> {
         self.call(args).await
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Tool;
+use super::{Calculator, Echo, Fail, Sleep, Tool};
 
 /// A shared, read-mostly map from tool name to implementation.
 #[derive(Clone, Default)]
@@ -16,6 +16,17 @@ impl Registry {
     /// An empty registry; see [`Registry::with_builtins`] for the usual start.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The built-in tools: `calculator`, `echo`, `sleep` and `fail`.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::new();
+        registry
+            .register(Calculator)
+            .register(Echo)
+            .register(Sleep)
+            .register(Fail);
+        registry
     }
 
     /// Adds or replaces a tool under its own name.
@@ -37,5 +48,20 @@ impl Registry {
         let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_registered_by_name() {
+        let registry = Registry::with_builtins();
+        assert_eq!(registry.names(), ["calculator", "echo", "fail", "sleep"]);
+        for name in registry.names() {
+            assert_eq!(registry.get(name).map(|tool| tool.name()), Some(name));
+        }
+        assert!(registry.get("weather").is_none());
     }
 }

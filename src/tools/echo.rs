@@ -1,0 +1,58 @@
+//! `echo`: returns its arguments unchanged. Throughput benchmarks run it to
+//! measure the queue and worker rather than any tool, so the only cost it
+//! adds is the one clone needed to hand the value back.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Tool, ToolError};
+
+/// The built-in `echo` tool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+#[async_trait]
+impl Tool for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), ToolError> {
+        if args.is_object() {
+            Ok(())
+        } else {
+            Err(ToolError::InvalidArgs(
+                "arguments must be a JSON object".to_owned(),
+            ))
+        }
+    }
+
+    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+        Ok(args.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn returns_its_arguments() {
+        let args = json!({"a": [1, 2.5, null], "nested": {"s": "x"}});
+        assert_eq!(Echo.validate(&args), Ok(()));
+        assert_eq!(Echo.call(&args).await, Ok(args));
+        assert_eq!(Echo.call(&json!({})).await, Ok(json!({})));
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        for args in [json!([1]), json!("x"), json!(null)] {
+            assert!(matches!(
+                Echo.validate(&args),
+                Err(ToolError::InvalidArgs(_))
+            ));
+        }
+    }
+}
