@@ -5,8 +5,11 @@
 //! and retries wrap a tool call from the outside (see `worker::executor`).
 
 mod registry;
+pub mod secret;
+pub mod weather;
 
 pub use registry::Registry;
+pub use secret::Secret;
 
 use std::time::Duration;
 
