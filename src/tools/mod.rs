@@ -8,12 +8,15 @@ mod calculator;
 mod echo;
 mod fail;
 mod registry;
+pub mod secret;
 mod sleep;
+pub mod weather;
 
 pub use calculator::Calculator;
 pub use echo::Echo;
 pub use fail::Fail;
 pub use registry::Registry;
+pub use secret::Secret;
 pub use sleep::Sleep;
 
 use std::time::Duration;

@@ -1,0 +1,3 @@
+//! Test doubles shared by the integration tests (`mod support;`).
+
+pub mod fake_weather;
