@@ -41,7 +41,7 @@ pub enum LogFormat {
 }
 
 /// Everything a worker or the CLI needs to know.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
@@ -76,6 +76,8 @@ pub struct Config {
     pub backoff_max_ms: u64,
     pub fetch_batch: usize,
     pub ack_batch: usize,
+    /// Per-tool settings (`[tools.weather]`).
+    pub tools: crate::tools::ToolsConfig,
 }
 
 impl Default for Config {
@@ -101,6 +103,7 @@ impl Default for Config {
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             fetch_batch: DEFAULT_FETCH_BATCH,
             ack_batch: DEFAULT_ACK_BATCH,
+            tools: Default::default(),
         }
     }
 }
@@ -144,8 +147,14 @@ impl Config {
             Some(p) => p.to_path_buf(),
             None => PathBuf::from(DEFAULT_CONFIG_FILE),
         };
-        let figment = Figment::from(Serialized::defaults(Config::default()))
+        // Defaults come from `#[serde(default)]`, so they need no provider.
+        let figment = Figment::new()
             .merge(Toml::file(&path))
+            .merge(
+                Env::raw()
+                    .only(&["OPENWEATHER_API_KEY"])
+                    .map(|_| "tools.weather.api_key".into()),
+            )
             .merge(Env::prefixed("TOOLQ_").split("__"))
             .merge(Serialized::defaults(overrides.clone()));
         let config: Config = figment
@@ -163,7 +172,10 @@ impl Config {
             message,
         };
         if !(1..=100_000).contains(&self.concurrency) {
-            return Err(fail("concurrency", format!("must be 1..=100000, got {}", self.concurrency)));
+            return Err(fail(
+                "concurrency",
+                format!("must be 1..=100000, got {}", self.concurrency),
+            ));
         }
         if self.queues.is_empty() {
             return Err(fail("queues", "must name at least one queue".into()));
@@ -185,9 +197,14 @@ impl Config {
             ));
         }
         if self.http_addr.parse::<crate::health::HttpAddr>().is_err() {
-            return Err(fail("http_addr", format!("must be host:port or `off`, got {:?}", self.http_addr)));
+            return Err(fail(
+                "http_addr",
+                format!("must be host:port or `off`, got {:?}", self.http_addr),
+            ));
         }
-        if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms {
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms
+        {
             return Err(fail(
                 "heartbeat_timeout_ms",
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
@@ -207,7 +224,10 @@ impl Config {
             }
         }
         if self.backoff_base_ms > self.backoff_max_ms {
-            return Err(fail("backoff_base_ms", "must not exceed backoff_max_ms".into()));
+            return Err(fail(
+                "backoff_base_ms",
+                "must not exceed backoff_max_ms".into(),
+            ));
         }
         Ok(())
     }
@@ -231,7 +251,7 @@ fn source_of(figment: &Figment, key: &str) -> String {
     match figment.find_metadata(key) {
         Some(m) => match &m.source {
             Some(src) => format!("{} {}", m.name, src),
-            None if m.name.contains("Serialized") => "command-line flag or default".into(),
+            None if m.name.contains("Serialized") => "command-line flag".into(),
             None => m.name.to_string(),
         },
         None => "default".into(),
@@ -253,7 +273,10 @@ fn describe(e: &figment::Error, path: &Path) -> String {
         let kind = err.kind.to_string();
         // Never echo a value that could be a secret (the Redis URL).
         let kind = if key.contains("url") || key.contains("key") {
-            kind.split(" found ").next().unwrap_or("invalid value").to_owned()
+            kind.split(" found ")
+                .next()
+                .unwrap_or("invalid value")
+                .to_owned()
         } else {
             kind
         };

@@ -357,8 +357,10 @@ mod tests {
 
     #[test]
     fn keeps_optional_fields_and_ignores_unknown_ones() {
-        let job = p(r#"{"tool":"echo","args":{},"id":"x","max_attempts":4,"timeout_ms":50,
-            "run_at":5,"enqueued_at":6,"attempt":2,"result_ttl_s":0,"meta":{"a":1},"extra":[1]}"#)
+        let job = p(
+            r#"{"tool":"echo","args":{},"id":"x","max_attempts":4,"timeout_ms":50,
+            "run_at":5,"enqueued_at":6,"attempt":2,"result_ttl_s":0,"meta":{"a":1},"extra":[1]}"#,
+        )
         .unwrap();
         assert_eq!(job.id.as_deref(), Some("x"));
         assert_eq!(job.max_attempts, Some(4));
@@ -381,7 +383,10 @@ mod tests {
             (r#"{"tool":"echo"}"#, "missing_field"),
             (r#"{"tool":5,"args":{}}"#, "wrong_type"),
             (r#"{"tool":"echo","args":[1]}"#, "wrong_type"),
-            (r#"{"tool":"echo","args":{},"max_attempts":"3"}"#, "wrong_type"),
+            (
+                r#"{"tool":"echo","args":{},"max_attempts":"3"}"#,
+                "wrong_type",
+            ),
             (r#"{"tool":"echo","args":{},"attempt":-1}"#, "wrong_type"),
             (r#"{"tool":"echo","args":{},"id":7}"#, "wrong_type"),
         ];
@@ -390,19 +395,40 @@ mod tests {
             assert_eq!(err.kind(), *kind, "{payload}: {err}");
         }
         let err = p(r#"{"tool":"echo","args":{},"max_attempts":"3"}"#).unwrap_err();
-        assert_eq!(err.to_string(), "job field `max_attempts` must be a non-negative integer");
-        assert_eq!(p(r#"{"args":{}}"#).unwrap_err().to_string(), "job has no `tool` field");
+        assert_eq!(
+            err.to_string(),
+            "job field `max_attempts` must be a non-negative integer"
+        );
+        assert_eq!(
+            p(r#"{"args":{}}"#).unwrap_err().to_string(),
+            "job has no `tool` field"
+        );
     }
 
     #[test]
     fn size_and_depth_limits_apply_before_parsing() {
-        let limits = ParseLimits { max_bytes: 100, max_depth: 3 };
+        let limits = ParseLimits {
+            max_bytes: 100,
+            max_depth: 3,
+        };
         let big = format!(r#"{{"tool":"echo","args":{{"s":"{}"}}}}"#, "x".repeat(200));
-        assert_eq!(parse(big.as_bytes(), limits).unwrap_err().kind(), "too_large");
+        assert_eq!(
+            parse(big.as_bytes(), limits).unwrap_err().kind(),
+            "too_large"
+        );
         let deep = r#"{"tool":"echo","args":{"a":[[[1]]]}}"#;
-        assert_eq!(parse(deep.as_bytes(), limits).unwrap_err().kind(), "too_deep");
+        assert_eq!(
+            parse(deep.as_bytes(), limits).unwrap_err().kind(),
+            "too_deep"
+        );
         let hostile = "[".repeat(1_000_000);
-        let err = parse(hostile.as_bytes(), ParseLimits { max_bytes: 2 << 20, max_depth: 64 });
+        let err = parse(
+            hostile.as_bytes(),
+            ParseLimits {
+                max_bytes: 2 << 20,
+                max_depth: 64,
+            },
+        );
         assert_eq!(err.unwrap_err().kind(), "too_deep");
     }
 
@@ -428,7 +454,10 @@ mod tests {
 
     #[test]
     fn dead_entry_embeds_raw_payloads_as_strings() {
-        let err = ErrorInfo { kind: "invalid_json".into(), message: "m".into() };
+        let err = ErrorInfo {
+            kind: "invalid_json".into(),
+            message: "m".into(),
+        };
         let entry = dead_entry_prefix(&DeadJob::Raw(b"not \"json"), &err) + "17}";
         let v: Value = serde_json::from_str(&entry).unwrap();
         assert_eq!(v["job"], json!("not \"json"));

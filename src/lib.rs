@@ -1,7 +1,25 @@
 //! toolq: a background job worker backed by Redis.
+//!
+//! Where things happen:
+//! - [`queue`]: everything stored in Redis: key names (`queue/keys.rs`), one
+//!   Lua script per atomic operation (`queue/scripts/`), the broker API.
+//! - [`worker`]: running jobs: fetcher, executor, acker, heartbeat, reaper,
+//!   scheduler, monitor, shutdown.
+//! - [`producer`]: enqueueing jobs and waiting for results.
+//! - [`tools`]: the `Tool` trait, the registry and the built-in tools.
+//! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
+//!   and the metric names.
+//! - [`job`]: the wire format, results and dead entries.
+//! - [`config`]: defaults, `config/toolq.toml`, `TOOLQ_*` variables, flags.
+//! - [`cli`]: the subcommands behind `src/main.rs`.
+//! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.
+pub mod cli;
 pub mod config;
 pub mod health;
 pub mod job;
+pub mod logging;
+pub mod producer;
 pub mod queue;
+pub mod redis_server;
 pub mod tools;
 pub mod worker;

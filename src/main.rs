@@ -1,1 +1,188 @@
-fn main() {}
+//! The `toolq` binary: parses arguments, sets up logging and signals, and
+//! calls into the library. Exit codes: 0 success, 1 some jobs failed, 2 bad
+//! input or configuration, 3 Redis unreachable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use toolq::cli::{self, CliError, Exit};
+use toolq::config::{Config, LogFormat, Overrides};
+use toolq::worker::Shutdown;
+
+#[derive(Parser)]
+#[command(
+    name = "toolq",
+    version,
+    about = "A fast, reliable background job worker backed by Redis"
+)]
+struct Args {
+    /// Configuration file [default: config/toolq.toml when present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Redis URL (redis:// or rediss://) [env: TOOLQ_REDIS_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Log output format [env: TOOLQ_LOG_FORMAT]
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a worker until SIGTERM/SIGINT (a second signal skips the grace period)
+    Worker {
+        /// Queue to serve, in priority order; `name=weight` for weighted order [env: TOOLQ_QUEUES]
+        #[arg(long = "queue", value_name = "Q")]
+        queues: Vec<String>,
+        /// Most jobs running at once [env: TOOLQ_CONCURRENCY] [default: 10]
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Side port for /healthz, /readyz, /health, /metrics, or `off` [env: TOOLQ_HTTP_ADDR] [default: 0.0.0.0:9464]
+        #[arg(long, value_name = "ADDR")]
+        http_addr: Option<String>,
+    },
+    /// Enqueue one job; prints its id, or its result with --wait
+    Enqueue {
+        /// Tool name, e.g. calculator
+        tool: String,
+        /// The tool's arguments as a JSON object
+        args_json: String,
+        #[arg(long, default_value = "default")]
+        queue: String,
+        /// Wait for the result and print it as JSON
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait with --wait, in seconds
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Total tries before the job is dead
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Per-attempt limit in milliseconds
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Print a job's result JSON
+    Result {
+        id: String,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
+    /// Start a worker, submit sample jobs and print their results (starts a
+    /// throw-away redis-server when none answers)
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("toolq: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(run(args)) {
+        Ok(exit) => exit as u8,
+        Err(e) => {
+            eprintln!("toolq: {e}");
+            e.exit() as u8
+        }
+    };
+    // Do not wait for stray blocking tasks (e.g. a tool stuck in a syscall).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+async fn run(args: Args) -> Result<Exit, CliError> {
+    let mut overrides = Overrides {
+        redis_url: args.redis_url,
+        log_format: args.log_format,
+        ..Overrides::default()
+    };
+    if let Command::Worker {
+        queues,
+        concurrency,
+        http_addr,
+    } = &args.command
+    {
+        overrides.queues = (!queues.is_empty()).then(|| queues.clone());
+        overrides.concurrency = *concurrency;
+        overrides.http_addr = http_addr.clone();
+    }
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let default_filter = match args.command {
+        Command::Worker { .. } => "info",
+        // The demo buries bad jobs on purpose; its output says so.
+        Command::Demo => "error",
+        _ => "warn",
+    };
+    toolq::logging::init(config.log_format, default_filter);
+    match args.command {
+        Command::Worker { .. } => cli::worker::run(config, signals()).await,
+        Command::Enqueue {
+            tool,
+            args_json,
+            queue,
+            wait,
+            timeout,
+            max_attempts,
+            timeout_ms,
+        } => {
+            let a = cli::enqueue::EnqueueArgs {
+                tool,
+                args: args_json,
+                queue,
+                wait,
+                timeout: Duration::from_secs(timeout),
+                max_attempts,
+                timeout_ms,
+            };
+            cli::enqueue::run(&config, a).await
+        }
+        Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,
+        Command::Demo => cli::demo::run(config).await,
+    }
+}
+
+/// The first SIGTERM/SIGINT begins a graceful stop, a second one forces it.
+fn signals() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: finishing in-flight jobs (send again to stop now)");
+        s.begin();
+        wait_for_signal().await;
+        tracing::warn!("second signal: stopping now");
+        s.force();
+    });
+    shutdown
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

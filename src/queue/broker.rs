@@ -208,7 +208,12 @@ impl Broker {
 
     /// Settles finished jobs; returns the indexes (into `items`) of stale ones
     /// that were no longer ours and so were not written.
-    pub async fn ack(&self, keys: &QueueKeys, worker: &str, items: &[AckItem]) -> Result<Vec<usize>> {
+    pub async fn ack(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        items: &[AckItem],
+    ) -> Result<Vec<usize>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -287,7 +292,11 @@ impl Broker {
         if let Some(b) = &item.batch {
             inv.key(keys.batch(b));
         }
-        let ttl = if item.id.is_some() { item.result_ttl_s } else { 0 };
+        let ttl = if item.id.is_some() {
+            item.result_ttl_s
+        } else {
+            0
+        };
         inv.arg(item.seq)
             .arg(&item.dead_entry_prefix)
             .arg(ttl)
@@ -381,7 +390,12 @@ impl Broker {
     }
 
     /// Workers of a queue whose heartbeat is older than `timeout`.
-    pub async fn stale_workers(&self, keys: &QueueKeys, timeout: Duration, limit: usize) -> Result<Vec<String>> {
+    pub async fn stale_workers(
+        &self,
+        keys: &QueueKeys,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let mut c = self.conn().await?;
         scripts::STALE_WORKERS
             .key(&keys.workers)
@@ -542,13 +556,21 @@ impl Broker {
     }
 
     /// Runs an arbitrary command on a pooled connection (CLI helpers, tests).
-    pub async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &redis::Cmd) -> Result<T> {
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
         let mut c = self.conn().await?;
         cmd.query_async(&mut c).await.map_err(|e| self.fail(op, e))
     }
 
     /// Runs a pipeline on the hot connection.
-    pub async fn query_pipe<T: redis::FromRedisValue>(&self, op: &'static str, pipe: &redis::Pipeline) -> Result<T> {
+    pub async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
         let mut c = self.conn().await?;
         pipe.query_async(&mut c).await.map_err(|e| self.fail(op, e))
     }

@@ -62,9 +62,8 @@ impl RedisTarget {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager =
-            Manager::new_with_config(self.client.get_connection_info().clone(), config)
-                .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
+        let manager = Manager::new_with_config(self.client.get_connection_info().clone(), config)
+            .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
         Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)

@@ -9,6 +9,7 @@ mod echo;
 mod fail;
 mod registry;
 pub mod secret;
+mod setup;
 mod sleep;
 pub mod weather;
 
@@ -17,6 +18,7 @@ pub use echo::Echo;
 pub use fail::Fail;
 pub use registry::Registry;
 pub use secret::Secret;
+pub use setup::{configured_registry, ToolsConfig};
 pub use sleep::Sleep;
 
 use std::time::Duration;

@@ -80,12 +80,21 @@ async fn flush(ctx: Arc<Ctx>, batch: Vec<Outcome>, give_up: CancellationToken) {
         let (qi, written) = match &outcome {
             Outcome::Retry { queue, item } => {
                 let keys = &ctx.queues.keys[*queue];
-                (*queue, persist(&ctx, &give_up, || ctx.broker.retry(keys, worker, item)).await)
+                (
+                    *queue,
+                    persist(&ctx, &give_up, || ctx.broker.retry(keys, worker, item)).await,
+                )
             }
             Outcome::Bury { queue, item } => {
                 let keys = &ctx.queues.keys[*queue];
                 let (max, age) = (ctx.config.dead_max_jobs, ctx.config.dead_max_age());
-                (*queue, persist(&ctx, &give_up, || ctx.broker.bury(keys, worker, item, max, age)).await)
+                (
+                    *queue,
+                    persist(&ctx, &give_up, || {
+                        ctx.broker.bury(keys, worker, item, max, age)
+                    })
+                    .await,
+                )
             }
             Outcome::Ack { .. } => continue,
         };
@@ -127,6 +136,7 @@ fn count_stale(ctx: &Ctx, qi: usize, n: usize) {
     if n > 0 {
         tracing::warn!(queue = %ctx.queues.keys[qi].name, stale = n,
             "dropped outcomes of jobs another worker took over");
-        metrics::counter!(STALE_ACKS, "queue" => ctx.queues.keys[qi].name.clone()).increment(n as u64);
+        metrics::counter!(STALE_ACKS, "queue" => ctx.queues.keys[qi].name.clone())
+            .increment(n as u64);
     }
 }

@@ -39,7 +39,14 @@ pub async fn execute(
     let job = match job::parse(&payload, ctx.limits) {
         Ok(job) => job,
         Err(e) => {
-            return Some(bury_invalid(ctx, qi, seq, &payload, e.kind(), e.to_string()));
+            return Some(bury_invalid(
+                ctx,
+                qi,
+                seq,
+                &payload,
+                e.kind(),
+                e.to_string(),
+            ));
         }
     };
     let id = job
@@ -65,7 +72,16 @@ async fn run_parsed(
     let Some(tool) = ctx.registry.get(&job.tool).cloned() else {
         let message = unknown_tool_message(ctx, &job.tool);
         tracing::warn!(%message, "burying job");
-        return Some(bury(ctx, qi, seq, payload, &job, &id, error("unknown_tool", message), None));
+        return Some(bury(
+            ctx,
+            qi,
+            seq,
+            payload,
+            &job,
+            &id,
+            error("unknown_tool", message),
+            None,
+        ));
     };
     if let Some(run_at) = job.run_at {
         if !due_now(ctx, qi, seq, run_at, payload, cancel).await? {
@@ -89,7 +105,8 @@ async fn run_parsed(
     let started_at = job::now_ms();
     if let Some(enqueued) = job.enqueued_at {
         let wait = started_at.saturating_sub(enqueued) as f64 / 1000.0;
-        histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone()).record(wait);
+        histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone())
+            .record(wait);
     }
     let in_flight = gauge!(m::JOBS_IN_FLIGHT, "queue" => queue.to_owned());
     in_flight.increment(1.0);
@@ -108,7 +125,10 @@ async fn run_parsed(
     histogram!(m::JOB_DURATION, "queue" => queue.to_owned(), "tool" => job.tool.clone())
         .record(elapsed.as_secs_f64());
 
-    let timing = Timing { started_at, elapsed };
+    let timing = Timing {
+        started_at,
+        elapsed,
+    };
     let failure = match res {
         Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing)),
         Ok(Ok(Err(e))) => e,
@@ -153,7 +173,11 @@ async fn due_now(
     let keys = &ctx.queues.keys[qi];
     let mut failures = 0;
     loop {
-        match ctx.broker.defer(keys, &ctx.worker_id, seq, run_at, payload).await {
+        match ctx
+            .broker
+            .defer(keys, &ctx.worker_id, seq, run_at, payload)
+            .await
+        {
             Ok(Some(parked)) => return Some(!parked),
             Ok(None) => return Some(false),
             Err(e) => {
@@ -210,7 +234,15 @@ fn result_doc(
     })
 }
 
-fn succeed(ctx: &Ctx, qi: usize, seq: u64, job: Job, id: String, output: Value, t: Timing) -> Outcome {
+fn succeed(
+    ctx: &Ctx,
+    qi: usize,
+    seq: u64,
+    job: Job,
+    id: String,
+    output: Value,
+    t: Timing,
+) -> Outcome {
     finished(ctx, qi, &job.tool, "succeeded");
     let result = result_doc(ctx, &job, &id, "succeeded", Some(output), None, Some(t));
     Outcome::Ack {
@@ -240,7 +272,18 @@ fn retry(
 ) -> Outcome {
     let next = match job::rewrite_payload(payload, &id, job.attempt + 1, job.recoveries) {
         Ok(p) => p,
-        Err(e) => return bury(ctx, qi, seq, payload, &job, &id, error("internal", e.to_string()), Some(t)),
+        Err(e) => {
+            return bury(
+                ctx,
+                qi,
+                seq,
+                payload,
+                &job,
+                &id,
+                error("internal", e.to_string()),
+                Some(t),
+            )
+        }
     };
     finished(ctx, qi, &job.tool, "retried");
     counter!(m::JOB_RETRIES, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => job.tool.clone())
@@ -293,7 +336,14 @@ fn bury(
 }
 
 /// A payload that is not a valid job: buried as it came, with why.
-fn bury_invalid(ctx: &Ctx, qi: usize, seq: u64, payload: &[u8], kind: &str, message: String) -> Outcome {
+fn bury_invalid(
+    ctx: &Ctx,
+    qi: usize,
+    seq: u64,
+    payload: &[u8],
+    kind: &str,
+    message: String,
+) -> Outcome {
     tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, %message, "burying invalid payload");
     finished(ctx, qi, INVALID_TOOL_LABEL, "dead");
     dead_counter(ctx, qi, INVALID_TOOL_LABEL);

@@ -74,7 +74,10 @@ impl Fetcher {
     }
 
     /// One round over the queues in this round's order; returns jobs started.
-    async fn fetch_round(&self, permits: &mut Vec<OwnedSemaphorePermit>) -> Result<usize, QueueError> {
+    async fn fetch_round(
+        &self,
+        permits: &mut Vec<OwnedSemaphorePermit>,
+    ) -> Result<usize, QueueError> {
         let ctx = &self.ctx;
         let mut started = 0;
         for qi in ctx.queues.order() {

@@ -36,7 +36,10 @@ impl Heartbeat {
         std::thread::Builder::new()
             .name("toolq-heartbeat".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "heartbeat runtime failed to start");
@@ -87,7 +90,11 @@ impl Heartbeat {
             }
         }
         broker
-            .set_worker_info(&ctx.worker_id, &self.info, ctx.config.heartbeat_timeout() * 3)
+            .set_worker_info(
+                &ctx.worker_id,
+                &self.info,
+                ctx.config.heartbeat_timeout() * 3,
+            )
             .await?;
         ctx.outage.ok();
         Ok(())

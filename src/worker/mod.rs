@@ -77,14 +77,17 @@ impl Worker {
     /// Jobs naming `tool` fail permanently with `message` (e.g. a tool that
     /// needs an API key nobody configured).
     pub fn unconfigured_tool(mut self, tool: &str, message: &str) -> Self {
-        self.unconfigured.push((tool.to_owned(), message.to_owned()));
+        self.unconfigured
+            .push((tool.to_owned(), message.to_owned()));
         self
     }
 
     /// The state the side port reports; available before `run` so embedding
     /// programs and tests can watch readiness.
     pub fn health(&mut self) -> Arc<HealthState> {
-        self.health.get_or_insert_with(|| Arc::new(new_health(&self.config))).clone()
+        self.health
+            .get_or_insert_with(|| Arc::new(new_health(&self.config)))
+            .clone()
     }
 
     /// Runs until `shutdown` completes its stop sequence.
@@ -96,7 +99,8 @@ impl Worker {
             .map(|s| QueueSpec::parse(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(WorkerError::Config)?;
-        let target = RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?;
+        let target =
+            RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?;
         let broker = Arc::new(Broker::new(target)?);
         let health = self.health();
         let ctx = Arc::new(Ctx::new(
@@ -155,7 +159,14 @@ async fn start_side_port(
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /health, /metrics");
     let state = ctx.health.clone();
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = health::serve(listener, state, handle, async move { stop.cancelled().await }).await {
+        if let Err(e) = health::serve(
+            listener,
+            state,
+            handle,
+            async move { stop.cancelled().await },
+        )
+        .await
+        {
             tracing::error!(error = %e, "side port stopped");
         }
     })))
@@ -183,17 +194,26 @@ async fn register(ctx: &Ctx, info: &str, shutdown: &Shutdown) -> bool {
     }
 }
 
-async fn run_registered(ctx: Arc<Ctx>, info: String, shutdown: Shutdown) -> Result<(), WorkerError> {
+async fn run_registered(
+    ctx: Arc<Ctx>,
+    info: String,
+    shutdown: Shutdown,
+) -> Result<(), WorkerError> {
     let loops_stop = CancellationToken::new();
     let fetch_stop = CancellationToken::new();
     let stop_jobs = CancellationToken::new();
     let give_up = CancellationToken::new();
 
-    let beat = heartbeat::Heartbeat { ctx: ctx.clone(), info }.spawn(loops_stop.clone())?;
-    let mut loops = Vec::new();
-    loops.push(tokio::spawn(reaper::Reaper { ctx: ctx.clone() }.run(loops_stop.clone())));
-    loops.push(tokio::spawn(scheduler::Scheduler { ctx: ctx.clone() }.run(loops_stop.clone())));
-    loops.push(tokio::spawn(monitor::Monitor { ctx: ctx.clone() }.run(loops_stop.clone())));
+    let beat = heartbeat::Heartbeat {
+        ctx: ctx.clone(),
+        info,
+    }
+    .spawn(loops_stop.clone())?;
+    let loops = vec![
+        tokio::spawn(reaper::Reaper { ctx: ctx.clone() }.run(loops_stop.clone())),
+        tokio::spawn(scheduler::Scheduler { ctx: ctx.clone() }.run(loops_stop.clone())),
+        tokio::spawn(monitor::Monitor { ctx: ctx.clone() }.run(loops_stop.clone())),
+    ];
 
     let (acker, ack_tx) = acker::Acker::new(ctx.clone());
     let acker = tokio::spawn(acker.run(give_up.clone()));
@@ -203,7 +223,12 @@ async fn run_registered(ctx: Arc<Ctx>, info: String, shutdown: Shutdown) -> Resu
     let idle = Arc::new(watch::channel(false).0);
     let mut fetchers = Vec::new();
     for queue in 0..ctx.queues.len() {
-        let waiter = waiter::Waiter { ctx: ctx.clone(), queue, idle: idle.clone(), wake: wake.clone() };
+        let waiter = waiter::Waiter {
+            ctx: ctx.clone(),
+            queue,
+            idle: idle.clone(),
+            wake: wake.clone(),
+        };
         fetchers.push(tokio::spawn(waiter.run(fetch_stop.clone())));
     }
     let fetcher = fetcher::Fetcher {
@@ -221,7 +246,11 @@ async fn run_registered(ctx: Arc<Ctx>, info: String, shutdown: Shutdown) -> Resu
     shutdown.begun().await;
     ctx.health.set_shutting_down();
     let grace = ctx.config.shutdown_grace();
-    tracing::info!(in_flight = ctx.health.in_flight(), grace_s = grace.as_secs(), "stopping: no new jobs");
+    tracing::info!(
+        in_flight = ctx.health.in_flight(),
+        grace_s = grace.as_secs(),
+        "stopping: no new jobs"
+    );
     fetch_stop.cancel();
     for f in fetchers {
         let _ = f.await;
@@ -229,12 +258,16 @@ async fn run_registered(ctx: Arc<Ctx>, info: String, shutdown: Shutdown) -> Resu
     // Phase 2: let running jobs finish within the grace period.
     tasks.close();
     let finished = tokio::select! {
+        biased;
         _ = tasks.wait() => true,
         _ = tokio::time::sleep(grace) => false,
         _ = shutdown.forced() => false,
     };
     if !finished {
-        tracing::warn!(in_flight = ctx.health.in_flight(), "grace period over: interrupting running jobs");
+        tracing::warn!(
+            in_flight = ctx.health.in_flight(),
+            "grace period over: interrupting running jobs"
+        );
         stop_jobs.cancel();
         let _ = tokio::time::timeout(CANCEL_WAIT, tasks.wait()).await;
     }
@@ -247,7 +280,11 @@ async fn run_registered(ctx: Arc<Ctx>, info: String, shutdown: Shutdown) -> Resu
     let _ = acker.await;
     flush_deadline.abort();
     requeue_unfinished(&ctx).await;
-    if let Err(e) = ctx.broker.deregister(&ctx.queues.keys, &ctx.worker_id).await {
+    if let Err(e) = ctx
+        .broker
+        .deregister(&ctx.queues.keys, &ctx.worker_id)
+        .await
+    {
         tracing::warn!(error = %e, "could not deregister; the reaper will clean up");
     }
     loops_stop.cancel();

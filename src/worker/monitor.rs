@@ -38,10 +38,19 @@ impl Monitor {
         let mut depths = Vec::with_capacity(ctx.queues.len());
         for keys in &ctx.queues.keys {
             let d = ctx.broker.depths(keys).await?;
-            for (state, n) in [("pending", d.pending), ("active", d.active), ("delayed", d.delayed), ("dead", d.dead)] {
-                gauge!(m::QUEUE_DEPTH, "queue" => keys.name.clone(), "state" => state).set(n as f64);
+            for (state, n) in [
+                ("pending", d.pending),
+                ("active", d.active),
+                ("delayed", d.delayed),
+                ("dead", d.dead),
+            ] {
+                gauge!(m::QUEUE_DEPTH, "queue" => keys.name.clone(), "state" => state)
+                    .set(n as f64);
             }
-            let live = ctx.broker.live_workers(keys, ctx.config.heartbeat_timeout()).await?;
+            let live = ctx
+                .broker
+                .live_workers(keys, ctx.config.heartbeat_timeout())
+                .await?;
             gauge!(m::WORKERS_LIVE, "queue" => keys.name.clone()).set(live.len() as f64);
             depths.push((keys.name.clone(), [d.pending, d.active, d.delayed, d.dead]));
         }

@@ -60,7 +60,10 @@ impl Outage {
 
     /// Time since the last outage ended (`None` if there was none).
     pub fn since_last(&self) -> Option<Duration> {
-        self.ended_at.lock().ok().and_then(|t| t.map(|i| i.elapsed()))
+        self.ended_at
+            .lock()
+            .ok()
+            .and_then(|t| t.map(|i| i.elapsed()))
     }
 }
 

@@ -29,8 +29,13 @@ impl QueueSpec {
         if name.is_empty() || name.len() > 100 {
             return Err(format!("queue name {name:?} must be 1 to 100 characters"));
         }
-        if name.chars().any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control()) {
-            return Err(format!("queue name {name:?} must not contain braces or spaces"));
+        if name
+            .chars()
+            .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "queue name {name:?} must not contain braces or spaces"
+            ));
         }
         Ok(QueueSpec {
             name: name.to_owned(),
@@ -67,7 +72,7 @@ impl QueueSet {
     pub fn order(&self) -> Vec<usize> {
         match &self.weights {
             None => (0..self.keys.len()).collect(),
-            Some(w) => weighted_order(w, || rand::random::<f64>()),
+            Some(w) => weighted_order(w, rand::random::<f64>),
         }
     }
 }
@@ -99,7 +104,13 @@ mod tests {
 
     #[test]
     fn parses_names_and_weights() {
-        assert_eq!(QueueSpec::parse("high=5").unwrap(), QueueSpec { name: "high".into(), weight: Some(5) });
+        assert_eq!(
+            QueueSpec::parse("high=5").unwrap(),
+            QueueSpec {
+                name: "high".into(),
+                weight: Some(5)
+            }
+        );
         assert_eq!(QueueSpec::parse("low").unwrap().weight, None);
         assert!(QueueSpec::parse("a=0").is_err());
         assert!(QueueSpec::parse("a=x").is_err());
@@ -109,7 +120,10 @@ mod tests {
 
     #[test]
     fn strict_order_keeps_priority() {
-        let set = QueueSet::new(&[QueueSpec::parse("a").unwrap(), QueueSpec::parse("b").unwrap()]);
+        let set = QueueSet::new(&[
+            QueueSpec::parse("a").unwrap(),
+            QueueSpec::parse("b").unwrap(),
+        ]);
         assert_eq!(set.order(), vec![0, 1]);
     }
 

@@ -46,14 +46,21 @@ impl Reaper {
             for dead in stale.iter().filter(|w| **w != ctx.worker_id) {
                 let Some((recovered, buried)) = ctx
                     .broker
-                    .recover(keys, dead, timeout, ctx.config.max_recoveries, ctx.config.dead_max_jobs)
+                    .recover(
+                        keys,
+                        dead,
+                        timeout,
+                        ctx.config.max_recoveries,
+                        ctx.config.dead_max_jobs,
+                    )
                     .await?
                 else {
                     continue;
                 };
                 tracing::info!(queue = %keys.name, worker = %dead, recovered, buried,
                     "recovered the jobs of a dead worker");
-                metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone()).increment(recovered);
+                metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone())
+                    .increment(recovered);
                 if buried > 0 {
                     metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => "_poisoned")
                         .increment(buried);

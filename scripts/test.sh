@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs redis-server when missing, then the
+# Rust tests (each starts its own redis-server on a free port) and the
+# deployment-file checks in ops/check.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install-deps.sh
+bash ops/check.sh
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast --profile ci
+else
+    cargo test --no-fail-fast
+fi

@@ -1,0 +1,97 @@
+//! What the `toolq` subcommands do, below argument parsing: each command is
+//! a function that returns an [`Exit`] status or a [`CliError`] that maps to
+//! the documented exit codes (0 ok, 1 jobs failed, 2 bad input or
+//! configuration, 3 Redis unreachable).
+
+pub mod demo;
+pub mod enqueue;
+pub mod result;
+pub mod worker;
+
+use crate::config::ConfigError;
+use crate::producer::ProducerError;
+use crate::queue::QueueError;
+use crate::worker::WorkerError;
+
+/// How a command ended; the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    JobsFailed = 1,
+    BadInput = 2,
+    RedisDown = 3,
+}
+
+/// A command that could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("redis unreachable: {0}")]
+    RedisDown(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::BadInput(_) => Exit::BadInput,
+            CliError::RedisDown(_) => Exit::RedisDown,
+            CliError::Failed(_) => Exit::JobsFailed,
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::BadInput(e.to_string())
+    }
+}
+
+impl From<QueueError> for CliError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Config(m) => CliError::BadInput(m),
+            e if e.is_unavailable() => CliError::RedisDown(e.to_string()),
+            e => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ProducerError> for CliError {
+    fn from(e: ProducerError) -> Self {
+        match e {
+            ProducerError::Queue(q) => q.into(),
+            ProducerError::InvalidJob(m) => CliError::BadInput(m),
+            e => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<WorkerError> for CliError {
+    fn from(e: WorkerError) -> Self {
+        match e {
+            WorkerError::Queue(q) => q.into(),
+            WorkerError::Config(m) => CliError::BadInput(m),
+            WorkerError::Health(h) => CliError::BadInput(h.to_string()),
+            WorkerError::Io(e) => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Fails fast with exit code 3 when Redis does not answer, so one-shot
+/// commands do not hang on a dead server.
+pub async fn ensure_reachable(broker: &crate::queue::Broker) -> Result<(), CliError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), broker.ping()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(CliError::RedisDown(format!(
+            "{}: {e}",
+            broker.target().masked_url()
+        ))),
+        Err(_) => Err(CliError::RedisDown(format!(
+            "{}: no answer within 5 s",
+            broker.target().masked_url()
+        ))),
+    }
+}

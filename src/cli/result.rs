@@ -1,0 +1,21 @@
+//! `toolq result ID`: a job's result JSON.
+
+use crate::config::Config;
+use crate::producer::Producer;
+
+use super::{ensure_reachable, CliError, Exit};
+
+pub async fn run(config: &Config, queue: &str, id: &str) -> Result<Exit, CliError> {
+    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    ensure_reachable(producer.broker()).await?;
+    let keys = crate::queue::QueueKeys::new(queue);
+    match producer.broker().result(&keys, id).await? {
+        Some(text) => {
+            println!("{text}");
+            Ok(Exit::Success)
+        }
+        None => Err(CliError::Failed(format!(
+            "no result for job {id} in queue {queue} (unknown id, not finished yet, or expired)"
+        ))),
+    }
+}

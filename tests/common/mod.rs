@@ -1,0 +1,167 @@
+//! Test harness: a real `redis-server` per test on a free port, workers run
+//! in-process through the library API (or as real processes), and helpers to
+//! push raw payloads and read results.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use toolq::config::Config;
+use toolq::queue::{Broker, QueueKeys, RedisTarget};
+use toolq::redis_server::RedisServer;
+use toolq::tools::Registry;
+use toolq::worker::{Shutdown, Worker};
+
+pub fn redis() -> RedisServer {
+    RedisServer::start().expect("redis-server starts (apt-get install redis-server)")
+}
+
+/// A unique queue name per test, so tests never see each other's jobs.
+pub fn queue_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A configuration for tests: fast backoff and heartbeats, no side port.
+pub fn config(url: &str, queue: &str, concurrency: usize) -> Config {
+    Config {
+        redis_url: url.to_owned(),
+        queues: vec![queue.to_owned()],
+        concurrency,
+        http_addr: "off".into(),
+        backoff_base_ms: 20,
+        backoff_max_ms: 200,
+        shutdown_grace_s: 5,
+        ..Config::default()
+    }
+}
+
+pub struct RunningWorker {
+    pub shutdown: Shutdown,
+    pub handle: tokio::task::JoinHandle<Result<(), toolq::worker::WorkerError>>,
+    pub health: Arc<toolq::health::HealthState>,
+}
+
+impl RunningWorker {
+    pub async fn stop(self) {
+        self.shutdown.begin();
+        let r = tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("worker stops within 30 s")
+            .expect("worker task did not panic");
+        r.expect("worker returned Ok");
+    }
+}
+
+pub fn start_worker(config: Config) -> RunningWorker {
+    start_worker_with(config, Registry::with_builtins())
+}
+
+pub fn start_worker_with(config: Config, registry: Registry) -> RunningWorker {
+    let shutdown = Shutdown::new();
+    let mut worker = Worker::new(config, registry);
+    let health = worker.health();
+    let handle = tokio::spawn(worker.run(shutdown.clone()));
+    RunningWorker {
+        shutdown,
+        handle,
+        health,
+    }
+}
+
+pub fn broker(url: &str) -> Broker {
+    Broker::new(RedisTarget::new(url, None).unwrap()).unwrap()
+}
+
+/// A raw Redis connection, as any client in any language would have.
+pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+pub async fn lpush(con: &mut redis::aio::MultiplexedConnection, queue: &str, payloads: &[String]) {
+    let keys = QueueKeys::new(queue);
+    for chunk in payloads.chunks(500) {
+        let _: () = redis::cmd("LPUSH")
+            .arg(&keys.pending)
+            .arg(chunk)
+            .query_async(con)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits for a final result (succeeded or dead) of job `id`.
+pub async fn wait_result(
+    con: &mut redis::aio::MultiplexedConnection,
+    queue: &str,
+    id: &str,
+    within: Duration,
+) -> Value {
+    let key = QueueKeys::new(queue).result(id);
+    let start = Instant::now();
+    loop {
+        let text: Option<String> = redis::cmd("GET").arg(&key).query_async(con).await.unwrap();
+        if let Some(t) = text {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["status"] != "failed" {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "no final result for {id} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `check` returns true, polling.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// All dead entries of a queue, parsed.
+pub async fn dead_entries(con: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<Value> {
+    let keys = QueueKeys::new(queue);
+    let raw: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&keys.dead)
+        .arg(0)
+        .arg(-1)
+        .query_async(con)
+        .await
+        .unwrap();
+    raw.iter()
+        .map(|s| serde_json::from_str(s).expect("dead entry is JSON"))
+        .collect()
+}
+
+pub async fn zcard(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("ZCARD").arg(key).query_async(con).await.unwrap()
+}
+
+pub async fn llen(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("LLEN").arg(key).query_async(con).await.unwrap()
+}
+
+pub async fn redis_time_ms(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await.unwrap();
+    s * 1000 + us / 1000
+}
