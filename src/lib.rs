@@ -12,7 +12,9 @@
 //! - [`job`]: the wire format, results and dead entries.
 //! - [`config`]: defaults, `config/toolq.toml`, `TOOLQ_*` variables, flags.
 //! - [`cli`]: the subcommands behind `src/main.rs`.
+//! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
 //! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod health;

@@ -12,6 +12,12 @@ use toolq::cli::{self, CliError, Exit};
 use toolq::config::{Config, LogFormat, Overrides};
 use toolq::worker::Shutdown;
 
+/// mimalloc: the worker allocates and frees small buffers per job from many
+/// threads; glibc's allocator spent a fifth of the worker's CPU on that, and
+/// its arena trimming caused page faults on every burst.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "toolq",
@@ -76,6 +82,22 @@ enum Command {
     /// Start a worker, submit sample jobs and print their results (starts a
     /// throw-away redis-server when none answers)
     Demo,
+    /// Measure drain, enqueue and latency against a throw-away redis-server
+    /// and compare with redis-benchmark (build with --release)
+    Bench {
+        /// Jobs per drain run
+        #[arg(long, default_value_t = 500_000)]
+        jobs: usize,
+        /// Worker concurrency
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Runs per figure (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Skip the latency measurement
+        #[arg(long)]
+        no_latency: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,7 +137,10 @@ async fn run(args: Args) -> Result<Exit, CliError> {
         overrides.concurrency = *concurrency;
         overrides.http_addr = http_addr.clone();
     }
+    let explicit_redis = overrides.redis_url.clone();
     let config = Config::load(args.config.as_deref(), &overrides)?;
+    // The benchmark starts its own Redis unless one is named on the command line.
+    let config_redis_url = explicit_redis;
     let default_filter = match args.command {
         Command::Worker { .. } => "info",
         // The demo buries bad jobs on purpose; its output says so.
@@ -147,6 +172,24 @@ async fn run(args: Args) -> Result<Exit, CliError> {
         }
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,
         Command::Demo => cli::demo::run(config).await,
+        Command::Bench {
+            jobs,
+            concurrency,
+            runs,
+            no_latency,
+        } => {
+            let opts = toolq::bench::BenchOptions {
+                jobs,
+                concurrency,
+                runs: runs.max(1),
+                redis_url: config_redis_url,
+                latency: !no_latency,
+            };
+            toolq::bench::run(opts)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            Ok(Exit::Success)
+        }
     }
 }
 

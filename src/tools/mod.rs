@@ -5,6 +5,7 @@
 //! and retries wrap a tool call from the outside (see `worker::executor`).
 
 mod calculator;
+mod clock;
 mod echo;
 mod fail;
 mod registry;
@@ -14,6 +15,7 @@ mod sleep;
 pub mod weather;
 
 pub use calculator::Calculator;
+pub use clock::{unix_us, Clock};
 pub use echo::Echo;
 pub use fail::Fail;
 pub use registry::Registry;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Calculator, Echo, Fail, Sleep, Tool};
+use super::{Calculator, Clock, Echo, Fail, Sleep, Tool};
 
 /// A shared, read-mostly map from tool name to implementation.
 #[derive(Clone, Default)]
@@ -18,14 +18,15 @@ impl Registry {
         Self::default()
     }
 
-    /// The built-in tools: `calculator`, `echo`, `sleep` and `fail`.
+    /// The built-in tools: `calculator`, `echo`, `sleep`, `fail` and `clock`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry
             .register(Calculator)
             .register(Echo)
             .register(Sleep)
-            .register(Fail);
+            .register(Fail)
+            .register(Clock);
         registry
     }
 

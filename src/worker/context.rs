@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use super::job_metrics::JobMetrics;
 use super::outage::Outage;
 use super::queues::QueueSet;
 use crate::config::Config;
@@ -24,6 +25,7 @@ pub struct Ctx {
     /// Next fetch sequence number: names each held job in the active hash.
     pub seq: AtomicU64,
     pub outage: Outage,
+    pub metrics: JobMetrics,
     /// Cancelled when this worker learns it was declared dead: its jobs now
     /// belong to someone else, so everything running must stop.
     generation: Mutex<CancellationToken>,
@@ -47,7 +49,9 @@ impl Ctx {
             max_bytes: config.max_payload_bytes,
             max_depth: config.max_json_depth,
         };
+        let names: Vec<String> = queues.keys.iter().map(|k| k.name.clone()).collect();
         Ctx {
+            metrics: JobMetrics::new(&names),
             broker,
             worker_id,
             queues,

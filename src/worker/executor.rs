@@ -8,22 +8,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use metrics::{counter, gauge, histogram};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff::backoff_random;
 use super::context::Ctx;
+use super::job_metrics::{ToolMetrics, UNKNOWN_TOOL_LABEL};
 use super::outage::retry_delay;
 use super::outcome::Outcome;
-use crate::health::metrics as m;
-use crate::job::{self, DeadJob, ErrorInfo, Job, JobResult};
+use crate::job::{self, DeadJob, ErrorInfo, Job, ResultRef};
 use crate::queue::{AckItem, BuryItem, RetryItem};
 use crate::tools::ToolError;
 
 /// Tool label for payloads that were not a valid job.
 pub const INVALID_TOOL_LABEL: &str = "_invalid";
+
+/// Why a running job may have to stop early.
+#[derive(Clone, Copy)]
+pub struct Cancel<'a> {
+    /// Fires when this worker was declared dead: the job is someone else's.
+    pub generation: &'a CancellationToken,
+    /// Fires at the end of the shutdown grace period.
+    pub stop: &'a CancellationToken,
+}
+
+impl Cancel<'_> {
+    async fn cancelled(&self) {
+        tokio::select! {
+            _ = self.generation.cancelled() => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+}
 
 /// Runs the job fetched from queue `qi` under sequence number `seq`.
 /// Returns `None` when there is nothing to write: the job was parked for
@@ -34,7 +51,7 @@ pub async fn execute(
     qi: usize,
     seq: u64,
     payload: Vec<u8>,
-    cancel: &CancellationToken,
+    cancel: Cancel<'_>,
 ) -> Option<Outcome> {
     let job = match job::parse(&payload, ctx.limits) {
         Ok(job) => job,
@@ -67,9 +84,10 @@ async fn run_parsed(
     payload: &[u8],
     job: Job,
     id: String,
-    cancel: &CancellationToken,
+    cancel: Cancel<'_>,
 ) -> Option<Outcome> {
     let Some(tool) = ctx.registry.get(&job.tool).cloned() else {
+        let tm = ctx.metrics.tool(qi, UNKNOWN_TOOL_LABEL);
         let message = unknown_tool_message(ctx, &job.tool);
         tracing::warn!(%message, "burying job");
         return Some(bury(
@@ -81,15 +99,27 @@ async fn run_parsed(
             &id,
             error("unknown_tool", message),
             None,
+            &tm,
         ));
     };
+    let tm = ctx.metrics.tool(qi, &job.tool);
     if let Some(run_at) = job.run_at {
         if !due_now(ctx, qi, seq, run_at, payload, cancel).await? {
             return None;
         }
     }
     if let Err(e) = tool.validate(&job.args) {
-        return Some(bury(ctx, qi, seq, payload, &job, &id, tool_error(&e), None));
+        return Some(bury(
+            ctx,
+            qi,
+            seq,
+            payload,
+            &job,
+            &id,
+            tool_error(&e),
+            None,
+            &tm,
+        ));
     }
     let max_attempts = job
         .max_attempts
@@ -101,14 +131,12 @@ async fn run_parsed(
         .map(Duration::from_millis)
         .unwrap_or_else(|| tool.timeout());
 
-    let queue = ctx.queues.keys[qi].name.as_str();
     let started_at = job::now_ms();
     if let Some(enqueued) = job.enqueued_at {
-        let wait = started_at.saturating_sub(enqueued) as f64 / 1000.0;
-        histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone())
-            .record(wait);
+        tm.wait
+            .record(started_at.saturating_sub(enqueued) as f64 / 1000.0);
     }
-    let in_flight = gauge!(m::JOBS_IN_FLIGHT, "queue" => queue.to_owned());
+    let in_flight = &ctx.metrics.in_flight[qi];
     in_flight.increment(1.0);
     ctx.health.job_started();
     let clock = Instant::now();
@@ -122,28 +150,31 @@ async fn run_parsed(
     ctx.health.job_finished();
     let res = res?;
     let elapsed = clock.elapsed();
-    histogram!(m::JOB_DURATION, "queue" => queue.to_owned(), "tool" => job.tool.clone())
-        .record(elapsed.as_secs_f64());
+    tm.duration.record(elapsed.as_secs_f64());
 
     let timing = Timing {
         started_at,
         elapsed,
     };
-    let failure = match res {
-        Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing)),
-        Ok(Ok(Err(e))) => e,
-        Ok(Err(panic)) => ToolError::retryable(format!("tool panicked: {}", panic_message(&panic))),
-        Err(_) => ToolError::Retryable {
-            message: format!("attempt timed out after {} ms", timeout.as_millis()),
-            retry_after: None,
-        },
+    let (failure, kind) = match res {
+        Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing, &tm)),
+        Ok(Ok(Err(e))) => {
+            let kind = e.kind();
+            (e, kind)
+        }
+        Ok(Err(panic)) => (
+            ToolError::retryable(format!("tool panicked: {}", panic_message(&panic))),
+            "panic",
+        ),
+        Err(_) => (
+            ToolError::retryable(format!(
+                "attempt timed out after {} ms",
+                timeout.as_millis()
+            )),
+            "timeout",
+        ),
     };
-    let mut info = tool_error(&failure);
-    if failure.to_string().starts_with("attempt timed out") {
-        info.kind = "timeout".into();
-    } else if failure.to_string().starts_with("tool panicked") {
-        info.kind = "panic".into();
-    }
+    let info = error(kind, failure.to_string());
     tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
     if let ToolError::Retryable { retry_after, .. } = &failure {
         if job.attempt + 1 < max_attempts {
@@ -154,10 +185,22 @@ async fn run_parsed(
                     Duration::from_millis(ctx.config.backoff_max_ms),
                 )
             });
-            return Some(retry(ctx, qi, seq, payload, job, id, info, delay, timing));
+            return Some(retry(
+                ctx, qi, seq, payload, job, id, info, delay, timing, &tm,
+            ));
         }
     }
-    Some(bury(ctx, qi, seq, payload, &job, &id, info, Some(timing)))
+    Some(bury(
+        ctx,
+        qi,
+        seq,
+        payload,
+        &job,
+        &id,
+        info,
+        Some(timing),
+        &tm,
+    ))
 }
 
 /// Parks a job whose `run_at` is still ahead by Redis's clock; true when it
@@ -168,7 +211,7 @@ async fn due_now(
     seq: u64,
     run_at: u64,
     payload: &[u8],
-    cancel: &CancellationToken,
+    cancel: Cancel<'_>,
 ) -> Option<bool> {
     let keys = &ctx.queues.keys[qi];
     let mut failures = 0;
@@ -203,19 +246,18 @@ fn result_doc(
     job: &Job,
     id: &str,
     status: &str,
-    output: Option<Value>,
-    error: Option<ErrorInfo>,
+    output: Option<&Value>,
+    error: Option<&ErrorInfo>,
     timing: Option<Timing>,
 ) -> String {
-    let now = job::now_ms();
     let timing = timing.unwrap_or(Timing {
-        started_at: now,
+        started_at: job::now_ms(),
         elapsed: Duration::ZERO,
     });
-    let doc = JobResult {
-        id: id.to_owned(),
-        tool: job.tool.clone(),
-        status: status.to_owned(),
+    ResultRef {
+        id,
+        tool: &job.tool,
+        status,
         output,
         error,
         attempts: job.attempt + 1,
@@ -224,16 +266,14 @@ fn result_doc(
         started_at: timing.started_at,
         finished_at: timing.started_at + timing.elapsed.as_millis() as u64,
         duration_ms: timing.elapsed.as_secs_f64() * 1000.0,
-        worker: ctx.worker_id.clone(),
+        worker: &ctx.worker_id,
         cached: false,
-        meta: job.meta.clone(),
-    };
-    serde_json::to_string(&doc).unwrap_or_else(|e| {
-        format!(r#"{{"id":{},"status":"{status}","error":{{"kind":"internal","message":"result not serialisable: {e}"}}}}"#,
-            Value::String(id.to_owned()))
-    })
+        meta: job.meta.as_ref(),
+    }
+    .to_json()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn succeed(
     ctx: &Ctx,
     qi: usize,
@@ -242,9 +282,10 @@ fn succeed(
     id: String,
     output: Value,
     t: Timing,
+    tm: &ToolMetrics,
 ) -> Outcome {
-    finished(ctx, qi, &job.tool, "succeeded");
-    let result = result_doc(ctx, &job, &id, "succeeded", Some(output), None, Some(t));
+    tm.succeeded.increment(1);
+    let result = result_doc(ctx, &job, &id, "succeeded", Some(&output), None, Some(t));
     Outcome::Ack {
         queue: qi,
         item: AckItem {
@@ -269,6 +310,7 @@ fn retry(
     info: ErrorInfo,
     delay: Duration,
     t: Timing,
+    tm: &ToolMetrics,
 ) -> Outcome {
     let next = match job::rewrite_payload(payload, &id, job.attempt + 1, job.recoveries) {
         Ok(p) => p,
@@ -282,13 +324,13 @@ fn retry(
                 &id,
                 error("internal", e.to_string()),
                 Some(t),
+                tm,
             )
         }
     };
-    finished(ctx, qi, &job.tool, "retried");
-    counter!(m::JOB_RETRIES, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => job.tool.clone())
-        .increment(1);
-    let result = result_doc(ctx, &job, &id, "failed", None, Some(info), Some(t));
+    tm.retried.increment(1);
+    tm.retries.increment(1);
+    let result = result_doc(ctx, &job, &id, "failed", None, Some(&info), Some(t));
     Outcome::Retry {
         queue: qi,
         item: RetryItem {
@@ -312,16 +354,17 @@ fn bury(
     id: &str,
     info: ErrorInfo,
     t: Option<Timing>,
+    tm: &ToolMetrics,
 ) -> Outcome {
-    finished(ctx, qi, &job.tool, "dead");
-    dead_counter(ctx, qi, &job.tool);
+    tm.dead.increment(1);
+    tm.dead_total.increment(1);
     let with_id = job::rewrite_payload(payload, id, job.attempt, job.recoveries).ok();
     let dead_job = match &with_id {
         Some(p) => DeadJob::Parsed(p),
         None => DeadJob::Raw(payload),
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info);
-    let result = result_doc(ctx, job, id, "dead", None, Some(info), t);
+    let result = result_doc(ctx, job, id, "dead", None, Some(&info), t);
     Outcome::Bury {
         queue: qi,
         item: BuryItem {
@@ -345,8 +388,9 @@ fn bury_invalid(
     message: String,
 ) -> Outcome {
     tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, %message, "burying invalid payload");
-    finished(ctx, qi, INVALID_TOOL_LABEL, "dead");
-    dead_counter(ctx, qi, INVALID_TOOL_LABEL);
+    let tm = ctx.metrics.tool(qi, INVALID_TOOL_LABEL);
+    tm.dead.increment(1);
+    tm.dead_total.increment(1);
     let info = error(kind, message);
     Outcome::Bury {
         queue: qi,
@@ -359,17 +403,6 @@ fn bury_invalid(
             batch: None,
         },
     }
-}
-
-fn finished(ctx: &Ctx, qi: usize, tool: &str, outcome: &'static str) {
-    counter!(m::JOBS_FINISHED, "queue" => ctx.queues.keys[qi].name.clone(),
-        "tool" => tool.to_owned(), "outcome" => outcome)
-    .increment(1);
-}
-
-fn dead_counter(ctx: &Ctx, qi: usize, tool: &str) {
-    counter!(m::JOBS_DEAD, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => tool.to_owned())
-        .increment(1);
 }
 
 fn error(kind: &str, message: String) -> ErrorInfo {

@@ -18,6 +18,8 @@ use crate::queue::QueueError;
 
 /// Longest idle wait without a wake-up before fetching again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Longest wait for more free permits before fetching under a backlog.
+const TOP_UP_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Fetcher {
     pub ctx: Arc<Ctx>,
@@ -35,8 +37,9 @@ pub struct Fetcher {
 impl Fetcher {
     pub async fn run(self, stop: CancellationToken) {
         let mut failures = 0;
+        let mut busy = false;
         loop {
-            let first = tokio::select! {
+            let mut permits = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 p = self.permits.clone().acquire_owned() => match p {
@@ -44,20 +47,20 @@ impl Fetcher {
                     Err(_) => break,
                 },
             };
-            let mut permits = vec![first];
-            while permits.len() < self.ctx.config.fetch_batch {
-                match self.permits.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
+            self.top_up(&mut permits, busy).await;
             match self.fetch_round(&mut permits).await {
                 Ok(0) => {
                     failures = 0;
+                    busy = false;
                     drop(permits);
                     self.idle_wait(&stop).await;
                 }
-                Ok(_) => failures = 0,
+                Ok(started) => {
+                    failures = 0;
+                    // A batch came back full: there is a backlog, so the
+                    // next round should wait for a few more free permits.
+                    busy = permits.num_permits() == 0 && started > 1;
+                }
                 Err(QueueError::NotRegistered) => {
                     // Declared dead while paused; the heartbeat re-registers.
                     drop(permits);
@@ -73,18 +76,44 @@ impl Fetcher {
         }
     }
 
+    /// Adds free permits to the bundle, up to one batch. Under a backlog it
+    /// waits up to [`TOP_UP_WAIT`] for half the concurrency to be free, so
+    /// each round trip carries many jobs instead of the one or two that
+    /// finished a moment ago; that wait is nothing next to a real job.
+    async fn top_up(&self, permits: &mut OwnedSemaphorePermit, busy: bool) {
+        let batch = self.ctx.config.fetch_batch.max(1);
+        if busy {
+            let target = batch.min(self.ctx.config.concurrency.max(1));
+            let more = target.saturating_sub(permits.num_permits());
+            if more > 0 {
+                let sem = self.permits.clone();
+                if let Ok(Ok(p)) =
+                    tokio::time::timeout(TOP_UP_WAIT, sem.acquire_many_owned(more as u32)).await
+                {
+                    permits.merge(p);
+                }
+            }
+        }
+        let free = self
+            .permits
+            .available_permits()
+            .min(batch.saturating_sub(permits.num_permits()));
+        if free > 0 {
+            if let Ok(p) = self.permits.clone().try_acquire_many_owned(free as u32) {
+                permits.merge(p);
+            }
+        }
+    }
+
     /// One round over the queues in this round's order; returns jobs started.
-    async fn fetch_round(
-        &self,
-        permits: &mut Vec<OwnedSemaphorePermit>,
-    ) -> Result<usize, QueueError> {
+    async fn fetch_round(&self, permits: &mut OwnedSemaphorePermit) -> Result<usize, QueueError> {
         let ctx = &self.ctx;
         let mut started = 0;
         for qi in ctx.queues.order() {
-            if permits.is_empty() {
+            let want = permits.num_permits();
+            if want == 0 {
                 break;
             }
-            let want = permits.len();
             let first_seq = ctx
                 .seq
                 .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
@@ -94,7 +123,9 @@ impl Fetcher {
                 .await?;
             ctx.outage.ok();
             for (i, payload) in payloads.into_iter().enumerate() {
-                let Some(permit) = permits.pop() else { break };
+                let Some(permit) = permits.split(1) else {
+                    break;
+                };
                 self.spawn_job(qi, first_seq + i as u64, payload, permit);
                 started += 1;
             }
@@ -107,28 +138,20 @@ impl Fetcher {
         let acker = self.acker.clone();
         let generation = ctx.generation();
         let stop_jobs = self.stop_jobs.clone();
-        self.tasks.spawn(async move {
-            let cancel = CancellationToken::new();
-            let guard = cancel.clone();
-            let watch = async {
-                tokio::select! {
-                    _ = generation.cancelled() => {}
-                    _ = stop_jobs.cancelled() => {}
-                }
-                guard.cancel();
+        // Boxed: the job's future is large, and tokio would otherwise copy
+        // it several times on the way into the task.
+        self.tasks.spawn(Box::pin(async move {
+            let cancel = executor::Cancel {
+                generation: &generation,
+                stop: &stop_jobs,
             };
-            let outcome = tokio::select! {
-                biased;
-                o = executor::execute(&ctx, qi, seq, payload, &cancel) => o,
-                _ = watch => None,
-            };
-            if let Some(outcome) = outcome {
+            if let Some(outcome) = executor::execute(&ctx, qi, seq, payload, cancel).await {
                 // Holding the permit until the acker took the outcome caps
                 // finished-but-unwritten jobs when Redis is slow or down.
                 let _ = acker.send(outcome).await;
             }
             drop(permit);
-        });
+        }));
     }
 
     async fn idle_wait(&self, stop: &CancellationToken) {

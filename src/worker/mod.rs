@@ -13,6 +13,7 @@ mod context;
 mod executor;
 mod fetcher;
 mod heartbeat;
+mod job_metrics;
 mod monitor;
 mod outage;
 mod outcome;

@@ -1,0 +1,225 @@
+//! `toolq bench`: the benchmark anyone can run. Starts a throw-away
+//! redis-server (or uses `--redis-url`), then measures drain, enqueue and
+//! latency with a real `toolq worker` process, and what Redis itself does
+//! (`redis-benchmark`) in the same run, and prints one table.
+
+mod ceiling;
+mod drain;
+mod latency;
+pub mod procstat;
+
+use std::time::Duration;
+
+use crate::producer::{Producer, ProducerError};
+use crate::queue::QueueError;
+use crate::redis_server::RedisServer;
+
+pub use latency::{percentiles, Percentiles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("bench: cannot start a worker process: {0}")]
+    Spawn(String),
+    #[error("bench: gave up after {0:?}")]
+    Timeout(Duration),
+    #[error("bench: {0}")]
+    Incomplete(String),
+    #[error("bench: {0}")]
+    Server(#[from] crate::redis_server::ServerError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub jobs: usize,
+    pub concurrency: usize,
+    pub runs: usize,
+    /// Use this Redis instead of starting one (its CPU is then not reported).
+    pub redis_url: Option<String>,
+    pub latency: bool,
+}
+
+pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let server = match &opts.redis_url {
+        Some(_) => None,
+        None => Some(
+            tokio::task::spawn_blocking(RedisServer::start)
+                .await
+                .map_err(|e| BenchError::Spawn(e.to_string()))??,
+        ),
+    };
+    let url = match (&opts.redis_url, &server) {
+        (Some(u), _) => u.clone(),
+        (None, Some(s)) => s.url(),
+        (None, None) => unreachable_url(),
+    };
+    let redis_pid = server.as_ref().and_then(|s| s.pid());
+    let producer = Producer::connect(&url, None)?;
+    header(&producer, &opts).await?;
+
+    let mut runs = Vec::new();
+    for i in 0..opts.runs {
+        if server.is_some() {
+            producer
+                .broker()
+                .query::<()>("bench", &redis::cmd("FLUSHALL"))
+                .await?;
+        }
+        let r = drain::run(
+            &exe,
+            &producer,
+            &url,
+            redis_pid,
+            opts.jobs,
+            opts.concurrency,
+        )
+        .await?;
+        eprintln!(
+            "  run {}: drain {:.0} jobs/s, enqueue {:.0} jobs/s",
+            i + 1,
+            r.drain_per_s,
+            r.enqueue_per_s
+        );
+        runs.push(r);
+    }
+    if server.is_some() {
+        producer
+            .broker()
+            .query::<()>("bench", &redis::cmd("FLUSHALL"))
+            .await?;
+    }
+    let drain = median(runs.iter().map(|r| r.drain_per_s));
+    let enqueue = median(runs.iter().map(|r| r.enqueue_per_s));
+    let list = |f: fn(&drain::DrainRun) -> f64| {
+        runs.iter()
+            .map(|r| format!("{:.0}", f(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "drain    {:>10.0} jobs/s   runs: {}",
+        drain,
+        list(|r| r.drain_per_s)
+    );
+    println!(
+        "         peak RSS {:.1} MB (max of runs); CPU worker {:.2} cores, redis-server {:.2} cores (medians)",
+        runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / 1e6,
+        median(runs.iter().map(|r| r.worker_cores)),
+        median(runs.iter().map(|r| r.redis_cores)),
+    );
+    println!(
+        "         memory per stored result: {:.0} bytes (used_memory growth / jobs, 1 h TTL)",
+        median(runs.iter().map(|r| r.bytes_per_result))
+    );
+    println!(
+        "enqueue  {:>10.0} jobs/s   runs: {}",
+        enqueue,
+        list(|r| r.enqueue_per_s)
+    );
+
+    if opts.latency {
+        println!(
+            "latency  rate     jobs   enqueue→start p50/p99/max ms   enqueue→result p50/p99/max ms"
+        );
+        for (rate, secs) in [(500, 4.0), (5000, 2.0)] {
+            let l = latency::run(
+                &exe,
+                &producer,
+                &url,
+                rate,
+                Duration::from_secs_f64(secs),
+                opts.concurrency,
+            )
+            .await?;
+            println!(
+                "         {:>5}/s {:>6}   {:>6.2} / {:>6.2} / {:>6.2}        {:>6.2} / {:>6.2} / {:>6.2}",
+                l.rate, l.jobs, l.to_start.p50, l.to_start.p99, l.to_start.max, l.to_result.p50, l.to_result.p99, l.to_result.max
+            );
+        }
+    }
+
+    if let Some(s) = &server {
+        producer
+            .broker()
+            .query::<()>("bench", &redis::cmd("FLUSHALL"))
+            .await?;
+        let port = s.port();
+        let requests = 1_000_000;
+        let ceilings = tokio::task::spawn_blocking(move || ceiling::measure(port, requests))
+            .await
+            .unwrap_or_default();
+        println!("ceiling  redis-benchmark, 50 clients, {requests} requests each, same server:");
+        for c in &ceilings {
+            println!(
+                "         {:<28} {:>10.0} ops/s   toolq drain = {:.2}x",
+                c.label,
+                c.ops_per_s,
+                drain / c.ops_per_s
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn header(producer: &Producer, opts: &BenchOptions) -> Result<(), BenchError> {
+    let version = producer
+        .broker()
+        .info_field("server", "redis_version")
+        .await?
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "toolq {} bench — unix time {now}, {cores} cores, Redis {version} on the same host",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "{} echo jobs per run, one worker process at concurrency {}, every result written (1 h TTL), medians of {} runs",
+        opts.jobs, opts.concurrency, opts.runs
+    );
+    Ok(())
+}
+
+fn unreachable_url() -> String {
+    crate::config::DEFAULT_REDIS_URL.to_owned()
+}
+
+/// Median of the finite values (NaN when there are none).
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_percentiles() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), 2.5);
+        assert!(median([f64::NAN].into_iter()).is_nan());
+        let mut v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        let p = percentiles(&mut v);
+        assert_eq!((p.p50, p.p99, p.max), (51.0, 99.0, 100.0));
+    }
+}
