@@ -103,8 +103,11 @@ async fn run_parsed(
 
     let queue = ctx.queues.keys[qi].name.as_str();
     let started_at = job::now_ms();
-    if let Some(enqueued) = job.enqueued_at {
-        let wait = started_at.saturating_sub(enqueued) as f64 / 1000.0;
+    // The first attempt only, from the later of enqueue and due time: a
+    // retry's backoff or a job scheduled for later is not time spent waiting.
+    if let Some(enqueued) = job.enqueued_at.filter(|_| job.attempt == 0) {
+        let since = enqueued.max(job.run_at.unwrap_or(0));
+        let wait = started_at.saturating_sub(since) as f64 / 1000.0;
         histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone())
             .record(wait);
     }
@@ -363,13 +366,23 @@ fn bury_invalid(
 
 fn finished(ctx: &Ctx, qi: usize, tool: &str, outcome: &'static str) {
     counter!(m::JOBS_FINISHED, "queue" => ctx.queues.keys[qi].name.clone(),
-        "tool" => tool.to_owned(), "outcome" => outcome)
+        "tool" => tool_label(ctx, tool), "outcome" => outcome)
     .increment(1);
 }
 
 fn dead_counter(ctx: &Ctx, qi: usize, tool: &str) {
-    counter!(m::JOBS_DEAD, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => tool.to_owned())
+    counter!(m::JOBS_DEAD, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => tool_label(ctx, tool))
         .increment(1);
+}
+
+/// A tool name comes from the payload: an unknown one is counted as
+/// `_invalid`, or any producer could mint new series without bound.
+fn tool_label(ctx: &Ctx, tool: &str) -> String {
+    if ctx.registry.get(tool).is_some() {
+        tool.to_owned()
+    } else {
+        INVALID_TOOL_LABEL.to_owned()
+    }
 }
 
 fn error(kind: &str, message: String) -> ErrorInfo {
