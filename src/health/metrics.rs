@@ -7,7 +7,8 @@
 pub const JOBS_FINISHED: &str = "toolq_jobs_finished_total";
 /// Histogram `{queue, tool}`: one attempt's run time, seconds.
 pub const JOB_DURATION: &str = "toolq_job_duration_seconds";
-/// Histogram `{queue, tool}`: enqueue (or due time) to start, seconds.
+/// Histogram `{queue, tool}`: enqueue (or due time, if later) to the start
+/// of the first attempt, seconds. Jobs without `enqueued_at` are not counted.
 pub const JOB_WAIT: &str = "toolq_job_wait_seconds";
 /// Gauge `{queue}`: attempts running now in this process.
 pub const JOBS_IN_FLIGHT: &str = "toolq_jobs_in_flight";
@@ -16,7 +17,8 @@ pub const CONCURRENCY_LIMIT: &str = "toolq_concurrency_limit";
 /// Counter `{queue, tool}`: attempts sent back to `delayed`.
 pub const JOB_RETRIES: &str = "toolq_job_retries_total";
 /// Counter `{queue, tool}`: jobs buried in `dead` (tool is `_invalid` for
-/// payloads that were not a valid job).
+/// payloads that were not a valid job or named an unknown tool, so producers
+/// cannot create series; `_poisoned` for jobs recovered too often).
 pub const JOBS_DEAD: &str = "toolq_jobs_dead_total";
 /// Gauge `{queue, state}`: state is `pending`, `active`, `delayed` or `dead`.
 pub const QUEUE_DEPTH: &str = "toolq_queue_depth";

@@ -132,9 +132,11 @@ async fn run_parsed(
         .unwrap_or_else(|| tool.timeout());
 
     let started_at = job::now_ms();
-    if let Some(enqueued) = job.enqueued_at {
-        tm.wait
-            .record(started_at.saturating_sub(enqueued) as f64 / 1000.0);
+    // The first attempt only, from the later of enqueue and due time: a
+    // retry's backoff or a job scheduled for later is not time spent waiting.
+    if let Some(enqueued) = job.enqueued_at.filter(|_| job.attempt == 0) {
+        let since = enqueued.max(job.run_at.unwrap_or(0));
+        tm.wait.record(started_at.saturating_sub(since) as f64 / 1000.0);
     }
     let in_flight = &ctx.metrics.in_flight[qi];
     in_flight.increment(1.0);

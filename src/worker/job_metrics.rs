@@ -13,8 +13,10 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::health::metrics as m;
 
-/// Tool label for jobs naming a tool that is not registered.
-pub const UNKNOWN_TOOL_LABEL: &str = "_unknown";
+/// Tool label for jobs naming a tool that is not registered: counted with
+/// the invalid payloads, since a producer could otherwise mint new series
+/// without bound.
+pub const UNKNOWN_TOOL_LABEL: &str = super::executor::INVALID_TOOL_LABEL;
 
 /// The series of one (queue, tool) pair.
 pub struct ToolMetrics {

@@ -14,6 +14,7 @@ mod executor;
 mod fetcher;
 mod heartbeat;
 mod job_metrics;
+mod metrics_init;
 mod monitor;
 mod outage;
 mod outcome;
@@ -152,6 +153,7 @@ async fn start_side_port(
     health::describe_metrics();
     health::mark_worker_up(ctx.health.version);
     health::set_concurrency_limit(ctx.config.concurrency);
+    metrics_init::register_zero_series(ctx);
     let addr: HttpAddr = ctx.config.http_addr.parse()?;
     let Some(addr) = addr.socket_addr() else {
         return Ok(None);
