@@ -164,10 +164,13 @@ acl_live() {
     try producer allow ZADD "$q:delayed" 2 job4
     try producer allow SET "$q:result:job9" r NX
     try producer allow GET "$q:result:job1"
-    try producer allow BLPOP "$q:done:job1" 0.1
+    try producer allow BLPOP "$q:batch:b1" 0.1
+    try producer allow LPOP "$q:batch:b1"
     try producer allow LLEN "$q:pending"
     try producer allow EVAL "return redis.call('LPUSH', KEYS[1], ARGV[1])" 1 "$q:pending" job5
     try producer deny DEL "$q:pending"
+    try producer deny LPOP "$q:pending"
+    try producer deny BLPOP "$q:pending" 0.1
     try producer deny LMOVE "$q:pending" "$q:active:p" RIGHT LEFT
     try producer deny FLUSHALL
     try producer deny GET other:key
