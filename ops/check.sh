@@ -92,7 +92,8 @@ dashboard_queries_parse() {
 }
 
 compose_schema() {
-    "$VENV/bin/check-jsonschema" --schemafile ops/schema/compose-spec.json docker-compose.yml
+    "$VENV/bin/check-jsonschema" --schemafile ops/schema/compose-spec.json \
+        docker-compose.yml ops/compose.tls.yml
 }
 
 # Starts a throw-away redis-server with ops/redis/users.acl on a free port
@@ -199,7 +200,7 @@ check "alerts: required alerts, severity, annotations, runbook anchors" "$PY" op
 check "dashboard: valid JSON, datasource uid, queue variable" "$PY" ops/check_ops.py dashboard
 check "dashboard: every query parses as PromQL (promtool)" dashboard_queries_parse
 check "metric names in dashboard and alerts exist in src/health/metrics.rs" "$PY" ops/check_ops.py metrics
-check "docker-compose.yml against the Compose spec schema" compose_schema
+check "docker-compose.yml and ops/compose.tls.yml against the Compose spec schema" compose_schema
 check "docker-compose.yml: services, scaling, no secret literal" "$PY" ops/check_ops.py compose
 check ".env.example documents every setting" "$PY" ops/check_ops.py env
 check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
