@@ -12,12 +12,10 @@ WORKDIR /src
 COPY . .
 # The cache mounts keep the crate registry and the target dir between builds
 # (BuildKit). The binary is copied out because the target dir is a cache.
-# config/ is created when the tree has none, so the runtime COPY below works.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin toolq \
-    && install -m 0755 target/release/toolq /usr/local/bin/toolq \
-    && mkdir -p config
+    && install -m 0755 target/release/toolq /usr/local/bin/toolq
 
 # ---- runtime ------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -31,7 +29,8 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin toolq
 
-# The worker reads config/toolq.toml relative to its working directory.
+# The worker reads config/toolq.toml (every key, commented, at its default)
+# relative to its working directory; TOOLQ_* variables override it.
 WORKDIR /app
 COPY --from=builder /usr/local/bin/toolq /usr/local/bin/toolq
 COPY --from=builder /src/config/ /app/config/

@@ -92,7 +92,8 @@ dashboard_queries_parse() {
 }
 
 compose_schema() {
-    "$VENV/bin/check-jsonschema" --schemafile ops/schema/compose-spec.json docker-compose.yml
+    "$VENV/bin/check-jsonschema" --schemafile ops/schema/compose-spec.json \
+        docker-compose.yml ops/compose.tls.yml
 }
 
 # Starts a throw-away redis-server with ops/redis/users.acl on a free port
@@ -164,10 +165,13 @@ acl_live() {
     try producer allow ZADD "$q:delayed" 2 job4
     try producer allow SET "$q:result:job9" r NX
     try producer allow GET "$q:result:job1"
-    try producer allow BLPOP "$q:done:job1" 0.1
+    try producer allow BLPOP "$q:batch:b1" 0.1
+    try producer allow LPOP "$q:batch:b1"
     try producer allow LLEN "$q:pending"
     try producer allow EVAL "return redis.call('LPUSH', KEYS[1], ARGV[1])" 1 "$q:pending" job5
     try producer deny DEL "$q:pending"
+    try producer deny LPOP "$q:pending"
+    try producer deny BLPOP "$q:pending" 0.1
     try producer deny LMOVE "$q:pending" "$q:active:p" RIGHT LEFT
     try producer deny FLUSHALL
     try producer deny GET other:key
@@ -196,7 +200,7 @@ check "alerts: required alerts, severity, annotations, runbook anchors" "$PY" op
 check "dashboard: valid JSON, datasource uid, queue variable" "$PY" ops/check_ops.py dashboard
 check "dashboard: every query parses as PromQL (promtool)" dashboard_queries_parse
 check "metric names in dashboard and alerts exist in src/health/metrics.rs" "$PY" ops/check_ops.py metrics
-check "docker-compose.yml against the Compose spec schema" compose_schema
+check "docker-compose.yml and ops/compose.tls.yml against the Compose spec schema" compose_schema
 check "docker-compose.yml: services, scaling, no secret literal" "$PY" ops/check_ops.py compose
 check ".env.example documents every setting" "$PY" ops/check_ops.py env
 check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile

@@ -43,6 +43,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 ACL = ROOT / "ops/redis/users.acl"
+CONFIG_RS = ROOT / "src/config.rs"
+WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
 
 REQUIRED_ALERTS = [
     "ToolqNoLiveWorkers",
@@ -262,9 +264,17 @@ def check_compose(f: Findings) -> None:
         f.fail("worker has container_name or ports: it could not be scaled")
     if worker.get("depends_on", {}).get("redis", {}).get("condition") != "service_healthy":
         f.fail("worker does not wait for redis to be healthy")
-    for key in ("healthcheck", "stop_grace_period", "restart", "env_file"):
+    for key in ("healthcheck", "stop_grace_period", "restart"):
         if key not in worker:
             f.fail(f"worker has no {key}")
+    # Least privilege: a worker gets its own settings, not the whole .env
+    # with every other user's password in it.
+    if "env_file" in worker:
+        f.fail("worker has env_file: it would get every password in .env")
+    passed = {k for k, _ in env_items(worker.get("environment"))}
+    for var in sorted(config_env_names() - passed):
+        f.fail(f"worker does not pass {var} (a key of src/config.rs) from .env")
+    f.note(f"worker passes {len(passed)} variables through, no env_file")
     if "healthcheck" not in services.get("redis", {}):
         f.fail("redis has no healthcheck")
 
@@ -290,12 +300,37 @@ def check_compose(f: Findings) -> None:
     f.note(f"{len(used)} interpolated variables checked against .env.example")
 
 
+def struct_fields(path: Path, struct: str) -> list[str]:
+    """The `pub` field names of `struct` in a Rust source file."""
+    m = re.search(r"pub struct %s \{(.*?)\n\}" % struct, path.read_text(), re.S)
+    return re.findall(r"^\s*pub (\w+):", m.group(1), re.M) if m else []
+
+
+def config_env_names() -> set[str]:
+    """The TOOLQ_* variable of every configuration key, read from the Config
+    struct (and the weather tool's) so that this check follows the code."""
+    names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k != "tools"}
+    names |= {f"TOOLQ_TOOLS__WEATHER__{k.upper()}"
+              for k in struct_fields(WEATHER_CONFIG_RS, "WeatherConfig")}
+    return names
+
+
 def check_env(f: Findings) -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
     for var in REQUIRED_ENV:
         if var not in documented:
             f.fail(f".env.example does not document {var}")
-    f.note(f"{len(documented)} variables documented; {len(REQUIRED_ENV)} required ones checked")
+    known = config_env_names()
+    if len(known) < 10:
+        f.fail(f"could not read the Config fields from {CONFIG_RS} (found {sorted(known)})")
+    for var in sorted(known - documented):
+        f.fail(f".env.example does not document {var} (a key of src/config.rs)")
+    # figment ignores TOOLQ_ names that are no key: a typo would be silent.
+    for path in (ENV_EXAMPLE, COMPOSE, DOCKERFILE):
+        for var in sorted(set(re.findall(r"\bTOOLQ_[A-Z0-9_]+", path.read_text()))):
+            if var not in known:
+                f.fail(f"{path.name} sets {var}, which is no configuration key")
+    f.note(f"{len(documented)} variables documented; {len(known)} configuration keys checked")
 
 
 # ---- Dockerfile -----------------------------------------------------------------

@@ -249,12 +249,18 @@ impl Config {
 /// Where a key's value came from, e.g. "`TOOLQ_` environment variable(s)".
 fn source_of(figment: &Figment, key: &str) -> String {
     match figment.find_metadata(key) {
-        Some(m) => match &m.source {
-            Some(src) => format!("{} {}", m.name, src),
-            None if m.name.contains("Serialized") => "command-line flag".into(),
-            None => m.name.to_string(),
-        },
+        Some(m) => origin(m),
         None => "default".into(),
+    }
+}
+
+/// Names a provider as a user knows it. The flags are the only values set in
+/// code (`Serialized`), whose figment name would be a Rust type and a line.
+fn origin(m: &figment::Metadata) -> String {
+    match &m.source {
+        Some(figment::Source::Code(_)) => "command-line flag".into(),
+        Some(src) => format!("{} {}", m.name, src),
+        None => m.name.to_string(),
     }
 }
 
@@ -265,10 +271,7 @@ fn describe(e: &figment::Error, path: &Path) -> String {
         let source = err
             .metadata
             .as_ref()
-            .map(|m| match &m.source {
-                Some(s) => format!("{} {}", m.name, s),
-                None => m.name.to_string(),
-            })
+            .map(origin)
             .unwrap_or_else(|| path.display().to_string());
         let kind = err.kind.to_string();
         // Never echo a value that could be a secret (the Redis URL).

@@ -102,7 +102,7 @@ fn samples() -> Vec<(&'static str, Job)> {
 }
 
 async fn submit_and_print(config: &Config) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, None)?;
+    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
     let keys = QueueKeys::new(QUEUE);
     let samples = samples();
     let mut ids = Vec::new();

@@ -3,6 +3,8 @@
 //! push raw payloads and read results.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
