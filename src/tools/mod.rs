@@ -7,6 +7,7 @@
 mod calculator;
 mod echo;
 mod fail;
+pub mod rate;
 mod registry;
 pub mod secret;
 mod setup;
@@ -16,9 +17,10 @@ pub mod weather;
 pub use calculator::Calculator;
 pub use echo::Echo;
 pub use fail::Fail;
+pub use rate::RateLimit;
 pub use registry::Registry;
 pub use secret::Secret;
-pub use setup::{configured_registry, ToolsConfig};
+pub use setup::{configured_registry, ToolSettings, ToolsConfig};
 pub use sleep::Sleep;
 
 use std::time::Duration;

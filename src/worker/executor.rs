@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::backoff::backoff_random;
 use super::context::Ctx;
+use super::guard::{self, Before};
 use super::outage::retry_delay;
 use super::outcome::Outcome;
 use crate::health::metrics as m;
@@ -103,11 +104,29 @@ async fn run_parsed(
 
     let queue = ctx.queues.keys[qi].name.as_str();
     let started_at = job::now_ms();
-    if let Some(enqueued) = job.enqueued_at {
-        let wait = started_at.saturating_sub(enqueued) as f64 / 1000.0;
-        histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone())
-            .record(wait);
-    }
+    let record_wait = || {
+        if let Some(enqueued) = job.enqueued_at {
+            let wait = started_at.saturating_sub(enqueued) as f64 / 1000.0;
+            histogram!(m::JOB_WAIT, "queue" => queue.to_owned(), "tool" => job.tool.clone())
+                .record(wait);
+        }
+    };
+    let lookup = Instant::now();
+    let fill =
+        match guard::before_call(ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel).await {
+            Before::Call(fill) => fill,
+            Before::Stop => return None,
+            Before::Cached(output) => {
+                record_wait();
+                let elapsed = lookup.elapsed();
+                let t = Timing {
+                    started_at,
+                    elapsed,
+                };
+                return Some(succeed(ctx, qi, seq, job, id, output, t, true));
+            }
+        };
+    record_wait();
     let in_flight = gauge!(m::JOBS_IN_FLIGHT, "queue" => queue.to_owned());
     in_flight.increment(1.0);
     ctx.health.job_started();
@@ -120,6 +139,11 @@ async fn run_parsed(
     };
     in_flight.decrement(1.0);
     ctx.health.job_finished();
+    let output = match &res {
+        Some(Ok(Ok(Ok(output)))) => Some(output),
+        _ => None,
+    };
+    fill.finish(ctx, output).await;
     let res = res?;
     let elapsed = clock.elapsed();
     histogram!(m::JOB_DURATION, "queue" => queue.to_owned(), "tool" => job.tool.clone())
@@ -130,7 +154,7 @@ async fn run_parsed(
         elapsed,
     };
     let failure = match res {
-        Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing)),
+        Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing, false)),
         Ok(Ok(Err(e))) => e,
         Ok(Err(panic)) => ToolError::retryable(format!("tool panicked: {}", panic_message(&panic))),
         Err(_) => ToolError::Retryable {
@@ -162,7 +186,7 @@ async fn run_parsed(
 
 /// Parks a job whose `run_at` is still ahead by Redis's clock; true when it
 /// should run now. `None` when cancelled while Redis was unreachable.
-async fn due_now(
+pub(super) async fn due_now(
     ctx: &Ctx,
     qi: usize,
     seq: u64,
@@ -198,6 +222,7 @@ struct Timing {
     elapsed: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn result_doc(
     ctx: &Ctx,
     job: &Job,
@@ -206,6 +231,7 @@ fn result_doc(
     output: Option<Value>,
     error: Option<ErrorInfo>,
     timing: Option<Timing>,
+    cached: bool,
 ) -> String {
     let now = job::now_ms();
     let timing = timing.unwrap_or(Timing {
@@ -225,7 +251,7 @@ fn result_doc(
         finished_at: timing.started_at + timing.elapsed.as_millis() as u64,
         duration_ms: timing.elapsed.as_secs_f64() * 1000.0,
         worker: ctx.worker_id.clone(),
-        cached: false,
+        cached,
         meta: job.meta.clone(),
     };
     serde_json::to_string(&doc).unwrap_or_else(|e| {
@@ -234,6 +260,7 @@ fn result_doc(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn succeed(
     ctx: &Ctx,
     qi: usize,
@@ -242,9 +269,19 @@ fn succeed(
     id: String,
     output: Value,
     t: Timing,
+    cached: bool,
 ) -> Outcome {
     finished(ctx, qi, &job.tool, "succeeded");
-    let result = result_doc(ctx, &job, &id, "succeeded", Some(output), None, Some(t));
+    let result = result_doc(
+        ctx,
+        &job,
+        &id,
+        "succeeded",
+        Some(output),
+        None,
+        Some(t),
+        cached,
+    );
     Outcome::Ack {
         queue: qi,
         item: AckItem {
@@ -288,7 +325,7 @@ fn retry(
     finished(ctx, qi, &job.tool, "retried");
     counter!(m::JOB_RETRIES, "queue" => ctx.queues.keys[qi].name.clone(), "tool" => job.tool.clone())
         .increment(1);
-    let result = result_doc(ctx, &job, &id, "failed", None, Some(info), Some(t));
+    let result = result_doc(ctx, &job, &id, "failed", None, Some(info), Some(t), false);
     Outcome::Retry {
         queue: qi,
         item: RetryItem {
@@ -321,7 +358,7 @@ fn bury(
         None => DeadJob::Raw(payload),
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info);
-    let result = result_doc(ctx, job, id, "dead", None, Some(info), t);
+    let result = result_doc(ctx, job, id, "dead", None, Some(info), t, false);
     Outcome::Bury {
         queue: qi,
         item: BuryItem {
