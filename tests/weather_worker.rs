@@ -348,9 +348,41 @@ async fn the_rate_limit_spreads_calls_across_workers_without_failing_jobs() {
     let metrics = toolq::health::install_recorder().unwrap().render();
     let limited = metric_value(&metrics, "toolq_rate_limited_total{tool=\"weather\"}");
     assert!(limited >= 1.0, "rate-limited jobs not counted:\n{metrics}");
-    println!("20 jobs at 5/s: first to last request {span:?}, all results after {took:?}, {limited} deferrals");
+    println!(
+        "20 jobs at 5/s: at most {busiest} requests in any {window:?}, first to last \
+         request {span:?}, all results after {took:?}, {limited} deferrals"
+    );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn any_tool_can_be_rate_limited() {
+    let redis = redis();
+    let queue = queue_name("echo-rate");
+    let mut config = config(&redis.url(), &queue, 8);
+    config
+        .tools
+        .set_rate_limit("echo", Some(RateLimit::new(2, Duration::from_secs(1))));
+    let worker = start_worker(config);
+    let mut con = raw(&redis.url()).await;
+    let jobs: Vec<String> = (0..5)
+        .map(|i| json!({"id": format!("e{i}"), "tool": "echo", "args": {"i": i}}).to_string())
+        .collect();
+    lpush(&mut con, &queue, &jobs).await;
+    let mut started = Vec::new();
+    for i in 0..5 {
+        let r = wait_result(&mut con, &queue, &format!("e{i}"), PATIENCE).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["attempts"], 1);
+        started.push(r["started_at"].as_u64().unwrap());
+    }
+    started.sort();
+    // 2 per second: the 3rd call waits for the 1st to leave the window, the
+    // 5th for the 3rd (100 ms of slack between clocks).
+    assert!(started[2] - started[0] >= 900, "{started:?}");
+    assert!(started[4] - started[2] >= 900, "{started:?}");
+    worker.stop().await;
 }
 
 fn metric_value(text: &str, series: &str) -> f64 {
