@@ -3,7 +3,8 @@
 //! Where things happen:
 //! - [`queue`]: everything stored in Redis: key names (`queue/keys.rs`), one
 //!   Lua script per atomic operation (`queue/scripts/`), the broker API.
-//! - [`worker`]: running jobs: fetcher, executor, acker, heartbeat, reaper,
+//! - [`worker`]: running jobs: fetcher, executor (with the tool result cache
+//!   and per-tool rate limit around each call), acker, heartbeat, reaper,
 //!   scheduler, monitor, shutdown.
 //! - [`producer`]: enqueueing jobs and waiting for results.
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools.

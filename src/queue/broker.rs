@@ -90,7 +90,7 @@ impl Broker {
         })
     }
 
-    async fn conn(&self) -> Result<MultiplexedConnection> {
+    pub(super) async fn conn(&self) -> Result<MultiplexedConnection> {
         if let Some(c) = self.hot.lock().ok().and_then(|g| g.clone()) {
             return Ok(c);
         }
@@ -103,7 +103,7 @@ impl Broker {
 
     /// Maps an error and forgets a broken hot connection so the next call
     /// reconnects.
-    fn fail(&self, op: &'static str, e: redis::RedisError) -> QueueError {
+    pub(super) fn fail(&self, op: &'static str, e: redis::RedisError) -> QueueError {
         if is_connection_error(&e) {
             if let Ok(mut g) = self.hot.lock() {
                 *g = None;

@@ -84,7 +84,16 @@ pub fn cache(tool: &str, digest: &str) -> String {
     format!("{PREFIX}:cache:{tool}:{digest}")
 }
 
-/// string: a tool's rate-limit window counter.
+/// string: held (with a short TTL) by the one worker computing a missing
+/// cache entry, so identical jobs elsewhere wait for it instead of calling
+/// the tool too. A different Cluster slot from the entry: never used in the
+/// same script.
+pub fn cache_lock(tool: &str, digest: &str) -> String {
+    format!("{PREFIX}:cache:{tool}:{digest}:lock")
+}
+
+/// sorted set: a tool's recent calls (sliding-window rate limit), score =
+/// call time in Redis ms.
 pub fn rate_limit(tool: &str) -> String {
     format!("{PREFIX}:ratelimit:{{{tool}}}")
 }
@@ -121,6 +130,10 @@ mod tests {
     fn global_keys() {
         assert_eq!(worker_info("w"), "toolq:worker:w");
         assert_eq!(cache("weather", "ab12"), "toolq:cache:weather:ab12");
+        assert_eq!(
+            cache_lock("weather", "ab12"),
+            "toolq:cache:weather:ab12:lock"
+        );
         assert_eq!(rate_limit("weather"), "toolq:ratelimit:{weather}");
     }
 

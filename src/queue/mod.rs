@@ -4,15 +4,18 @@
 //! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
 //! - `connection`: pool, dedicated blocking connections, TLS, URL masking.
 //! - `broker`: the operations the worker and producer call.
+//! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
 mod broker;
+mod cache;
 mod connection;
 pub mod keys;
 mod scripts;
 
 pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};
+pub use cache::{CacheClaim, RateSlot};
 pub use connection::{mask_url, RedisTarget};
 pub use keys::QueueKeys;
 

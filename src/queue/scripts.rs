@@ -23,3 +23,5 @@ script!(HEARTBEAT, "heartbeat.lua");
 script!(STALE_WORKERS, "stale_workers.lua");
 script!(RECOVER, "recover.lua");
 script!(REQUEUE, "requeue.lua");
+script!(RATE_LIMIT, "rate_limit.lua");
+script!(CACHE_UNLOCK, "cache_unlock.lua");

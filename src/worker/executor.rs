@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::backoff::backoff_random;
 use super::context::Ctx;
+use super::guard::{self, Before};
 use super::job_metrics::{ToolMetrics, UNKNOWN_TOOL_LABEL};
 use super::outage::retry_delay;
 use super::outcome::Outcome;
@@ -34,7 +35,7 @@ pub struct Cancel<'a> {
 }
 
 impl Cancel<'_> {
-    async fn cancelled(&self) {
+    pub(super) async fn cancelled(&self) {
         tokio::select! {
             _ = self.generation.cancelled() => {}
             _ = self.stop.cancelled() => {}
@@ -134,10 +135,29 @@ async fn run_parsed(
     let started_at = job::now_ms();
     // The first attempt only, from the later of enqueue and due time: a
     // retry's backoff or a job scheduled for later is not time spent waiting.
-    if let Some(enqueued) = job.enqueued_at.filter(|_| job.attempt == 0) {
-        let since = enqueued.max(job.run_at.unwrap_or(0));
-        tm.wait.record(started_at.saturating_sub(since) as f64 / 1000.0);
-    }
+    let record_wait = || {
+        if let Some(enqueued) = job.enqueued_at.filter(|_| job.attempt == 0) {
+            let since = enqueued.max(job.run_at.unwrap_or(0));
+            tm.wait
+                .record(started_at.saturating_sub(since) as f64 / 1000.0);
+        }
+    };
+    let lookup = Instant::now();
+    let fill =
+        match guard::before_call(ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel).await {
+            Before::Call(fill) => fill,
+            Before::Stop => return None,
+            Before::Cached(output) => {
+                record_wait();
+                let elapsed = lookup.elapsed();
+                let t = Timing {
+                    started_at,
+                    elapsed,
+                };
+                return Some(succeed(ctx, qi, seq, job, id, output, t, &tm, true));
+            }
+        };
+    record_wait();
     let in_flight = &ctx.metrics.in_flight[qi];
     in_flight.increment(1.0);
     ctx.health.job_started();
@@ -150,6 +170,11 @@ async fn run_parsed(
     };
     in_flight.decrement(1.0);
     ctx.health.job_finished();
+    let output = match &res {
+        Some(Ok(Ok(Ok(output)))) => Some(output),
+        _ => None,
+    };
+    fill.finish(ctx, output).await;
     let res = res?;
     let elapsed = clock.elapsed();
     tm.duration.record(elapsed.as_secs_f64());
@@ -159,7 +184,9 @@ async fn run_parsed(
         elapsed,
     };
     let (failure, kind) = match res {
-        Ok(Ok(Ok(output))) => return Some(succeed(ctx, qi, seq, job, id, output, timing, &tm)),
+        Ok(Ok(Ok(output))) => {
+            return Some(succeed(ctx, qi, seq, job, id, output, timing, &tm, false))
+        }
         Ok(Ok(Err(e))) => {
             let kind = e.kind();
             (e, kind)
@@ -207,7 +234,7 @@ async fn run_parsed(
 
 /// Parks a job whose `run_at` is still ahead by Redis's clock; true when it
 /// should run now. `None` when cancelled while Redis was unreachable.
-async fn due_now(
+pub(super) async fn due_now(
     ctx: &Ctx,
     qi: usize,
     seq: u64,
@@ -243,6 +270,7 @@ struct Timing {
     elapsed: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn result_doc(
     ctx: &Ctx,
     job: &Job,
@@ -251,6 +279,7 @@ fn result_doc(
     output: Option<&Value>,
     error: Option<&ErrorInfo>,
     timing: Option<Timing>,
+    cached: bool,
 ) -> String {
     let timing = timing.unwrap_or(Timing {
         started_at: job::now_ms(),
@@ -269,7 +298,7 @@ fn result_doc(
         finished_at: timing.started_at + timing.elapsed.as_millis() as u64,
         duration_ms: timing.elapsed.as_secs_f64() * 1000.0,
         worker: &ctx.worker_id,
-        cached: false,
+        cached,
         meta: job.meta.as_ref(),
     }
     .to_json()
@@ -285,9 +314,19 @@ fn succeed(
     output: Value,
     t: Timing,
     tm: &ToolMetrics,
+    cached: bool,
 ) -> Outcome {
     tm.succeeded.increment(1);
-    let result = result_doc(ctx, &job, &id, "succeeded", Some(&output), None, Some(t));
+    let result = result_doc(
+        ctx,
+        &job,
+        &id,
+        "succeeded",
+        Some(&output),
+        None,
+        Some(t),
+        cached,
+    );
     Outcome::Ack {
         queue: qi,
         item: AckItem {
@@ -332,7 +371,7 @@ fn retry(
     };
     tm.retried.increment(1);
     tm.retries.increment(1);
-    let result = result_doc(ctx, &job, &id, "failed", None, Some(&info), Some(t));
+    let result = result_doc(ctx, &job, &id, "failed", None, Some(&info), Some(t), false);
     Outcome::Retry {
         queue: qi,
         item: RetryItem {
@@ -366,7 +405,7 @@ fn bury(
         None => DeadJob::Raw(payload),
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info);
-    let result = result_doc(ctx, job, id, "dead", None, Some(&info), t);
+    let result = result_doc(ctx, job, id, "dead", None, Some(&info), t, false);
     Outcome::Bury {
         queue: qi,
         item: BuryItem {

@@ -3,15 +3,19 @@
 //! - `fetcher`: permits first, then one batch fetch per queue; a task per job.
 //! - `waiter`: blocking wake-ups while idle (no polling).
 //! - `executor`: one job: parse, validate, run with timeout, outcome.
+//! - `guard`: around the call: `cache` (tool result cache, stampede lock)
+//!   and `rate_limit` (per-tool limit shared by all workers).
 //! - `acker`: writes outcomes in batches; holds them through Redis outages.
 //! - `heartbeat`, `reaper`, `scheduler`, `monitor`: the background loops.
 //! - `shutdown`: the two-stage stop signal; `backoff`, `queues`: pure helpers.
 
 mod acker;
 pub mod backoff;
+mod cache;
 mod context;
 mod executor;
 mod fetcher;
+mod guard;
 mod heartbeat;
 mod job_metrics;
 mod metrics_init;
@@ -19,6 +23,7 @@ mod monitor;
 mod outage;
 mod outcome;
 mod queues;
+mod rate_limit;
 mod reaper;
 mod scheduler;
 mod shutdown;

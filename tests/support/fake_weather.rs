@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -32,6 +32,8 @@ pub struct Recorded {
     pub raw_query: String,
     /// Decoded, in order.
     pub params: Vec<(String, String)>,
+    /// When it arrived, for tests of retry delays and rate limits.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -146,6 +148,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
         path: uri.path().to_owned(),
         raw_query: uri.query().unwrap_or_default().to_owned(),
         params,
+        at: Instant::now(),
     };
     shared.requests.lock().unwrap().push(recorded.clone());
     let reply = shared.reply.lock().unwrap().clone();

@@ -45,7 +45,7 @@ pub enum ConfigError {
     MissingApiKey,
     #[error("tools.weather.base_url: {0}")]
     InvalidBaseUrl(String),
-    #[error("tools.weather.timeout: must be greater than zero")]
+    #[error("tools.weather.timeout_ms: must be greater than zero")]
     ZeroTimeout,
     #[error("tools.weather: cannot build the HTTP client: {0}")]
     Client(String),

@@ -1,0 +1,81 @@
+//! The examples build and run: `examples/custom_tool.rs` against a test Redis.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `cargo test` builds the examples next to the test binaries; when only this
+/// test was asked for they are built here (the same target directory, so
+/// nothing is rebuilt but the example).
+fn example(name: &str) -> PathBuf {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // The variables cargo sets for a test binary would reach build scripts
+    // that watch them (ring watches CARGO_MANIFEST_DIR) and make this build
+    // and the next `cargo test` rebuild half the dependency tree in turn.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_for_tests = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&key.as_ref());
+        if set_for_tests {
+            cargo.env_remove(key.as_ref());
+        }
+    }
+    let status = cargo.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --example {name}: {status}");
+    // target/debug/deps/examples-<hash> → target/debug/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    dir.join("examples").join(name)
+}
+
+#[test]
+fn custom_tool_example_runs_next_to_the_builtins() {
+    let redis = common::redis();
+    let exe = example("custom_tool");
+    let out = Command::new(&exe)
+        .env("TOOLQ_REDIS_URL", redis.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "example failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one result JSON per line"))
+        .collect();
+    assert_eq!(results.len(), 3, "{stdout}");
+    for r in &results {
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    assert_eq!(results[0]["tool"], "word_count");
+    assert_eq!(results[0]["output"]["words"], 9);
+    assert_eq!(results[0]["output"]["unique"], 8);
+    assert_eq!(results[0]["cached"], false);
+    assert_eq!(results[1]["cached"], true, "the custom tool's cache");
+    assert_eq!(results[1]["output"], results[0]["output"]);
+    assert_eq!(results[2]["tool"], "calculator");
+    assert_eq!(results[2]["output"]["result"], 14);
+}
