@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_name() {
         let registry = Registry::with_builtins();
-        assert_eq!(registry.names(), ["calculator", "echo", "fail", "sleep"]);
+        assert_eq!(
+            registry.names(),
+            ["calculator", "clock", "echo", "fail", "sleep"]
+        );
         for name in registry.names() {
             assert_eq!(registry.get(name).map(|tool| tool.name()), Some(name));
         }

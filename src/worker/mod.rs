@@ -106,6 +106,8 @@ impl Worker {
             .map(|s| QueueSpec::parse(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(WorkerError::Config)?;
+        // Before any metric handle is made: handles taken earlier go nowhere.
+        let metrics = health::install_recorder()?;
         let target =
             RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?;
         let broker = Arc::new(Broker::new(target)?);
@@ -123,7 +125,7 @@ impl Worker {
             queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, "starting worker");
 
         let http_stop = CancellationToken::new();
-        let http = start_side_port(&ctx, http_stop.clone()).await?;
+        let http = start_side_port(&ctx, metrics, http_stop.clone()).await?;
         let info = registration(&ctx);
         if !register(&ctx, &info, &shutdown).await {
             http_stop.cancel();
@@ -152,9 +154,9 @@ fn new_health(config: &Config) -> HealthState {
 
 async fn start_side_port(
     ctx: &Arc<Ctx>,
+    handle: health::PrometheusHandle,
     stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, WorkerError> {
-    let handle = health::install_recorder()?;
     health::describe_metrics();
     health::mark_worker_up(ctx.health.version);
     health::set_concurrency_limit(ctx.config.concurrency);
