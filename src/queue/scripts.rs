@@ -23,3 +23,6 @@ script!(HEARTBEAT, "heartbeat.lua");
 script!(STALE_WORKERS, "stale_workers.lua");
 script!(RECOVER, "recover.lua");
 script!(REQUEUE, "requeue.lua");
+script!(ENQUEUE, "enqueue.lua");
+script!(DEAD_RETRY, "dead_retry.lua");
+script!(DEAD_PURGE, "dead_purge.lua");

@@ -253,6 +253,7 @@ fn succeed(
             result,
             succeeded: true,
             batch: job.batch,
+            unique_key: job.unique_key,
             id,
         },
     }
@@ -331,6 +332,7 @@ fn bury(
             result_ttl_s: job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
             result,
             batch: job.batch.clone(),
+            unique_key: job.unique_key.clone(),
         },
     }
 }
@@ -357,6 +359,7 @@ fn bury_invalid(
             result_ttl_s: 0,
             result: String::new(),
             batch: None,
+            unique_key: None,
         },
     }
 }
