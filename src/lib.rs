@@ -5,7 +5,9 @@
 //!   Lua script per atomic operation (`queue/scripts/`), the broker API.
 //! - [`worker`]: running jobs: fetcher, executor, acker, heartbeat, reaper,
 //!   scheduler, monitor, shutdown.
-//! - [`producer`]: enqueueing jobs and waiting for results.
+//! - [`producer`]: enqueueing jobs (batches in pipelined chunks, unique
+//!   jobs, back-pressure), waiting for results through a batch's
+//!   notification list, and the operator's stats and dead-job actions.
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools.
 //! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
 //!   and the metric names.
