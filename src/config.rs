@@ -31,6 +31,11 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_600_000;
 pub const DEFAULT_FETCH_BATCH: usize = 100;
 /// Most job outcomes written per ack round trip.
 pub const DEFAULT_ACK_BATCH: usize = 200;
+/// How long a unique job's key is held at most: the worker releases it when
+/// the job succeeds or dies, so this only bounds a lock whose job was lost.
+pub const DEFAULT_UNIQUE_TTL_S: u64 = 3600;
+/// Producers wait while a queue holds this many pending jobs; 0 = no cap.
+pub const DEFAULT_MAX_PENDING: u64 = 0;
 
 /// Log output style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -76,6 +81,11 @@ pub struct Config {
     pub backoff_max_ms: u64,
     pub fetch_batch: usize,
     pub ack_batch: usize,
+    /// Producers (`toolq submit`, `enqueue`) wait while the queue holds this
+    /// many pending jobs, instead of growing Redis without bound; 0 = no cap.
+    pub max_pending: u64,
+    /// Longest a unique job's key stays held (`unique_key`).
+    pub unique_ttl_s: u64,
     /// Per-tool settings (`[tools.weather]`).
     pub tools: crate::tools::ToolsConfig,
 }
@@ -103,6 +113,8 @@ impl Default for Config {
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             fetch_batch: DEFAULT_FETCH_BATCH,
             ack_batch: DEFAULT_ACK_BATCH,
+            max_pending: DEFAULT_MAX_PENDING,
+            unique_ttl_s: DEFAULT_UNIQUE_TTL_S,
             tools: Default::default(),
         }
     }
@@ -210,13 +222,14 @@ impl Config {
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
             ));
         }
-        let positive: [(&'static str, u64); 6] = [
+        let positive: [(&'static str, u64); 7] = [
             ("max_attempts", self.max_attempts as u64),
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("max_json_depth", self.max_json_depth as u64),
             ("fetch_batch", self.fetch_batch as u64),
             ("ack_batch", self.ack_batch as u64),
             ("dead_max_jobs", self.dead_max_jobs),
+            ("unique_ttl_s", self.unique_ttl_s),
         ];
         for (key, value) in positive {
             if value == 0 {

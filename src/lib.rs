@@ -6,7 +6,9 @@
 //! - [`worker`]: running jobs: fetcher, executor (with the tool result cache
 //!   and per-tool rate limit around each call), acker, heartbeat, reaper,
 //!   scheduler, monitor, shutdown.
-//! - [`producer`]: enqueueing jobs and waiting for results.
+//! - [`producer`]: enqueueing jobs (batches in pipelined chunks, unique
+//!   jobs, back-pressure), waiting for results through a batch's
+//!   notification list, and the operator's stats and dead-job actions.
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools.
 //! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
 //!   and the metric names.

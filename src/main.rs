@@ -73,6 +73,12 @@ enum Command {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+    /// Submit jobs from a JSON-lines file (or `-` for stdin); --wait prints each result
+    Submit(cli::submit::SubmitArgs),
+    /// Per queue: pending, active, delayed and dead jobs, live workers, totals
+    Stats(cli::stats::StatsArgs),
+    /// Look at, retry or purge dead jobs
+    Dead(cli::dead::DeadArgs),
     /// Print a job's result JSON
     Result {
         id: String,
@@ -170,6 +176,9 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             };
             cli::enqueue::run(&config, a).await
         }
+        Command::Submit(a) => cli::submit::run(&config, a).await,
+        Command::Stats(a) => cli::stats::run(&config, a).await,
+        Command::Dead(a) => cli::dead::run(&config, a).await,
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,
         Command::Demo => cli::demo::run(config).await,
         Command::Bench {

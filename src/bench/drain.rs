@@ -40,7 +40,9 @@ pub async fn run(
         .collect();
     let mem_before = used_memory(producer).await?;
     let start = Instant::now();
-    producer.enqueue_batch(&queue, jobs).await?;
+    producer
+        .enqueue_batch(&queue, &jobs, &crate::producer::BatchOptions::default())
+        .await?;
     let enqueue_per_s = n as f64 / start.elapsed().as_secs_f64();
     let mem_queued = used_memory(producer).await?;
 

@@ -1,5 +1,5 @@
 //! `toolq enqueue TOOL ARGS_JSON`: one job; prints its id, or its result
-//! with `--wait`.
+//! with `--wait` (woken by the worker's notification, not by polling).
 
 use std::time::Duration;
 
@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::job::Job;
-use crate::producer::{Producer, ProducerError};
+use crate::producer::{BatchOptions, Producer, ProducerError};
 
-use super::{ensure_reachable, CliError, Exit};
+use super::{ensure_reachable, queue_name, CliError, Exit};
 
 pub struct EnqueueArgs {
     pub tool: String,
@@ -27,18 +27,28 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
     if !args.is_object() {
         return Err(CliError::BadInput("ARGS_JSON must be a JSON object".into()));
     }
-    crate::worker::QueueSpec::parse(&a.queue).map_err(CliError::BadInput)?;
+    let queue = queue_name(&a.queue)?;
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
     ensure_reachable(producer.broker()).await?;
     let mut job = Job::new(a.tool, args);
     job.max_attempts = a.max_attempts;
     job.timeout_ms = a.timeout_ms;
-    let id = producer.enqueue(&a.queue, job).await?;
+    let options = BatchOptions {
+        awaitable: a.wait,
+        unique_ttl: Duration::from_secs(config.unique_ttl_s),
+        max_pending: (config.max_pending > 0).then_some(config.max_pending),
+    };
     if !a.wait {
-        println!("{id}");
+        let submitted = producer
+            .enqueue_batch(&queue, std::slice::from_ref(&job), &options)
+            .await?;
+        println!("{}", submitted.ids.first().map_or("", String::as_str));
         return Ok(Exit::Success);
     }
-    match producer.wait(&a.queue, &id, a.timeout).await {
+    match producer
+        .enqueue_and_wait(&queue, job, &options, a.timeout)
+        .await
+    {
         Ok(result) => {
             println!("{}", serde_json::to_string(&result).unwrap_or_default());
             Ok(if result.status == "succeeded" {
@@ -47,7 +57,7 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
                 Exit::JobsFailed
             })
         }
-        Err(ProducerError::Timeout { .. }) => {
+        Err(ProducerError::Timeout { id, .. }) => {
             eprintln!("job {id}: no result within {} s", a.timeout.as_secs());
             Ok(Exit::JobsFailed)
         }

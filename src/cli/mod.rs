@@ -3,9 +3,15 @@
 //! the documented exit codes (0 ok, 1 jobs failed, 2 bad input or
 //! configuration, 3 Redis unreachable).
 
+pub mod dead;
 pub mod demo;
+mod duration;
 pub mod enqueue;
+mod progress;
 pub mod result;
+pub mod stats;
+pub mod submit;
+mod wait;
 pub mod worker;
 
 use crate::config::ConfigError;
@@ -78,6 +84,18 @@ impl From<WorkerError> for CliError {
             WorkerError::Io(e) => CliError::Failed(e.to_string()),
         }
     }
+}
+
+/// A `--queue` value of a producer or operator command: a plain queue name
+/// (weights only order a worker's queues).
+pub fn queue_name(queue: &str) -> Result<String, CliError> {
+    let spec = crate::worker::QueueSpec::parse(queue).map_err(CliError::BadInput)?;
+    if spec.weight.is_some() {
+        return Err(CliError::BadInput(format!(
+            "--queue {queue:?}: a weight only applies to `toolq worker`"
+        )));
+    }
+    Ok(spec.name)
 }
 
 /// Fails fast with exit code 3 when Redis does not answer, so one-shot

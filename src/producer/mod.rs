@@ -1,13 +1,35 @@
-//! The producer: puts jobs on queues and waits for their results. The CLI's
-//! `enqueue`, `submit` and `demo` use exactly this API.
+//! The producer: puts jobs on queues, waits for their results, and answers
+//! the operator's questions. The CLI's `enqueue`, `submit`, `stats`,
+//! `result` and `dead` commands use exactly this API.
+//!
+//! - `valid`: [`ValidJob`], a checked job object (unknown fields kept).
+//! - `lines`: reading JSON lines with `line N:` errors ([`read_lines`]).
+//! - `batch`: enqueueing in pipelined chunks, unique jobs ([`BatchOptions`]).
+//! - `backpressure`: waiting while a queue is at its pending cap.
+//! - `waiter`: awaiting a batch through its notification list
+//!   ([`BatchWaiter`], also a `Stream`).
+//! - `admin`: queue stats and dead jobs (list, retry, purge).
+
+mod admin;
+mod backpressure;
+mod batch;
+mod lines;
+mod valid;
+mod waiter;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::job::{self, Job, JobResult};
+pub use admin::{DeadEntry, QueueStats, RetryAll, Totals, WorkerEntry};
+pub use batch::{BatchOptions, Submitted};
+pub use lines::{read_lines, Defaults, JobLines, LineError};
+pub use valid::ValidJob;
+pub use waiter::{BatchWaiter, Finished};
+
+use crate::job::{Job, JobResult};
 use crate::queue::{Broker, QueueError, QueueKeys, RedisTarget};
 
-/// Poll interval while waiting for a single result.
+/// Poll interval of [`Producer::wait`], for jobs this producer did not tag.
 const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +38,19 @@ pub enum ProducerError {
     Queue(#[from] QueueError),
     #[error("producer: invalid job: {0}")]
     InvalidJob(String),
+    /// A job with this `unique_key` is already pending, delayed or running.
+    #[error(
+        "producer: duplicate: a job with unique_key {unique_key:?} is already queued or running"
+    )]
+    Duplicate { unique_key: String },
     #[error("producer: no result for job {id} after {waited:?}")]
     Timeout { id: String, waited: Duration },
+    #[error("producer: {unfinished} jobs of the batch did not finish within {waited:?}")]
+    BatchTimeout { unfinished: usize, waited: Duration },
+    #[error("producer: job {id} finished but stored no result (result_ttl_s = 0, or it expired)")]
+    NoResult { id: String },
+    #[error("producer: the batch was not enqueued with `awaitable`, so it cannot be awaited")]
+    NotAwaitable,
     #[error("producer: result of job {id} is not valid JSON: {message}")]
     BadResult { id: String, message: String },
 }
@@ -46,54 +79,61 @@ impl Producer {
         &self.broker
     }
 
-    /// Fills in `id` (UUIDv7) and `enqueued_at` and serialises the job.
-    pub fn prepare(job: &mut Job) -> Result<String> {
-        if job.id.is_none() {
-            job.id = Some(uuid::Uuid::now_v7().to_string());
-        }
-        if job.enqueued_at.is_none() {
-            job.enqueued_at = Some(job::now_ms());
-        }
-        if !job.args.is_object() {
-            return Err(ProducerError::InvalidJob(
-                "`args` must be a JSON object".into(),
-            ));
-        }
-        serde_json::to_string(job).map_err(|e| ProducerError::InvalidJob(e.to_string()))
+    /// Enqueues one job (to `delayed` when it has a `run_at`); returns its
+    /// id, or [`ProducerError::Duplicate`] when its `unique_key` is held.
+    pub async fn enqueue(&self, queue: &str, job: Job) -> Result<String> {
+        self.enqueue_one(queue, job, &BatchOptions::default())
+            .await
+            .map(|s| s.ids.into_iter().next().unwrap_or_default())
     }
 
-    /// Enqueues one job (to `delayed` when it has a `run_at`); returns its id.
-    pub async fn enqueue(&self, queue: &str, mut job: Job) -> Result<String> {
-        let payload = Self::prepare(&mut job)?;
-        let keys = QueueKeys::new(queue);
-        match job.run_at {
-            Some(at) => self.broker.schedule(&keys, &payload, at).await?,
-            None => self.broker.enqueue(&keys, &payload).await?,
-        }
-        Ok(job.id.unwrap_or_default())
-    }
-
-    /// Enqueues many jobs in pipelined chunks; returns their ids in order.
-    pub async fn enqueue_batch(&self, queue: &str, jobs: Vec<Job>) -> Result<Vec<String>> {
-        let keys = QueueKeys::new(queue);
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut now = Vec::with_capacity(jobs.len());
-        for mut job in jobs {
-            let payload = Self::prepare(&mut job)?;
-            ids.push(job.id.clone().unwrap_or_default());
-            match job.run_at {
-                Some(at) => self.broker.schedule(&keys, &payload, at).await?,
-                None => now.push(payload),
+    /// Enqueues one job and waits for its final result (succeeded or dead),
+    /// woken by the worker's notification rather than by polling.
+    pub async fn enqueue_and_wait(
+        &self,
+        queue: &str,
+        job: Job,
+        options: &BatchOptions,
+        timeout: Duration,
+    ) -> Result<JobResult> {
+        let options = BatchOptions {
+            awaitable: true,
+            ..options.clone()
+        };
+        let submitted = self.enqueue_one(queue, job, &options).await?;
+        let id = submitted.ids.first().cloned().unwrap_or_default();
+        let mut waiter = self.await_batch(&submitted, Some(timeout))?;
+        match waiter.next().await {
+            Some(Ok(f)) => f.result.ok_or(ProducerError::NoResult { id }),
+            Some(Err(ProducerError::BatchTimeout { waited, .. })) => {
+                Err(ProducerError::Timeout { id, waited })
             }
+            Some(Err(e)) => Err(e),
+            None => Err(ProducerError::NoResult { id }),
         }
-        self.broker.enqueue_many(&keys, &now).await?;
-        Ok(ids)
+    }
+
+    async fn enqueue_one(
+        &self,
+        queue: &str,
+        job: Job,
+        options: &BatchOptions,
+    ) -> Result<Submitted> {
+        let unique_key = job.unique_key.clone();
+        let submitted = self
+            .enqueue_batch(queue, std::slice::from_ref(&job), options)
+            .await?;
+        match unique_key {
+            Some(unique_key) if !submitted.duplicates.is_empty() => {
+                Err(ProducerError::Duplicate { unique_key })
+            }
+            _ => Ok(submitted),
+        }
     }
 
     /// The job's stored result, if any.
     pub async fn result(&self, queue: &str, id: &str) -> Result<Option<JobResult>> {
-        let keys = QueueKeys::new(queue);
-        match self.broker.result(&keys, id).await? {
+        match self.result_text(queue, id).await? {
             None => Ok(None),
             Some(text) => {
                 serde_json::from_str(&text)
@@ -106,7 +146,14 @@ impl Producer {
         }
     }
 
-    /// Waits until the job has a final result (succeeded or dead).
+    /// The job's stored result exactly as the worker wrote it.
+    pub async fn result_text(&self, queue: &str, id: &str) -> Result<Option<String>> {
+        Ok(self.broker.result(&QueueKeys::new(queue), id).await?)
+    }
+
+    /// Waits until a job has a final result by polling its result key: for
+    /// jobs enqueued by someone else (not tagged with a batch). Jobs this
+    /// producer enqueues are better awaited with [`Producer::await_batch`].
     pub async fn wait(&self, queue: &str, id: &str, timeout: Duration) -> Result<JobResult> {
         let start = Instant::now();
         loop {

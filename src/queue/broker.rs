@@ -25,6 +25,8 @@ pub struct AckItem {
     pub result: String,
     pub succeeded: bool,
     pub batch: Option<String>,
+    /// The job's unique key, whose lock is released with the ack.
+    pub unique_key: Option<String>,
 }
 
 /// A failed attempt to run again later.
@@ -48,6 +50,8 @@ pub struct BuryItem {
     pub result_ttl_s: u64,
     pub result: String,
     pub batch: Option<String>,
+    /// The job's unique key, whose lock is released with the burial.
+    pub unique_key: Option<String>,
 }
 
 /// Jobs per state of one queue.
@@ -233,6 +237,12 @@ impl Broker {
         for b in &batches {
             inv.key(keys.batch(b));
         }
+        // Unique locks go last, so jobs without one cost nothing here.
+        for item in items {
+            if let Some(u) = &item.unique_key {
+                inv.key(keys.unique(u));
+            }
+        }
         inv.arg(items.len());
         for item in items {
             let notify = item
@@ -246,6 +256,11 @@ impl Broker {
                 .arg(if item.succeeded { "1" } else { "0" })
                 .arg(notify)
                 .arg(&item.id);
+        }
+        for (i, item) in items.iter().enumerate() {
+            if item.unique_key.is_some() {
+                inv.arg(i + 1);
+            }
         }
         let mut c = self.conn().await?;
         let stale: Vec<usize> = inv
@@ -292,6 +307,9 @@ impl Broker {
         if let Some(b) = &item.batch {
             inv.key(keys.batch(b));
         }
+        if let Some(u) = &item.unique_key {
+            inv.key(keys.unique(u));
+        }
         let ttl = if item.id.is_some() {
             item.result_ttl_s
         } else {
@@ -304,6 +322,9 @@ impl Broker {
             .arg(max_jobs)
             .arg(max_age.as_millis() as u64)
             .arg(item.id.as_deref().unwrap_or(""));
+        if item.unique_key.is_some() {
+            inv.arg("1");
+        }
         let mut c = self.conn().await?;
         let done: i64 = inv
             .invoke_async(&mut c)

@@ -101,6 +101,26 @@ pub fn rate_limit(tool: &str) -> String {
 /// Pattern for discovering queues from their pending lists.
 pub const PENDING_PATTERN: &str = "toolq:{*}:pending";
 
+/// `SCAN` patterns that discover queues: a queue exists while any of its
+/// pending, delayed, dead or workers keys does. Built from [`QueueKeys`] with
+/// `*` as the name, so they cannot drift from the real key names.
+pub fn queue_patterns() -> [String; 4] {
+    let k = QueueKeys::new("*");
+    [k.pending, k.delayed, k.dead, k.workers]
+}
+
+/// The queue a key names, if it is one of the keys [`queue_patterns`]
+/// matches exactly (a glob `*` can also match braces: this checks it
+/// round-trips).
+pub fn discovered_queue(key: &str) -> Option<&str> {
+    let q = queue_of(key)?;
+    let k = QueueKeys::new(q);
+    [&k.pending, &k.delayed, &k.dead, &k.workers]
+        .iter()
+        .any(|candidate| candidate.as_str() == key)
+        .then_some(q)
+}
+
 /// The queue name inside a key built by [`QueueKeys`], e.g. for `SCAN` results.
 pub fn queue_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("toolq:{")?;
@@ -135,6 +155,15 @@ mod tests {
             "toolq:cache:weather:ab12:lock"
         );
         assert_eq!(rate_limit("weather"), "toolq:ratelimit:{weather}");
+    }
+
+    #[test]
+    fn discovery_patterns_match_only_queue_keys() {
+        assert_eq!(queue_patterns()[0], "toolq:{*}:pending");
+        assert_eq!(queue_patterns()[3], "toolq:{*}:workers");
+        assert_eq!(discovered_queue("toolq:{q1}:dead"), Some("q1"));
+        assert_eq!(discovered_queue("toolq:{a}:x:{b}:pending"), None);
+        assert_eq!(discovered_queue("toolq:{a}:result:x"), None);
     }
 
     #[test]

@@ -3,20 +3,26 @@
 //! - `keys`: the only place key names are built.
 //! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
 //! - `connection`: pool, dedicated blocking connections, TLS, URL masking.
-//! - `broker`: the operations the worker and producer call.
+//! - `broker`: the operations the worker and producer call; `enqueue`
+//!   (bulk, unique and capped enqueueing, batch notifications) and `admin`
+//!   (queue discovery, dead jobs) add the producer's and operator's ones.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
+mod admin;
 mod broker;
 mod cache;
 mod connection;
+mod enqueue;
 pub mod keys;
 mod scripts;
 
+pub use admin::DeadRetry;
 pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::{mask_url, RedisTarget};
+pub use enqueue::{ChunkOutcome, EnqueueItem};
 pub use keys::QueueKeys;
 
 /// What went wrong talking to Redis.

@@ -25,3 +25,6 @@ script!(RECOVER, "recover.lua");
 script!(REQUEUE, "requeue.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
 script!(CACHE_UNLOCK, "cache_unlock.lua");
+script!(ENQUEUE, "enqueue.lua");
+script!(DEAD_RETRY, "dead_retry.lua");
+script!(DEAD_PURGE, "dead_purge.lua");

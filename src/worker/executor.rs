@@ -335,6 +335,7 @@ fn succeed(
             result,
             succeeded: true,
             batch: job.batch,
+            unique_key: job.unique_key,
             id,
         },
     }
@@ -415,6 +416,7 @@ fn bury(
             result_ttl_s: job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
             result,
             batch: job.batch.clone(),
+            unique_key: job.unique_key.clone(),
         },
     }
 }
@@ -442,6 +444,7 @@ fn bury_invalid(
             result_ttl_s: 0,
             result: String::new(),
             batch: None,
+            unique_key: None,
         },
     }
 }

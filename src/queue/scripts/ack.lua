@@ -15,12 +15,17 @@
 --   b + 3 '1' if the job succeeded, '0' if it failed
 --   b + 4 index j of its notification list, 0 for none
 --   b + 5 job id (pushed to the notification list)
+-- Optional, after the items: M more ARGV, the indexes i of items that hold
+-- a unique lock, whose lock keys are the last M KEYS in the same order. A
+-- lock is released only if the item was ours and the lock still names the
+-- job (after its TTL another job may have taken it).
 -- Returns the 1-based indexes of stale items (usually none).
 
 local n = tonumber(ARGV[1])
 local stale = {}
 local ok, failed = 0, 0
 local notified = {}
+local is_stale = {}
 
 for i = 1, n do
   local b = 2 + (i - 1) * 6
@@ -38,6 +43,16 @@ for i = 1, n do
     end
   else
     stale[#stale + 1] = i
+    is_stale[i] = true
+  end
+end
+
+local locks = #ARGV - (1 + n * 6)
+for k = 1, locks do
+  local i = tonumber(ARGV[1 + n * 6 + k])
+  local key = KEYS[#KEYS - locks + k]
+  if not is_stale[i] and redis.call('GET', key) == ARGV[2 + (i - 1) * 6 + 5] then
+    redis.call('DEL', key)
   end
 end
 

@@ -7,6 +7,7 @@
 -- KEYS[3] result key of the job (any key of the queue when there is no id)
 -- KEYS[4] stats hash of the queue
 -- KEYS[5] optional notification list
+-- KEYS[#KEYS] the job's unique lock, when ARGV[8] is given
 -- ARGV[1] fetch sequence number
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}'
@@ -14,7 +15,9 @@
 -- ARGV[4] result JSON (status "dead")
 -- ARGV[5] most entries kept in the dead set
 -- ARGV[6] oldest entry kept, in milliseconds of age
--- ARGV[7] job id for the notification list
+-- ARGV[7] job id for the notification list (and the lock's expected value)
+-- ARGV[8] optional: present when the last key is the job's unique lock,
+--         released if it still names the job
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
@@ -30,7 +33,14 @@ if ttl > 0 then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
 end
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
-if KEYS[5] then
+local last = #KEYS
+if ARGV[8] then
+  if redis.call('GET', KEYS[last]) == ARGV[7] then
+    redis.call('DEL', KEYS[last])
+  end
+  last = last - 1
+end
+if last >= 5 then
   redis.call('RPUSH', KEYS[5], ARGV[7])
   redis.call('EXPIRE', KEYS[5], 86400)
 end

@@ -1,0 +1,86 @@
+//! Progress on stderr: an indicatif bar when stderr is a terminal, a plain
+//! line every few seconds when it is not (logs stay readable), and nothing
+//! for short runs that end before the first line is due.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// How often a plain progress line is written when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: &'static str,
+    total: u64,
+    last_plain: Instant,
+}
+
+impl Progress {
+    /// Jobs being enqueued.
+    pub fn submitting(total: usize) -> Self {
+        Self::new(
+            total,
+            "submitted",
+            "{prefix} [{bar:25}] {pos}/{len} enqueued  {rate}  ETA {eta}",
+        )
+    }
+
+    /// Jobs being awaited.
+    pub fn waiting(total: usize) -> Self {
+        Self::new(
+            total,
+            "finished",
+            "{prefix} [{bar:25}] {pos}/{len} finished ({msg})  {rate}  ETA {eta}",
+        )
+    }
+
+    fn new(total: usize, label: &'static str, template: &str) -> Self {
+        let total = total as u64;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let style = ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", s.per_sec());
+                })
+                .progress_chars("=> ");
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(style)
+                .with_prefix("toolq");
+            bar.set_message("0 failed");
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            label,
+            total,
+            last_plain: Instant::now(),
+        }
+    }
+
+    pub fn update(&mut self, done: u64, failed: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done);
+                bar.set_message(format!("{failed} failed"));
+            }
+            None if self.last_plain.elapsed() >= PLAIN_EVERY => {
+                self.last_plain = Instant::now();
+                let failed = match self.label {
+                    "finished" => format!(" ({failed} failed)"),
+                    _ => String::new(),
+                };
+                eprintln!("toolq: {} {done}/{}{failed}", self.label, self.total);
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `toolq stats [--json]`: per queue (found by scanning Redis) the jobs
+//! pending, active, delayed and dead, the live workers, and the totals.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::producer::{Producer, QueueStats};
+
+use super::{ensure_reachable, CliError, Exit};
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, workers, totals}]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(config: &Config, a: StatsArgs) -> Result<Exit, CliError> {
+    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    ensure_reachable(producer.broker()).await?;
+    let stats = producer.stats(config.heartbeat_timeout()).await?;
+    if a.json {
+        println!("{}", json!({ "queues": stats }));
+    } else {
+        print_table(&stats);
+    }
+    Ok(Exit::Success)
+}
+
+fn print_table(stats: &[QueueStats]) {
+    if stats.is_empty() {
+        println!("no queues in Redis yet");
+        return;
+    }
+    let width = stats
+        .iter()
+        .map(|s| s.queue.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>8} {:>8} {:>8}",
+        "QUEUE",
+        "PENDING",
+        "ACTIVE",
+        "DELAYED",
+        "DEAD",
+        "WORKERS",
+        "PROCESSED",
+        "FAILED",
+        "RETRIED",
+        "DIED"
+    );
+    for s in stats {
+        println!(
+            "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>8} {:>8} {:>8}",
+            s.queue,
+            s.pending,
+            s.active,
+            s.delayed,
+            s.dead,
+            s.workers.len(),
+            s.totals.processed,
+            s.totals.failed,
+            s.totals.retried,
+            s.totals.dead
+        );
+    }
+    let workers: Vec<_> = stats
+        .iter()
+        .flat_map(|s| s.workers.iter().map(move |w| (&s.queue, w)))
+        .collect();
+    if workers.is_empty() {
+        return;
+    }
+    println!("\nLIVE WORKERS");
+    for (queue, w) in workers {
+        let info = w.info.as_ref();
+        let field = |k: &str| {
+            info.and_then(|i| i.get(k))
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .unwrap_or_else(|| "?".into())
+        };
+        println!(
+            "  {queue}: {}  host {}  pid {}  concurrency {}  version {}",
+            w.id,
+            field("host"),
+            field("pid"),
+            field("concurrency"),
+            field("version")
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! `toolq submit FILE|-`: validates every JSON line first (bad lines are
+//! named `line N: <what>` and, unless `--skip-invalid`, nothing is
+//! enqueued), enqueues in pipelined chunks, and with `--wait` streams each
+//! result as it finishes (see `wait.rs`).
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::job::ParseLimits;
+use crate::producer::{read_lines, BatchOptions, Defaults, JobLines, Producer, Submitted};
+
+use super::progress::Progress;
+use super::{ensure_reachable, queue_name, CliError, Exit};
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// JSON-lines file, one job per line (`-` for stdin); blank lines and
+    /// `#` comments are skipped
+    pub file: PathBuf,
+    /// Queue to submit to
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// Total tries for lines that do not set `max_attempts`
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// Per-attempt limit in ms for lines that do not set `timeout_ms`
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: Option<u64>,
+    /// Wait for every job and print one result JSON per line, in completion order
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait, print results in input order
+    #[arg(long, requires = "wait")]
+    pub ordered: bool,
+    /// With --wait, the longest wait for the whole batch [default: no limit]
+    #[arg(long, value_name = "SECS", value_parser = super::duration::parse, requires = "wait")]
+    pub timeout: Option<Duration>,
+    /// Validate only; enqueue nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Enqueue the valid lines and report the bad ones (which then do not
+    /// change the exit code)
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Wait while the queue holds N or more pending jobs [config: max_pending]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pending: Option<u64>,
+    /// Longest a job's `unique_key` stays held, e.g. 1h [config: unique_ttl_s]
+    #[arg(long, value_name = "DUR", value_parser = super::duration::parse)]
+    pub unique_ttl: Option<Duration>,
+}
+
+pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
+    let queue = queue_name(&a.queue)?;
+    let lines = read_input(&a, config)?;
+    for e in &lines.errors {
+        eprintln!("{e}");
+    }
+    let bad = lines.errors.len();
+    if bad > 0 && !a.skip_invalid {
+        eprintln!(
+            "toolq: {bad} invalid line(s); nothing enqueued (--skip-invalid enqueues the valid ones)"
+        );
+        return Ok(Exit::BadInput);
+    }
+    if lines.jobs.is_empty() {
+        eprintln!("toolq: no jobs in the input");
+        return Ok(if bad > 0 {
+            Exit::BadInput
+        } else {
+            Exit::Success
+        });
+    }
+    if a.dry_run {
+        eprintln!(
+            "toolq: {} valid job(s){}; nothing enqueued (--dry-run)",
+            lines.jobs.len(),
+            skipped_note(bad)
+        );
+        return Ok(Exit::Success);
+    }
+
+    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    ensure_reachable(producer.broker()).await?;
+    let options = BatchOptions {
+        awaitable: a.wait,
+        unique_ttl: a
+            .unique_ttl
+            .unwrap_or(Duration::from_secs(config.unique_ttl_s)),
+        max_pending: a
+            .max_pending
+            .or((config.max_pending > 0).then_some(config.max_pending)),
+    };
+    let started = Instant::now();
+    let mut bar = Progress::submitting(lines.jobs.len());
+    let submitted = producer
+        .submit(&queue, lines.jobs, &options, &mut |n| {
+            bar.update(n as u64, 0)
+        })
+        .await;
+    bar.finish();
+    let submitted = submitted?;
+    report_enqueued(&submitted, started.elapsed(), bad);
+    if a.wait {
+        return super::wait::run(&producer, &submitted, a.ordered, a.timeout).await;
+    }
+    print_ids(&submitted)?;
+    Ok(Exit::Success)
+}
+
+fn read_input(a: &SubmitArgs, config: &Config) -> Result<JobLines, CliError> {
+    let defaults = Defaults {
+        max_attempts: a.max_attempts,
+        timeout_ms: a.timeout_ms,
+    };
+    let limits = ParseLimits {
+        max_bytes: config.max_payload_bytes,
+        max_depth: config.max_json_depth,
+    };
+    let read = if a.file.as_os_str() == "-" {
+        read_lines(std::io::stdin().lock(), &defaults, limits)
+    } else {
+        std::fs::File::open(&a.file).and_then(|f| read_lines(BufReader::new(f), &defaults, limits))
+    };
+    read.map_err(|e| CliError::BadInput(format!("cannot read {}: {e}", a.file.display())))
+}
+
+fn report_enqueued(s: &Submitted, took: Duration, bad: usize) {
+    let n = s.enqueued();
+    let rate = n as f64 / took.as_secs_f64().max(1e-6);
+    let mut line = format!(
+        "toolq: enqueued {n} job(s) to queue {} in {:.2} s ({rate:.0} jobs/s)",
+        s.queue,
+        took.as_secs_f64()
+    );
+    if !s.duplicates.is_empty() {
+        line += &format!("; {} skipped as duplicates", s.duplicates.len());
+    }
+    eprintln!("{line}{}", skipped_note(bad));
+}
+
+fn skipped_note(bad: usize) -> String {
+    match bad {
+        0 => String::new(),
+        n => format!("; {n} invalid line(s) skipped"),
+    }
+}
+
+/// Without `--wait`, the ids of the enqueued jobs, so a script can fetch
+/// their results later.
+fn print_ids(s: &Submitted) -> Result<(), CliError> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut dup = s.duplicates.iter().peekable();
+    for (i, id) in s.ids.iter().enumerate() {
+        if dup.peek() == Some(&&i) {
+            dup.next();
+            continue;
+        }
+        writeln!(out, "{id}").map_err(|e| CliError::Failed(format!("stdout: {e}")))?;
+    }
+    out.flush()
+        .map_err(|e| CliError::Failed(format!("stdout: {e}")))
+}

@@ -1,0 +1,245 @@
+//! The operator's questions: how deep is each queue, who is working, and
+//! what died (list, retry, purge).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::job;
+use crate::queue::{DeadRetry, QueueKeys};
+
+use super::{Producer, Result};
+
+/// Dead entries read per round trip by `dead_retry_all`.
+const DEAD_PAGE: usize = 500;
+
+/// One queue's depths, live workers and running totals.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueStats {
+    pub queue: String,
+    pub pending: u64,
+    pub active: u64,
+    pub delayed: u64,
+    pub dead: u64,
+    /// Workers whose heartbeat is recent.
+    pub workers: Vec<WorkerEntry>,
+    pub totals: Totals,
+}
+
+/// A live worker and its registration document (host, pid, queues...).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerEntry {
+    pub id: String,
+    pub info: Option<Value>,
+}
+
+/// Running totals since the queue was created.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub processed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub dead: u64,
+}
+
+/// A dead-set entry: the stored JSON and what a listing shows of it.
+#[derive(Debug, Clone)]
+pub struct DeadEntry {
+    pub raw: String,
+    pub id: Option<String>,
+    pub tool: Option<String>,
+    pub attempt: Option<u64>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub died_at: Option<u64>,
+}
+
+impl DeadEntry {
+    fn parse(raw: String) -> DeadEntry {
+        let v: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        DeadEntry {
+            id: text(&v["job"]["id"]),
+            tool: text(&v["job"]["tool"]),
+            attempt: v["job"]["attempt"].as_u64(),
+            error_kind: text(&v["error"]["kind"]),
+            error_message: text(&v["error"]["message"]),
+            died_at: v["died_at"].as_u64(),
+            raw,
+        }
+    }
+}
+
+/// What `dead_retry_all` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryAll {
+    pub retried: u64,
+    /// Entries whose job was not a JSON object (a raw payload that was never
+    /// a job): left in the dead set, since running them again cannot help.
+    pub not_retryable: u64,
+}
+
+impl Producer {
+    /// Every queue found in Redis, with its numbers.
+    pub async fn stats(&self, heartbeat_timeout: Duration) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::new();
+        for queue in self.broker.discover_queues().await? {
+            out.push(self.queue_stats(&queue, heartbeat_timeout).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn queue_stats(
+        &self,
+        queue: &str,
+        heartbeat_timeout: Duration,
+    ) -> Result<QueueStats> {
+        let keys = QueueKeys::new(queue);
+        let depths = self.broker.depths(&keys).await?;
+        let mut workers = Vec::new();
+        for id in self.broker.live_workers(&keys, heartbeat_timeout).await? {
+            let info = self.broker.worker_info(&id).await?;
+            let info = info.and_then(|t| serde_json::from_str(&t).ok());
+            workers.push(WorkerEntry { id, info });
+        }
+        let totals: HashMap<String, u64> = self.broker.totals(&keys).await?;
+        let total = |k: &str| totals.get(k).copied().unwrap_or(0);
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            pending: depths.pending,
+            active: depths.active,
+            delayed: depths.delayed,
+            dead: depths.dead,
+            workers,
+            totals: Totals {
+                processed: total("processed"),
+                failed: total("failed"),
+                retried: total("retried"),
+                dead: total("dead"),
+            },
+        })
+    }
+
+    /// The newest `limit` dead jobs, newest first.
+    pub async fn dead_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadEntry>> {
+        let keys = QueueKeys::new(queue);
+        let raw = self.broker.dead_page(&keys, 0, limit, true).await?;
+        Ok(raw.into_iter().map(DeadEntry::parse).collect())
+    }
+
+    /// Puts the dead job `id` back on `pending` with its attempts reset;
+    /// false when no dead job has that id.
+    pub async fn dead_retry(&self, queue: &str, id: &str, unique_ttl: Duration) -> Result<bool> {
+        let keys = QueueKeys::new(queue);
+        // The id as it appears inside the stored JSON (escaped).
+        let needle = Value::String(id.to_owned()).to_string();
+        let needle = &needle[1..needle.len() - 1];
+        let newest = self
+            .broker
+            .dead_containing(&keys, needle)
+            .await?
+            .into_iter()
+            .map(DeadEntry::parse)
+            .filter(|e| e.id.as_deref() == Some(id))
+            .max_by_key(|e| e.died_at);
+        let Some(item) = newest.and_then(|e| fresh_run(e.raw)) else {
+            return Ok(false);
+        };
+        Ok(self.broker.dead_retry(&keys, &[item], unique_ttl).await? == 1)
+    }
+
+    /// Puts every dead job of the queue back on `pending` (those that died
+    /// before the call: jobs dying meanwhile are left for the next one).
+    pub async fn dead_retry_all(&self, queue: &str, unique_ttl: Duration) -> Result<RetryAll> {
+        let keys = QueueKeys::new(queue);
+        let mut left = self.broker.depths(&keys).await?.dead as usize;
+        let mut out = RetryAll::default();
+        while left > 0 {
+            let offset = out.not_retryable as usize;
+            let page = self
+                .broker
+                .dead_page(&keys, offset, left.min(DEAD_PAGE), false)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            left = left.saturating_sub(page.len());
+            let mut items = Vec::with_capacity(page.len());
+            for raw in page {
+                match fresh_run(raw) {
+                    Some(item) => items.push(item),
+                    None => out.not_retryable += 1,
+                }
+            }
+            out.retried += self.broker.dead_retry(&keys, &items, unique_ttl).await?;
+        }
+        Ok(out)
+    }
+
+    /// Removes dead jobs older than `older_than`, or all; returns how many.
+    pub async fn dead_purge(&self, queue: &str, older_than: Option<Duration>) -> Result<u64> {
+        Ok(self
+            .broker
+            .dead_purge(&QueueKeys::new(queue), older_than)
+            .await?)
+    }
+}
+
+/// The job of a dead entry, rewritten to run afresh: attempts and
+/// recoveries reset, no batch tag, enqueued now. `None` when the entry holds no job object.
+fn fresh_run(entry: String) -> Option<DeadRetry> {
+    let v: Value = serde_json::from_str(&entry).ok()?;
+    let mut job: Map<String, Value> = v.get("job")?.as_object()?.clone();
+    let id = match job.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    job.insert("id".into(), Value::String(id.clone()));
+    job.insert("attempt".into(), Value::from(0));
+    job.remove("recoveries");
+    // Whoever awaited the old batch has been told the job died.
+    job.remove("batch");
+    job.insert("enqueued_at".into(), Value::from(job::now_ms()));
+    let unique_key = job
+        .get("unique_key")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some(DeadRetry {
+        entry,
+        payload: Value::Object(job).to_string(),
+        id,
+        unique_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_run_resets_attempts_and_keeps_the_rest() {
+        let entry = r#"{"job":{"recoveries":2,"id":"j1","tool":"echo","args":{"n":1},"attempt":4,"max_attempts":5,"batch":"b","unique_key":"u","x":true},"error":{"kind":"k","message":"m"},"died_at":7}"#;
+        let item = fresh_run(entry.into()).unwrap();
+        let job: Value = serde_json::from_str(&item.payload).unwrap();
+        assert_eq!(job["attempt"], 0);
+        assert!(job.get("recoveries").is_none());
+        assert!(job.get("batch").is_none());
+        assert_eq!(job["x"], true);
+        assert_eq!(job["args"]["n"], 1);
+        assert_eq!(item.id, "j1");
+        assert_eq!(item.unique_key.as_deref(), Some("u"));
+        assert_eq!(item.entry, entry);
+    }
+
+    #[test]
+    fn a_raw_payload_cannot_run_again() {
+        let entry =
+            r#"{"job":"{not json","error":{"kind":"invalid_json","message":"m"},"died_at":7}"#;
+        assert!(fresh_run(entry.into()).is_none());
+        let listed = DeadEntry::parse(entry.into());
+        assert_eq!(listed.error_kind.as_deref(), Some("invalid_json"));
+        assert_eq!(listed.id, None);
+    }
+}

@@ -1,0 +1,55 @@
+//! Back-pressure: with a pending cap, each chunk goes through a script that
+//! enqueues only what fits under the cap, atomically (so several producers
+//! together still respect it); when the queue is full the producer waits,
+//! watching the queue's length, until workers make room.
+
+use std::time::Duration;
+
+use crate::queue::{Broker, EnqueueItem, QueueKeys};
+
+use super::batch::{BatchOptions, CHUNK};
+use super::Result;
+
+/// First pause when the queue is full: short, to refill promptly.
+const PAUSE_MIN: Duration = Duration::from_millis(10);
+/// Longest pause, when workers drain the queue slowly.
+const PAUSE_MAX: Duration = Duration::from_millis(250);
+
+/// Enqueues `items` keeping `pending` under `cap`; returns the indexes of
+/// duplicates skipped.
+pub(super) async fn enqueue(
+    broker: &Broker,
+    keys: &QueueKeys,
+    items: &[EnqueueItem],
+    cap: u64,
+    options: &BatchOptions,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> Result<Vec<usize>> {
+    let cap = cap.max(1);
+    let mut duplicates = Vec::new();
+    let mut done = 0;
+    while done < items.len() {
+        let chunk = &items[done..items.len().min(done + CHUNK)];
+        let out = broker
+            .enqueue_capped(keys, chunk, cap, options.unique_ttl)
+            .await?;
+        duplicates.extend(out.duplicates.iter().map(|i| done + i));
+        done += out.taken;
+        progress(done);
+        if out.taken < chunk.len() {
+            wait_for_room(broker, keys, cap).await?;
+        }
+    }
+    Ok(duplicates)
+}
+
+/// Returns once `pending` holds fewer than `cap` jobs. Polls the length
+/// (one cheap `LLEN`), not the jobs, backing off while nothing moves.
+async fn wait_for_room(broker: &Broker, keys: &QueueKeys, cap: u64) -> Result<()> {
+    let mut pause = PAUSE_MIN;
+    while broker.pending_len(keys).await? >= cap {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(PAUSE_MAX);
+    }
+    Ok(())
+}

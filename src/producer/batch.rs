@@ -1,0 +1,128 @@
+//! Enqueueing a batch: ids assigned here (UUIDv7) so results can be
+//! awaited, jobs sent in chunks of many values per `LPUSH` with several
+//! chunks per round trip, unique jobs through a script that skips
+//! duplicates, and a pending cap honoured by waiting (see `backpressure`).
+
+use std::time::Duration;
+
+use crate::config::DEFAULT_UNIQUE_TTL_S;
+use crate::job::{self, Job};
+use crate::queue::{Broker, EnqueueItem, QueueKeys};
+
+use super::{backpressure, Producer, ProducerError, Result, ValidJob};
+
+/// Jobs per `LPUSH` (or per script call).
+pub(super) const CHUNK: usize = 1000;
+/// Chunks pipelined per round trip: 10,000 jobs, a few MB at most.
+const CHUNKS_PER_TRIP: usize = 10;
+
+/// How a batch is enqueued.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Tags the jobs with a batch id so [`Producer::await_batch`] can wait
+    /// for them; costs the worker one list push per job.
+    pub awaitable: bool,
+    /// Longest a `unique_key` stays held if its job is lost.
+    pub unique_ttl: Duration,
+    /// Wait while the queue holds this many pending jobs.
+    pub max_pending: Option<u64>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            awaitable: false,
+            unique_ttl: Duration::from_secs(DEFAULT_UNIQUE_TTL_S),
+            max_pending: None,
+        }
+    }
+}
+
+/// What was enqueued.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub queue: String,
+    /// The batch id when the jobs can be awaited.
+    pub batch: Option<String>,
+    /// Every job's id, in input order (duplicates included).
+    pub ids: Vec<String>,
+    /// Indexes into `ids` of jobs skipped because their `unique_key` was
+    /// held by a job still pending, delayed or running.
+    pub duplicates: Vec<usize>,
+}
+
+impl Submitted {
+    /// How many jobs went on the queue.
+    pub fn enqueued(&self) -> usize {
+        self.ids.len() - self.duplicates.len()
+    }
+}
+
+impl Producer {
+    /// Enqueues jobs built in Rust; see [`Producer::submit`].
+    pub async fn enqueue_batch(
+        &self,
+        queue: &str,
+        jobs: &[Job],
+        options: &BatchOptions,
+    ) -> Result<Submitted> {
+        let valid = jobs
+            .iter()
+            .map(ValidJob::from_job)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(ProducerError::InvalidJob)?;
+        self.submit(queue, valid, options, &mut |_| {}).await
+    }
+
+    /// Enqueues validated jobs in input order. `progress` is told how many
+    /// have been handled so far after each round trip.
+    pub async fn submit(
+        &self,
+        queue: &str,
+        jobs: Vec<ValidJob>,
+        options: &BatchOptions,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<Submitted> {
+        let keys = QueueKeys::new(queue);
+        let batch = options.awaitable.then(|| uuid::Uuid::now_v7().to_string());
+        let now = job::now_ms();
+        let items: Vec<EnqueueItem> = jobs
+            .into_iter()
+            .map(|j| j.into_item(batch.as_deref(), now))
+            .collect();
+        let duplicates = match options.max_pending {
+            Some(cap) => {
+                backpressure::enqueue(&self.broker, &keys, &items, cap, options, progress).await?
+            }
+            None => pipelined(&self.broker, &keys, &items, options.unique_ttl, progress).await?,
+        };
+        Ok(Submitted {
+            queue: queue.to_owned(),
+            batch,
+            ids: items.into_iter().map(|i| i.id).collect(),
+            duplicates,
+        })
+    }
+}
+
+/// No cap: whole round trips of chunks, one after another.
+async fn pipelined(
+    broker: &Broker,
+    keys: &QueueKeys,
+    items: &[EnqueueItem],
+    unique_ttl: Duration,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> Result<Vec<usize>> {
+    let mut duplicates = Vec::new();
+    let mut done = 0;
+    for trip in items.chunks(CHUNK * CHUNKS_PER_TRIP) {
+        let chunks: Vec<&[EnqueueItem]> = trip.chunks(CHUNK).collect();
+        let per_chunk = broker.enqueue_chunks(keys, &chunks, unique_ttl).await?;
+        for (ci, dups) in per_chunk.into_iter().enumerate() {
+            duplicates.extend(dups.into_iter().map(|i| done + ci * CHUNK + i));
+        }
+        done += trip.len();
+        progress(done);
+    }
+    Ok(duplicates)
+}

@@ -1,0 +1,219 @@
+//! Bulk enqueueing for producers, and the notification list a waiting
+//! producer reads. Plain chunks go as multi-value `LPUSH`es pipelined in one
+//! round trip; a chunk with unique jobs, or any chunk under a pending cap,
+//! goes through `enqueue.lua`, which takes the locks and stops at the cap.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::ScriptInvocation;
+
+use super::broker::Broker;
+use super::keys::QueueKeys;
+use super::scripts;
+use super::{QueueError, Result};
+
+/// One job ready to go on a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnqueueItem {
+    pub id: String,
+    /// The job's JSON, as workers will read it.
+    pub payload: String,
+    /// Due time (unix ms) of a scheduled job: it goes to `delayed`.
+    pub run_at: Option<u64>,
+    /// Taken as a lock for the job's lifetime; a held key skips the job.
+    pub unique_key: Option<String>,
+}
+
+/// What a capped call did with a chunk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkOutcome {
+    /// The first `taken` items were handled; the rest did not fit.
+    pub taken: usize,
+    /// Indexes (into the chunk) of items skipped as duplicates.
+    pub duplicates: Vec<usize>,
+}
+
+impl Broker {
+    /// Enqueues whole chunks, in order, in one round trip; returns each
+    /// chunk's duplicate indexes.
+    pub async fn enqueue_chunks(
+        &self,
+        keys: &QueueKeys,
+        chunks: &[&[EnqueueItem]],
+        unique_ttl: Duration,
+    ) -> Result<Vec<Vec<usize>>> {
+        let has_lock = |c: &[EnqueueItem]| c.iter().any(|i| i.unique_key.is_some());
+        let mut pipe = redis::pipe();
+        if chunks.iter().any(|c| has_lock(c)) {
+            // Loaded in the same round trip: EVALSHA in a pipeline does not
+            // retry on NOSCRIPT, and a restarted Redis forgets scripts.
+            pipe.load_script(&scripts::ENQUEUE).ignore();
+        }
+        let mut scripted = Vec::new();
+        for (ci, chunk) in chunks.iter().enumerate() {
+            if has_lock(chunk) {
+                pipe.invoke_script(&invocation(keys, chunk, 0, unique_ttl));
+                scripted.push(ci);
+            } else {
+                plain(&mut pipe, keys, chunk);
+            }
+        }
+        let replies: Vec<Vec<i64>> = self.query_pipe("enqueue", &pipe).await?;
+        if replies.len() != scripted.len() {
+            return Err(protocol(format!(
+                "{} replies for {} scripted chunks",
+                replies.len(),
+                scripted.len()
+            )));
+        }
+        let mut out = vec![Vec::new(); chunks.len()];
+        for (ci, reply) in scripted.into_iter().zip(replies) {
+            out[ci] = ChunkReply::parse(&reply)?.duplicates;
+        }
+        Ok(out)
+    }
+
+    /// Enqueues the prefix of `items` that fits while `pending` holds fewer
+    /// than `cap` jobs (scheduled jobs always fit).
+    pub async fn enqueue_capped(
+        &self,
+        keys: &QueueKeys,
+        items: &[EnqueueItem],
+        cap: u64,
+        unique_ttl: Duration,
+    ) -> Result<ChunkOutcome> {
+        let mut c = self.conn().await?;
+        let reply: Vec<i64> = invocation(keys, items, cap, unique_ttl)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("enqueue", e))?;
+        let r = ChunkReply::parse(&reply)?;
+        Ok(ChunkOutcome {
+            taken: r.taken,
+            duplicates: r.duplicates,
+        })
+    }
+
+    /// How many jobs wait in `pending`.
+    pub async fn pending_len(&self, keys: &QueueKeys) -> Result<u64> {
+        self.query("pending", redis::cmd("LLEN").arg(&keys.pending))
+            .await
+    }
+
+    /// Takes up to `max` ids of finished jobs from a batch's notification
+    /// list, blocking up to `block` while it is empty. `conn` must be a
+    /// dedicated connection: a blocked command stalls its connection.
+    pub async fn pop_finished(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &QueueKeys,
+        batch: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<String>> {
+        let key = keys.batch(batch);
+        let ids: Option<Vec<String>> = redis::cmd("LPOP")
+            .arg(&key)
+            .arg(max.max(1))
+            .query_async(conn)
+            .await
+            .map_err(|e| QueueError::redis("wait", e))?;
+        if let Some(ids) = ids.filter(|ids| !ids.is_empty()) {
+            return Ok(ids);
+        }
+        let popped: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(block.as_secs_f64())
+            .query_async(conn)
+            .await
+            .map_err(|e| QueueError::redis("wait", e))?;
+        Ok(popped.map(|(_, id)| vec![id]).unwrap_or_default())
+    }
+
+    /// Deletes a batch's notification list once nobody waits on it.
+    pub async fn forget_batch(&self, keys: &QueueKeys, batch: &str) -> Result<()> {
+        self.query("wait", redis::cmd("DEL").arg(keys.batch(batch)))
+            .await
+    }
+}
+
+/// `LPUSH` for jobs to run now, `ZADD` for scheduled ones.
+fn plain(pipe: &mut redis::Pipeline, keys: &QueueKeys, chunk: &[EnqueueItem]) {
+    let now: Vec<&str> = chunk
+        .iter()
+        .filter(|i| i.run_at.is_none())
+        .map(|i| i.payload.as_str())
+        .collect();
+    if !now.is_empty() {
+        pipe.lpush(&keys.pending, now).ignore();
+    }
+    let later: Vec<(u64, &str)> = chunk
+        .iter()
+        .filter_map(|i| i.run_at.map(|at| (at, i.payload.as_str())))
+        .collect();
+    if !later.is_empty() {
+        pipe.zadd_multiple(&keys.delayed, &later).ignore();
+    }
+}
+
+/// The `enqueue.lua` call for a chunk (see the script for the layout).
+fn invocation(
+    keys: &QueueKeys,
+    items: &[EnqueueItem],
+    cap: u64,
+    unique_ttl: Duration,
+) -> ScriptInvocation<'static> {
+    let mut inv = scripts::ENQUEUE.prepare_invoke();
+    inv.key(&keys.pending).key(&keys.delayed);
+    for item in items {
+        if let Some(u) = &item.unique_key {
+            inv.key(keys.unique(u));
+        }
+    }
+    inv.arg(cap)
+        .arg(unique_ttl.as_secs().max(1))
+        .arg(items.len());
+    let mut lock = 0;
+    for item in items {
+        let j = match item.unique_key {
+            Some(_) => {
+                lock += 1;
+                lock
+            }
+            None => 0,
+        };
+        inv.arg(&item.payload)
+            .arg(item.run_at.unwrap_or(0))
+            .arg(j)
+            .arg(&item.id);
+    }
+    inv
+}
+
+struct ChunkReply {
+    taken: usize,
+    duplicates: Vec<usize>,
+}
+
+impl ChunkReply {
+    fn parse(reply: &[i64]) -> Result<ChunkReply> {
+        let (&taken, dups) = reply
+            .split_first()
+            .ok_or_else(|| protocol("empty reply".into()))?;
+        Ok(ChunkReply {
+            taken: usize::try_from(taken).map_err(|_| protocol(format!("taken = {taken}")))?,
+            duplicates: dups
+                .iter()
+                .map(|&i| usize::try_from(i - 1).map_err(|_| protocol(format!("index {i}"))))
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+fn protocol(message: String) -> QueueError {
+    QueueError::Protocol {
+        op: "enqueue",
+        message,
+    }
+}

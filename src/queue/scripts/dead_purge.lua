@@ -1,0 +1,17 @@
+-- Removes dead jobs that died before a cut-off judged by Redis's clock (the
+-- clock that stamped them), or all of them.
+--
+-- KEYS[1] dead sorted set
+-- ARGV[1] age in milliseconds: entries older than this are removed; -1
+--         removes every entry
+-- Returns how many entries were removed.
+
+local age = tonumber(ARGV[1])
+if age < 0 then
+  local n = redis.call('ZCARD', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  return n
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - age))
