@@ -135,7 +135,11 @@ async fn worker_and_producer_run_a_workload_as_their_acl_users() {
 
     let producer = Producer::connect(&url_as(&server, "producer"), None).unwrap();
     // Phase 1: 200 jobs, 20 of them retried twice.
-    let ids = producer.enqueue_batch(&q, workload(0, 200)).await.unwrap();
+    let ids = producer
+        .enqueue_batch(&q, &workload(0, 200), &Default::default())
+        .await
+        .unwrap()
+        .ids;
     for (i, id) in ids.iter().enumerate() {
         check_result(i, &settled(&producer, &q, id, &worker).await);
     }
@@ -160,7 +164,11 @@ async fn worker_and_producer_run_a_workload_as_their_acl_users() {
     scheduled.id = Some("scheduled".into());
     scheduled.run_at = Some(run_at);
     jobs.extend([permanent, exhausted, unknown, scheduled]);
-    let ids = producer.enqueue_batch(&q, jobs).await.unwrap();
+    let ids = producer
+        .enqueue_batch(&q, &jobs, &Default::default())
+        .await
+        .unwrap()
+        .ids;
     for (i, id) in ids.iter().take(100).enumerate() {
         check_result(200 + i, &settled(&producer, &q, id, &worker).await);
     }

@@ -104,11 +104,15 @@ async fn jobs_run_over_rediss_with_a_private_ca() {
     let worker = start_worker(config);
 
     let producer = Producer::connect(&url, Some(&pki.ca())).unwrap();
-    let jobs = (0..50)
+    let jobs: Vec<Job> = (0..50)
         .map(|i| Job::new("calculator", json!({ "expression": format!("{i}+1") })))
         .chain([Job::new("fail", json!({ "times": 1 }))])
         .collect();
-    let ids = producer.enqueue_batch(&q, jobs).await.unwrap();
+    let ids = producer
+        .enqueue_batch(&q, &jobs, &Default::default())
+        .await
+        .unwrap()
+        .ids;
     for (i, id) in ids.iter().enumerate() {
         let r = producer.wait(&q, id, WAIT).await.unwrap();
         assert_eq!(r.status, "succeeded", "{r:?}");
