@@ -244,18 +244,25 @@ impl Broker {
             }
         }
         inv.arg(items.len());
+        let mut meta = String::new();
         for item in items {
             let notify = item
                 .batch
                 .as_deref()
                 .and_then(|b| batches.iter().position(|x| *x == b))
                 .map_or(0, |i| i + 1);
-            inv.arg(item.seq)
-                .arg(item.result_ttl_s)
-                .arg(&item.result)
-                .arg(if item.succeeded { "1" } else { "0" })
-                .arg(notify)
-                .arg(&item.id);
+            inv.arg(item.seq);
+            // See ack.lua: the plain TTL is the fast path.
+            if item.succeeded && notify == 0 && item.unique_key.is_none() {
+                inv.arg(item.result_ttl_s);
+            } else {
+                use std::fmt::Write;
+                meta.clear();
+                let s = if item.succeeded { 1 } else { 0 };
+                let _ = write!(meta, "{}|{s}|{notify}|{}", item.result_ttl_s, item.id);
+                inv.arg(meta.as_str());
+            }
+            inv.arg(&item.result);
         }
         for (i, item) in items.iter().enumerate() {
             if item.unique_key.is_some() {

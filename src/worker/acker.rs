@@ -18,7 +18,7 @@ use crate::queue::{AckItem, QueueError};
 
 /// Ack calls in flight at once: enough to overlap round trips, few enough
 /// that no single script call grows huge or Redis is flooded.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 2;
 
 pub type AckSender = mpsc::Sender<Outcome>;
 

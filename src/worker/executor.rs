@@ -105,7 +105,7 @@ async fn run_parsed(
     };
     let tm = ctx.metrics.tool(qi, &job.tool);
     if let Some(run_at) = job.run_at {
-        if !due_now(ctx, qi, seq, run_at, payload, cancel).await? {
+        if !Box::pin(due_now(ctx, qi, seq, run_at, payload, cancel)).await? {
             return None;
         }
     }
@@ -143,20 +143,33 @@ async fn run_parsed(
         }
     };
     let lookup = Instant::now();
-    let fill =
-        match guard::before_call(ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel).await {
-            Before::Call(fill) => fill,
-            Before::Stop => return None,
-            Before::Cached(output) => {
-                record_wait();
-                let elapsed = lookup.elapsed();
-                let t = Timing {
-                    started_at,
-                    elapsed,
-                };
-                return Some(succeed(ctx, qi, seq, job, id, output, t, &tm, true));
-            }
-        };
+    // Boxed, and only for tools that cache or are rate limited: the guard's
+    // Redis futures would otherwise bloat every job's future, which is
+    // copied on every spawn.
+    let guarded = tool.cache_ttl().is_some() || ctx.config.tools.rate_limit(&job.tool).is_some();
+    let before = match guarded {
+        true => {
+            Box::pin(guard::before_call(
+                ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel,
+            ))
+            .await
+        }
+        false => Before::Unguarded,
+    };
+    let fill = match before {
+        Before::Call(fill) => Some(fill),
+        Before::Unguarded => None,
+        Before::Stop => return None,
+        Before::Cached(output) => {
+            record_wait();
+            let elapsed = lookup.elapsed();
+            let t = Timing {
+                started_at,
+                elapsed,
+            };
+            return Some(succeed(ctx, qi, seq, job, id, output, t, &tm, true));
+        }
+    };
     record_wait();
     let in_flight = &ctx.metrics.in_flight[qi];
     in_flight.increment(1.0);
@@ -174,7 +187,9 @@ async fn run_parsed(
         Some(Ok(Ok(Ok(output)))) => Some(output),
         _ => None,
     };
-    fill.finish(ctx, output).await;
+    if let Some(fill) = fill {
+        Box::pin(fill.finish(ctx, output)).await;
+    }
     let res = res?;
     let elapsed = clock.elapsed();
     tm.duration.record(elapsed.as_secs_f64());

@@ -28,6 +28,8 @@ pub enum Before {
     Call(Fill),
     /// Parked by the rate limit, or cancelled: nothing to write.
     Stop,
+    /// The tool neither caches nor is rate limited (the executor's shortcut).
+    Unguarded,
 }
 
 /// Runs the cache lookup and the rate limit for one attempt.

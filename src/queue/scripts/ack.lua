@@ -3,18 +3,21 @@
 -- longer ours (recovered by another worker while we were cut off) is left
 -- alone: its new owner's outcome wins (fencing).
 --
+-- This is the hottest script: three ARGV per job, and the common case (a
+-- success nobody waits on) needs no string parsing.
+--
 -- KEYS[1]        active hash of this worker
 -- KEYS[2]        stats hash of the queue
 -- KEYS[2 + i]    result key of item i (i = 1..N)
 -- KEYS[2 + N + j] notification list j, referenced by items below
 -- ARGV[1]        N
--- ARGV, per item i, starting at b = 2 + (i - 1) * 6:
+-- ARGV, per item i, starting at b = 2 + (i - 1) * 3:
 --   b     fetch sequence number (field in the active hash)
---   b + 1 result TTL in seconds; 0 stores no result
+--   b + 1 meta: the result TTL in seconds (0 stores no result) for a success
+--         nobody waits on; otherwise 'TTL|S|J|ID' with S '1' if the job
+--         succeeded or '0' if it failed, J the index of its notification list
+--         (0 for none) and ID the job id (pushed to that list)
 --   b + 2 result JSON
---   b + 3 '1' if the job succeeded, '0' if it failed
---   b + 4 index j of its notification list, 0 for none
---   b + 5 job id (pushed to the notification list)
 -- Optional, after the items: M more ARGV, the indexes i of items that hold
 -- a unique lock, whose lock keys are the last M KEYS in the same order. A
 -- lock is released only if the item was ours and the lock still names the
@@ -26,19 +29,26 @@ local stale = {}
 local ok, failed = 0, 0
 local notified = {}
 local is_stale = {}
+local ids = {}
 
 for i = 1, n do
-  local b = 2 + (i - 1) * 6
+  local b = 2 + (i - 1) * 3
   if redis.call('HDEL', KEYS[1], ARGV[b]) == 1 then
-    local ttl = tonumber(ARGV[b + 1])
-    if ttl > 0 then
-      redis.call('SET', KEYS[2 + i], ARGV[b + 2], 'EX', ttl)
+    local meta = ARGV[b + 1]
+    local ttl = tonumber(meta)
+    local succeeded, j = true, 0
+    if not ttl then
+      local t, s, jj, id = string.match(meta, '^(%d+)|([01])|(%d+)|(.*)$')
+      ttl, succeeded, j = tonumber(t), s == '1', tonumber(jj)
+      ids[i] = id
     end
-    if ARGV[b + 3] == '1' then ok = ok + 1 else failed = failed + 1 end
-    local j = tonumber(ARGV[b + 4])
+    if ttl > 0 then
+      redis.call('SETEX', KEYS[2 + i], ttl, ARGV[b + 2])
+    end
+    if succeeded then ok = ok + 1 else failed = failed + 1 end
     if j > 0 then
       local key = KEYS[2 + n + j]
-      redis.call('RPUSH', key, ARGV[b + 5])
+      redis.call('RPUSH', key, ids[i])
       notified[key] = true
     end
   else
@@ -47,11 +57,11 @@ for i = 1, n do
   end
 end
 
-local locks = #ARGV - (1 + n * 6)
+local locks = #ARGV - (1 + n * 3)
 for k = 1, locks do
-  local i = tonumber(ARGV[1 + n * 6 + k])
+  local i = tonumber(ARGV[1 + n * 3 + k])
   local key = KEYS[#KEYS - locks + k]
-  if not is_stale[i] and redis.call('GET', key) == ARGV[2 + (i - 1) * 6 + 5] then
+  if not is_stale[i] and redis.call('GET', key) == ids[i] then
     redis.call('DEL', key)
   end
 end
