@@ -34,7 +34,7 @@ const DEFAULT_BUCKETS: &[f64] = &[
 
 /// Without an unscraped drain, histogram samples pile up in memory; this
 /// bounds that when nobody scrapes `/metrics` (or the side port is off).
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Serializes first installs, so two racing callers cannot both try to set

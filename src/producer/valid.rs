@@ -80,7 +80,7 @@ impl ValidJob {
 }
 
 /// What the wire format's types cannot say.
-fn check(job: &Job) -> Result<(), String> {
+pub(crate) fn check(job: &Job) -> Result<(), String> {
     if job.tool.trim().is_empty() {
         return Err("job field `tool` must not be empty".into());
     }

@@ -16,9 +16,10 @@ use super::outcome::Outcome;
 use crate::health::metrics::STALE_ACKS;
 use crate::queue::{AckItem, QueueError};
 
-/// Ack calls in flight at once: enough to overlap round trips, few enough
-/// that no single script call grows huge or Redis is flooded.
-const MAX_IN_FLIGHT: usize = 2;
+/// Ack calls in flight at once. One: while it runs, the next batch fills up,
+/// so each call carries more jobs (measured: 1 in flight drained 15% faster
+/// than 2, and 2 than 4, with fewer and larger calls).
+const MAX_IN_FLIGHT: usize = 1;
 
 pub type AckSender = mpsc::Sender<Outcome>;
 
