@@ -1,9 +1,11 @@
 //! The tool set a worker starts with: the built-ins, plus tools that need
-//! configuration (weather) when they have it.
+//! configuration (weather) when they have it, plus the test fixtures
+//! (`crash`, `count`) when `TOOLQ_ENABLE_TEST_TOOLS=1`.
 
 use serde::Deserialize;
 
 use super::weather::{self, WeatherConfig, WeatherTool};
+use super::testing;
 use super::Registry;
 
 /// `[tools]` in the configuration.
@@ -25,6 +27,9 @@ pub fn configured_registry(
             registry.register(tool);
         }
         None => unconfigured.push((weather::NAME.to_owned(), weather::NOT_CONFIGURED.to_owned())),
+    }
+    if testing::enabled() {
+        testing::register(&mut registry);
     }
     Ok((registry, unconfigured))
 }

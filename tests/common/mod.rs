@@ -3,6 +3,9 @@
 //! push raw payloads and read results.
 #![allow(dead_code)]
 
+mod process;
+pub use process::*;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
