@@ -1,7 +1,10 @@
 //! The reaper: finds workers whose heartbeat stopped and moves their jobs
 //! back to the front of pending (the recover script re-checks staleness, so
-//! exactly one live worker recovers each job). Runs at start-up, then every
-//! heartbeat interval.
+//! exactly one live worker recovers each job). Runs at start-up, then four
+//! times per heartbeat interval: a dead worker's jobs are back in pending at
+//! most a quarter interval after its heartbeat went stale (once per interval
+//! let a killed worker's jobs wait up to a whole extra interval); the check is
+//! one cheap `ZRANGEBYSCORE`.
 
 use std::sync::Arc;
 
@@ -26,7 +29,7 @@ impl Reaper {
             if let Err(e) = self.round().await {
                 self.ctx.outage.failed("reap", &e);
             }
-            sleep_or_stop(self.ctx.config.heartbeat_interval(), &stop).await;
+            sleep_or_stop(self.ctx.config.heartbeat_interval() / 4, &stop).await;
             if stop.is_cancelled() {
                 return;
             }
