@@ -2,11 +2,17 @@
 //! for), fetches as many jobs as it holds permits in one round trip per
 //! queue, and hands each job with its permit to its own task. When every
 //! queue is empty it waits for a waiter's wake-up instead of polling.
+//!
+//! A suspect (a job whose next worker death would bury it as poison) runs
+//! alone: the fetch script hands it over on its own, the fetcher waits for
+//! this worker's other jobs to finish and fetches nothing until it is done.
+//! So a job that kills its worker is buried only once it did so by itself,
+//! and innocent jobs that happened to run beside it are not buried with it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,6 +20,7 @@ use super::acker::AckSender;
 use super::context::Ctx;
 use super::executor;
 use super::outage::retry_delay;
+use crate::job::recoveries_of;
 use crate::queue::QueueError;
 
 /// Longest idle wait without a wake-up before fetching again anyway.
@@ -32,8 +39,21 @@ pub struct Fetcher {
     pub stop_jobs: CancellationToken,
 }
 
+/// A job taken from Redis, not started yet.
+struct Fetched {
+    queue: usize,
+    seq: u64,
+    payload: Vec<u8>,
+    permit: OwnedSemaphorePermit,
+    /// The generation it was fetched in: if this worker has since been
+    /// declared dead, the job belongs to someone else and must not start.
+    generation: CancellationToken,
+}
+
 impl Fetcher {
     pub async fn run(self, stop: CancellationToken) {
+        // Shared by running jobs, held alone by a running suspect.
+        let solo = Arc::new(RwLock::new(()));
         let mut failures = 0;
         loop {
             let first = tokio::select! {
@@ -51,20 +71,31 @@ impl Fetcher {
                     Err(_) => break,
                 }
             }
-            match self.fetch_round(&mut permits).await {
-                Ok(0) => {
+            // Nothing is fetched while a suspect runs alone.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                g = solo.read() => drop(g),
+            }
+            let mut jobs = Vec::new();
+            let fetched = self.fetch_round(&mut permits, &mut jobs).await;
+            drop(permits);
+            let idle = jobs.is_empty();
+            if !idle {
+                self.start(jobs, &solo, &stop).await;
+            }
+            match fetched {
+                Ok(()) => {
                     failures = 0;
-                    drop(permits);
-                    self.idle_wait(&stop).await;
+                    if idle {
+                        self.idle_wait(&stop).await;
+                    }
                 }
-                Ok(_) => failures = 0,
                 Err(QueueError::NotRegistered) => {
                     // Declared dead while paused; the heartbeat re-registers.
-                    drop(permits);
                     sleep_or_stop(Duration::from_millis(200), &stop).await;
                 }
                 Err(e) => {
-                    drop(permits);
                     self.ctx.outage.failed("fetch", &e);
                     sleep_or_stop(retry_delay(failures), &stop).await;
                     failures += 1;
@@ -73,13 +104,15 @@ impl Fetcher {
         }
     }
 
-    /// One round over the queues in this round's order; returns jobs started.
+    /// One round over the queues in this round's order, into `jobs` (kept
+    /// even when a later queue's fetch fails).
     async fn fetch_round(
         &self,
         permits: &mut Vec<OwnedSemaphorePermit>,
-    ) -> Result<usize, QueueError> {
+        jobs: &mut Vec<Fetched>,
+    ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
-        let mut started = 0;
+        let solo_at = ctx.config.max_recoveries.max(1);
         for qi in ctx.queues.order() {
             if permits.is_empty() {
                 break;
@@ -90,24 +123,76 @@ impl Fetcher {
                 .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
             let payloads = ctx
                 .broker
-                .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, first_seq)
+                .fetch(
+                    &ctx.queues.keys[qi],
+                    &ctx.worker_id,
+                    want,
+                    first_seq,
+                    solo_at,
+                )
                 .await?;
+            // Taken right after the fetch: a fetch succeeds only while this
+            // worker is registered, so if this generation ends later, these
+            // jobs were among those recovered elsewhere.
+            let generation = ctx.generation();
             ctx.outage.ok();
             for (i, payload) in payloads.into_iter().enumerate() {
                 let Some(permit) = permits.pop() else { break };
-                self.spawn_job(qi, first_seq + i as u64, payload, permit);
-                started += 1;
+                jobs.push(Fetched {
+                    queue: qi,
+                    seq: first_seq + i as u64,
+                    payload,
+                    permit,
+                    generation: generation.clone(),
+                });
             }
         }
-        Ok(started)
+        Ok(())
     }
 
-    fn spawn_job(&self, qi: usize, seq: u64, payload: Vec<u8>, permit: OwnedSemaphorePermit) {
+    /// Starts ordinary jobs at once and suspects one at a time, each once
+    /// every other job of this worker has finished.
+    async fn start(&self, jobs: Vec<Fetched>, solo: &Arc<RwLock<()>>, stop: &CancellationToken) {
+        let solo_at = self.ctx.config.max_recoveries.max(1);
+        let (alone, shared): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|j| recoveries_of(&j.payload) >= solo_at);
+        for job in shared {
+            let pass = solo.clone().read_owned().await;
+            self.spawn_job(job, pass);
+        }
+        for job in alone {
+            tracing::info!(
+                recoveries = recoveries_of(&job.payload),
+                "running a job that was on dead workers before alone"
+            );
+            let pass = tokio::select! {
+                biased;
+                // Still in the active hash: the stop sequence puts it back.
+                _ = stop.cancelled() => return,
+                g = solo.clone().write_owned() => g,
+            };
+            self.spawn_job(job, pass);
+        }
+    }
+
+    /// Runs `job` in its own task, holding `pass` (its share of, or all of,
+    /// the solo lock) and its permit until its outcome is handed over.
+    fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P) {
+        if job.generation.is_cancelled() {
+            return;
+        }
         let ctx = self.ctx.clone();
         let acker = self.acker.clone();
-        let generation = ctx.generation();
         let stop_jobs = self.stop_jobs.clone();
         self.tasks.spawn(async move {
+            let Fetched {
+                queue,
+                seq,
+                payload,
+                permit,
+                generation,
+            } = job;
             let cancel = CancellationToken::new();
             let guard = cancel.clone();
             let watch = async {
@@ -119,7 +204,7 @@ impl Fetcher {
             };
             let outcome = tokio::select! {
                 biased;
-                o = executor::execute(&ctx, qi, seq, payload, &cancel) => o,
+                o = executor::execute(&ctx, queue, seq, payload, &cancel) => o,
                 _ = watch => None,
             };
             if let Some(outcome) = outcome {
@@ -128,6 +213,7 @@ impl Fetcher {
                 let _ = acker.send(outcome).await;
             }
             drop(permit);
+            drop(pass);
         });
     }
 
