@@ -54,6 +54,7 @@ impl Fetcher {
     pub async fn run(self, stop: CancellationToken) {
         // Shared by running jobs, held alone by a running suspect.
         let solo = Arc::new(RwLock::new(()));
+        let mut unsettled = Vec::new();
         let mut failures = 0;
         loop {
             let first = tokio::select! {
@@ -77,8 +78,11 @@ impl Fetcher {
                 _ = stop.cancelled() => break,
                 g = solo.read() => drop(g),
             }
+            self.settle(&mut unsettled).await;
             let mut jobs = Vec::new();
-            let fetched = self.fetch_round(&mut permits, &mut jobs).await;
+            let fetched = self
+                .fetch_round(&mut permits, &mut jobs, &mut unsettled)
+                .await;
             drop(permits);
             let idle = jobs.is_empty();
             if !idle {
@@ -104,12 +108,37 @@ impl Fetcher {
         }
     }
 
+    /// Puts back the jobs of fetches whose reply never came: Redis may have
+    /// moved them into the active hash before the connection broke, and no
+    /// task of ours runs them. Kept for the next round if Redis is still away.
+    async fn settle(&self, unsettled: &mut Vec<(usize, Vec<u64>)>) {
+        while let Some((qi, seqs)) = unsettled.last() {
+            let keys = &self.ctx.queues.keys[*qi];
+            match self
+                .ctx
+                .broker
+                .requeue(keys, &self.ctx.worker_id, seqs)
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(queue = %keys.name, jobs = n,
+                            "put back jobs whose fetch reply was lost");
+                    }
+                    unsettled.pop();
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// One round over the queues in this round's order, into `jobs` (kept
     /// even when a later queue's fetch fails).
     async fn fetch_round(
         &self,
         permits: &mut Vec<OwnedSemaphorePermit>,
         jobs: &mut Vec<Fetched>,
+        unsettled: &mut Vec<(usize, Vec<u64>)>,
     ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         let solo_at = ctx.config.max_recoveries.max(1);
@@ -121,7 +150,7 @@ impl Fetcher {
             let first_seq = ctx
                 .seq
                 .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
-            let payloads = ctx
+            let fetched = ctx
                 .broker
                 .fetch(
                     &ctx.queues.keys[qi],
@@ -130,7 +159,16 @@ impl Fetcher {
                     first_seq,
                     solo_at,
                 )
-                .await?;
+                .await;
+            let payloads = match fetched {
+                Ok(p) => p,
+                Err(e) => {
+                    if e.is_unavailable() {
+                        unsettled.push((qi, (first_seq..first_seq + want as u64).collect()));
+                    }
+                    return Err(e);
+                }
+            };
             // Taken right after the fetch: a fetch succeeds only while this
             // worker is registered, so if this generation ends later, these
             // jobs were among those recovered elsewhere.
