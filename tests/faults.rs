@@ -12,6 +12,7 @@ mod common;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use common::process::*;
 use common::*;
 use serde_json::{json, Value};
 use toolq::queue::QueueKeys;
@@ -42,7 +43,11 @@ fn count_jobs(q: &str, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let ms = if i % 2 == 0 { 0 } else { 1 + (i as u64 * 7) % 20 };
+            let ms = if i % 2 == 0 {
+                0
+            } else {
+                1 + (i as u64 * 7) % 20
+            };
             count_job(q, id, ms)
         })
         .collect();
@@ -118,13 +123,40 @@ async fn tally(con: &mut Con, q: &str, ids: &[String]) -> Tally {
 async fn wait_processed(con: &mut Con, q: &str, n: u64, within: Duration) {
     let start = Instant::now();
     while processed(con, q).await < n {
-        assert!(
-            start.elapsed() < within,
-            "only {} of {n} jobs processed after {within:?}",
-            processed(con, q).await
-        );
+        if start.elapsed() > within {
+            panic!(
+                "only {} of {n} jobs processed after {within:?}; {}",
+                processed(con, q).await,
+                snapshot(con, q).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Where a queue's jobs are, for failure messages.
+async fn snapshot(con: &mut Con, q: &str) -> String {
+    let k = QueueKeys::new(q);
+    let mut out = format!(
+        "pending={} delayed={} dead={}",
+        llen(con, &k.pending).await,
+        zcard(con, &k.delayed).await,
+        zcard(con, &k.dead).await
+    );
+    let held: Vec<String> = redis::cmd("KEYS")
+        .arg(k.active_pattern())
+        .query_async(con)
+        .await
+        .unwrap();
+    for key in held {
+        let n: u64 = if key.ends_with(":landing") {
+            llen(con, &key).await
+        } else {
+            hlen(con, &key).await
+        };
+        out.push_str(&format!(" {key}={n}"));
+    }
+    out
 }
 
 /// Nothing left held by any worker, nothing pending.
@@ -214,7 +246,19 @@ async fn kill_9_every_2_s_loses_no_job() {
     let q = queue_name("kill9");
     let mut con = raw(&url).await;
     let (ids, payloads) = count_jobs(&q, "k", n);
-    lpush(&mut con, &q, &payloads).await;
+    // A quarter at once (a backlog for the first kills to cut into), the rest
+    // at 1,000 a second, so kills keep landing on busy workers until the end.
+    let (backlog, stream) = payloads.split_at(n / 4);
+    lpush(&mut con, &q, backlog).await;
+    let producer = {
+        let (mut con, q, stream) = (con.clone(), q.clone(), stream.to_vec());
+        tokio::spawn(async move {
+            for chunk in stream.chunks(100) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                lpush(&mut con, &q, chunk).await;
+            }
+        })
+    };
 
     let start = Instant::now();
     let mut workers: VecDeque<WorkerProcess> = (0..3)
@@ -246,6 +290,7 @@ async fn kill_9_every_2_s_loses_no_job() {
         )));
     }
     let elapsed = start.elapsed();
+    producer.await.unwrap();
     let mut kills = Vec::new();
     for w in watchers {
         kills.push(w.await.unwrap());
@@ -264,7 +309,11 @@ async fn kill_9_every_2_s_loses_no_job() {
         secs(kills.iter().map(|k| k.rerun)),
     );
     assert!(!kills.is_empty(), "the run outlasted at least one kill");
-    assert!(t.lost.is_empty(), "lost jobs: {:?}", &t.lost[..t.lost.len().min(20)]);
+    assert!(
+        t.lost.is_empty(),
+        "lost jobs: {:?}",
+        &t.lost[..t.lost.len().min(20)]
+    );
     assert!(
         t.duplicates <= in_flight as u64,
         "{} duplicate executions, but only {in_flight} jobs were held at the kills",
@@ -278,9 +327,13 @@ async fn kill_9_every_2_s_loses_no_job() {
 async fn a_redis_restart_mid_run_loses_no_job_and_workers_idle_while_it_is_down() {
     let _heavy = HEAVY.lock().await;
     let n = scaled(10_000);
-    let mut server =
-        toolq::redis_server::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
-            .expect("redis-server starts");
+    let mut server = toolq::redis_server::RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ])
+    .expect("redis-server starts");
     let url = server.url();
     let q = queue_name("restart");
     let mut con = raw(&url).await;
@@ -296,15 +349,17 @@ async fn a_redis_restart_mid_run_loses_no_job_and_workers_idle_while_it_is_down(
 
     server.stop();
     let down_at = Instant::now();
-    // Let every loop notice, then measure how busy each worker is.
+    // Let every loop notice, then measure how busy each worker is. Down for
+    // longer than the 5 s heartbeat timeout: when Redis returns, every
+    // heartbeat in it is stale, and no worker may take that as death.
     std::thread::sleep(Duration::from_millis(500));
-    let cpu = cpu_shares(&workers, Duration::from_secs(2));
+    let cpu = cpu_shares(&workers, Duration::from_secs(5));
     server.restart().expect("redis-server restarts");
     let downtime = down_at.elapsed();
     let up_at = Instant::now();
 
     let mut con = raw(&url).await;
-    wait_processed(&mut con, &q, n as u64, Duration::from_secs(300)).await;
+    wait_processed(&mut con, &q, n as u64, Duration::from_secs(120)).await;
     let resumed = up_at.elapsed();
     let t = tally(&mut con, &q, &ids).await;
     let unreachable: Vec<usize> = workers
@@ -318,16 +373,33 @@ async fn a_redis_restart_mid_run_loses_no_job_and_workers_idle_while_it_is_down(
         downtime.as_secs_f64(),
         t.lost.len(),
         t.duplicates,
-        cpu.iter().map(|c| format!("{:.1}%", c * 100.0)).collect::<Vec<_>>(),
+        cpu.iter()
+            .map(|c| format!("{:.1}%", c * 100.0))
+            .collect::<Vec<_>>(),
         resumed.as_secs_f64(),
         start.elapsed().as_secs_f64(),
     );
-    assert!(t.lost.is_empty(), "lost jobs: {:?}", &t.lost[..t.lost.len().min(20)]);
+    assert!(
+        t.lost.is_empty(),
+        "lost jobs: {:?}",
+        &t.lost[..t.lost.len().min(20)]
+    );
     for (w, c) in workers.iter().zip(&cpu) {
-        assert!(*c < 0.2, "worker busy while redis was down: {c}; log {}", w.log.display());
+        assert!(
+            *c < 0.2,
+            "worker busy while redis was down: {c}; log {}",
+            w.log.display()
+        );
     }
     for (w, lines) in workers.iter().zip(&unreachable) {
         assert_eq!(*lines, 1, "one outage, one line; log {}", w.log.display());
+        assert_eq!(w.log_lines("reachable again"), 1, "log {}", w.log.display());
+        assert_eq!(
+            w.log_lines("recovered the jobs of a dead worker"),
+            0,
+            "nobody died; log {}",
+            w.log.display()
+        );
     }
     assert_drained(&mut con, &q).await;
     stop_all(workers);
@@ -341,7 +413,10 @@ async fn wait_held(con: &mut Con, q: &str, worker: &str, n: u64) {
     let k = QueueKeys::new(q);
     let start = Instant::now();
     while hlen(con, &k.active(worker)).await < n {
-        assert!(start.elapsed() < Duration::from_secs(20), "{worker} never held {n} jobs");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{worker} never held {n} jobs"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -380,9 +455,14 @@ async fn sigterm_lets_running_jobs_finish_then_exits_0_and_deregisters() {
 
     w.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    let status = w.wait_exit(Duration::from_secs(25)).expect("exits within the grace");
+    let status = w
+        .wait_exit(Duration::from_secs(25))
+        .expect("exits within the grace");
     let took = signalled.elapsed();
-    println!("graceful: 50 jobs of 1 s finished, exit {status:?} {:.2}s after SIGTERM", took.as_secs_f64());
+    println!(
+        "graceful: 50 jobs of 1 s finished, exit {status:?} {:.2}s after SIGTERM",
+        took.as_secs_f64()
+    );
     assert!(status.success(), "{status:?}");
     for r in results(&mut con, &q, &ids).await {
         let r = r.expect("every running job finished and has a result");
@@ -404,11 +484,13 @@ async fn a_job_longer_than_the_grace_goes_back_unspent_and_another_worker_finish
     let mut w = spawn_worker_process(&url, &q, 4, &[("TOOLQ_SHUTDOWN_GRACE_S", "1")]);
     let first = worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
     let payload = json!({"tool": "sleep", "id": "long", "args": {"ms": 5000}}).to_string();
-    lpush(&mut con, &q, &[payload.clone()]).await;
+    lpush(&mut con, &q, std::slice::from_ref(&payload)).await;
     wait_held(&mut con, &q, &first, 1).await;
 
     w.signal(libc::SIGTERM);
-    let status = w.wait_exit(Duration::from_secs(10)).expect("exits after the grace");
+    let status = w
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the grace");
     assert!(status.success(), "{status:?}");
     let pending: Vec<String> = redis::cmd("LRANGE")
         .arg(&k.pending)
@@ -417,9 +499,17 @@ async fn a_job_longer_than_the_grace_goes_back_unspent_and_another_worker_finish
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(pending, [payload], "put back as it was: no attempt, no recovery spent");
+    assert_eq!(
+        pending,
+        [payload],
+        "put back as it was: no attempt, no recovery spent"
+    );
     assert!(deregistered(&mut con, &q, &first).await);
-    assert!(w.log_lines("put unfinished jobs back") == 1, "log {}", w.log.display());
+    assert!(
+        w.log_lines("put unfinished jobs back") == 1,
+        "log {}",
+        w.log.display()
+    );
 
     let w2 = spawn_worker_process(&url, &q, 4, &[]);
     let second = worker_id_of(&mut con, &q, w2.pid(), Duration::from_secs(10)).await;
@@ -452,9 +542,16 @@ async fn a_second_sigterm_stops_at_once_and_puts_the_jobs_back() {
     let status = w
         .wait_exit(Duration::from_secs(15))
         .expect("the second signal cuts the 25 s grace short");
-    println!("second signal: exit {status:?} {:.2}s after it", signalled.elapsed().as_secs_f64());
+    println!(
+        "second signal: exit {status:?} {:.2}s after it",
+        signalled.elapsed().as_secs_f64()
+    );
     assert!(status.success(), "{status:?}");
-    assert_eq!(llen(&mut con, &k.pending).await, 20, "every job back in pending");
+    assert_eq!(
+        llen(&mut con, &k.pending).await,
+        20,
+        "every job back in pending"
+    );
     assert_eq!(hlen(&mut con, &k.active(&id)).await, 0);
     assert!(deregistered(&mut con, &q, &id).await);
 }
@@ -480,7 +577,10 @@ async fn a_job_that_kills_its_worker_is_buried_as_poison_and_the_rest_finish() {
     loop {
         for w in workers.iter_mut() {
             if let Some(status) = w.exited() {
-                assert!(!status.success(), "only the poison job ends a worker: {status:?}");
+                assert!(
+                    !status.success(),
+                    "only the poison job ends a worker: {status:?}"
+                );
                 crashes += 1;
                 *w = spawn_worker_process(&url, &q, 10, &env);
             }
@@ -488,7 +588,10 @@ async fn a_job_that_kills_its_worker_is_buried_as_poison_and_the_rest_finish() {
         if zcard(&mut con, &k.dead).await > 0 && processed(&mut con, &q).await >= 300 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "poison job never buried");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "poison job never buried"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let dead = dead_entries(&mut con, &q).await;
@@ -500,7 +603,10 @@ async fn a_job_that_kills_its_worker_is_buried_as_poison_and_the_rest_finish() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["job"]["id"], "poison");
     assert_eq!(dead[0]["error"]["kind"], "poisoned");
-    assert_eq!(dead[0]["job"]["recoveries"], 3, "died once, then twice more after recovery");
+    assert_eq!(
+        dead[0]["job"]["recoveries"], 3,
+        "died once, then twice more after recovery"
+    );
     assert_eq!(crashes, 3);
     let r = wait_result(&mut con, &q, "poison", Duration::from_secs(10)).await;
     assert_eq!(r["status"], "dead", "{r}");
@@ -556,12 +662,25 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
         .query_async(&mut con)
         .await
         .unwrap();
-    lpush(&mut con, &q, &[r#"{"tool":"echo","args":{},"id":"old"}"#.into()]).await;
-    assert_eq!(b.recover(&k, "gone", timeout, 3, 100).await.unwrap(), Some((2, 0)));
-    let fetched = b.fetch(&k, "live", 3, 1).await.unwrap();
+    lpush(
+        &mut con,
+        &q,
+        &[r#"{"tool":"echo","args":{},"id":"old"}"#.into()],
+    )
+    .await;
+    assert_eq!(
+        b.recover(&k, "gone", timeout, 3, 100).await.unwrap(),
+        Some((2, vec![]))
+    );
+    let fetched = b.fetch(&k, "live", 3, 1, 3).await.unwrap();
     let ids: Vec<String> = fetched
         .iter()
-        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|p| {
+            serde_json::from_slice::<Value>(p).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(ids, ["a", "b", "old"]);
     assert!(String::from_utf8_lossy(&fetched[0]).starts_with(r#"{"recoveries":1,"#));
@@ -569,11 +688,16 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
     // Due by Redis's clock: one a second ago, one a minute ahead.
     let now = redis_time_ms(&mut con).await;
     b.schedule(&k, r#"{"id":"due"}"#, now - 1000).await.unwrap();
-    b.schedule(&k, r#"{"id":"later"}"#, now + 60_000).await.unwrap();
+    b.schedule(&k, r#"{"id":"later"}"#, now + 60_000)
+        .await
+        .unwrap();
     let (moved, next) = b.promote(&k, 10).await.unwrap();
     assert_eq!(moved, 1);
     let next = next.unwrap();
-    assert!(next > Duration::from_secs(55) && next <= Duration::from_secs(60), "{next:?}");
+    assert!(
+        next > Duration::from_secs(55) && next <= Duration::from_secs(60),
+        "{next:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,7 +706,7 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
     let url = server.url();
     let q = queue_name("fence");
     let mut con = raw(&url).await;
-    let mut a = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
+    let a = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
     let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
     let ids: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
     let payloads: Vec<String> = ids.iter().map(|id| count_job(&q, id, 3000)).collect();
@@ -605,10 +729,14 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
     }
     // A wakes up with its sleeps long over: whatever it finishes is stale.
     a.signal(libc::SIGCONT);
-    eventually(Duration::from_secs(10), "A to notice it was declared dead", || {
-        let lines = a.log_lines("declared dead");
-        async move { lines > 0 }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "A to notice it was declared dead",
+        || {
+            let lines = a.log_lines("declared dead");
+            async move { lines > 0 }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for r in results(&mut con, &q, &ids).await {
@@ -620,7 +748,14 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
         .log_text()
         .lines()
         .filter(|l| l.contains("dropped outcomes"))
-        .filter_map(|l| l.split("stale=").nth(1)?.split_whitespace().next()?.parse::<usize>().ok())
+        .filter_map(|l| {
+            l.split("stale=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .sum();
     println!("fencing: 10 jobs taken over by {b_id}; stale outcomes dropped by {a_id}: {stale} (the rest cancelled)");
 
@@ -634,4 +769,99 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
         assert_eq!(r["worker"], a_id.as_str(), "{r}");
     }
     stop_all([a]);
+}
+
+/// A job whose next worker death would bury it (recovered `max_recoveries`
+/// times) is fetched alone, and a batch stops before it, so it runs without
+/// bystanders that could be buried with it.
+#[tokio::test]
+async fn a_suspect_job_is_fetched_alone() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("suspect");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let b = broker(&url);
+    assert!(b.heartbeat(&k, "w", true).await.unwrap());
+    let jobs = [
+        r#"{"tool":"echo","args":{},"id":"1"}"#,
+        r#"{"recoveries":1,"tool":"echo","args":{},"id":"2"}"#,
+        r#"{"recoveries":2,"tool":"echo","args":{},"id":"3"}"#,
+        r#"{"tool":"echo","args":{},"id":"4"}"#,
+    ];
+    // Oldest first: LPUSH in order leaves "1" where fetch looks first.
+    lpush(&mut con, &q, &jobs.map(String::from)).await;
+    let ids = |batch: Vec<Vec<u8>>| -> Vec<String> {
+        batch
+            .iter()
+            .map(|p| {
+                serde_json::from_slice::<Value>(p).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(b.fetch(&k, "w", 10, 1, 2).await.unwrap()), ["1", "2"]);
+    assert_eq!(ids(b.fetch(&k, "w", 10, 3, 2).await.unwrap()), ["3"]);
+    assert_eq!(ids(b.fetch(&k, "w", 10, 4, 2).await.unwrap()), ["4"]);
+    assert_eq!(hlen(&mut con, &k.active("w")).await, 4);
+}
+
+/// Redis stalls (`DEBUG SLEEP`) past the worker's response timeout with a
+/// fetch waiting: the fetch runs when Redis wakes, but its reply goes to a
+/// caller that gave up. The jobs it moved must not sit in the active hash of
+/// a live worker that never heard of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_fetch_whose_reply_was_lost_are_put_back() {
+    let server = toolq::redis_server::RedisServer::start_with(&["--enable-debug-command", "yes"])
+        .expect("redis-server starts");
+    let url = server.url();
+    let q = queue_name("lostfetch");
+    let mut con = raw(&url).await;
+    let worker = start_worker(config(&url, &q, 1));
+    let mut jobs = vec![json!({"tool": "sleep", "id": "first", "args": {"ms": 1000}}).to_string()];
+    jobs.extend(
+        (0..3).map(|i| json!({"tool": "echo", "id": format!("e{i}"), "args": {}}).to_string()),
+    );
+    lpush(&mut con, &q, &jobs).await;
+    wait_held_any(&mut con, &q).await;
+    // Stall Redis while `first` runs: its end frees the one permit and the
+    // next fetch waits in Redis's socket until after the worker's timeout.
+    // The worker gives up on a reply after 10 s (its response timeout).
+    let mut stall = raw(&url).await;
+    tokio::spawn(async move {
+        let _: Result<(), _> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(12)
+            .query_async(&mut stall)
+            .await;
+    });
+    // Our own connections would time out too: look only once Redis is back.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let mut con = raw(&url).await;
+    for id in ["first", "e0", "e1", "e2"] {
+        let r = wait_result(&mut con, &q, id, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    assert_drained(&mut con, &q).await;
+    assert_eq!(processed(&mut con, &q).await, 4);
+    worker.stop().await;
+}
+
+async fn wait_held_any(con: &mut Con, q: &str) {
+    let k = QueueKeys::new(q);
+    let start = Instant::now();
+    loop {
+        let held: Vec<String> = redis::cmd("KEYS")
+            .arg(k.active_pattern())
+            .query_async(con)
+            .await
+            .unwrap();
+        if !held.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "nothing fetched");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 
-use super::weather::{self, WeatherConfig, WeatherTool};
 use super::testing;
+use super::weather::{self, WeatherConfig, WeatherTool};
 use super::Registry;
 
 /// `[tools]` in the configuration.

@@ -3,8 +3,7 @@
 //! push raw payloads and read results.
 #![allow(dead_code)]
 
-mod process;
-pub use process::*;
+pub mod process;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -50,7 +50,10 @@ impl WorkerProcess {
 
     /// Lines of the log containing `needle`.
     pub fn log_lines(&self, needle: &str) -> usize {
-        self.log_text().lines().filter(|l| l.contains(needle)).count()
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     /// User plus system CPU time so far, in clock ticks (`/proc/<pid>/stat`).
@@ -62,7 +65,6 @@ impl WorkerProcess {
         let f: Vec<&str> = rest.split_whitespace().collect();
         f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
     }
-
 }
 
 /// Share of one core each process used over the same `window`.
