@@ -233,12 +233,16 @@ impl Fetcher {
             } = job;
             let cancel = CancellationToken::new();
             let guard = cancel.clone();
+            // Cancels the job, then lets `execute` see it and unwind (the
+            // in-flight gauge and count go down there): finishing here would
+            // drop `execute` mid-way and leak them.
             let watch = async {
                 tokio::select! {
                     _ = generation.cancelled() => {}
                     _ = stop_jobs.cancelled() => {}
                 }
                 guard.cancel();
+                std::future::pending::<()>().await
             };
             let outcome = tokio::select! {
                 biased;
