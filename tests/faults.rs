@@ -865,3 +865,115 @@ async fn wait_held_any(con: &mut Con, q: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The paused worker wakes while its jobs are still running: its heartbeat
+/// learns they were taken over and cancels them, so nothing of theirs is
+/// written and they run no further on this worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_it_was_declared_dead_cancels_its_running_jobs() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("cancel");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let a = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
+    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
+    let payloads: Vec<String> = ids.iter().map(|id| count_job(&q, id, 5000)).collect();
+    lpush(&mut con, &q, &payloads).await;
+    wait_held(&mut con, &q, &a_id, 5).await;
+    eventually(Duration::from_secs(10), "every job started on A", || {
+        let (mut con, q, ids) = (con.clone(), q.clone(), ids.clone());
+        async move { counts(&mut con, &q, &ids).await.iter().all(|c| *c == 1) }
+    })
+    .await;
+
+    a.signal(libc::SIGSTOP);
+    let b = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
+    eventually(Duration::from_secs(10), "B to take A's jobs", || {
+        let (mut con, key) = (con.clone(), k.active(&a_id));
+        async move { hlen(&mut con, &key).await == 0 }
+    })
+    .await;
+    let a_log = a.log.clone();
+    // A's jobs have seconds left to run when it wakes. Either worker may
+    // run the recovered jobs (A registers again at once).
+    a.signal(libc::SIGCONT);
+    for id in &ids {
+        let r = wait_result(&mut con, &q, id, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["recoveries"], 1, "{r}");
+    }
+    assert!(a.log_lines("declared dead") >= 1, "log {}", a.log.display());
+    assert_eq!(
+        a.log_lines("dropped outcomes"),
+        0,
+        "cancelled, not finished"
+    );
+    assert_eq!(a.log_lines("already settled"), 0, "cancelled, not finished");
+    assert!(counts(&mut con, &q, &ids).await.iter().all(|c| *c == 2));
+    stop_all([a, b]);
+    assert_drained(&mut con, &q).await;
+    // Cancelled jobs leave the in-flight count (gauge and /health) too.
+    let a_log = std::fs::read_to_string(&a_log).unwrap();
+    assert!(
+        a_log.contains("stopping: no new jobs in_flight=0"),
+        "{a_log}"
+    );
+}
+
+/// SIGTERM while Redis is down: finished outcomes cannot be written, the
+/// acker gives up after its flush wait, and the worker still exits 0. The
+/// jobs stay in its active hash (AOF keeps them) and are recovered by the
+/// next worker once Redis is back: late, but not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_during_an_outage_exits_and_its_jobs_are_recovered_later() {
+    let mut server = toolq::redis_server::RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ])
+    .expect("redis-server starts");
+    let url = server.url();
+    let q = queue_name("giveup");
+    let mut con = raw(&url).await;
+    let mut a = spawn_worker_process(&url, &q, 5, &FAST_BEAT);
+    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
+    let (ids, payloads) = sleep_jobs("g", 5, 1000);
+    lpush(&mut con, &q, &payloads).await;
+    wait_held(&mut con, &q, &a_id, 5).await;
+    // Let the fetch reply reach A, so the jobs are running, not just held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(con);
+
+    server.stop();
+    // The jobs finish while Redis is away; their outcomes wait in memory.
+    std::thread::sleep(Duration::from_millis(1500));
+    a.signal(libc::SIGTERM);
+    let status = a
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits though Redis is down");
+    assert!(status.success(), "{status:?}; log {}", a.log.display());
+    assert!(
+        a.log_lines("giving up writing an outcome") >= 1,
+        "log {}",
+        a.log.display()
+    );
+
+    server.restart().expect("redis-server restarts");
+    let mut con = raw(&url).await;
+    let b = spawn_worker_process(&url, &q, 5, &FAST_BEAT);
+    let b_id = worker_id_of(&mut con, &q, b.pid(), Duration::from_secs(10)).await;
+    for r in results(&mut con, &q, &ids).await {
+        assert!(r.is_none(), "nothing was written by A: {r:?}");
+    }
+    for id in &ids {
+        let r = wait_result(&mut con, &q, id, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["worker"], b_id.as_str(), "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+    }
+    stop_all([b]);
+    assert_drained(&mut con, &q).await;
+}
