@@ -21,6 +21,8 @@ use toolq::queue::QueueKeys;
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const KILL_EVERY: Duration = Duration::from_secs(2);
+/// How long before a kill its burst of jobs is pushed.
+const BURST_LEAD: Duration = Duration::from_millis(150);
 /// Faster heartbeats for scenarios that wait for a recovery several times
 /// (the kill -9 and restart scenarios keep the 1 s / 5 s defaults).
 const FAST_BEAT: [(&str, &str); 2] = [
@@ -246,19 +248,12 @@ async fn kill_9_every_2_s_loses_no_job() {
     let q = queue_name("kill9");
     let mut con = raw(&url).await;
     let (ids, payloads) = count_jobs(&q, "k", n);
-    // A quarter at once (a backlog for the first kills to cut into), the rest
-    // at 1,000 a second, so kills keep landing on busy workers until the end.
+    // A quarter at once, the rest in bursts that land just before each kill,
+    // so every kill hits busy workers (toolq drains 20,000 queued jobs in a
+    // few seconds: all at once, only the first kill or two would).
     let (backlog, stream) = payloads.split_at(n / 4);
     lpush(&mut con, &q, backlog).await;
-    let producer = {
-        let (mut con, q, stream) = (con.clone(), q.clone(), stream.to_vec());
-        tokio::spawn(async move {
-            for chunk in stream.chunks(100) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                lpush(&mut con, &q, chunk).await;
-            }
-        })
-    };
+    let mut bursts = stream.chunks((n * 3 / 40).max(1));
 
     let start = Instant::now();
     let mut workers: VecDeque<WorkerProcess> = (0..3)
@@ -266,11 +261,14 @@ async fn kill_9_every_2_s_loses_no_job() {
         .collect();
     let mut watchers = Vec::new();
     loop {
-        tokio::time::sleep(KILL_EVERY).await;
-        if processed(&mut con, &q).await >= n as u64 {
+        tokio::time::sleep(KILL_EVERY - BURST_LEAD).await;
+        let Some(burst) = bursts.next() else {
+            // Nothing left to interrupt: let the last recoveries finish.
+            wait_processed(&mut con, &q, n as u64, Duration::from_secs(60)).await;
             break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(600), "run too long");
+        };
+        lpush(&mut con, &q, burst).await;
+        tokio::time::sleep(BURST_LEAD).await;
         let mut victim = workers.pop_front().unwrap();
         let id = worker_id_of(&mut con, &q, victim.pid(), Duration::from_secs(10)).await;
         // Freeze it first so the jobs it holds can be counted exactly.
@@ -290,7 +288,6 @@ async fn kill_9_every_2_s_loses_no_job() {
         )));
     }
     let elapsed = start.elapsed();
-    producer.await.unwrap();
     let mut kills = Vec::new();
     for w in watchers {
         kills.push(w.await.unwrap());
