@@ -270,6 +270,20 @@ pub fn rewrite_payload(
     Ok(format!("{{\"recoveries\":{recoveries},{}", &body[1..]))
 }
 
+/// How many times a payload was recovered from a dead worker, read from the
+/// leading field [`rewrite_payload`] and the recovery script write, without
+/// parsing the whole payload.
+pub fn recoveries_of(payload: &[u8]) -> u32 {
+    let Some(rest) = payload.strip_prefix(b"{\"recoveries\":") else {
+        return 0;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `{kind, message}` as written into results and dead entries.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorInfo {
@@ -477,6 +491,17 @@ mod tests {
     fn depth_ignores_brackets_in_strings() {
         assert_eq!(nesting_depth(br#"{"a":"[[[{{\"]]"}"#), 1);
         assert_eq!(nesting_depth(br#"{"a":[{"b":[]}]}"#), 4);
+    }
+
+    #[test]
+    fn recoveries_are_read_from_the_leading_field() {
+        assert_eq!(recoveries_of(br#"{"recoveries":3,"tool":"x"}"#), 3);
+        assert_eq!(recoveries_of(br#"{"recoveries":12}"#), 12);
+        assert_eq!(recoveries_of(br#"{"tool":"x","recoveries":3}"#), 0);
+        assert_eq!(recoveries_of(br#"{"recoveries":"3"}"#), 0);
+        assert_eq!(recoveries_of(b"not json"), 0);
+        let p = rewrite_payload(br#"{"tool":"x","args":{}}"#, "i", 0, 2).unwrap();
+        assert_eq!(recoveries_of(p.as_bytes()), 2);
     }
 
     #[test]

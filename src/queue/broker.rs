@@ -163,13 +163,15 @@ impl Broker {
     }
 
     /// Moves up to `max` jobs to this worker's active hash; the i-th payload
-    /// returned is held under sequence number `first_seq + i`.
+    /// returned is held under sequence number `first_seq + i`. A job already
+    /// recovered `solo_at` times comes back alone (see `fetch.lua`).
     pub async fn fetch(
         &self,
         keys: &QueueKeys,
         worker: &str,
         max: usize,
         first_seq: u64,
+        solo_at: u32,
     ) -> Result<Vec<Vec<u8>>> {
         let mut c = self.conn().await?;
         scripts::FETCH
@@ -180,6 +182,7 @@ impl Broker {
             .arg(max)
             .arg(first_seq)
             .arg(worker)
+            .arg(solo_at)
             .invoke_async(&mut c)
             .await
             .map_err(|e| match e.code() {
@@ -435,8 +438,9 @@ impl Broker {
     }
 
     /// Moves a dead worker's jobs back to the front of pending (or buries
-    /// those recovered more than `max_recoveries` times). Returns
-    /// `(recovered, buried)`, or `None` when the worker turned out alive.
+    /// those recovered more than `max_recoveries` times). Returns how many
+    /// were recovered and the payloads buried (the caller writes their
+    /// results), or `None` when the worker turned out alive.
     pub async fn recover(
         &self,
         keys: &QueueKeys,
@@ -444,14 +448,15 @@ impl Broker {
         timeout: Duration,
         max_recoveries: u32,
         dead_max_jobs: u64,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<Option<(u64, Vec<String>)>> {
         let mut c = self.conn().await?;
-        let (recovered, buried): (i64, i64) = scripts::RECOVER
+        let (recovered, buried): (i64, Vec<String>) = scripts::RECOVER
             .key(&keys.workers)
             .key(keys.active(dead_worker))
             .key(keys.landing(dead_worker))
             .key(&keys.pending)
             .key(&keys.dead)
+            .key(&keys.stats)
             .arg(dead_worker)
             .arg(timeout.as_millis() as u64)
             .arg(max_recoveries)
@@ -462,7 +467,34 @@ impl Broker {
         if recovered < 0 {
             return Ok(None);
         }
-        Ok(Some((recovered as u64, buried as u64)))
+        Ok(Some((recovered as u64, buried)))
+    }
+
+    /// Writes a result outside the settling scripts (a job buried by
+    /// recovery) and tells its batch's waiting producer.
+    pub async fn store_result(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+        ttl_s: u64,
+        result: &str,
+        batch: Option<&str>,
+    ) -> Result<()> {
+        if ttl_s == 0 && batch.is_none() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        if ttl_s > 0 {
+            pipe.set_ex(keys.result(id), result, ttl_s).ignore();
+        }
+        if let Some(b) = batch {
+            pipe.rpush(keys.batch(b), id).ignore();
+            pipe.expire(keys.batch(b), 86_400).ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.fail("result", e))
     }
 
     /// Puts back this worker's unfinished jobs (all of them when `seqs` is

@@ -13,6 +13,7 @@ mod registry;
 pub mod secret;
 mod setup;
 mod sleep;
+pub mod testing;
 pub mod weather;
 
 pub use calculator::Calculator;

@@ -1,12 +1,14 @@
 //! The tool set a worker starts with: the built-ins, plus tools that need
-//! configuration (weather) when they have it; and the settings the worker
-//! applies around any tool (`[tools.<name>]`).
+//! configuration (weather) when they have it; the settings the worker
+//! applies around any tool (`[tools.<name>]`); and the test fixtures
+//! (`crash`, `count`) when `TOOLQ_ENABLE_TEST_TOOLS=1`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::rate::RateLimit;
+use super::testing;
 use super::weather::{self, WeatherConfig, WeatherTool};
 use super::Registry;
 
@@ -62,6 +64,9 @@ pub fn configured_registry(
             registry.register(tool);
         }
         None => unconfigured.push((weather::NAME.to_owned(), weather::NOT_CONFIGURED.to_owned())),
+    }
+    if testing::enabled() {
+        testing::register(&mut registry);
     }
     Ok((registry, unconfigured))
 }

@@ -74,8 +74,11 @@ async fn flush(ctx: Arc<Ctx>, batch: Vec<Outcome>, give_up: CancellationToken) {
     let worker = ctx.worker_id.as_str();
     for (qi, items) in acks.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
         let keys = &ctx.queues.keys[qi];
-        let stale = persist(&ctx, &give_up, || ctx.broker.ack(keys, worker, items)).await;
-        count_stale(&ctx, qi, stale.map_or(0, |s| s.len()));
+        if let Some((stale, retried)) =
+            persist(&ctx, &give_up, || ctx.broker.ack(keys, worker, items)).await
+        {
+            count_stale(&ctx, qi, stale.len(), retried);
+        }
     }
     for outcome in others {
         let (qi, written) = match &outcome {
@@ -99,14 +102,19 @@ async fn flush(ctx: Arc<Ctx>, batch: Vec<Outcome>, give_up: CancellationToken) {
             }
             Outcome::Ack { .. } => continue,
         };
-        if written == Some(false) {
-            count_stale(&ctx, qi, 1);
+        if let Some((false, retried)) = written {
+            count_stale(&ctx, qi, 1, retried);
         }
     }
 }
 
-/// Retries a write until it succeeds or `give_up` fires.
-async fn persist<T, F, Fut>(ctx: &Ctx, give_up: &CancellationToken, mut write: F) -> Option<T>
+/// Retries a write until it succeeds or `give_up` fires; true with the value
+/// when it took more than one try.
+async fn persist<T, F, Fut>(
+    ctx: &Ctx,
+    give_up: &CancellationToken,
+    mut write: F,
+) -> Option<(T, bool)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, QueueError>>,
@@ -116,7 +124,7 @@ where
         match write().await {
             Ok(v) => {
                 ctx.outage.ok();
-                return Some(v);
+                return Some((v, failures > 0));
             }
             Err(e) => {
                 ctx.outage.failed("ack", &e);
@@ -133,8 +141,15 @@ where
     }
 }
 
-fn count_stale(ctx: &Ctx, qi: usize, n: usize) {
-    if n > 0 {
+/// After a retried write, "no longer ours" usually means the first try was
+/// applied and only its reply was lost (Redis went away mid-call), so it is
+/// not counted as fencing; it could also mean the jobs were taken over while
+/// Redis was out of reach, which the log line says too.
+fn count_stale(ctx: &Ctx, qi: usize, n: usize, retried: bool) {
+    if n > 0 && retried {
+        tracing::info!(queue = %ctx.queues.keys[qi].name, jobs = n,
+            "outcomes already settled: by an earlier try whose reply was lost, or by a worker that took the jobs over");
+    } else if n > 0 {
         tracing::warn!(queue = %ctx.queues.keys[qi].name, stale = n,
             "dropped outcomes of jobs another worker took over");
         metrics::counter!(STALE_ACKS, "queue" => ctx.queues.keys[qi].name.clone())

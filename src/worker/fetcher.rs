@@ -2,11 +2,17 @@
 //! for), fetches as many jobs as it holds permits in one round trip per
 //! queue, and hands each job with its permit to its own task. When every
 //! queue is empty it waits for a waiter's wake-up instead of polling.
+//!
+//! A suspect (a job whose next worker death would bury it as poison) runs
+//! alone: the fetch script hands it over on its own, the fetcher waits for
+//! this worker's other jobs to finish and fetches nothing until it is done.
+//! So a job that kills its worker is buried only once it did so by itself,
+//! and innocent jobs that happened to run beside it are not buried with it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,6 +20,7 @@ use super::acker::AckSender;
 use super::context::Ctx;
 use super::executor;
 use super::outage::retry_delay;
+use crate::job::recoveries_of;
 use crate::queue::QueueError;
 
 /// Longest idle wait without a wake-up before fetching again anyway.
@@ -34,8 +41,22 @@ pub struct Fetcher {
     pub stop_jobs: CancellationToken,
 }
 
+/// A job taken from Redis, not started yet.
+struct Fetched {
+    queue: usize,
+    seq: u64,
+    payload: Vec<u8>,
+    permit: OwnedSemaphorePermit,
+    /// The generation it was fetched in: if this worker has since been
+    /// declared dead, the job belongs to someone else and must not start.
+    generation: CancellationToken,
+}
+
 impl Fetcher {
     pub async fn run(self, stop: CancellationToken) {
+        // Shared by running jobs, held alone by a running suspect.
+        let solo = Arc::new(RwLock::new(()));
+        let mut unsettled = Vec::new();
         let mut failures = 0;
         let mut busy = false;
         loop {
@@ -48,26 +69,37 @@ impl Fetcher {
                 },
             };
             self.top_up(&mut permits, busy).await;
-            match self.fetch_round(&mut permits).await {
-                Ok(0) => {
+            // Nothing is fetched while a suspect runs alone.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                g = solo.read() => drop(g),
+            }
+            self.settle(&mut unsettled).await;
+            let mut jobs = Vec::new();
+            let fetched = self
+                .fetch_round(&mut permits, &mut jobs, &mut unsettled)
+                .await;
+            // A batch that used every permit means a backlog: the next round
+            // waits a moment for more free permits.
+            busy = permits.num_permits() == 0 && jobs.len() > 1;
+            drop(permits);
+            let idle = jobs.is_empty();
+            if !idle {
+                self.start(jobs, &solo, &stop).await;
+            }
+            match fetched {
+                Ok(()) => {
                     failures = 0;
-                    busy = false;
-                    drop(permits);
-                    self.idle_wait(&stop).await;
-                }
-                Ok(started) => {
-                    failures = 0;
-                    // A batch came back full: there is a backlog, so the
-                    // next round should wait for a few more free permits.
-                    busy = permits.num_permits() == 0 && started > 1;
+                    if idle {
+                        self.idle_wait(&stop).await;
+                    }
                 }
                 Err(QueueError::NotRegistered) => {
                     // Declared dead while paused; the heartbeat re-registers.
-                    drop(permits);
                     sleep_or_stop(Duration::from_millis(200), &stop).await;
                 }
                 Err(e) => {
-                    drop(permits);
                     self.ctx.outage.failed("fetch", &e);
                     sleep_or_stop(retry_delay(failures), &stop).await;
                     failures += 1;
@@ -77,7 +109,7 @@ impl Fetcher {
     }
 
     /// Adds free permits to the bundle, up to one batch. Under a backlog it
-    /// waits up to [`TOP_UP_WAIT`] for half the concurrency to be free, so
+    /// waits up to [`TOP_UP_WAIT`] for the whole concurrency to be free, so
     /// each round trip carries many jobs instead of the one or two that
     /// finished a moment ago; that wait is nothing next to a real job.
     async fn top_up(&self, permits: &mut OwnedSemaphorePermit, busy: bool) {
@@ -105,10 +137,40 @@ impl Fetcher {
         }
     }
 
-    /// One round over the queues in this round's order; returns jobs started.
-    async fn fetch_round(&self, permits: &mut OwnedSemaphorePermit) -> Result<usize, QueueError> {
+    /// Puts back the jobs of fetches whose reply never came: Redis may have
+    /// moved them into the active hash before the connection broke, and no
+    /// task of ours runs them. Kept for the next round if Redis is still away.
+    async fn settle(&self, unsettled: &mut Vec<(usize, Vec<u64>)>) {
+        while let Some((qi, seqs)) = unsettled.last() {
+            let keys = &self.ctx.queues.keys[*qi];
+            match self
+                .ctx
+                .broker
+                .requeue(keys, &self.ctx.worker_id, seqs)
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(queue = %keys.name, jobs = n,
+                            "put back jobs whose fetch reply was lost");
+                    }
+                    unsettled.pop();
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// One round over the queues in this round's order, into `jobs` (kept
+    /// even when a later queue's fetch fails).
+    async fn fetch_round(
+        &self,
+        permits: &mut OwnedSemaphorePermit,
+        jobs: &mut Vec<Fetched>,
+        unsettled: &mut Vec<(usize, Vec<u64>)>,
+    ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
-        let mut started = 0;
+        let solo_at = ctx.config.max_recoveries.max(1);
         for qi in ctx.queues.order() {
             let want = permits.num_permits();
             if want == 0 {
@@ -117,40 +179,105 @@ impl Fetcher {
             let first_seq = ctx
                 .seq
                 .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
-            let payloads = ctx
+            let fetched = ctx
                 .broker
-                .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, first_seq)
-                .await?;
+                .fetch(
+                    &ctx.queues.keys[qi],
+                    &ctx.worker_id,
+                    want,
+                    first_seq,
+                    solo_at,
+                )
+                .await;
+            let payloads = match fetched {
+                Ok(p) => p,
+                Err(e) => {
+                    if e.is_unavailable() {
+                        unsettled.push((qi, (first_seq..first_seq + want as u64).collect()));
+                    }
+                    return Err(e);
+                }
+            };
+            // Taken right after the fetch: a fetch succeeds only while this
+            // worker is registered, so if this generation ends later, these
+            // jobs were among those recovered elsewhere.
+            let generation = ctx.generation();
             ctx.outage.ok();
             for (i, payload) in payloads.into_iter().enumerate() {
                 let Some(permit) = permits.split(1) else {
                     break;
                 };
-                self.spawn_job(qi, first_seq + i as u64, payload, permit);
-                started += 1;
+                jobs.push(Fetched {
+                    queue: qi,
+                    seq: first_seq + i as u64,
+                    payload,
+                    permit,
+                    generation: generation.clone(),
+                });
             }
         }
-        Ok(started)
+        Ok(())
     }
 
-    fn spawn_job(&self, qi: usize, seq: u64, payload: Vec<u8>, permit: OwnedSemaphorePermit) {
+    /// Starts ordinary jobs at once and suspects one at a time, each once
+    /// every other job of this worker has finished.
+    async fn start(&self, jobs: Vec<Fetched>, solo: &Arc<RwLock<()>>, stop: &CancellationToken) {
+        let solo_at = self.ctx.config.max_recoveries.max(1);
+        let (alone, shared): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|j| recoveries_of(&j.payload) >= solo_at);
+        for job in shared {
+            let pass = solo.clone().read_owned().await;
+            self.spawn_job(job, pass);
+        }
+        for job in alone {
+            tracing::info!(
+                recoveries = recoveries_of(&job.payload),
+                "running a job that was on dead workers before alone"
+            );
+            let pass = tokio::select! {
+                biased;
+                // Still in the active hash: the stop sequence puts it back.
+                _ = stop.cancelled() => return,
+                g = solo.clone().write_owned() => g,
+            };
+            self.spawn_job(job, pass);
+        }
+    }
+
+    /// Runs `job` in its own task, holding `pass` (its share of, or all of,
+    /// the solo lock) and its permit until its outcome is handed over.
+    fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P) {
+        if job.generation.is_cancelled() {
+            return;
+        }
         let ctx = self.ctx.clone();
         let acker = self.acker.clone();
-        let generation = ctx.generation();
         let stop_jobs = self.stop_jobs.clone();
         // Boxed: the job's future is large, and tokio would otherwise copy
         // it several times on the way into the task.
         self.tasks.spawn(Box::pin(async move {
+            let Fetched {
+                queue,
+                seq,
+                payload,
+                permit,
+                generation,
+            } = job;
+            // `execute` watches both tokens itself and unwinds (the in-flight
+            // gauge and count go down there): dropping it from outside would
+            // leak them.
             let cancel = executor::Cancel {
                 generation: &generation,
                 stop: &stop_jobs,
             };
-            if let Some(outcome) = executor::execute(&ctx, qi, seq, payload, cancel).await {
+            if let Some(outcome) = executor::execute(&ctx, queue, seq, payload, cancel).await {
                 // Holding the permit until the acker took the outcome caps
                 // finished-but-unwritten jobs when Redis is slow or down.
                 let _ = acker.send(outcome).await;
             }
             drop(permit);
+            drop(pass);
         }));
     }
 

@@ -17,6 +17,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct Outage {
     down: AtomicBool,
     ended_at: Mutex<Option<Instant>>,
+    last_failure: Mutex<Option<Instant>>,
     health: Arc<HealthState>,
 }
 
@@ -25,6 +26,7 @@ impl Outage {
         Outage {
             down: AtomicBool::new(false),
             ended_at: Mutex::new(None),
+            last_failure: Mutex::new(None),
             health,
         }
     }
@@ -38,6 +40,9 @@ impl Outage {
             return;
         }
         self.health.set_redis_ok(false);
+        if let Ok(mut t) = self.last_failure.lock() {
+            *t = Some(Instant::now());
+        }
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!(op, error = %err, "redis unreachable; retrying with backoff");
         }
@@ -45,6 +50,12 @@ impl Outage {
 
     /// Records a successful call.
     pub fn ok(&self) {
+        if self.down.load(Ordering::Relaxed) && self.just_failed() {
+            // A reply already on its way when Redis went away (no retry can
+            // have happened this soon) says nothing about Redis now: ending
+            // the outage on it would log the same outage twice.
+            return;
+        }
         self.health.set_redis_ok(true);
         if self.down.swap(false, Ordering::Relaxed) {
             tracing::info!("redis reachable again; resuming");
@@ -52,6 +63,14 @@ impl Outage {
                 *t = Some(Instant::now());
             }
         }
+    }
+
+    fn just_failed(&self) -> bool {
+        self.last_failure
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < RETRY_BASE)
     }
 
     pub fn is_down(&self) -> bool {
@@ -70,4 +89,28 @@ impl Outage {
 /// Delay before retry number `failures` (0-based) of a failed Redis call.
 pub fn retry_delay(failures: u32) -> Duration {
     super::backoff::backoff_random(failures, RETRY_BASE, RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_in_flight_when_redis_went_away_does_not_end_the_outage() {
+        let outage = Outage::new(Arc::new(HealthState::new("w".into(), vec![], 1)));
+        let down = QueueError::Unavailable {
+            op: "fetch",
+            message: "connection refused".into(),
+        };
+        outage.failed("fetch", &down);
+        outage.ok();
+        assert!(
+            outage.is_down(),
+            "a success right after the failure proves nothing"
+        );
+        std::thread::sleep(RETRY_BASE);
+        outage.ok();
+        assert!(!outage.is_down());
+        assert!(outage.since_last().is_some());
+    }
 }

@@ -1,7 +1,10 @@
 //! The reaper: finds workers whose heartbeat stopped and moves their jobs
 //! back to the front of pending (the recover script re-checks staleness, so
-//! exactly one live worker recovers each job). Runs at start-up, then every
-//! heartbeat interval.
+//! exactly one live worker recovers each job). Runs at start-up, then four
+//! times per heartbeat interval: a dead worker's jobs are back in pending at
+//! most a quarter interval after its heartbeat went stale (once per interval
+//! let a killed worker's jobs wait up to a whole extra interval); the check is
+//! one cheap `ZRANGEBYSCORE`.
 
 use std::sync::Arc;
 
@@ -11,7 +14,8 @@ use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use super::heartbeat::reap_grace;
 use crate::health::metrics::{JOBS_DEAD, JOBS_RECOVERED};
-use crate::queue::QueueError;
+use crate::job::{self, ErrorInfo, JobResult};
+use crate::queue::{QueueError, QueueKeys};
 
 /// Most dead workers handled per queue per round.
 const BATCH: usize = 20;
@@ -26,7 +30,7 @@ impl Reaper {
             if let Err(e) = self.round().await {
                 self.ctx.outage.failed("reap", &e);
             }
-            sleep_or_stop(self.ctx.config.heartbeat_interval(), &stop).await;
+            sleep_or_stop(self.ctx.config.heartbeat_interval() / 4, &stop).await;
             if stop.is_cancelled() {
                 return;
             }
@@ -57,17 +61,70 @@ impl Reaper {
                 else {
                     continue;
                 };
-                tracing::info!(queue = %keys.name, worker = %dead, recovered, buried,
-                    "recovered the jobs of a dead worker");
+                tracing::info!(queue = %keys.name, worker = %dead, recovered,
+                    buried = buried.len(), "recovered the jobs of a dead worker");
                 metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone())
                     .increment(recovered);
-                if buried > 0 {
+                if !buried.is_empty() {
                     metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => "_poisoned")
-                        .increment(buried);
+                        .increment(buried.len() as u64);
+                }
+                for payload in &buried {
+                    self.record_poisoned(keys, dead, payload).await?;
                 }
             }
         }
         ctx.outage.ok();
         Ok(())
+    }
+
+    /// Writes the `dead` result of a job buried as poison, so whoever waits
+    /// for it learns its fate. If this fails, the job is still in the dead
+    /// set; only its result is missing.
+    async fn record_poisoned(
+        &self,
+        keys: &QueueKeys,
+        dead_worker: &str,
+        payload: &str,
+    ) -> Result<(), QueueError> {
+        let ctx = &self.ctx;
+        let Ok(job) = job::parse(payload.as_bytes(), ctx.limits) else {
+            return Ok(());
+        };
+        let Some(id) = job.id.clone() else {
+            return Ok(());
+        };
+        tracing::warn!(queue = %keys.name, job_id = %id, tool = %job.tool,
+            recoveries = job.recoveries, "buried a job that kept killing its workers");
+        let now = job::now_ms();
+        let result = JobResult {
+            id: id.clone(),
+            tool: job.tool.clone(),
+            status: "dead".into(),
+            output: None,
+            error: Some(ErrorInfo {
+                kind: "poisoned".into(),
+                message: format!(
+                    "worker died while running this job {} times",
+                    job.recoveries
+                ),
+            }),
+            attempts: job.attempt + 1,
+            recoveries: job.recoveries,
+            enqueued_at: job.enqueued_at,
+            started_at: now,
+            finished_at: now,
+            duration_ms: 0.0,
+            worker: dead_worker.to_owned(),
+            cached: false,
+            meta: job.meta.clone(),
+        };
+        let Ok(text) = serde_json::to_string(&result) else {
+            return Ok(());
+        };
+        let ttl = job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s);
+        ctx.broker
+            .store_result(keys, &id, ttl, &text, job.batch.as_deref())
+            .await
     }
 }

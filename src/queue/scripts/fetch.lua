@@ -10,6 +10,9 @@
 -- ARGV[2] sequence number of the first job returned; the i-th job returned
 --         (1-based) is stored under field ARGV[2] + i - 1
 -- ARGV[3] worker id
+-- ARGV[4] recoveries at which a job is a suspect: its next worker death buries
+--         it as poison, so it must first get a run alone. A suspect is
+--         returned on its own (the batch stops before it otherwise).
 -- Returns the payloads, oldest first (landed jobs before pending ones), or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
@@ -29,25 +32,38 @@ local function take(payload)
   seq = seq + 1
 end
 
-local want = tonumber(ARGV[1])
-local landed = redis.call('LRANGE', KEYS[3], -want, -1)
-if #landed > 0 then
-  redis.call('LTRIM', KEYS[3], 0, -(#landed + 1))
-  for i = #landed, 1, -1 do
-    take(landed[i])
+local solo_at = tonumber(ARGV[4])
+local function suspect(p)
+  local n = string.match(p, '^{"recoveries":(%d+)')
+  return n ~= nil and tonumber(n) >= solo_at
+end
+
+-- Takes up to `want` of the oldest jobs of `list`, stopping at a suspect.
+local solo = false
+local function take_from(list, want)
+  if want <= 0 or solo then return end
+  local items = redis.call('LRANGE', list, -want, -1)
+  local n = 0
+  for i = #items, 1, -1 do
+    if suspect(items[i]) then
+      solo = true
+      if #out == 0 then
+        take(items[i])
+        n = n + 1
+      end
+      break
+    end
+    take(items[i])
+    n = n + 1
+  end
+  if n > 0 then
+    redis.call('LTRIM', list, 0, -(n + 1))
   end
 end
 
-want = want - #landed
-if want > 0 then
-  local items = redis.call('LRANGE', KEYS[1], -want, -1)
-  if #items > 0 then
-    redis.call('LTRIM', KEYS[1], 0, -(#items + 1))
-    for i = #items, 1, -1 do
-      take(items[i])
-    end
-  end
-end
+local want = tonumber(ARGV[1])
+take_from(KEYS[3], want)
+take_from(KEYS[1], want - #out)
 
 -- HSET in chunks: unpack() of a huge table would overflow Lua's stack.
 local chunk = 400

@@ -10,17 +10,20 @@
 -- KEYS[3] landing list of the dead worker
 -- KEYS[4] pending list
 -- KEYS[5] dead sorted set
+-- KEYS[6] stats hash of the queue
 -- ARGV[1] dead worker id
 -- ARGV[2] heartbeat timeout in ms
 -- ARGV[3] most recoveries before a job is buried
 -- ARGV[4] most entries kept in the dead set
--- Returns {recovered, buried}, or {-1, 0} when the worker is alive after all.
+-- Returns {recovered, {payloads buried}} (the caller writes their results:
+-- their keys are not known before the payloads are read), or {-1, {}} when
+-- the worker is alive after all.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if beat and tonumber(beat) >= now - tonumber(ARGV[2]) then
-  return {-1, 0}
+  return {-1, {}}
 end
 
 -- The recovery count is the first field of the object, written textually so
@@ -50,7 +53,7 @@ table.sort(jobs, function(a, b) return a[1] < b[1] end)
 local landed = redis.call('LRANGE', KEYS[3], 0, -1)
 
 local limit = tonumber(ARGV[3])
-local recovered, buried = 0, 0
+local recovered, buried = 0, {}
 local function put_back(p)
   local count, bumped = bump(p)
   if count > limit then
@@ -60,7 +63,7 @@ local function put_back(p)
       cjson.encode('worker died while running this job ' .. count .. ' times') ..
       '},"died_at":' .. now .. '}'
     redis.call('ZADD', KEYS[5], now, entry)
-    buried = buried + 1
+    buried[#buried + 1] = bumped
   else
     -- RPUSH puts it where the next fetch looks first; the newest goes first so
     -- the oldest ends up rightmost and runs first.
@@ -75,8 +78,9 @@ end
 for i = #jobs, 1, -1 do
   put_back(jobs[i][2])
 end
-if buried > 0 then
+if #buried > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[4]) + 1))
+  redis.call('HINCRBY', KEYS[6], 'dead', #buried)
 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
