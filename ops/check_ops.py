@@ -301,17 +301,20 @@ def check_compose(f: Findings) -> None:
 
 
 def struct_fields(path: Path, struct: str) -> list[str]:
-    """The `pub` field names of `struct` in a Rust source file."""
-    m = re.search(r"pub struct %s \{(.*?)\n\}" % struct, path.read_text(), re.S)
-    return re.findall(r"^\s*pub (\w+):", m.group(1), re.M) if m else []
+    """The field names of `struct` (pub or not) in a Rust source file."""
+    m = re.search(r"struct %s \{(.*?)\n\}" % struct, path.read_text(), re.S)
+    return re.findall(r"^\s*(?:pub )?(\w+):", m.group(1), re.M) if m else []
 
 
 def config_env_names() -> set[str]:
     """The TOOLQ_* variable of every configuration key, read from the Config
     struct (and the weather tool's) so that this check follows the code."""
     names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k != "tools"}
+    # The keys serde reads: the raw struct behind WeatherConfig's try_from,
+    # less the old spellings kept only for compatibility.
+    legacy = {"timeout", "cache_ttl"}
     names |= {f"TOOLQ_TOOLS__WEATHER__{k.upper()}"
-              for k in struct_fields(WEATHER_CONFIG_RS, "WeatherConfig")}
+              for k in struct_fields(WEATHER_CONFIG_RS, "RawWeatherConfig") if k not in legacy}
     return names
 
 

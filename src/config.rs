@@ -46,7 +46,8 @@ pub enum LogFormat {
 }
 
 /// Everything a worker or the CLI needs to know.
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` is written by hand below: the Redis URL may hold a password.
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
@@ -136,7 +137,7 @@ pub enum ConfigError {
 }
 
 /// Values given as command-line flags; they override everything else.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Default, Clone, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
@@ -148,6 +149,38 @@ pub struct Overrides {
     pub http_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("redis_url", &crate::queue::mask_url(&self.redis_url))
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("queues", &self.queues)
+            .field("concurrency", &self.concurrency)
+            .field("http_addr", &self.http_addr)
+            .field("log_format", &self.log_format)
+            .field("shutdown_grace_s", &self.shutdown_grace_s)
+            .field("result_ttl_s", &self.result_ttl_s)
+            .field("max_attempts", &self.max_attempts)
+            .field("tools", &self.tools)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::queue::mask_url),
+            )
+            .field("queues", &self.queues)
+            .field("concurrency", &self.concurrency)
+            .field("http_addr", &self.http_addr)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
 }
 
 impl Config {
@@ -222,13 +255,14 @@ impl Config {
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
             ));
         }
-        let positive: [(&'static str, u64); 7] = [
+        let positive: [(&'static str, u64); 8] = [
             ("max_attempts", self.max_attempts as u64),
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("max_json_depth", self.max_json_depth as u64),
             ("fetch_batch", self.fetch_batch as u64),
             ("ack_batch", self.ack_batch as u64),
             ("dead_max_jobs", self.dead_max_jobs),
+            ("max_recoveries", self.max_recoveries as u64),
             ("unique_ttl_s", self.unique_ttl_s),
         ];
         for (key, value) in positive {
@@ -321,4 +355,27 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
             .collect(),
         OneOrMany::Many(v) => v,
     })
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_masks_the_redis_password() {
+        let config = Config {
+            redis_url: "redis://u:s3cret@host:6379".into(),
+            ..Config::default()
+        };
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("s3cret") && text.contains("u:***@host"),
+            "{text}"
+        );
+        let o = Overrides {
+            redis_url: Some("redis://:s3cret@h".into()),
+            ..Overrides::default()
+        };
+        assert!(!format!("{o:?}").contains("s3cret"));
+    }
 }

@@ -12,12 +12,6 @@ use toolq::cli::{self, CliError, Exit};
 use toolq::config::{Config, LogFormat, Overrides};
 use toolq::worker::Shutdown;
 
-/// mimalloc: the worker allocates and frees small buffers per job from many
-/// threads; glibc's allocator spent a fifth of the worker's CPU on that, and
-/// its arena trimming caused page faults on every burst.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "toolq",

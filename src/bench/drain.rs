@@ -101,7 +101,9 @@ pub fn spawn_worker(
             "--concurrency",
             &concurrency.to_string(),
         ])
-        .args(["--http-addr", "off", "--redis-url", url])
+        .args(["--http-addr", "off"])
+        // Through the environment, not argv: `ps` shows a command line.
+        .env("TOOLQ_REDIS_URL", url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

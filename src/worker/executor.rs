@@ -222,11 +222,14 @@ async fn run_parsed(
     tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
     if let ToolError::Retryable { retry_after, .. } = &failure {
         if job.attempt + 1 < max_attempts {
-            let delay = retry_after.unwrap_or_else(|| {
+            let max = Duration::from_millis(ctx.config.backoff_max_ms);
+            // A remote's Retry-After is honoured, but never beyond the
+            // configured ceiling: a hostile header must not park a job for years.
+            let delay = retry_after.map(|d| d.min(max)).unwrap_or_else(|| {
                 backoff_random(
                     job.attempt,
                     Duration::from_millis(ctx.config.backoff_base_ms),
-                    Duration::from_millis(ctx.config.backoff_max_ms),
+                    max,
                 )
             });
             return Some(retry(

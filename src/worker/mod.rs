@@ -287,8 +287,22 @@ async fn run_registered(
         tokio::time::sleep(FLUSH_WAIT).await;
         give_up_later.cancel();
     });
-    let _ = acker.await;
+    // Bounded even if a tool stuck in a blocking call still holds a sender:
+    // its job stays in the active hash and is put back below.
+    if tokio::time::timeout(FLUSH_WAIT + CANCEL_WAIT, acker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some outcomes were not written in time; their jobs go back to pending");
+    }
     flush_deadline.abort();
+    // The loops stop before deregistering: a heartbeat after it would find
+    // this worker gone, think it was declared dead, and register it again.
+    loops_stop.cancel();
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || beat.join()).await;
     requeue_unfinished(&ctx).await;
     if let Err(e) = ctx
         .broker
@@ -297,11 +311,6 @@ async fn run_registered(
     {
         tracing::warn!(error = %e, "could not deregister; the reaper will clean up");
     }
-    loops_stop.cancel();
-    for l in loops {
-        let _ = l.await;
-    }
-    let _ = tokio::task::spawn_blocking(move || beat.join()).await;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -70,7 +70,10 @@ impl Reaper {
                         .increment(buried.len() as u64);
                 }
                 for payload in &buried {
-                    self.record_poisoned(keys, dead, payload).await?;
+                    // One failed write must not skip the others' results.
+                    if let Err(e) = self.record_poisoned(keys, dead, payload).await {
+                        ctx.outage.failed("reap", &e);
+                    }
                 }
             }
         }
