@@ -3,9 +3,12 @@
 //! - `keys`: the only place key names are built.
 //! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
 //! - `connection`: pool, dedicated blocking connections, TLS, URL masking.
-//! - `broker`: the operations the worker and producer call; `enqueue`
-//!   (bulk, unique and capped enqueueing, batch notifications) and `admin`
-//!   (queue discovery, dead jobs) add the producer's and operator's ones.
+//! - `broker`: the `Broker` handle, its connections and the settling items;
+//!   its operations live in `impl Broker` blocks by what they do: `jobs`
+//!   (enqueue, fetch, ack, retry, bury, defer, promote, requeue), `workers`
+//!   (heartbeats, registration, recovery), `inspect` (depths, totals,
+//!   results), `enqueue` (bulk, unique and capped enqueueing, batch
+//!   notifications) and `admin` (queue discovery, dead jobs).
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
@@ -15,8 +18,11 @@ mod broker;
 mod cache;
 mod connection;
 mod enqueue;
+mod inspect;
+mod jobs;
 pub mod keys;
 mod scripts;
+mod workers;
 
 pub use admin::DeadRetry;
 pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};

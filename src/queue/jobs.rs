@@ -1,0 +1,311 @@
+//! Moving jobs through their states: enqueueing, scheduling, fetching,
+//! settling (ack, retry, bury), deferring, promoting and requeueing. The hot
+//! paths (fetch, ack) take many jobs per round trip.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, ScriptInvocation};
+
+use super::broker::{AckItem, Broker, BuryItem, RetryItem};
+use super::keys::QueueKeys;
+use super::scripts;
+use super::{QueueError, Result};
+
+/// Values per `LPUSH` when enqueueing in bulk.
+const ENQUEUE_CHUNK: usize = 1000;
+
+impl Broker {
+    /// Adds one job at the back of pending.
+    pub async fn enqueue(&self, keys: &QueueKeys, payload: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.lpush::<_, _, ()>(&keys.pending, payload)
+            .await
+            .map_err(|e| self.fail("enqueue", e))
+    }
+
+    /// Adds many jobs, in order, with many values per `LPUSH` in one pipeline.
+    pub async fn enqueue_many(&self, keys: &QueueKeys, payloads: &[String]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for chunk in payloads.chunks(ENQUEUE_CHUNK) {
+            pipe.lpush(&keys.pending, chunk).ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.fail("enqueue", e))
+    }
+
+    /// Adds a job to `delayed`, due at `due_ms` (unix ms).
+    pub async fn schedule(&self, keys: &QueueKeys, payload: &str, due_ms: u64) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.zadd::<_, _, _, ()>(&keys.delayed, payload, due_ms)
+            .await
+            .map_err(|e| self.fail("schedule", e))
+    }
+
+    /// Moves up to `max` jobs to this worker's active hash; the i-th payload
+    /// returned is held under sequence number `first_seq + i`. A job already
+    /// recovered `solo_at` times comes back alone (see `fetch.lua`).
+    pub async fn fetch(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        max: usize,
+        first_seq: u64,
+        solo_at: u32,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        scripts::FETCH
+            .key(&keys.pending)
+            .key(keys.active(worker))
+            .key(keys.landing(worker))
+            .key(&keys.workers)
+            .arg(max)
+            .arg(first_seq)
+            .arg(worker)
+            .arg(solo_at)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| match e.code() {
+                Some("NOTREGISTERED") => QueueError::NotRegistered,
+                _ => self.fail("fetch", e),
+            })
+    }
+
+    /// Blocks on a dedicated connection until a job arrives in pending (it is
+    /// moved to this worker's landing list, where the next fetch adopts it)
+    /// or `timeout` passes. Returns whether a job landed.
+    pub async fn wait_for_job(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &QueueKeys,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let landed: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            .arg(&keys.pending)
+            .arg(keys.landing(worker))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(timeout.as_secs_f64())
+            .query_async(conn)
+            .await
+            .map_err(|e| QueueError::redis("wait", e))?;
+        Ok(landed.is_some())
+    }
+
+    /// Settles finished jobs; returns the indexes (into `items`) of stale ones
+    /// that were no longer ours and so were not written.
+    pub async fn ack(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        items: &[AckItem],
+    ) -> Result<Vec<usize>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batches = distinct_batches(items);
+        let mut inv = scripts::ACK.prepare_invoke();
+        ack_keys(&mut inv, keys, worker, items, &batches);
+        ack_args(&mut inv, items, &batches);
+        let mut c = self.conn().await?;
+        let stale: Vec<usize> = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("ack", e))?;
+        Ok(stale.into_iter().map(|i| i.saturating_sub(1)).collect())
+    }
+
+    /// Sends a failed job to `delayed`; false when it was no longer ours.
+    pub async fn retry(&self, keys: &QueueKeys, worker: &str, item: &RetryItem) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let done: i64 = scripts::RETRY
+            .key(keys.active(worker))
+            .key(&keys.delayed)
+            .key(keys.result(&item.id))
+            .key(&keys.stats)
+            .arg(item.seq)
+            .arg(item.delay_ms)
+            .arg(&item.payload)
+            .arg(item.result_ttl_s)
+            .arg(&item.result)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("retry", e))?;
+        Ok(done == 1)
+    }
+
+    /// Buries a job in `dead`, capped at `max_jobs` entries and `max_age`;
+    /// false when it was no longer ours.
+    pub async fn bury(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        item: &BuryItem,
+        max_jobs: u64,
+        max_age: Duration,
+    ) -> Result<bool> {
+        let mut inv = scripts::BURY.prepare_invoke();
+        inv.key(keys.active(worker))
+            .key(&keys.dead)
+            .key(keys.result(item.id.as_deref().unwrap_or("_")))
+            .key(&keys.stats);
+        if let Some(b) = &item.batch {
+            inv.key(keys.batch(b));
+        }
+        if let Some(u) = &item.unique_key {
+            inv.key(keys.unique(u));
+        }
+        let ttl = if item.id.is_some() {
+            item.result_ttl_s
+        } else {
+            0
+        };
+        inv.arg(item.seq)
+            .arg(&item.dead_entry_prefix)
+            .arg(ttl)
+            .arg(&item.result)
+            .arg(max_jobs)
+            .arg(max_age.as_millis() as u64)
+            .arg(item.id.as_deref().unwrap_or(""));
+        if item.unique_key.is_some() {
+            inv.arg("1");
+        }
+        let mut c = self.conn().await?;
+        let done: i64 = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("bury", e))?;
+        Ok(done == 1)
+    }
+
+    /// Parks a job whose `run_at` is still ahead by Redis's clock. Returns
+    /// `Some(true)` when parked, `Some(false)` when due now, `None` when stale.
+    pub async fn defer(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        seq: u64,
+        run_at_ms: u64,
+        payload: &[u8],
+    ) -> Result<Option<bool>> {
+        let mut c = self.conn().await?;
+        let r: i64 = scripts::DEFER
+            .key(keys.active(worker))
+            .key(&keys.delayed)
+            .arg(seq)
+            .arg(run_at_ms)
+            .arg(payload)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("defer", e))?;
+        Ok(match r {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        })
+    }
+
+    /// Moves due delayed jobs to pending. Returns how many moved and how long
+    /// until the next one is due (`None` when none is left).
+    pub async fn promote(&self, keys: &QueueKeys, limit: usize) -> Result<(u64, Option<Duration>)> {
+        let mut c = self.conn().await?;
+        let (moved, next): (u64, i64) = scripts::PROMOTE
+            .key(&keys.delayed)
+            .key(&keys.pending)
+            .arg(limit)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("promote", e))?;
+        let next = u64::try_from(next).ok().map(Duration::from_millis);
+        Ok((moved, next))
+    }
+
+    /// Puts back this worker's unfinished jobs (all of them when `seqs` is
+    /// empty) at the front of pending, without counting a recovery.
+    pub async fn requeue(&self, keys: &QueueKeys, worker: &str, seqs: &[u64]) -> Result<u64> {
+        let mut c = self.conn().await?;
+        scripts::REQUEUE
+            .key(keys.active(worker))
+            .key(keys.landing(worker))
+            .key(&keys.pending)
+            .arg(seqs)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("requeue", e))
+    }
+}
+
+/// The batches named by `items`, each once, in first-seen order: a batch's
+/// key index in `ack.lua` is its position here.
+fn distinct_batches(items: &[AckItem]) -> Vec<&str> {
+    let mut batches: Vec<&str> = Vec::new();
+    for item in items {
+        if let Some(b) = &item.batch {
+            if !batches.contains(&b.as_str()) {
+                batches.push(b);
+            }
+        }
+    }
+    batches
+}
+
+/// `ack.lua`'s KEYS: active, stats, one result per item, the batches, then
+/// the unique locks.
+fn ack_keys(
+    inv: &mut ScriptInvocation<'_>,
+    keys: &QueueKeys,
+    worker: &str,
+    items: &[AckItem],
+    batches: &[&str],
+) {
+    inv.key(keys.active(worker)).key(&keys.stats);
+    for item in items {
+        inv.key(keys.result(&item.id));
+    }
+    for b in batches {
+        inv.key(keys.batch(b));
+    }
+    // Unique locks go last, so jobs without one cost nothing here.
+    for item in items {
+        if let Some(u) = &item.unique_key {
+            inv.key(keys.unique(u));
+        }
+    }
+}
+
+/// `ack.lua`'s ARGV: the count, then seq, TTL or meta, and result per item,
+/// then the (1-based) items holding a unique lock.
+fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str]) {
+    inv.arg(items.len());
+    let mut meta = String::new();
+    for item in items {
+        let notify = item
+            .batch
+            .as_deref()
+            .and_then(|b| batches.iter().position(|x| *x == b))
+            .map_or(0, |i| i + 1);
+        inv.arg(item.seq);
+        // See ack.lua: the plain TTL is the fast path.
+        if item.succeeded && notify == 0 && item.unique_key.is_none() {
+            inv.arg(item.result_ttl_s);
+        } else {
+            use std::fmt::Write;
+            meta.clear();
+            let s = if item.succeeded { 1 } else { 0 };
+            let _ = write!(meta, "{}|{s}|{notify}|{}", item.result_ttl_s, item.id);
+            inv.arg(meta.as_str());
+        }
+        inv.arg(&item.result);
+    }
+    for (i, item) in items.iter().enumerate() {
+        if item.unique_key.is_some() {
+            inv.arg(i + 1);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Worker liveness in Redis: registration, heartbeats, finding stale workers
+//! and recovering their jobs, and listing the live ones.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::broker::Broker;
+use super::keys::QueueKeys;
+use super::scripts;
+use super::Result;
+
+impl Broker {
+    /// Registers (`register`) or refreshes a heartbeat. `Ok(false)` means this
+    /// worker had been declared dead and its jobs were recovered.
+    pub async fn heartbeat(&self, keys: &QueueKeys, worker: &str, register: bool) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let r: i64 = scripts::HEARTBEAT
+            .key(&keys.workers)
+            .arg(worker)
+            .arg(if register { "register" } else { "beat" })
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("heartbeat", e))?;
+        Ok(r >= 0)
+    }
+
+    /// Stores a worker's registration document, expiring after `ttl`.
+    pub async fn set_worker_info(&self, worker: &str, info: &str, ttl: Duration) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.set_ex::<_, _, ()>(super::keys::worker_info(worker), info, ttl.as_secs().max(1))
+            .await
+            .map_err(|e| self.fail("register", e))
+    }
+
+    /// Removes a worker's registration from every queue it served.
+    pub async fn deregister(&self, queues: &[QueueKeys], worker: &str) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for keys in queues {
+            pipe.zrem(&keys.workers, worker).ignore();
+        }
+        pipe.del(super::keys::worker_info(worker)).ignore();
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.fail("deregister", e))
+    }
+
+    /// Workers of a queue whose heartbeat is older than `timeout`.
+    pub async fn stale_workers(
+        &self,
+        keys: &QueueKeys,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        scripts::STALE_WORKERS
+            .key(&keys.workers)
+            .arg(timeout.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("reap", e))
+    }
+
+    /// Moves a dead worker's jobs back to the front of pending (or buries
+    /// those recovered more than `max_recoveries` times). Returns how many
+    /// were recovered and the payloads buried (the caller writes their
+    /// results), or `None` when the worker turned out alive.
+    pub async fn recover(
+        &self,
+        keys: &QueueKeys,
+        dead_worker: &str,
+        timeout: Duration,
+        max_recoveries: u32,
+        dead_max_jobs: u64,
+    ) -> Result<Option<(u64, Vec<String>)>> {
+        let mut c = self.conn().await?;
+        let (recovered, buried): (i64, Vec<String>) = scripts::RECOVER
+            .key(&keys.workers)
+            .key(keys.active(dead_worker))
+            .key(keys.landing(dead_worker))
+            .key(&keys.pending)
+            .key(&keys.dead)
+            .key(&keys.stats)
+            .arg(dead_worker)
+            .arg(timeout.as_millis() as u64)
+            .arg(max_recoveries)
+            .arg(dead_max_jobs)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("reap", e))?;
+        if recovered < 0 {
+            return Ok(None);
+        }
+        Ok(Some((recovered as u64, buried)))
+    }
+
+    /// Workers whose heartbeat is within `timeout`, by Redis's clock.
+    pub async fn live_workers(&self, keys: &QueueKeys, timeout: Duration) -> Result<Vec<String>> {
+        let now = self.time_ms().await?;
+        let since = now.saturating_sub(timeout.as_millis() as u64);
+        let mut c = self.conn().await?;
+        c.zrangebyscore(&keys.workers, since, "+inf")
+            .await
+            .map_err(|e| self.fail("workers", e))
+    }
+
+    /// A worker's registration document, if it is still there.
+    pub async fn worker_info(&self, worker: &str) -> Result<Option<String>> {
+        let mut c = self.conn().await?;
+        c.get(super::keys::worker_info(worker))
+            .await
+            .map_err(|e| self.fail("workers", e))
+    }
+}
