@@ -1,0 +1,93 @@
+//! Coming up: the side port and its zero-valued series, registration in
+//! every queue's worker set (retried while Redis is unreachable), and the
+//! registration document other processes read.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::Ctx;
+use super::{heartbeat, metrics_init, outage, Shutdown, WorkerError};
+use crate::health::{self, HttpAddr};
+
+pub(super) async fn start_side_port(
+    ctx: &Arc<Ctx>,
+    handle: health::PrometheusHandle,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, WorkerError> {
+    health::describe_metrics();
+    health::mark_worker_up(ctx.health.version);
+    health::set_concurrency_limit(ctx.config.concurrency);
+    metrics_init::register_zero_series(ctx);
+    let addr: HttpAddr = ctx.config.http_addr.parse()?;
+    let Some(addr) = addr.socket_addr() else {
+        return Ok(None);
+    };
+    let listener = health::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /health, /metrics");
+    let state = ctx.health.clone();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = health::serve(
+            listener,
+            state,
+            handle,
+            async move { stop.cancelled().await },
+        )
+        .await
+        {
+            tracing::error!(error = %e, "side port stopped");
+        }
+    })))
+}
+
+/// Registers before any fetch, retrying while Redis is unreachable. False
+/// when shutdown came first.
+pub(super) async fn register(ctx: &Ctx, info: &str, shutdown: &Shutdown) -> bool {
+    let mut failures = 0;
+    loop {
+        match heartbeat::Heartbeat::register(ctx, info).await {
+            Ok(()) => {
+                ctx.outage.ok();
+                return true;
+            }
+            Err(e) => {
+                ctx.outage.failed("register", &e);
+                tokio::select! {
+                    _ = shutdown.begun() => return false,
+                    _ = tokio::time::sleep(outage::retry_delay(failures)) => {}
+                }
+                failures += 1;
+            }
+        }
+    }
+}
+
+pub(super) async fn warn_on_eviction(ctx: &Ctx) {
+    if let Ok(Some(policy)) = ctx.broker.info_field("memory", "maxmemory_policy").await {
+        if policy != "noeviction" {
+            tracing::warn!(%policy, "redis maxmemory-policy is not noeviction: under memory pressure Redis may evict queue keys and lose jobs");
+        }
+    }
+}
+
+pub(super) fn registration(ctx: &Ctx) -> String {
+    serde_json::json!({
+        "id": ctx.worker_id,
+        "host": hostname(),
+        "pid": std::process::id(),
+        "queues": ctx.config.queues,
+        "concurrency": ctx.config.concurrency,
+        "started_at": crate::job::now_ms(),
+        "version": ctx.health.version,
+    })
+    .to_string()
+}
+
+pub(super) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
