@@ -1,9 +1,18 @@
-//! The job wire format (v1): parsing with precise errors, and the result and
-//! dead-entry documents written back. Shared by the worker and the producer;
-//! the queue itself only moves opaque payloads.
+//! The job wire format (v1): parsing with precise errors (here), the result
+//! and dead-entry documents written back (`result`, `dead`), and the payload
+//! rewrite for the next attempt (`rewrite`). Shared by the worker and the
+//! producer; the queue itself only moves opaque payloads.
+
+mod dead;
+mod result;
+mod rewrite;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use dead::{dead_entry_prefix, DeadJob};
+pub use result::{ErrorInfo, JobResult, ResultRef};
+pub use rewrite::{recoveries_of, rewrite_payload};
 
 /// Default payload limit: larger payloads are buried unread.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -248,141 +257,6 @@ pub fn nesting_depth(payload: &[u8]) -> usize {
     max
 }
 
-/// Rewrites a payload for its next attempt: every field the producer wrote is
-/// kept, `attempt` and `id` are set, and `recoveries` leads the object so the
-/// recovery script can raise it without a JSON parser.
-pub fn rewrite_payload(
-    payload: &[u8],
-    id: &str,
-    attempt: u32,
-    recoveries: u32,
-) -> Result<String, JobError> {
-    let mut obj: Map<String, Value> =
-        serde_json::from_slice(payload).map_err(|e| JobError::InvalidJson(e.to_string()))?;
-    obj.remove("recoveries");
-    obj.insert("id".into(), Value::String(id.to_owned()));
-    obj.insert("attempt".into(), Value::from(attempt));
-    let body = serde_json::to_string(&obj).map_err(|e| JobError::InvalidJson(e.to_string()))?;
-    if recoveries == 0 {
-        return Ok(body);
-    }
-    // `obj` holds at least `id`, so `body` is `{...}` with a first field.
-    Ok(format!("{{\"recoveries\":{recoveries},{}", &body[1..]))
-}
-
-/// How many times a payload was recovered from a dead worker, read from the
-/// leading field [`rewrite_payload`] and the recovery script write, without
-/// parsing the whole payload.
-pub fn recoveries_of(payload: &[u8]) -> u32 {
-    let Some(rest) = payload.strip_prefix(b"{\"recoveries\":") else {
-        return 0;
-    };
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&rest[..digits])
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
-}
-
-/// `{kind, message}` as written into results and dead entries.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ErrorInfo {
-    pub kind: String,
-    pub message: String,
-}
-
-/// Final or latest state of a job, stored at `toolq:{Q}:result:<id>`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobResult {
-    pub id: String,
-    pub tool: String,
-    /// `succeeded`, `failed` (an attempt failed; a retry is scheduled) or `dead`.
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorInfo>,
-    pub attempts: u32,
-    #[serde(default)]
-    pub recoveries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enqueued_at: Option<u64>,
-    pub started_at: u64,
-    pub finished_at: u64,
-    pub duration_ms: f64,
-    pub worker: String,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Value>,
-}
-
-/// The writer's view of [`JobResult`]: the same document, serialised from
-/// borrowed fields so the hot path copies nothing it does not have to.
-#[derive(Debug, Serialize)]
-pub struct ResultRef<'a> {
-    pub id: &'a str,
-    pub tool: &'a str,
-    pub status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'a ErrorInfo>,
-    pub attempts: u32,
-    pub recoveries: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enqueued_at: Option<u64>,
-    pub started_at: u64,
-    pub finished_at: u64,
-    pub duration_ms: f64,
-    pub worker: &'a str,
-    pub cached: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub meta: Option<&'a Value>,
-}
-
-impl ResultRef<'_> {
-    /// The JSON text; a result that cannot be serialised (it always can:
-    /// every field is plain data) still yields a valid document.
-    pub fn to_json(&self) -> String {
-        let mut out = Vec::with_capacity(256);
-        match serde_json::to_writer(&mut out, self) {
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
-            Err(e) => format!(
-                r#"{{"id":{},"status":"{}","error":{{"kind":"internal","message":{}}}}}"#,
-                Value::String(self.id.to_owned()),
-                self.status,
-                Value::String(format!("result not serialisable: {e}"))
-            ),
-        }
-    }
-}
-
-impl JobResult {
-    /// True once nothing more will happen to the job.
-    pub fn is_final(&self) -> bool {
-        self.status != "failed"
-    }
-}
-
-/// The start of a dead-set entry; the bury script appends the time of death
-/// and the closing brace, so the score and `died_at` agree on Redis's clock.
-pub fn dead_entry_prefix(job: &DeadJob<'_>, error: &ErrorInfo) -> String {
-    let job_json = match job {
-        DeadJob::Parsed(payload) => (*payload).to_owned(),
-        DeadJob::Raw(raw) => Value::String(String::from_utf8_lossy(raw).into_owned()).to_string(),
-    };
-    let error_json = serde_json::to_string(error).unwrap_or_else(|_| "{}".into());
-    format!("{{\"job\":{job_json},\"error\":{error_json},\"died_at\":")
-}
-
-/// What a dead entry carries: the job as JSON when it was one, or the raw
-/// payload as a string when it was not.
-pub enum DeadJob<'a> {
-    Parsed(&'a str),
-    Raw(&'a [u8]),
-}
-
 /// Milliseconds since the Unix epoch by this machine's clock (used for
 /// reporting only; due times are judged by Redis's clock).
 pub fn now_ms() -> u64 {
@@ -491,88 +365,5 @@ mod tests {
     fn depth_ignores_brackets_in_strings() {
         assert_eq!(nesting_depth(br#"{"a":"[[[{{\"]]"}"#), 1);
         assert_eq!(nesting_depth(br#"{"a":[{"b":[]}]}"#), 4);
-    }
-
-    #[test]
-    fn recoveries_are_read_from_the_leading_field() {
-        assert_eq!(recoveries_of(br#"{"recoveries":3,"tool":"x"}"#), 3);
-        assert_eq!(recoveries_of(br#"{"recoveries":12}"#), 12);
-        assert_eq!(recoveries_of(br#"{"tool":"x","recoveries":3}"#), 0);
-        assert_eq!(recoveries_of(br#"{"recoveries":"3"}"#), 0);
-        assert_eq!(recoveries_of(b"not json"), 0);
-        let p = rewrite_payload(br#"{"tool":"x","args":{}}"#, "i", 0, 2).unwrap();
-        assert_eq!(recoveries_of(p.as_bytes()), 2);
-    }
-
-    #[test]
-    fn rewrite_keeps_unknown_fields_and_leads_with_recoveries() {
-        let raw = br#"{"tool":"echo","args":{"n":12345678901234567},"custom":true}"#;
-        let out = rewrite_payload(raw, "id1", 2, 3).unwrap();
-        assert!(out.starts_with(r#"{"recoveries":3,"#), "{out}");
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["custom"], json!(true));
-        assert_eq!(v["attempt"], json!(2));
-        assert_eq!(v["id"], json!("id1"));
-        assert_eq!(v["args"]["n"], json!(12345678901234567u64));
-        let plain = rewrite_payload(raw, "id1", 1, 0).unwrap();
-        assert!(!plain.contains("recoveries"));
-    }
-
-    #[test]
-    fn the_writer_and_reader_views_of_a_result_agree() {
-        let output = json!({"x": 1});
-        let error = ErrorInfo {
-            kind: "k".into(),
-            message: "m".into(),
-        };
-        let meta = json!({"m": true});
-        let doc = ResultRef {
-            id: "i",
-            tool: "t",
-            status: "succeeded",
-            output: Some(&output),
-            error: Some(&error),
-            attempts: 2,
-            recoveries: 1,
-            enqueued_at: Some(5),
-            started_at: 6,
-            finished_at: 7,
-            duration_ms: 1.5,
-            worker: "w",
-            cached: true,
-            meta: Some(&meta),
-        };
-        let back: JobResult = serde_json::from_str(&doc.to_json()).unwrap();
-        assert_eq!(back.id, "i");
-        assert_eq!(back.output, Some(output));
-        assert_eq!(back.error, Some(error));
-        assert_eq!(
-            (back.attempts, back.recoveries, back.enqueued_at),
-            (2, 1, Some(5))
-        );
-        assert_eq!(
-            (back.started_at, back.finished_at, back.duration_ms),
-            (6, 7, 1.5)
-        );
-        assert_eq!(
-            (back.worker.as_str(), back.cached, back.meta),
-            ("w", true, Some(meta))
-        );
-    }
-
-    #[test]
-    fn dead_entry_embeds_raw_payloads_as_strings() {
-        let err = ErrorInfo {
-            kind: "invalid_json".into(),
-            message: "m".into(),
-        };
-        let entry = dead_entry_prefix(&DeadJob::Raw(b"not \"json"), &err) + "17}";
-        let v: Value = serde_json::from_str(&entry).unwrap();
-        assert_eq!(v["job"], json!("not \"json"));
-        assert_eq!(v["died_at"], json!(17));
-        let entry = dead_entry_prefix(&DeadJob::Parsed(r#"{"tool":"x"}"#), &err) + "1}";
-        let v: Value = serde_json::from_str(&entry).unwrap();
-        assert_eq!(v["job"]["tool"], json!("x"));
-        assert_eq!(v["error"]["kind"], json!("invalid_json"));
     }
 }
