@@ -1,7 +1,11 @@
 //! Configuration: built-in defaults, then `config/toolq.toml` (or `--config
 //! FILE`), then `TOOLQ_*` environment variables (`__` for nesting), then
 //! command-line flags. Every default is a named constant here and is
-//! mirrored, commented, in `config/toolq.toml`.
+//! mirrored, commented, in `config/toolq.toml`. The checks serde cannot
+//! make, and the messages naming where a bad value came from, are in
+//! `validate`.
+
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -204,79 +208,9 @@ impl Config {
             .merge(Serialized::defaults(overrides.clone()));
         let config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Parse(describe(&e, &path)))?;
-        config.validate(&|key| source_of(&figment, key))?;
+            .map_err(|e| ConfigError::Parse(validate::describe(&e, &path)))?;
+        config.validate(&|key| validate::source_of(&figment, key))?;
         Ok(config)
-    }
-
-    /// Checks values serde cannot: ranges and relations between keys.
-    pub fn validate(&self, source: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        let fail = |key: &'static str, message: String| ConfigError::Invalid {
-            key,
-            origin: source(key),
-            message,
-        };
-        if !(1..=100_000).contains(&self.concurrency) {
-            return Err(fail(
-                "concurrency",
-                format!("must be 1..=100000, got {}", self.concurrency),
-            ));
-        }
-        if self.queues.is_empty() {
-            return Err(fail("queues", "must name at least one queue".into()));
-        }
-        for spec in &self.queues {
-            crate::worker::QueueSpec::parse(spec).map_err(|m| fail("queues", m))?;
-        }
-        if !(self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://")
-            || self.redis_url.starts_with("unix://")
-            || self.redis_url.starts_with("redis+unix://"))
-        {
-            return Err(fail(
-                "redis_url",
-                format!(
-                    "must start with redis:// or rediss://, got {}",
-                    crate::queue::mask_url(&self.redis_url)
-                ),
-            ));
-        }
-        if self.http_addr.parse::<crate::health::HttpAddr>().is_err() {
-            return Err(fail(
-                "http_addr",
-                format!("must be host:port or `off`, got {:?}", self.http_addr),
-            ));
-        }
-        if self.heartbeat_interval_ms == 0
-            || self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms
-        {
-            return Err(fail(
-                "heartbeat_timeout_ms",
-                "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
-            ));
-        }
-        let positive: [(&'static str, u64); 8] = [
-            ("max_attempts", self.max_attempts as u64),
-            ("max_payload_bytes", self.max_payload_bytes as u64),
-            ("max_json_depth", self.max_json_depth as u64),
-            ("fetch_batch", self.fetch_batch as u64),
-            ("ack_batch", self.ack_batch as u64),
-            ("dead_max_jobs", self.dead_max_jobs),
-            ("max_recoveries", self.max_recoveries as u64),
-            ("unique_ttl_s", self.unique_ttl_s),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(fail(key, "must be at least 1".into()));
-            }
-        }
-        if self.backoff_base_ms > self.backoff_max_ms {
-            return Err(fail(
-                "backoff_base_ms",
-                "must not exceed backoff_max_ms".into(),
-            ));
-        }
-        Ok(())
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -291,52 +225,6 @@ impl Config {
     pub fn dead_max_age(&self) -> Duration {
         Duration::from_secs(self.dead_max_age_s)
     }
-}
-
-/// Where a key's value came from, e.g. "`TOOLQ_` environment variable(s)".
-fn source_of(figment: &Figment, key: &str) -> String {
-    match figment.find_metadata(key) {
-        Some(m) => origin(m),
-        None => "default".into(),
-    }
-}
-
-/// Names a provider as a user knows it. The flags are the only values set in
-/// code (`Serialized`), whose figment name would be a Rust type and a line.
-fn origin(m: &figment::Metadata) -> String {
-    match &m.source {
-        Some(figment::Source::Code(_)) => "command-line flag".into(),
-        Some(src) => format!("{} {}", m.name, src),
-        None => m.name.to_string(),
-    }
-}
-
-fn describe(e: &figment::Error, path: &Path) -> String {
-    let mut out = Vec::new();
-    for err in e.clone() {
-        let key = err.path.join(".");
-        let source = err
-            .metadata
-            .as_ref()
-            .map(origin)
-            .unwrap_or_else(|| path.display().to_string());
-        let kind = err.kind.to_string();
-        // Never echo a value that could be a secret (the Redis URL).
-        let kind = if key.contains("url") || key.contains("key") {
-            kind.split(" found ")
-                .next()
-                .unwrap_or("invalid value")
-                .to_owned()
-        } else {
-            kind
-        };
-        out.push(if key.is_empty() {
-            format!("{kind} (from {source})")
-        } else {
-            format!("`{key}` (from {source}): {kind}")
-        });
-    }
-    out.join("; ")
 }
 
 /// Accepts `["a", "b"]` or `"a,b"` (the usual shape of an env variable).
