@@ -21,7 +21,7 @@ use crate::health::metrics as m;
 const OUTCOMES: [&str; 3] = ["succeeded", "retried", "dead"];
 /// The tool label the reaper gives jobs it buries for being recovered too
 /// often (they crashed every worker that ran them).
-const POISONED_TOOL_LABEL: &str = "_poisoned";
+pub(super) const POISONED_TOOL_LABEL: &str = "_poisoned";
 
 /// Registers every series at 0 (or leaves it where it is, if something
 /// already counted): per served queue × registered tool, per cached tool,

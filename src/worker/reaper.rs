@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use super::heartbeat::reap_grace;
+use super::metrics_init::POISONED_TOOL_LABEL;
 use crate::health::metrics::{JOBS_DEAD, JOBS_RECOVERED};
 use crate::job::{self, ErrorInfo, JobResult};
 use crate::queue::{QueueError, QueueKeys};
@@ -66,7 +67,7 @@ impl Reaper {
                 metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone())
                     .increment(recovered);
                 if !buried.is_empty() {
-                    metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => "_poisoned")
+                    metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => POISONED_TOOL_LABEL)
                         .increment(buried.len() as u64);
                 }
                 for payload in &buried {
