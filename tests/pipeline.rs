@@ -420,3 +420,58 @@ async fn strict_queue_order_drains_the_first_queue_first() {
     }
     worker.stop().await;
 }
+
+/// Asks to be retried in ten years, as a broken or hostile API might.
+struct SlowDown;
+
+#[async_trait]
+impl Tool for SlowDown {
+    fn name(&self) -> &str {
+        "slowdown"
+    }
+    async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
+        Err(ToolError::Retryable {
+            message: "come back later".into(),
+            retry_after: Some(Duration::from_secs(10 * 365 * 86_400)),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_is_honoured_beyond_the_backoff_ceiling_but_capped_at_an_hour() {
+    let server = redis();
+    let q = queue_name("retry-after");
+    let mut con = raw(&server.url()).await;
+    let mut registry = Registry::with_builtins();
+    registry.register(SlowDown);
+    let worker = start_worker_with(config(&server.url(), &q, 2), registry);
+    lpush(
+        &mut con,
+        &q,
+        &[json!({"tool": "slowdown", "args": {}, "id": "s", "max_attempts": 3}).to_string()],
+    )
+    .await;
+    let keys = QueueKeys::new(&q);
+    eventually(WAIT, "the job parked in delayed", || {
+        let mut con = con.clone();
+        let delayed = keys.delayed.clone();
+        async move { zcard(&mut con, &delayed).await == 1 }
+    })
+    .await;
+    let now = redis_time_ms(&mut con).await;
+    let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(&keys.delayed)
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let wait_ms = due[0].1 as u64 - now;
+    // The harness's backoff ceiling is 200 ms: the header wins over it, up to an hour.
+    assert!(
+        (3_590_000..=3_600_000).contains(&wait_ms),
+        "due in {wait_ms} ms"
+    );
+    worker.stop().await;
+}

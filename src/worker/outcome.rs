@@ -16,6 +16,9 @@ use crate::job::{self, DeadJob, ErrorInfo, Job, ResultRef};
 use crate::queue::{AckItem, BuryItem, RetryItem};
 use crate::tools::ToolError;
 
+/// Longest delay a remote's `Retry-After` may impose on a retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// One job's outcome for queue number `queue` of this worker.
 #[derive(Debug)]
 pub enum Outcome {
@@ -79,9 +82,12 @@ pub(super) fn conclude(
     if let ToolError::Retryable { retry_after, .. } = &failure {
         if job.attempt + 1 < max_attempts {
             let max = Duration::from_millis(ctx.config.backoff_max_ms);
-            // A remote's Retry-After is honoured, but never beyond the
-            // configured ceiling: a hostile header must not park a job for years.
-            let delay = retry_after.map(|d| d.min(max)).unwrap_or_else(|| {
+            // A remote's Retry-After is honoured even above our own backoff
+            // ceiling (it knows its quota), but a hostile or broken header
+            // must not park a job for years: at most an hour, or the
+            // ceiling if that is longer.
+            let honoured = max.max(MAX_RETRY_AFTER);
+            let delay = retry_after.map(|d| d.min(honoured)).unwrap_or_else(|| {
                 backoff_random(
                     job.attempt,
                     Duration::from_millis(ctx.config.backoff_base_ms),
