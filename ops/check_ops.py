@@ -43,7 +43,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 ACL = ROOT / "ops/redis/users.acl"
-CONFIG_RS = ROOT / "src/config.rs"
+CONFIG_RS = ROOT / "src/config/mod.rs"
 WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
 
 REQUIRED_ALERTS = [
@@ -273,7 +273,7 @@ def check_compose(f: Findings) -> None:
         f.fail("worker has env_file: it would get every password in .env")
     passed = {k for k, _ in env_items(worker.get("environment"))}
     for var in sorted(config_env_names() - passed):
-        f.fail(f"worker does not pass {var} (a key of src/config.rs) from .env")
+        f.fail(f"worker does not pass {var} (a key of src/config/mod.rs) from .env")
     f.note(f"worker passes {len(passed)} variables through, no env_file")
     if "healthcheck" not in services.get("redis", {}):
         f.fail("redis has no healthcheck")
@@ -327,7 +327,7 @@ def check_env(f: Findings) -> None:
     if len(known) < 10:
         f.fail(f"could not read the Config fields from {CONFIG_RS} (found {sorted(known)})")
     for var in sorted(known - documented):
-        f.fail(f".env.example does not document {var} (a key of src/config.rs)")
+        f.fail(f".env.example does not document {var} (a key of src/config/mod.rs)")
     # figment ignores TOOLQ_ names that are no key: a typo would be silent.
     for path in (ENV_EXAMPLE, COMPOSE, DOCKERFILE):
         for var in sorted(set(re.findall(r"\bTOOLQ_[A-Z0-9_]+", path.read_text()))):
