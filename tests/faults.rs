@@ -406,6 +406,30 @@ async fn hlen(con: &mut Con, key: &str) -> u64 {
     redis::cmd("HLEN").arg(key).query_async(con).await.unwrap()
 }
 
+/// Worker A (fast heartbeat, concurrency 10) running `n` count jobs of
+/// `ms` each, every one started once: (A, its id, the job ids).
+async fn worker_running_jobs(
+    con: &mut Con,
+    url: &str,
+    q: &str,
+    prefix: &str,
+    n: usize,
+    ms: u64,
+) -> (WorkerProcess, String, Vec<String>) {
+    let a = spawn_worker_process(url, q, 10, &FAST_BEAT);
+    let a_id = worker_id_of(con, q, a.pid(), Duration::from_secs(10)).await;
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let payloads: Vec<String> = ids.iter().map(|id| count_job(q, id, ms)).collect();
+    lpush(con, q, &payloads).await;
+    wait_held(con, q, &a_id, n as u64).await;
+    eventually(Duration::from_secs(10), "every job started on A", || {
+        let (mut con, q, ids) = (con.clone(), q.to_owned(), ids.clone());
+        async move { counts(&mut con, &q, &ids).await.iter().all(|c| *c == 1) }
+    })
+    .await;
+    (a, a_id, ids)
+}
+
 async fn wait_held(con: &mut Con, q: &str, worker: &str, n: u64) {
     let k = QueueKeys::new(q);
     let start = Instant::now();
@@ -703,17 +727,7 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
     let url = server.url();
     let q = queue_name("fence");
     let mut con = raw(&url).await;
-    let a = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
-    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
-    let ids: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
-    let payloads: Vec<String> = ids.iter().map(|id| count_job(&q, id, 3000)).collect();
-    lpush(&mut con, &q, &payloads).await;
-    wait_held(&mut con, &q, &a_id, 10).await;
-    eventually(Duration::from_secs(10), "every job started on A", || {
-        let (mut con, q, ids) = (con.clone(), q.clone(), ids.clone());
-        async move { counts(&mut con, &q, &ids).await.iter().all(|c| *c == 1) }
-    })
-    .await;
+    let (a, a_id, ids) = worker_running_jobs(&mut con, &url, &q, "f", 10, 3000).await;
 
     // A freezes mid-job (a long GC pause, a stopped container); B takes over.
     a.signal(libc::SIGSTOP);
@@ -873,17 +887,7 @@ async fn a_worker_told_it_was_declared_dead_cancels_its_running_jobs() {
     let q = queue_name("cancel");
     let k = QueueKeys::new(&q);
     let mut con = raw(&url).await;
-    let a = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
-    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
-    let ids: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
-    let payloads: Vec<String> = ids.iter().map(|id| count_job(&q, id, 5000)).collect();
-    lpush(&mut con, &q, &payloads).await;
-    wait_held(&mut con, &q, &a_id, 5).await;
-    eventually(Duration::from_secs(10), "every job started on A", || {
-        let (mut con, q, ids) = (con.clone(), q.clone(), ids.clone());
-        async move { counts(&mut con, &q, &ids).await.iter().all(|c| *c == 1) }
-    })
-    .await;
+    let (a, a_id, ids) = worker_running_jobs(&mut con, &url, &q, "c", 5, 5000).await;
 
     a.signal(libc::SIGSTOP);
     let b = spawn_worker_process(&url, &q, 10, &FAST_BEAT);

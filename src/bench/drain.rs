@@ -46,19 +46,10 @@ pub async fn run(
     let enqueue_per_s = n as f64 / start.elapsed().as_secs_f64();
     let mem_queued = used_memory(producer).await?;
 
-    let mut worker = spawn_worker(exe, url, &queue, concurrency)?;
-    let pid = worker.id();
     // The clock starts once the worker registered: process start-up is not
     // what this measures.
-    wait_for(Duration::from_secs(10), || async {
-        producer
-            .broker()
-            .query::<u64>("bench", redis::cmd("ZCARD").arg(&keys.workers))
-            .await
-            .unwrap_or(0)
-            > 0
-    })
-    .await?;
+    let mut worker = start_worker(exe, producer, url, &keys, concurrency).await?;
+    let pid = worker.id();
     let t0 = Instant::now();
     let (w0, r0) = (cpu_seconds(pid), redis_pid.and_then(cpu_seconds));
     wait_for(Duration::from_secs(600), || async {
@@ -87,7 +78,28 @@ pub async fn run(
     })
 }
 
-pub fn spawn_worker(
+/// A worker process on the queue of `keys`, once it has registered.
+pub async fn start_worker(
+    exe: &Path,
+    producer: &Producer,
+    url: &str,
+    keys: &QueueKeys,
+    concurrency: usize,
+) -> Result<Child, BenchError> {
+    let worker = spawn_worker(exe, url, &keys.name, concurrency)?;
+    wait_for(Duration::from_secs(10), || async {
+        producer
+            .broker()
+            .query::<u64>("bench", redis::cmd("ZCARD").arg(&keys.workers))
+            .await
+            .unwrap_or(0)
+            > 0
+    })
+    .await?;
+    Ok(worker)
+}
+
+fn spawn_worker(
     exe: &Path,
     url: &str,
     queue: &str,

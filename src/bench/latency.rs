@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::drain::{spawn_worker, stop, wait_for};
+use super::drain::{start_worker, stop, wait_for};
 use super::BenchError;
 use crate::job::Job;
 use crate::producer::Producer;
@@ -43,16 +43,7 @@ pub async fn run(
     let queue = format!("lat-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let keys = QueueKeys::new(&queue);
     let batch = uuid::Uuid::now_v7().to_string();
-    let mut worker = spawn_worker(exe, url, &queue, concurrency)?;
-    wait_for(Duration::from_secs(10), || async {
-        producer
-            .broker()
-            .query::<u64>("bench", redis::cmd("ZCARD").arg(&keys.workers))
-            .await
-            .unwrap_or(0)
-            > 0
-    })
-    .await?;
+    let mut worker = start_worker(exe, producer, url, &keys, concurrency).await?;
     // Let the worker settle into its idle wait.
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -32,6 +32,9 @@ pub struct Ctx {
     /// Messages for tools that exist but are not configured (e.g. weather
     /// without an API key), so their jobs fail with advice, not "unknown".
     pub unconfigured: Vec<(String, String)>,
+    /// Tools that cache or are rate limited, derived once: only their jobs
+    /// pay for the guard around the call.
+    guarded: std::collections::HashSet<String>,
 }
 
 impl Ctx {
@@ -50,7 +53,17 @@ impl Ctx {
             max_depth: config.max_json_depth,
         };
         let names: Vec<String> = queues.keys.iter().map(|k| k.name.clone()).collect();
+        let guarded = registry
+            .names()
+            .into_iter()
+            .filter(|name| {
+                registry.get(name).is_some_and(|t| t.cache_ttl().is_some())
+                    || config.tools.rate_limit(name).is_some()
+            })
+            .map(str::to_owned)
+            .collect();
         Ctx {
+            guarded,
             metrics: JobMetrics::new(&names),
             broker,
             worker_id,
@@ -64,6 +77,11 @@ impl Ctx {
             generation: Mutex::new(CancellationToken::new()),
             unconfigured,
         }
+    }
+
+    /// Whether jobs of `tool` go through the cache or the rate limit.
+    pub fn is_guarded(&self, tool: &str) -> bool {
+        self.guarded.contains(tool)
     }
 
     /// The token a job started now must watch.

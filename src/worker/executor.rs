@@ -180,7 +180,17 @@ async fn attempt(
         }
     };
     let lookup = Instant::now();
-    let before = guard_call(ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel).await;
+    // Boxed, and only for tools that cache or are rate limited: the guard's
+    // Redis futures would otherwise bloat every job's future, which is
+    // copied on every spawn.
+    let before = match ctx.is_guarded(&job.tool) {
+        true => {
+            let guard =
+                guard::before_call(ctx, qi, seq, payload, &job, &id, &*tool, timeout, cancel);
+            Box::pin(guard).await
+        }
+        false => Before::Unguarded,
+    };
     let fill = match before {
         Before::Call(fill) => Some(fill),
         Before::Unguarded => None,
@@ -207,34 +217,6 @@ async fn attempt(
         timing,
     };
     Some(conclude(ctx, qi, seq, payload, job, id, res, attempt, &tm))
-}
-
-/// The cache and rate limit around the call.
-#[allow(clippy::too_many_arguments)]
-async fn guard_call(
-    ctx: &Arc<Ctx>,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: &Job,
-    id: &str,
-    tool: &dyn Tool,
-    timeout: Duration,
-    cancel: Cancel<'_>,
-) -> Before {
-    // Boxed, and only for tools that cache or are rate limited: the guard's
-    // Redis futures would otherwise bloat every job's future, which is
-    // copied on every spawn.
-    let guarded = tool.cache_ttl().is_some() || ctx.config.tools.rate_limit(&job.tool).is_some();
-    match guarded {
-        true => {
-            Box::pin(guard::before_call(
-                ctx, qi, seq, payload, job, id, tool, timeout, cancel,
-            ))
-            .await
-        }
-        false => Before::Unguarded,
-    }
 }
 
 /// Calls the tool, racing its timeout and cancellation, and settles the
