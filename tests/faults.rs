@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::fault_process::*;
 use common::*;
 use serde_json::{json, Value};
-use toolq::queue::QueueKeys;
+use toolq::queue::{slot, AckItem, QueueKeys};
 
 /// The heavy scenarios take the whole machine; run them one at a time.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -154,7 +154,7 @@ async fn snapshot(con: &mut Con, q: &str) -> String {
         let n: u64 = if key.ends_with(":landing") {
             llen(con, &key).await
         } else {
-            hlen(con, &key).await
+            held_count(con, &key).await
         };
         out.push_str(&format!(" {key}={n}"));
     }
@@ -402,8 +402,15 @@ async fn a_redis_restart_mid_run_loses_no_job_and_workers_idle_while_it_is_down(
     stop_all(workers);
 }
 
-async fn hlen(con: &mut Con, key: &str) -> u64 {
-    redis::cmd("HLEN").arg(key).query_async(con).await.unwrap()
+/// Jobs held in an active hash (it stores batches and counts their jobs).
+async fn held_count(con: &mut Con, key: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET")
+        .arg(key)
+        .arg("jobs")
+        .query_async(con)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
 }
 
 /// Worker A (fast heartbeat, concurrency 10) running `n` count jobs of
@@ -433,7 +440,7 @@ async fn worker_running_jobs(
 async fn wait_held(con: &mut Con, q: &str, worker: &str, n: u64) {
     let k = QueueKeys::new(q);
     let start = Instant::now();
-    while hlen(con, &k.active(worker)).await < n {
+    while held_count(con, &k.active(worker)).await < n {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "{worker} never held {n} jobs"
@@ -490,7 +497,10 @@ async fn sigterm_lets_running_jobs_finish_then_exits_0_and_deregisters() {
         assert_eq!(r["status"], "succeeded", "{r}");
         assert_eq!(r["attempts"], 1, "{r}");
     }
-    assert_eq!(hlen(&mut con, &QueueKeys::new(&q).active(&id)).await, 0);
+    assert_eq!(
+        held_count(&mut con, &QueueKeys::new(&q).active(&id)).await,
+        0
+    );
     assert_drained(&mut con, &q).await;
     assert!(deregistered(&mut con, &q, &id).await, "{id} deregistered");
 }
@@ -573,7 +583,7 @@ async fn a_second_sigterm_stops_at_once_and_puts_the_jobs_back() {
         20,
         "every job back in pending"
     );
-    assert_eq!(hlen(&mut con, &k.active(&id)).await, 0);
+    assert_eq!(held_count(&mut con, &k.active(&id)).await, 0);
     assert!(deregistered(&mut con, &q, &id).await);
 }
 
@@ -674,15 +684,16 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
     assert_eq!(b.recover(&k, "quiet", timeout, 3, 100).await.unwrap(), None);
 
     // The dead worker's two jobs go to the front, oldest first, ahead of the backlog.
-    let _: () = redis::cmd("HSET")
-        .arg(k.active("gone"))
-        .arg(7)
-        .arg(r#"{"tool":"echo","args":{},"id":"a"}"#)
-        .arg(8)
-        .arg(r#"{"tool":"echo","args":{},"id":"b"}"#)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    lpush(
+        &mut con,
+        &q,
+        &[
+            r#"{"tool":"echo","args":{},"id":"a"}"#.into(),
+            r#"{"tool":"echo","args":{},"id":"b"}"#.into(),
+        ],
+    )
+    .await;
+    assert_eq!(b.fetch(&k, "gone", 2, 7, 3).await.unwrap().len(), 2);
     lpush(
         &mut con,
         &q,
@@ -816,7 +827,100 @@ async fn a_suspect_job_is_fetched_alone() {
     assert_eq!(ids(b.fetch(&k, "w", 10, 1, 2).await.unwrap()), ["1", "2"]);
     assert_eq!(ids(b.fetch(&k, "w", 10, 3, 2).await.unwrap()), ["3"]);
     assert_eq!(ids(b.fetch(&k, "w", 10, 4, 2).await.unwrap()), ["4"]);
-    assert_eq!(hlen(&mut con, &k.active("w")).await, 4);
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 4);
+}
+
+/// A fetch holds its jobs as one batch entry, settled job by job. A batch
+/// fully settled leaves nothing behind; when the worker dies mid-batch, only
+/// the jobs not yet settled run again, and its late acks write nothing.
+#[tokio::test]
+async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("batch");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let b = broker(&url);
+    assert!(b.heartbeat(&k, "w", true).await.unwrap());
+    assert!(b.heartbeat(&k, "live", true).await.unwrap());
+    let ack = |batch: u64, i: usize| AckItem {
+        seq: slot(batch, i),
+        id: format!("{batch}-j{i}"),
+        result_ttl_s: 60,
+        result: format!(r#"{{"id":"j{i}","status":"succeeded"}}"#),
+        succeeded: true,
+        batch: None,
+        unique_key: None,
+    };
+    let push = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"j{i}"}}"#))
+            .collect()
+    };
+    let probe = con.clone();
+    let exists = move |key: String| {
+        let mut con = probe.clone();
+        async move {
+            let n: u64 = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            n == 1
+        }
+    };
+
+    lpush(&mut con, &q, &push(2)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
+    assert_eq!(b.depths(&k).await.unwrap().active, 2);
+    assert!(b
+        .ack(&k, "w", &[ack(1, 1), ack(1, 0)])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        !exists(k.active("w")).await,
+        "a settled batch leaves no entry"
+    );
+    assert_eq!(b.depths(&k).await.unwrap().active, 0);
+
+    lpush(&mut con, &q, &push(5)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 2, 3).await.unwrap().len(), 5);
+    assert!(b
+        .ack(&k, "w", &[ack(2, 0), ack(2, 3)])
+        .await
+        .unwrap()
+        .is_empty());
+    // A second try of an applied call (its reply lost) settles nothing.
+    assert_eq!(b.ack(&k, "w", &[ack(2, 3)]).await.unwrap(), [0]);
+    assert_eq!(b.depths(&k).await.unwrap().active, 3);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["j1", "j2", "j4"]);
+
+    let _: () = redis::cmd("ZADD")
+        .arg(&k.workers)
+        .arg(redis_time_ms(&mut con).await - 60_000)
+        .arg("w")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(5);
+    assert_eq!(
+        b.recover(&k, "w", timeout, 3, 100).await.unwrap(),
+        Some((3, vec![]))
+    );
+    assert!(!exists(k.active("w")).await);
+    // The dead worker's late ack of j1 is fenced off: j1 runs again instead.
+    assert_eq!(b.ack(&k, "w", &[ack(2, 1)]).await.unwrap(), [0]);
+    assert!(!exists(k.result("2-j1")).await);
+    assert!(exists(k.result("2-j0")).await && exists(k.result("2-j3")).await);
+    let rerun: Vec<String> = b
+        .fetch(&k, "live", 10, 1, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(rerun, [r#""j1""#, r#""j2""#, r#""j4""#]);
 }
 
 /// Redis stalls (`DEBUG SLEEP`) past the worker's response timeout with a
@@ -893,7 +997,7 @@ async fn a_worker_told_it_was_declared_dead_cancels_its_running_jobs() {
     let b = spawn_worker_process(&url, &q, 10, &FAST_BEAT);
     eventually(Duration::from_secs(10), "B to take A's jobs", || {
         let (mut con, key) = (con.clone(), k.active(&a_id));
-        async move { hlen(&mut con, &key).await == 0 }
+        async move { held_count(&mut con, &key).await == 0 }
     })
     .await;
     let a_log = a.log.clone();

@@ -50,13 +50,14 @@ impl Broker {
         if !workers.is_empty() {
             let mut pipe = redis::pipe();
             for w in &workers {
-                pipe.hlen(keys.active(w)).llen(keys.landing(w));
+                // The active hash counts its jobs (it stores batches).
+                pipe.hget(keys.active(w), "jobs").llen(keys.landing(w));
             }
-            let counts: Vec<u64> = pipe
+            let counts: Vec<Option<u64>> = pipe
                 .query_async(&mut c)
                 .await
                 .map_err(|e| self.fail("depths", e))?;
-            active = counts.iter().sum();
+            active = counts.iter().flatten().sum();
         }
         Ok(Depths {
             pending,

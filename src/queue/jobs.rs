@@ -15,6 +15,16 @@ use super::{QueueError, Result};
 /// Values per `LPUSH` when enqueueing in bulk.
 const ENQUEUE_CHUNK: usize = 1000;
 
+/// Jobs a fetched batch can hold; a batch numbers its jobs' slots (see
+/// `held.lua`, which has the same constant).
+pub const BATCH_SLOTS: u64 = 1024;
+
+/// The slot of the `index`-th job of fetched batch `batch`: how settling
+/// scripts name a held job.
+pub fn slot(batch: u64, index: usize) -> u64 {
+    batch * BATCH_SLOTS + index as u64
+}
+
 impl Broker {
     /// Adds one job at the back of pending.
     pub async fn enqueue(&self, keys: &QueueKeys, payload: &str) -> Result<()> {
@@ -47,15 +57,17 @@ impl Broker {
             .map_err(|e| self.fail("schedule", e))
     }
 
-    /// Moves up to `max` jobs to this worker's active hash; the i-th payload
-    /// returned is held under sequence number `first_seq + i`. A job already
-    /// recovered `solo_at` times comes back alone (see `fetch.lua`).
+    /// Moves up to `max` jobs (at most [`BATCH_SLOTS`]) to this worker's
+    /// active hash as one batch; the i-th payload returned is held in slot
+    /// [`slot`]`(batch, i)`. `batch` must be a number this worker has not
+    /// fetched under before. A job already recovered `solo_at` times comes
+    /// back alone (see `fetch.lua`).
     pub async fn fetch(
         &self,
         keys: &QueueKeys,
         worker: &str,
         max: usize,
-        first_seq: u64,
+        batch: u64,
         solo_at: u32,
     ) -> Result<Vec<Vec<u8>>> {
         let mut c = self.conn().await?;
@@ -64,8 +76,8 @@ impl Broker {
             .key(keys.active(worker))
             .key(keys.landing(worker))
             .key(&keys.workers)
-            .arg(max)
-            .arg(first_seq)
+            .arg(max.min(BATCH_SLOTS as usize))
+            .arg(batch)
             .arg(worker)
             .arg(solo_at)
             .invoke_async(&mut c)
@@ -226,18 +238,30 @@ impl Broker {
         Ok((moved, next))
     }
 
-    /// Puts back this worker's unfinished jobs (all of them when `seqs` is
+    /// Puts back this worker's unfinished jobs (all of them when `slots` is
     /// empty) at the front of pending, without counting a recovery.
-    pub async fn requeue(&self, keys: &QueueKeys, worker: &str, seqs: &[u64]) -> Result<u64> {
+    pub async fn requeue(&self, keys: &QueueKeys, worker: &str, slots: &[u64]) -> Result<u64> {
         let mut c = self.conn().await?;
         scripts::REQUEUE
             .key(keys.active(worker))
             .key(keys.landing(worker))
             .key(&keys.pending)
-            .arg(seqs)
+            .arg(slots)
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("requeue", e))
+    }
+
+    /// The payloads a worker holds and has not settled, oldest first, then
+    /// those waiting in its landing list.
+    pub async fn held_jobs(&self, keys: &QueueKeys, worker: &str) -> Result<Vec<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        scripts::HELD_JOBS
+            .key(keys.active(worker))
+            .key(keys.landing(worker))
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("held", e))
     }
 }
 
@@ -279,7 +303,7 @@ fn ack_keys(
     }
 }
 
-/// `ack.lua`'s ARGV: the count, then seq, TTL or meta, and result per item,
+/// `ack.lua`'s ARGV: the count, then slot, TTL or meta, and result per item,
 /// then the (1-based) items holding a unique lock.
 fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str]) {
     inv.arg(items.len());

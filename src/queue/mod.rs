@@ -29,6 +29,7 @@ pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::{mask_url, RedisTarget};
 pub use enqueue::{ChunkOutcome, EnqueueItem};
+pub use jobs::{slot, BATCH_SLOTS};
 pub use keys::QueueKeys;
 
 /// What went wrong talking to Redis.

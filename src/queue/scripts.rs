@@ -1,6 +1,8 @@
 //! The Lua scripts, one file per atomic operation, compiled into the binary.
 //! `redis::Script` sends EVALSHA and loads the script on NOSCRIPT, so a Redis
-//! restart (which forgets scripts) needs no special handling.
+//! restart (which forgets scripts) needs no special handling. Scripts that
+//! settle or read held jobs get `held.lua` (the active hash's layout and its
+//! helpers) prepended: Redis scripts cannot include one another.
 
 use std::sync::LazyLock;
 
@@ -11,20 +13,29 @@ macro_rules! script {
         pub static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
     };
+    ($name:ident, $file:literal, held) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/held.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
+    };
 }
 
 script!(FETCH, "fetch.lua");
-script!(ACK, "ack.lua");
-script!(RETRY, "retry.lua");
-script!(BURY, "bury.lua");
-script!(DEFER, "defer.lua");
+script!(ACK, "ack.lua", held);
+script!(RETRY, "retry.lua", held);
+script!(BURY, "bury.lua", held);
+script!(DEFER, "defer.lua", held);
 script!(PROMOTE, "promote.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(STALE_WORKERS, "stale_workers.lua");
-script!(RECOVER, "recover.lua");
-script!(REQUEUE, "requeue.lua");
+script!(RECOVER, "recover.lua", held);
+script!(REQUEUE, "requeue.lua", held);
 script!(RATE_LIMIT, "rate_limit.lua");
 script!(CACHE_UNLOCK, "cache_unlock.lua");
 script!(ENQUEUE, "enqueue.lua");
 script!(DEAD_RETRY, "dead_retry.lua");
 script!(DEAD_PURGE, "dead_purge.lua");
+script!(HELD_JOBS, "held_jobs.lua", held);

@@ -22,8 +22,9 @@ pub struct Ctx {
     pub config: Config,
     pub health: Arc<HealthState>,
     pub limits: ParseLimits,
-    /// Next fetch sequence number: names each held job in the active hash.
-    pub seq: AtomicU64,
+    /// Next fetch's batch number: with a job's index in its batch, it names
+    /// the job's slot in the active hash (`queue::slot`).
+    pub batch: AtomicU64,
     pub outage: Outage,
     pub metrics: JobMetrics,
     /// Cancelled when this worker learns it was declared dead: its jobs now
@@ -73,7 +74,7 @@ impl Ctx {
             outage: Outage::new(health.clone()),
             health,
             limits,
-            seq: AtomicU64::new(1),
+            batch: AtomicU64::new(1),
             generation: Mutex::new(CancellationToken::new()),
             unconfigured,
         }

@@ -21,7 +21,7 @@ use super::context::Ctx;
 use super::executor;
 use super::outage::retry_delay;
 use crate::job::recoveries_of;
-use crate::queue::QueueError;
+use crate::queue::{slot, QueueError, BATCH_SLOTS};
 
 /// Longest idle wait without a wake-up before fetching again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -141,12 +141,12 @@ impl Fetcher {
     /// moved them into the active hash before the connection broke, and no
     /// task of ours runs them. Kept for the next round if Redis is still away.
     async fn settle(&self, unsettled: &mut Vec<(usize, Vec<u64>)>) {
-        while let Some((qi, seqs)) = unsettled.last() {
+        while let Some((qi, slots)) = unsettled.last() {
             let keys = &self.ctx.queues.keys[*qi];
             match self
                 .ctx
                 .broker
-                .requeue(keys, &self.ctx.worker_id, seqs)
+                .requeue(keys, &self.ctx.worker_id, slots)
                 .await
             {
                 Ok(n) => {
@@ -176,24 +176,17 @@ impl Fetcher {
             if want == 0 {
                 break;
             }
-            let first_seq = ctx
-                .seq
-                .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
+            let batch = ctx.batch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let fetched = ctx
                 .broker
-                .fetch(
-                    &ctx.queues.keys[qi],
-                    &ctx.worker_id,
-                    want,
-                    first_seq,
-                    solo_at,
-                )
+                .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, batch, solo_at)
                 .await;
             let payloads = match fetched {
                 Ok(p) => p,
                 Err(e) => {
                     if e.is_unavailable() {
-                        unsettled.push((qi, (first_seq..first_seq + want as u64).collect()));
+                        let most = want.min(BATCH_SLOTS as usize);
+                        unsettled.push((qi, (0..most).map(|i| slot(batch, i)).collect()));
                     }
                     return Err(e);
                 }
@@ -209,7 +202,7 @@ impl Fetcher {
                 };
                 jobs.push(Fetched {
                     queue: qi,
-                    seq: first_seq + i as u64,
+                    seq: slot(batch, i),
                     payload,
                     permit,
                     generation: generation.clone(),

@@ -187,26 +187,25 @@ pub async fn worker_id_of(
     }
 }
 
-/// Payloads a worker holds (active hash and landing list), by job id.
+/// Payloads a worker holds (active hash and landing list), by job id: read
+/// with the same Lua the worker's scripts use for the active hash's layout.
 pub async fn held_jobs(
     con: &mut redis::aio::MultiplexedConnection,
     queue: &str,
     worker: &str,
 ) -> Vec<String> {
     let k = QueueKeys::new(queue);
-    let (active, landing): (Vec<String>, Vec<String>) = redis::pipe()
-        .cmd("HVALS")
-        .arg(k.active(worker))
-        .cmd("LRANGE")
-        .arg(k.landing(worker))
-        .arg(0)
-        .arg(-1)
-        .query_async(con)
+    let script = redis::Script::new(concat!(
+        include_str!("../../src/queue/scripts/held.lua"),
+        include_str!("../../src/queue/scripts/held_jobs.lua")
+    ));
+    let held: Vec<String> = script
+        .key(k.active(worker))
+        .key(k.landing(worker))
+        .invoke_async(con)
         .await
         .unwrap();
-    active
-        .iter()
-        .chain(&landing)
+    held.iter()
         .map(|p| {
             let v: Value = serde_json::from_str(p).expect("held payload is JSON");
             v["id"].as_str().expect("held job has an id").to_owned()

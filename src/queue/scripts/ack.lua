@@ -1,7 +1,7 @@
--- Settles a batch of finished jobs: removes each from this worker's active
--- hash and, only if it was still there, writes its result. A job that is no
--- longer ours (recovered by another worker while we were cut off) is left
--- alone: its new owner's outcome wins (fencing).
+-- Settles a batch of finished jobs: marks each settled in this worker's
+-- active hash (held.lua) and, only if it was still held, writes its result.
+-- A job that is no longer ours (recovered by another worker while we were
+-- cut off) is left alone: its new owner's outcome wins (fencing).
 --
 -- This is the hottest script: three ARGV per job, and the common case (a
 -- success nobody waits on) needs no string parsing.
@@ -12,7 +12,7 @@
 -- KEYS[2 + N + j] notification list j, referenced by items below
 -- ARGV[1]        N
 -- ARGV, per item i, starting at b = 2 + (i - 1) * 3:
---   b     fetch sequence number (field in the active hash)
+--   b     the job's slot in the active hash
 --   b + 1 meta: the result TTL in seconds (0 stores no result) for a success
 --         nobody waits on; otherwise 'TTL|S|J|ID' with S '1' if the job
 --         succeeded or '0' if it failed, J the index of its notification list
@@ -33,7 +33,7 @@ local ids = {}
 
 for i = 1, n do
   local b = 2 + (i - 1) * 3
-  if redis.call('HDEL', KEYS[1], ARGV[b]) == 1 then
+  if settle(KEYS[1], ARGV[b]) then
     local meta = ARGV[b + 1]
     local ttl = tonumber(meta)
     local succeeded, j = true, 0
@@ -66,6 +66,7 @@ for k = 1, locks do
   end
 end
 
+save_marks(KEYS[1])
 if ok > 0 then redis.call('HINCRBY', KEYS[2], 'processed', ok) end
 if failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', failed) end
 for key in pairs(notified) do

@@ -8,7 +8,7 @@
 -- KEYS[4] stats hash of the queue
 -- KEYS[5] optional notification list
 -- KEYS[#KEYS] the job's unique lock, when ARGV[8] is given
--- ARGV[1] fetch sequence number
+-- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}'
 -- ARGV[3] result TTL in seconds; 0 stores no result
@@ -20,9 +20,10 @@
 --         released if it still names the job
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+if not settle(KEYS[1], ARGV[1]) then
   return 0
 end
+save_marks(KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] active hash of this worker
 -- KEYS[2] delayed sorted set
--- ARGV[1] fetch sequence number
+-- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] run_at, unix ms
 -- ARGV[3] payload
 -- Returns 1 when deferred, 0 when it is due (run it now), -1 when stale.
@@ -13,8 +13,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then
   return 0
 end
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+if not settle(KEYS[1], ARGV[1]) then
   return -1
 end
+save_marks(KEYS[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1

@@ -1,14 +1,15 @@
 -- Reliable batch fetch: moves up to N of the oldest pending jobs into this
 -- worker's active hash in one step, so a crash at any point leaves each job
--- either pending or active, never nowhere.
+-- either pending or active, never nowhere. The batch is one entry of the hash
+-- (layout in held.lua): storing it costs the same for 1 job or 1000.
 --
 -- KEYS[1] pending list (producers LPUSH, oldest at the right)
--- KEYS[2] active hash of this worker (field = fetch sequence number)
+-- KEYS[2] active hash of this worker
 -- KEYS[3] landing list of this worker (jobs moved by a blocking BLMOVE)
 -- KEYS[4] workers sorted set of the queue
--- ARGV[1] N, the most jobs to take
--- ARGV[2] sequence number of the first job returned; the i-th job returned
---         (1-based) is stored under field ARGV[2] + i - 1
+-- ARGV[1] N, the most jobs to take (at most 1024, the slots of a batch)
+-- ARGV[2] batch number, never used before by this worker: the i-th job
+--         returned (0-based) is held in slot ARGV[2] * 1024 + i
 -- ARGV[3] worker id
 -- ARGV[4] recoveries at which a job is a suspect: its next worker death buries
 --         it as poison, so it must first get a run alone. A suspect is
@@ -21,16 +22,7 @@ if not redis.call('ZSCORE', KEYS[4], ARGV[3]) then
   return redis.error_reply('NOTREGISTERED worker must register before fetching')
 end
 
-local seq = tonumber(ARGV[2])
 local out = {}
-local fields = {}
-
-local function take(payload)
-  out[#out + 1] = payload
-  fields[#fields + 1] = tostring(seq)
-  fields[#fields + 1] = payload
-  seq = seq + 1
-end
 
 local solo_at = tonumber(ARGV[4])
 local function suspect(p)
@@ -48,12 +40,12 @@ local function take_from(list, want)
     if suspect(items[i]) then
       solo = true
       if #out == 0 then
-        take(items[i])
+        out[1] = items[i]
         n = n + 1
       end
       break
     end
-    take(items[i])
+    out[#out + 1] = items[i]
     n = n + 1
   end
   if n > 0 then
@@ -61,14 +53,13 @@ local function take_from(list, want)
   end
 end
 
-local want = tonumber(ARGV[1])
+local want = math.min(tonumber(ARGV[1]), 1024)
 take_from(KEYS[3], want)
 take_from(KEYS[1], want - #out)
 
--- HSET in chunks: unpack() of a huge table would overflow Lua's stack.
-local chunk = 400
-for i = 1, #fields, chunk do
-  redis.call('HSET', KEYS[2], unpack(fields, i, math.min(i + chunk - 1, #fields)))
+if #out > 0 then
+  redis.call('HSET', KEYS[2], ARGV[2], cmsgpack.pack(out),
+    ARGV[2] .. ':done', string.rep('0', #out))
+  redis.call('HINCRBY', KEYS[2], 'jobs', #out)
 end
-
 return out

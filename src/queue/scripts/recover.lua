@@ -6,7 +6,8 @@
 -- recovers a given job and a worker that came back in time keeps its jobs.
 --
 -- KEYS[1] workers sorted set
--- KEYS[2] active hash of the dead worker
+-- KEYS[2] active hash of the dead worker (layout in held.lua); only its jobs
+--         not yet settled are put back
 -- KEYS[3] landing list of the dead worker
 -- KEYS[4] pending list
 -- KEYS[5] dead sorted set
@@ -44,12 +45,7 @@ local function bump(p)
   return 1, '{"recoveries":1,' .. body
 end
 
-local jobs = {}
-local flat = redis.call('HGETALL', KEYS[2])
-for i = 1, #flat, 2 do
-  jobs[#jobs + 1] = {tonumber(flat[i]), flat[i + 1]}
-end
-table.sort(jobs, function(a, b) return a[1] < b[1] end)
+local jobs = held_jobs(KEYS[2])
 local landed = redis.call('LRANGE', KEYS[3], 0, -1)
 
 local limit = tonumber(ARGV[3])

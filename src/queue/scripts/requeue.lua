@@ -5,26 +5,29 @@
 -- KEYS[1] active hash of this worker
 -- KEYS[2] landing list of this worker
 -- KEYS[3] pending list
--- ARGV    fetch sequence numbers to put back; none means all of them
+-- ARGV    slots (held.lua) to put back; none means all of them. Slots this
+--         worker does not hold are skipped.
 -- Returns how many jobs were put back.
 
 local jobs = {}
 if #ARGV == 0 then
-  local flat = redis.call('HGETALL', KEYS[1])
-  for i = 1, #flat, 2 do
-    jobs[#jobs + 1] = {tonumber(flat[i]), flat[i + 1]}
-  end
+  jobs = held_jobs(KEYS[1])
   redis.call('DEL', KEYS[1])
 else
+  local batches = {}
   for i = 1, #ARGV do
-    local p = redis.call('HGET', KEYS[1], ARGV[i])
-    if p then
-      jobs[#jobs + 1] = {tonumber(ARGV[i]), p}
-      redis.call('HDEL', KEYS[1], ARGV[i])
+    if settle(KEYS[1], ARGV[i]) then
+      local slot = tonumber(ARGV[i])
+      local b = math.floor(slot / SLOTS)
+      if not batches[b] then
+        batches[b] = cmsgpack.unpack(redis.call('HGET', KEYS[1], string.format('%d', b)))
+      end
+      jobs[#jobs + 1] = {slot, batches[b][slot % SLOTS + 1]}
     end
   end
+  save_marks(KEYS[1])
+  table.sort(jobs, function(a, b) return a[1] < b[1] end)
 end
-table.sort(jobs, function(a, b) return a[1] < b[1] end)
 
 local landed = redis.call('LRANGE', KEYS[2], 0, -1)
 local n = 0

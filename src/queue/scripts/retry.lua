@@ -6,16 +6,17 @@
 -- KEYS[2] delayed sorted set
 -- KEYS[3] result key of the job
 -- KEYS[4] stats hash of the queue
--- ARGV[1] fetch sequence number
+-- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] delay in milliseconds
 -- ARGV[3] the job's payload for its next attempt
 -- ARGV[4] result TTL in seconds; 0 stores no result
 -- ARGV[5] result JSON (status "failed", for anyone watching)
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+if not settle(KEYS[1], ARGV[1]) then
   return 0
 end
+save_marks(KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])

@@ -1,0 +1,90 @@
+-- Shared by the scripts that settle or read held jobs: prepended to each of
+-- them when loaded (see scripts.rs), so it defines local functions only.
+--
+-- A worker's active hash holds one entry per fetched batch, so settling a job
+-- costs no hash operation of its own (one HGET and one HSET or HDEL per batch
+-- touched by a call, not per job):
+--   field '<b>'      the batch's payloads, a MessagePack array; b is the
+--                    batch number the worker chose for that fetch
+--   field '<b>:done' one character per job of the batch: '0' while it is
+--                    held, '1' once it is settled (acked, retried, buried,
+--                    deferred or put back)
+--   field 'jobs'     how many jobs the hash still holds (for stats)
+-- A job is named by its slot, b * 1024 + i, i being its 0-based index in the
+-- batch. A batch's fields go when its last job is settled, and the hash goes
+-- with its last job. A crash re-runs only the jobs still marked '0'.
+
+local SLOTS = 1024
+local marks = {}   -- batch number -> bytes of its done string, or false
+local settled = 0
+
+-- Marks a slot settled. False when this worker does not hold it: its batch
+-- was taken over (recovered) or the job was settled already.
+local function settle(active, slot)
+  slot = tonumber(slot)
+  local b = math.floor(slot / SLOTS)
+  local m = marks[b]
+  if m == nil then
+    local d = redis.call('HGET', active, string.format('%d:done', b))
+    m = d and { string.byte(d, 1, -1) } or false
+    marks[b] = m
+  end
+  local i = slot % SLOTS + 1
+  if not m or m[i] ~= 48 then
+    return false
+  end
+  m[i] = 49
+  m.changed = true
+  settled = settled + 1
+  return true
+end
+
+-- Writes back what settle() marked: a batch with nothing left is removed.
+local function save_marks(active)
+  for b, m in pairs(marks) do
+    if m and m.changed then
+      local open = false
+      for i = 1, #m do
+        if m[i] == 48 then open = true break end
+      end
+      local f = string.format('%d', b)
+      if open then
+        redis.call('HSET', active, f .. ':done', string.char(unpack(m)))
+      else
+        redis.call('HDEL', active, f, f .. ':done')
+      end
+    end
+  end
+  if settled > 0 and redis.call('HINCRBY', active, 'jobs', -settled) <= 0 then
+    redis.call('HDEL', active, 'jobs')
+  end
+end
+
+-- The jobs still held, oldest first: {slot, payload} pairs.
+local function held_jobs(active)
+  local flat = redis.call('HGETALL', active)
+  local blobs, done, order = {}, {}, {}
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if string.match(f, '^%d+$') then
+      blobs[f] = flat[i + 1]
+      order[#order + 1] = f
+    else
+      local b = string.match(f, '^(%d+):done$')
+      if b then done[b] = flat[i + 1] end
+    end
+  end
+  table.sort(order, function(x, y) return tonumber(x) < tonumber(y) end)
+  local jobs = {}
+  for _, f in ipairs(order) do
+    local d = done[f] or ''
+    local payloads = cmsgpack.unpack(blobs[f])
+    for i = 1, #payloads do
+      if string.byte(d, i) ~= 49 then
+        jobs[#jobs + 1] = {tonumber(f) * SLOTS + i - 1, payloads[i]}
+      end
+    end
+  end
+  return jobs
+end
+
