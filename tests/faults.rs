@@ -923,6 +923,64 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     assert_eq!(rerun, [r#""j1""#, r#""j2""#, r#""j4""#]);
 }
 
+/// One ack call carries jobs that differ in TTL and outcome: the shared TTL
+/// of plain items, their own TTL for the others (0 stores nothing), and
+/// failures counted apart.
+#[tokio::test]
+async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mixed");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let b = broker(&url);
+    assert!(b.heartbeat(&k, "w", true).await.unwrap());
+    let payloads: Vec<String> = (0..4)
+        .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"m{i}"}}"#))
+        .collect();
+    lpush(&mut con, &q, &payloads).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 4);
+    let item = |i: usize, ttl: u64, succeeded: bool| AckItem {
+        seq: slot(1, i),
+        id: format!("m{i}"),
+        result_ttl_s: ttl,
+        result: format!(r#"{{"id":"m{i}"}}"#),
+        succeeded,
+        batch: None,
+        unique_key: None,
+    };
+    let items = [
+        item(0, 600, true),
+        item(1, 0, true),
+        item(2, 30, true),
+        item(3, 600, false),
+    ];
+    assert!(b.ack(&k, "w", &items).await.unwrap().is_empty());
+    let ttl = |id: &str| {
+        let (mut con, key) = (con.clone(), k.result(id));
+        async move {
+            let t: i64 = redis::cmd("TTL")
+                .arg(key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            t
+        }
+    };
+    assert!((590..=600).contains(&ttl("m0").await));
+    assert_eq!(ttl("m1").await, -2, "TTL 0 stores no result");
+    assert!((20..=30).contains(&ttl("m2").await));
+    assert!((590..=600).contains(&ttl("m3").await));
+    let (processed, failed): (u64, u64) = redis::pipe()
+        .hget(&k.stats, "processed")
+        .hget(&k.stats, "failed")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!((processed, failed), (3, 1));
+    assert_eq!(b.depths(&k).await.unwrap().active, 0);
+}
+
 /// Redis stalls (`DEBUG SLEEP`) past the worker's response timeout with a
 /// fetch waiting: the fetch runs when Redis wakes, but its reply goes to a
 /// caller that gave up. The jobs it moved must not sit in the active hash of

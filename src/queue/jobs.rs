@@ -303,29 +303,59 @@ fn ack_keys(
     }
 }
 
-/// `ack.lua`'s ARGV: the count, then slot, TTL or meta, and result per item,
-/// then the (1-based) items holding a unique lock.
+/// `ack.lua`'s ARGV: the count, the shared TTL, the fetched batches, the
+/// packed slots, one result per item, then the items that are not plain
+/// with their meta, then the (1-based) items holding a unique lock.
 fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str]) {
-    inv.arg(items.len());
-    let mut meta = String::new();
-    for item in items {
-        let notify = item
-            .batch
+    let notify = |item: &AckItem| {
+        item.batch
             .as_deref()
             .and_then(|b| batches.iter().position(|x| *x == b))
-            .map_or(0, |i| i + 1);
-        inv.arg(item.seq);
-        // See ack.lua: the plain TTL is the fast path.
-        if item.succeeded && notify == 0 && item.unique_key.is_none() {
-            inv.arg(item.result_ttl_s);
-        } else {
-            use std::fmt::Write;
-            meta.clear();
-            let s = if item.succeeded { 1 } else { 0 };
-            let _ = write!(meta, "{}|{s}|{notify}|{}", item.result_ttl_s, item.id);
-            inv.arg(meta.as_str());
-        }
+            .map_or(0, |i| i + 1)
+    };
+    let plain_candidate = |item: &AckItem| item.succeeded && item.unique_key.is_none();
+    let shared_ttl = items
+        .iter()
+        .find(|i| plain_candidate(i) && notify(i) == 0)
+        .map_or(0, |i| i.result_ttl_s);
+    let plain = |item: &AckItem| {
+        plain_candidate(item) && notify(item) == 0 && item.result_ttl_s == shared_ttl
+    };
+    inv.arg(items.len()).arg(shared_ttl);
+
+    let mut fetched: Vec<u64> = Vec::new();
+    let mut packed = Vec::with_capacity(items.len() * 4);
+    for item in items {
+        let batch = item.seq / BATCH_SLOTS;
+        let pos = match fetched.iter().position(|b| *b == batch) {
+            Some(p) => p,
+            None => {
+                fetched.push(batch);
+                fetched.len() - 1
+            }
+        };
+        // Positions are 1-based; an ack call carries far fewer than 65,535 batches.
+        packed.extend_from_slice(&(pos as u16 + 1).to_be_bytes());
+        packed.extend_from_slice(&((item.seq % BATCH_SLOTS) as u16).to_be_bytes());
+    }
+    inv.arg(fetched.len());
+    for b in &fetched {
+        inv.arg(b);
+    }
+    inv.arg(packed);
+    for item in items {
         inv.arg(&item.result);
+    }
+
+    inv.arg(items.iter().filter(|i| !plain(i)).count());
+    let mut meta = String::new();
+    for (i, item) in items.iter().enumerate().filter(|(_, i)| !plain(i)) {
+        use std::fmt::Write;
+        meta.clear();
+        let s = if item.succeeded { 1 } else { 0 };
+        let j = notify(item);
+        let _ = write!(meta, "{}|{s}|{j}|{}", item.result_ttl_s, item.id);
+        inv.arg(i + 1).arg(meta.as_str());
     }
     for (i, item) in items.iter().enumerate() {
         if item.unique_key.is_some() {

@@ -20,7 +20,7 @@
 --         released if it still names the job
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
-if not settle(KEYS[1], ARGV[1]) then
+if not settle_slot(KEYS[1], ARGV[1]) then
   return 0
 end
 save_marks(KEYS[1])

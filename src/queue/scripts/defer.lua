@@ -13,7 +13,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then
   return 0
 end
-if not settle(KEYS[1], ARGV[1]) then
+if not settle_slot(KEYS[1], ARGV[1]) then
   return -1
 end
 save_marks(KEYS[1])

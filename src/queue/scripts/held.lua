@@ -15,21 +15,20 @@
 -- with its last job. A crash re-runs only the jobs still marked '0'.
 
 local SLOTS = 1024
-local marks = {}   -- batch number -> bytes of its done string, or false
+local marks = {}   -- batch field -> bytes of its done string, or false
 local settled = 0
 
--- Marks a slot settled. False when this worker does not hold it: its batch
--- was taken over (recovered) or the job was settled already.
-local function settle(active, slot)
-  slot = tonumber(slot)
-  local b = math.floor(slot / SLOTS)
+-- Marks job i (1-based) of batch field b settled. False when this worker
+-- does not hold it: its batch was taken over (recovered) or the job was
+-- settled already. Takes strings and small integers only: number-to-string
+-- conversions (sprintf, strtod) are a measurable cost per job in Redis.
+local function settle(active, b, i)
   local m = marks[b]
   if m == nil then
-    local d = redis.call('HGET', active, string.format('%d:done', b))
+    local d = redis.call('HGET', active, b .. ':done')
     m = d and { string.byte(d, 1, -1) } or false
     marks[b] = m
   end
-  local i = slot % SLOTS + 1
   if not m or m[i] ~= 48 then
     return false
   end
@@ -37,6 +36,12 @@ local function settle(active, slot)
   m.changed = true
   settled = settled + 1
   return true
+end
+
+-- settle() for a job named by its slot (one number, b * 1024 + i - 1).
+local function settle_slot(active, slot)
+  slot = tonumber(slot)
+  return settle(active, string.format('%d', math.floor(slot / SLOTS)), slot % SLOTS + 1)
 end
 
 -- Writes back what settle() marked: a batch with nothing left is removed.
@@ -47,11 +52,10 @@ local function save_marks(active)
       for i = 1, #m do
         if m[i] == 48 then open = true break end
       end
-      local f = string.format('%d', b)
       if open then
-        redis.call('HSET', active, f .. ':done', string.char(unpack(m)))
+        redis.call('HSET', active, b .. ':done', string.char(unpack(m)))
       else
-        redis.call('HDEL', active, f, f .. ':done')
+        redis.call('HDEL', active, b, b .. ':done')
       end
     end
   end

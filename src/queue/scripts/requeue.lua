@@ -16,7 +16,7 @@ if #ARGV == 0 then
 else
   local batches = {}
   for i = 1, #ARGV do
-    if settle(KEYS[1], ARGV[i]) then
+    if settle_slot(KEYS[1], ARGV[i]) then
       local slot = tonumber(ARGV[i])
       local b = math.floor(slot / SLOTS)
       if not batches[b] then

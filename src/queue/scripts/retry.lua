@@ -13,7 +13,7 @@
 -- ARGV[5] result JSON (status "failed", for anyone watching)
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
-if not settle(KEYS[1], ARGV[1]) then
+if not settle_slot(KEYS[1], ARGV[1]) then
   return 0
 end
 save_marks(KEYS[1])
