@@ -295,6 +295,8 @@ async fn each_user_is_refused_what_it_must_not_do() {
     let active = keys.active("p");
     let take = ["LMOVE", &keys.pending, &active, "RIGHT", "LEFT"];
     refused(&mut producer, "producer", &take).await;
+    // `stats` reads how many jobs each worker holds.
+    allowed(&mut producer, "producer", &["HGET", &active, "jobs"]).await;
     let steal = "return redis.call('RPOP', KEYS[1])";
     refused(
         &mut producer,
