@@ -15,6 +15,7 @@ use super::{is_connection_error, QueueError, Result};
 /// A finished job (succeeded, or failed with a result to record).
 #[derive(Debug, Clone)]
 pub struct AckItem {
+    /// The job's slot in this worker's active hash (see [`super::slot`]).
     pub seq: u64,
     pub id: String,
     pub result_ttl_s: u64,
@@ -28,6 +29,7 @@ pub struct AckItem {
 /// A failed attempt to run again later.
 #[derive(Debug, Clone)]
 pub struct RetryItem {
+    /// The job's slot in this worker's active hash (see [`super::slot`]).
     pub seq: u64,
     pub id: String,
     pub delay_ms: u64,
@@ -39,6 +41,7 @@ pub struct RetryItem {
 /// A job given up on.
 #[derive(Debug, Clone)]
 pub struct BuryItem {
+    /// The job's slot in this worker's active hash (see [`super::slot`]).
     pub seq: u64,
     /// `None` when the payload was not a job with an id.
     pub id: Option<String>,
