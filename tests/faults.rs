@@ -402,6 +402,49 @@ async fn a_redis_restart_mid_run_loses_no_job_and_workers_idle_while_it_is_down(
     stop_all(workers);
 }
 
+/// A throw-away Redis and a fresh queue on which `workers` are registered,
+/// for tests that drive the broker's scripts directly. Bind `_server` when
+/// destructuring: dropping it stops Redis.
+struct Scripted {
+    _server: toolq::redis_server::RedisServer,
+    q: String,
+    k: QueueKeys,
+    con: Con,
+    b: toolq::queue::Broker,
+}
+
+async fn scripted(prefix: &str, workers: &[&str]) -> Scripted {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name(prefix);
+    let k = QueueKeys::new(&q);
+    let con = raw(&url).await;
+    let b = broker(&url);
+    for w in workers {
+        assert!(b.heartbeat(&k, w, true).await.unwrap());
+    }
+    Scripted {
+        _server: server,
+        q,
+        k,
+        con,
+        b,
+    }
+}
+
+/// A finished job `id`, the `index`-th of fetched batch `batch`.
+fn ack_item(batch: u64, index: usize, id: String, ttl: u64, succeeded: bool) -> AckItem {
+    AckItem {
+        seq: slot(batch, index),
+        result: format!(r#"{{"id":"{id}"}}"#),
+        id,
+        result_ttl_s: ttl,
+        succeeded,
+        batch: None,
+        unique_key: None,
+    }
+}
+
 /// Jobs held in an active hash (it stores batches and counts their jobs).
 async fn held_count(con: &mut Con, key: &str) -> u64 {
     let n: Option<u64> = redis::cmd("HGET")
@@ -798,13 +841,13 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
 /// bystanders that could be buried with it.
 #[tokio::test]
 async fn a_suspect_job_is_fetched_alone() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("suspect");
-    let k = QueueKeys::new(&q);
-    let mut con = raw(&url).await;
-    let b = broker(&url);
-    assert!(b.heartbeat(&k, "w", true).await.unwrap());
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("suspect", &["w"]).await;
     let jobs = [
         r#"{"tool":"echo","args":{},"id":"1"}"#,
         r#"{"recoveries":1,"tool":"echo","args":{},"id":"2"}"#,
@@ -835,23 +878,14 @@ async fn a_suspect_job_is_fetched_alone() {
 /// the jobs not yet settled run again, and its late acks write nothing.
 #[tokio::test]
 async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("batch");
-    let k = QueueKeys::new(&q);
-    let mut con = raw(&url).await;
-    let b = broker(&url);
-    assert!(b.heartbeat(&k, "w", true).await.unwrap());
-    assert!(b.heartbeat(&k, "live", true).await.unwrap());
-    let ack = |batch: u64, i: usize| AckItem {
-        seq: slot(batch, i),
-        id: format!("{batch}-j{i}"),
-        result_ttl_s: 60,
-        result: format!(r#"{{"id":"j{i}","status":"succeeded"}}"#),
-        succeeded: true,
-        batch: None,
-        unique_key: None,
-    };
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("batch", &["w", "live"]).await;
+    let ack = |batch: u64, i: usize| ack_item(batch, i, format!("{batch}-j{i}"), 60, true);
     let push = |n: usize| -> Vec<String> {
         (0..n)
             .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"j{i}"}}"#))
@@ -928,27 +962,20 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
 /// failures counted apart.
 #[tokio::test]
 async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("mixed");
-    let k = QueueKeys::new(&q);
-    let mut con = raw(&url).await;
-    let b = broker(&url);
-    assert!(b.heartbeat(&k, "w", true).await.unwrap());
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("mixed", &["w"]).await;
     let payloads: Vec<String> = (0..4)
         .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"m{i}"}}"#))
         .collect();
     lpush(&mut con, &q, &payloads).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 4);
-    let item = |i: usize, ttl: u64, succeeded: bool| AckItem {
-        seq: slot(1, i),
-        id: format!("m{i}"),
-        result_ttl_s: ttl,
-        result: format!(r#"{{"id":"m{i}"}}"#),
-        succeeded,
-        batch: None,
-        unique_key: None,
-    };
+    let item =
+        |i: usize, ttl: u64, succeeded: bool| ack_item(1, i, format!("m{i}"), ttl, succeeded);
     let items = [
         item(0, 600, true),
         item(1, 0, true),
