@@ -957,6 +957,43 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     assert_eq!(rerun, [r#""j1""#, r#""j2""#, r#""j4""#]);
 }
 
+/// More finished jobs than one script call takes are settled in several
+/// calls; a stale item is still reported by its index in the whole list.
+#[tokio::test]
+async fn a_large_ack_is_split_and_reports_stale_items_by_their_index() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("large", &["w"]).await;
+    let payloads: Vec<String> = (0..1500)
+        .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"l{i}"}}"#))
+        .collect();
+    lpush(&mut con, &q, &payloads).await;
+    assert_eq!(b.fetch(&k, "w", 1000, 1, 3).await.unwrap().len(), 1000);
+    assert_eq!(b.fetch(&k, "w", 1000, 2, 3).await.unwrap().len(), 500);
+    let mut items: Vec<AckItem> = (0..1500)
+        .map(|i| {
+            let (batch, index) = if i < 1000 { (1, i) } else { (2, i - 1000) };
+            ack_item(batch, index, format!("l{i}"), 60, true)
+        })
+        .collect();
+    // Settled twice in one list: the second one, past the first call's
+    // chunk, is stale.
+    items.push(items[3].clone());
+    assert_eq!(b.ack(&k, "w", &items).await.unwrap(), [1500]);
+    assert_eq!(b.depths(&k).await.unwrap().active, 0);
+    let processed: u64 = redis::cmd("HGET")
+        .arg(&k.stats)
+        .arg("processed")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(processed, 1500);
+}
+
 /// One ack call carries jobs that differ in TTL and outcome: the shared TTL
 /// of plain items, their own TTL for the others (0 stores nothing), and
 /// failures counted apart.

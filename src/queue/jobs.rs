@@ -15,6 +15,11 @@ use super::{QueueError, Result};
 /// Values per `LPUSH` when enqueueing in bulk.
 const ENQUEUE_CHUNK: usize = 1000;
 
+/// Jobs per `ack.lua` call at most, whatever `ack_batch` says: a script
+/// blocks Redis while it runs, and the packed slots name a job's batch by a
+/// 16-bit position.
+const ACK_CHUNK: usize = 1024;
+
 /// Jobs a fetched batch can hold; a batch numbers its jobs' slots (see
 /// `held.lua`, which has the same constant).
 pub const BATCH_SLOTS: u64 = 1024;
@@ -118,9 +123,21 @@ impl Broker {
         worker: &str,
         items: &[AckItem],
     ) -> Result<Vec<usize>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
+        let mut stale = Vec::new();
+        for (n, chunk) in items.chunks(ACK_CHUNK).enumerate() {
+            let offset = n * ACK_CHUNK;
+            let chunk_stale = self.ack_chunk(keys, worker, chunk).await?;
+            stale.extend(chunk_stale.into_iter().map(|i| i + offset));
         }
+        Ok(stale)
+    }
+
+    async fn ack_chunk(
+        &self,
+        keys: &QueueKeys,
+        worker: &str,
+        items: &[AckItem],
+    ) -> Result<Vec<usize>> {
         let batches = distinct_batches(items);
         let mut inv = scripts::ACK.prepare_invoke();
         ack_keys(&mut inv, keys, worker, items, &batches);
@@ -334,7 +351,7 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
                 fetched.len() - 1
             }
         };
-        // Positions are 1-based; an ack call carries far fewer than 65,535 batches.
+        // 1-based; at most ACK_CHUNK items, so at most that many batches.
         packed.extend_from_slice(&(pos as u16 + 1).to_be_bytes());
         packed.extend_from_slice(&((item.seq % BATCH_SLOTS) as u16).to_be_bytes());
     }
