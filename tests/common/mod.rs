@@ -79,11 +79,16 @@ pub fn broker(url: &str) -> Broker {
     Broker::new(RedisTarget::new(url, None).unwrap()).unwrap()
 }
 
-/// A raw Redis connection, as any client in any language would have.
+/// A raw Redis connection, as any client in any language would have. The
+/// tests observe through it while workers load Redis (with AOF `appendfsync
+/// always` in places) on small CI machines, so it waits longer for a reply
+/// than the client's default half second: a slow observer is not a failure.
 pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
     redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }
