@@ -957,6 +957,51 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     assert_eq!(rerun, [r#""j1""#, r#""j2""#, r#""j4""#]);
 }
 
+/// Jobs held by a worker of the earlier layout (one hash field per job, its
+/// payload as the value) are recovered too: a fleet upgraded while such a
+/// worker lay dead loses nothing.
+#[tokio::test]
+async fn jobs_held_in_the_earlier_one_field_per_job_layout_are_recovered() {
+    let Scripted {
+        _server,
+        k,
+        mut con,
+        b,
+        ..
+    } = scripted("legacy", &["live"]).await;
+    let now = redis_time_ms(&mut con).await;
+    let _: () = redis::cmd("ZADD")
+        .arg(&k.workers)
+        .arg(now - 60_000)
+        .arg("old")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(k.active("old"))
+        .arg(7)
+        .arg(r#"{"tool":"echo","args":{},"id":"a"}"#)
+        .arg(8)
+        .arg(r#"{"tool":"echo","args":{},"id":"b"}"#)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(5);
+    assert_eq!(
+        b.recover(&k, "old", timeout, 3, 100).await.unwrap(),
+        Some((2, vec![]))
+    );
+    let ids: Vec<String> = b
+        .fetch(&k, "live", 10, 1, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, [r#""a""#, r#""b""#]);
+    assert_eq!(llen(&mut con, &k.pending).await, 0);
+}
+
 /// More finished jobs than one script call takes are settled in several
 /// calls; a stale item is still reported by its index in the whole list.
 #[tokio::test]

@@ -81,12 +81,19 @@ local function held_jobs(active)
   table.sort(order, function(x, y) return tonumber(x) < tonumber(y) end)
   local jobs = {}
   for _, f in ipairs(order) do
-    local d = done[f] or ''
-    local payloads = cmsgpack.unpack(blobs[f])
-    for i = 1, #payloads do
-      if string.byte(d, i) ~= 49 then
-        jobs[#jobs + 1] = {tonumber(f) * SLOTS + i - 1, payloads[i]}
+    local d = done[f]
+    if d then
+      local payloads = cmsgpack.unpack(blobs[f])
+      for i = 1, #payloads do
+        if string.byte(d, i) ~= 49 then
+          jobs[#jobs + 1] = {tonumber(f) * SLOTS + i - 1, payloads[i]}
+        end
       end
+    else
+      -- A batch always has its done string (both are written and removed
+      -- together), so this is one job held by a worker of the earlier
+      -- layout (one field per job, holding its payload): still a job.
+      jobs[#jobs + 1] = {tonumber(f), blobs[f]}
     end
   end
   return jobs
