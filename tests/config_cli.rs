@@ -33,6 +33,9 @@ async fn an_out_of_range_value_names_the_key_and_the_rule() {
     let mut cmd = toolq(&["worker", "--http-addr", "off"]);
     cmd.env("TOOLQ_HEARTBEAT_TIMEOUT_MS", "100");
     fails_with(cmd, &["heartbeat_timeout_ms", "twice"]).await;
+    let mut cmd = toolq(&["worker", "--http-addr", "off"]);
+    cmd.env("TOOLQ_RESULT_TTL_S", "100000000000000000");
+    fails_with(cmd, &["`result_ttl_s`", "at most 315360000"]).await;
 }
 
 #[tokio::test]

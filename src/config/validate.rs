@@ -70,6 +70,12 @@ impl Config {
                 return Err(fail(key, "must be at least 1".into()));
             }
         }
+        if self.result_ttl_s > crate::job::MAX_RESULT_TTL_S {
+            return Err(fail(
+                "result_ttl_s",
+                format!("must be at most {}", crate::job::MAX_RESULT_TTL_S),
+            ));
+        }
         if self.backoff_base_ms > self.backoff_max_ms {
             return Err(fail(
                 "backoff_base_ms",

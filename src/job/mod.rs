@@ -142,14 +142,19 @@ pub fn parse(payload: &[u8], limits: ParseLimits) -> Result<Job, JobError> {
         });
     }
     match serde_json::from_slice::<Job>(payload) {
-        Ok(job) if job.args.is_object() => Ok(job),
-        Ok(_) => Err(JobError::WrongType {
-            field: "args",
-            expected: "an object",
-        }),
+        Ok(job) if !job.args.is_object() => Err(wrong("args", "an object")),
+        Ok(job) if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) => {
+            Err(wrong("result_ttl_s", "at most 315360000 (ten years)"))
+        }
+        Ok(job) => Ok(job),
         Err(_) => Err(classify(payload)),
     }
 }
+
+/// The longest result lifetime a job may ask for. Redis refuses an expiry
+/// past its clock's range with an error, and that error would come from
+/// inside the script that settles a whole batch of jobs.
+pub const MAX_RESULT_TTL_S: u64 = 10 * 365 * 86_400;
 
 /// Explains a payload that failed the typed parse, field by field.
 fn classify(payload: &[u8]) -> JobError {
@@ -331,6 +336,20 @@ mod tests {
         assert_eq!(
             p(r#"{"args":{}}"#).unwrap_err().to_string(),
             "job has no `tool` field"
+        );
+        // Redis would refuse the expiry from inside the ack script.
+        let ttl = |t: u64| {
+            p(&format!(
+                r#"{{"tool":"echo","args":{{}},"result_ttl_s":{t}}}"#
+            ))
+        };
+        assert_eq!(
+            ttl(MAX_RESULT_TTL_S).unwrap().result_ttl_s,
+            Some(MAX_RESULT_TTL_S)
+        );
+        assert_eq!(
+            ttl(100_000_000_000_000_000).unwrap_err().to_string(),
+            "job field `result_ttl_s` must be at most 315360000 (ten years)"
         );
     }
 
