@@ -168,6 +168,15 @@ async fn malformed_payloads_are_buried_with_the_right_error_and_good_jobs_all_su
             Box::new(|i| json!({"tool": 5, "args": {}, "n": i}).to_string()),
         ),
         (
+            // An expiry Redis would refuse inside the batched ack.
+            "wrong_type",
+            Box::new(|i| {
+                json!({"tool": "echo", "args": {}, "id": format!("t{i}"),
+                       "result_ttl_s": 100_000_000_000_000_000u64})
+                .to_string()
+            }),
+        ),
+        (
             "unknown_tool",
             Box::new(|i| json!({"tool": "nope", "args": {}, "id": format!("u{i}")}).to_string()),
         ),
