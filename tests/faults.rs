@@ -432,6 +432,13 @@ async fn scripted(prefix: &str, workers: &[&str]) -> Scripted {
     }
 }
 
+/// `n` echo job payloads with ids `{prefix}0`, `{prefix}1`, ...
+fn echo_jobs(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"{prefix}{i}"}}"#))
+        .collect()
+}
+
 /// A finished job `id`, the `index`-th of fetched batch `batch`.
 fn ack_item(batch: u64, index: usize, id: String, ttl: u64, succeeded: bool) -> AckItem {
     AckItem {
@@ -886,11 +893,6 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
         b,
     } = scripted("batch", &["w", "live"]).await;
     let ack = |batch: u64, i: usize| ack_item(batch, i, format!("{batch}-j{i}"), 60, true);
-    let push = |n: usize| -> Vec<String> {
-        (0..n)
-            .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"j{i}"}}"#))
-            .collect()
-    };
     let probe = con.clone();
     let exists = move |key: String| {
         let mut con = probe.clone();
@@ -904,7 +906,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
         }
     };
 
-    lpush(&mut con, &q, &push(2)).await;
+    lpush(&mut con, &q, &echo_jobs("j", 2)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
     assert_eq!(b.depths(&k).await.unwrap().active, 2);
     assert!(b
@@ -918,7 +920,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     );
     assert_eq!(b.depths(&k).await.unwrap().active, 0);
 
-    lpush(&mut con, &q, &push(5)).await;
+    lpush(&mut con, &q, &echo_jobs("j", 5)).await;
     assert_eq!(b.fetch(&k, "w", 10, 2, 3).await.unwrap().len(), 5);
     assert!(b
         .ack(&k, "w", &[ack(2, 0), ack(2, 3)])
@@ -1013,10 +1015,7 @@ async fn a_large_ack_is_split_and_reports_stale_items_by_their_index() {
         mut con,
         b,
     } = scripted("large", &["w"]).await;
-    let payloads: Vec<String> = (0..1500)
-        .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"l{i}"}}"#))
-        .collect();
-    lpush(&mut con, &q, &payloads).await;
+    lpush(&mut con, &q, &echo_jobs("l", 1500)).await;
     assert_eq!(b.fetch(&k, "w", 1000, 1, 3).await.unwrap().len(), 1000);
     assert_eq!(b.fetch(&k, "w", 1000, 2, 3).await.unwrap().len(), 500);
     let mut items: Vec<AckItem> = (0..1500)
@@ -1030,13 +1029,7 @@ async fn a_large_ack_is_split_and_reports_stale_items_by_their_index() {
     items.push(items[3].clone());
     assert_eq!(b.ack(&k, "w", &items).await.unwrap(), [1500]);
     assert_eq!(b.depths(&k).await.unwrap().active, 0);
-    let processed: u64 = redis::cmd("HGET")
-        .arg(&k.stats)
-        .arg("processed")
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(processed, 1500);
+    assert_eq!(processed(&mut con, &q).await, 1500);
 }
 
 /// One ack call carries jobs that differ in TTL and outcome: the shared TTL
@@ -1051,10 +1044,7 @@ async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
         mut con,
         b,
     } = scripted("mixed", &["w"]).await;
-    let payloads: Vec<String> = (0..4)
-        .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"m{i}"}}"#))
-        .collect();
-    lpush(&mut con, &q, &payloads).await;
+    lpush(&mut con, &q, &echo_jobs("m", 4)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 4);
     let item =
         |i: usize, ttl: u64, succeeded: bool| ack_item(1, i, format!("m{i}"), ttl, succeeded);
