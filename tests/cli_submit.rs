@@ -101,7 +101,7 @@ async fn ten_thousand_lines_with_wait_yield_ten_thousand_right_results() {
         assert!(seen.insert(i), "job {i} reported twice");
     }
     assert!(
-        stderr(&o).contains("10000 succeeded, 0 failed"),
+        stderr(&o).contains("10000 succeeded, 0 dead"),
         "{}",
         stderr(&o)
     );
@@ -251,11 +251,7 @@ async fn exit_codes_say_failed_timed_out_and_redis_down() {
     .await;
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert_eq!(stdout_lines(&o).len(), 2);
-    assert!(
-        stderr(&o).contains("1 succeeded, 1 failed"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("1 succeeded, 1 dead"), "{}", stderr(&o));
 
     let input = concat!(
         "{\"tool\":\"echo\",\"args\":{}}\n",
@@ -500,7 +496,7 @@ async fn stats_json_matches_the_real_depths_and_workers() {
         (&json!(5), &json!(2), &json!(3), &json!(0))
     );
     assert_eq!(sa["totals"]["dead"], 3);
-    assert_eq!(sa["totals"]["processed"], 0);
+    assert_eq!(sa["totals"]["succeeded"], 0);
     assert_eq!(
         sa["workers"],
         json!([]),

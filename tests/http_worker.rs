@@ -247,7 +247,7 @@ async fn counters_rise_by_exactly_the_jobs_run_and_no_metric_carries_a_job_id() 
     }
     let after = scrape(&base).await;
     assert_eq!(value(&after, m::JOBS_FINISHED, &succeeded), Some(100.0));
-    for outcome in ["retried", "dead"] {
+    for outcome in ["retrying", "dead"] {
         let labels = [
             ("queue", q.as_str()),
             ("tool", "echo"),

@@ -317,7 +317,7 @@ async fn results_expire_and_ttl_zero_stores_none() {
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(totals.get("processed"), Some(&3));
+    assert_eq!(totals.get("succeeded"), Some(&3));
     worker.stop().await;
 }
 

@@ -89,7 +89,7 @@ async fn dashboard_queries_return_data_and_alert_rules_load_in_a_real_prometheus
         .iter()
         .filter_map(|s| s["metric"]["outcome"].as_str())
         .collect();
-    assert_eq!(outcomes, ["dead", "retried", "succeeded"].into());
+    assert_eq!(outcomes, ["dead", "retrying", "succeeded"].into());
 
     checker_reports_metrics_we_do_not_export(&prom, &queries, &vars).await;
     alert_rules_load_and_evaluate(&prom, &alerts, &q).await;

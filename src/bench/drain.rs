@@ -136,7 +136,7 @@ async fn processed(producer: &Producer, keys: &QueueKeys) -> u64 {
         .broker()
         .query(
             "bench",
-            redis::cmd("HGET").arg(&keys.stats).arg("processed"),
+            redis::cmd("HGET").arg(&keys.stats).arg("succeeded"),
         )
         .await
         .unwrap_or(None);

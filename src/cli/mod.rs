@@ -82,6 +82,7 @@ impl From<WorkerError> for CliError {
             WorkerError::Config(m) => CliError::BadInput(m),
             WorkerError::Health(h) => CliError::BadInput(h.to_string()),
             WorkerError::Io(e) => CliError::Failed(e.to_string()),
+            WorkerError::Stalled(_) => CliError::RedisDown(e.to_string()),
         }
     }
 }

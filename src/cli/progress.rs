@@ -48,7 +48,7 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
                 .with_style(style)
                 .with_prefix("toolq");
-            bar.set_message("0 failed");
+            bar.set_message("0 dead");
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
@@ -60,19 +60,20 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, done: u64, failed: u64) {
+    /// `dead`: finished jobs that did not succeed.
+    pub fn update(&mut self, done: u64, dead: u64) {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
-                bar.set_message(format!("{failed} failed"));
+                bar.set_message(format!("{dead} dead"));
             }
             None if self.last_plain.elapsed() >= PLAIN_EVERY => {
                 self.last_plain = Instant::now();
-                let failed = match self.label {
-                    "finished" => format!(" ({failed} failed)"),
+                let dead = match self.label {
+                    "finished" => format!(" ({dead} dead)"),
                     _ => String::new(),
                 };
-                eprintln!("toolq: {} {done}/{}{failed}", self.label, self.total);
+                eprintln!("toolq: {} {done}/{}{dead}", self.label, self.total);
             }
             None => {}
         }

@@ -39,30 +39,20 @@ fn print_table(stats: &[QueueStats]) {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>8} {:>8} {:>8}",
-        "QUEUE",
-        "PENDING",
-        "ACTIVE",
-        "DELAYED",
-        "DEAD",
-        "WORKERS",
-        "PROCESSED",
-        "FAILED",
-        "RETRIED",
-        "DIED"
+        "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8}",
+        "QUEUE", "PENDING", "ACTIVE", "DELAYED", "DEAD", "WORKERS", "SUCCEEDED", "RETRYING", "DIED"
     );
     for s in stats {
         println!(
-            "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>8} {:>8} {:>8}",
+            "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8}",
             s.queue,
             s.pending,
             s.active,
             s.delayed,
             s.dead,
             s.workers.len(),
-            s.totals.processed,
-            s.totals.failed,
-            s.totals.retried,
+            s.totals.succeeded,
+            s.totals.retrying,
             s.totals.dead
         );
     }

@@ -1,6 +1,6 @@
 //! `toolq submit --wait`: prints each job's result JSON as it finishes (or
 //! in input order with `--ordered`), then a summary on stderr. Exit 0 when
-//! every job succeeded, 1 when some failed or did not finish in time.
+//! every job succeeded, 1 when some are dead or did not finish in time.
 
 use std::io::Write;
 use std::time::Duration;
@@ -18,7 +18,7 @@ const NAME_UNFINISHED: usize = 10;
 #[derive(Default)]
 struct Tally {
     succeeded: usize,
-    failed: usize,
+    dead: usize,
     no_result: usize,
 }
 
@@ -48,10 +48,10 @@ pub async fn run(
         match (&f.result, f.succeeded()) {
             (None, _) => tally.no_result += 1,
             (Some(_), true) => tally.succeeded += 1,
-            (Some(_), false) => tally.failed += 1,
+            (Some(_), false) => tally.dead += 1,
         }
-        let failed = tally.failed + tally.no_result;
-        bar.update((tally.succeeded + failed) as u64, failed as u64);
+        let not_ok = tally.dead + tally.no_result;
+        bar.update((tally.succeeded + not_ok) as u64, not_ok as u64);
         out.push(f)?;
     }
     out.rest()?;
@@ -59,7 +59,7 @@ pub async fn run(
     let unfinished = waiter.unfinished_ids();
     summarise(&tally, &unfinished, timed_out);
     Ok(
-        if tally.failed == 0 && tally.no_result == 0 && unfinished.is_empty() {
+        if tally.dead == 0 && tally.no_result == 0 && unfinished.is_empty() {
             Exit::Success
         } else {
             Exit::JobsFailed
@@ -68,7 +68,7 @@ pub async fn run(
 }
 
 fn summarise(t: &Tally, unfinished: &[String], timed_out: Option<Duration>) {
-    let mut line = format!("toolq: {} succeeded, {} failed", t.succeeded, t.failed);
+    let mut line = format!("toolq: {} succeeded, {} dead", t.succeeded, t.dead);
     if t.no_result > 0 {
         line += &format!(
             ", {} finished without a stored result (result_ttl_s = 0?)",

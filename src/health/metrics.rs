@@ -40,6 +40,9 @@ pub const REDIS_MEMORY: &str = "toolq_redis_memory_used_bytes";
 pub const JOBS_RECOVERED: &str = "toolq_jobs_recovered_total";
 /// Counter `{queue}`: outcomes dropped because the job was no longer ours.
 pub const STALE_ACKS: &str = "toolq_stale_acks_total";
+/// Counter `{queue}`: outcome writes Redis answered with an error (a
+/// refused write, not an outage); a few in a row stop the worker.
+pub const SETTLE_REFUSED: &str = "toolq_settle_refused_total";
 /// Gauge: 1 while the worker runs.
 pub const WORKER_UP: &str = "toolq_worker_up";
 /// Gauge `{version}`: always 1; carries the build version.
@@ -64,6 +67,7 @@ pub const ALL: &[&str] = &[
     REDIS_MEMORY,
     JOBS_RECOVERED,
     STALE_ACKS,
+    SETTLE_REFUSED,
     WORKER_UP,
     WORKER_INFO,
 ];

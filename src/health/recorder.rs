@@ -132,6 +132,10 @@ pub fn describe_metrics() {
         STALE_ACKS,
         "Outcomes dropped because the job was no longer ours."
     );
+    describe_counter!(
+        SETTLE_REFUSED,
+        "Outcome writes Redis refused with an error; a few in a row stop the worker."
+    );
     describe_gauge!(WORKER_UP, "1 while the worker runs.");
     describe_gauge!(
         WORKER_INFO,

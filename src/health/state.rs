@@ -21,6 +21,9 @@ pub struct HealthState {
     /// Microseconds of the last PING.
     redis_ping_us: AtomicU64,
     shutting_down: AtomicBool,
+    /// Set when Redis keeps refusing to settle jobs: the worker is stopping
+    /// with an error and must not look healthy meanwhile.
+    stalled: AtomicBool,
     in_flight: AtomicUsize,
     /// Per queue: pending, active, delayed, dead (refreshed periodically).
     depths: Mutex<Vec<(String, [u64; 4])>>,
@@ -41,6 +44,7 @@ impl HealthState {
             last_heartbeat_ms: AtomicU64::new(u64::MAX),
             redis_ping_us: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             depths: Mutex::new(Vec::new()),
         }
@@ -93,6 +97,14 @@ impl HealthState {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
+    pub fn set_stalled(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
     pub fn job_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -118,6 +130,9 @@ impl HealthState {
 
     /// The first failing readiness check, if any.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.stalled() {
+            return Some("settle");
+        }
         if self.shutting_down() {
             return Some("shutting_down");
         }

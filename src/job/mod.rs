@@ -141,14 +141,37 @@ pub fn parse(payload: &[u8], limits: ParseLimits) -> Result<Job, JobError> {
             limit: limits.max_depth,
         });
     }
-    match serde_json::from_slice::<Job>(payload) {
-        Ok(job) if !job.args.is_object() => Err(wrong("args", "an object")),
-        Ok(job) if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) => {
-            Err(wrong("result_ttl_s", "at most 315360000 (ten years)"))
-        }
-        Ok(job) => Ok(job),
-        Err(_) => Err(classify(payload)),
+    let job = match serde_json::from_slice::<Job>(payload) {
+        Ok(job) => job,
+        Err(_) => match with_recoveries_of_its_own(payload) {
+            Some(job) => job,
+            None => return Err(classify(payload)),
+        },
+    };
+    if !job.args.is_object() {
+        return Err(wrong("args", "an object"));
     }
+    if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
+        return Err(wrong("result_ttl_s", "at most 315360000 (ten years)"));
+    }
+    Ok(job)
+}
+
+/// A payload that led with toolq's recovery count and also carried a
+/// `recoveries` field of its own further in (recovery prepends the count
+/// textually, without a JSON parser): the two add up. Only tried when the
+/// plain parse failed, so the common case costs nothing.
+fn with_recoveries_of_its_own(payload: &[u8]) -> Option<Job> {
+    let rest = payload.strip_prefix(b"{\"recoveries\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let leading: u32 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let after = rest[digits..].strip_prefix(b",")?;
+    let mut body = Vec::with_capacity(after.len() + 1);
+    body.push(b'{');
+    body.extend_from_slice(after);
+    let mut job: Job = serde_json::from_slice(&body).ok()?;
+    job.recoveries = job.recoveries.saturating_add(leading);
+    Some(job)
 }
 
 /// The longest result lifetime a job may ask for. Redis refuses an expiry
@@ -350,6 +373,30 @@ mod tests {
         assert_eq!(
             ttl(100_000_000_000_000_000).unwrap_err().to_string(),
             "job field `result_ttl_s` must be at most 315360000 (ten years)"
+        );
+    }
+
+    #[test]
+    fn a_recovery_count_prepended_to_a_payload_with_its_own_adds_up() {
+        // What recovery makes of `{"tool":..,"recoveries":2}` after a crash.
+        let job = p(r#"{"recoveries":1,"tool":"sleep","args":{"ms":1},"id":"r1","recoveries":2}"#)
+            .unwrap();
+        assert_eq!((job.recoveries, job.id.as_deref()), (3, Some("r1")));
+        let rewritten = rewrite_payload(
+            br#"{"recoveries":1,"tool":"sleep","args":{},"recoveries":0}"#,
+            "r1",
+            0,
+            1,
+        )
+        .unwrap();
+        assert_eq!(rewritten.matches("recoveries").count(), 1, "{rewritten}");
+        assert_eq!(p(&rewritten).unwrap().recoveries, 1);
+        // Two fields both of the producer's own are still refused.
+        assert_eq!(
+            p(r#"{"tool":"echo","args":{},"id":"a","id":"b"}"#)
+                .unwrap_err()
+                .kind(),
+            "invalid_json"
         );
     }
 

@@ -16,7 +16,8 @@ pub struct ErrorInfo {
 pub struct JobResult {
     pub id: String,
     pub tool: String,
-    /// `succeeded`, `failed` (an attempt failed; a retry is scheduled) or `dead`.
+    /// `succeeded`, `retrying` (an attempt failed; another is scheduled) or
+    /// `dead`: the one status vocabulary of results, stats, CLI and metrics.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
@@ -81,7 +82,7 @@ impl ResultRef<'_> {
 impl JobResult {
     /// True once nothing more will happen to the job.
     pub fn is_final(&self) -> bool {
-        self.status != "failed"
+        self.status != "retrying"
     }
 }
 

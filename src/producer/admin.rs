@@ -35,12 +35,13 @@ pub struct WorkerEntry {
     pub info: Option<Value>,
 }
 
-/// Running totals since the queue was created.
+/// Running totals since the queue was created: attempts by how they ended,
+/// in the status vocabulary of results.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Totals {
-    pub processed: u64,
-    pub failed: u64,
-    pub retried: u64,
+    pub succeeded: u64,
+    /// Attempts that failed with a retry scheduled.
+    pub retrying: u64,
     pub dead: u64,
 }
 
@@ -114,9 +115,9 @@ impl Producer {
             dead: depths.dead,
             workers,
             totals: Totals {
-                processed: total("processed"),
-                failed: total("failed"),
-                retried: total("retried"),
+                // Workers before 0.2 counted under `processed` and `retried`.
+                succeeded: total("succeeded") + total("processed"),
+                retrying: total("retrying") + total("retried"),
                 dead: total("dead"),
             },
         })

@@ -12,7 +12,7 @@ use redis::aio::MultiplexedConnection;
 use super::connection::RedisTarget;
 use super::{is_connection_error, QueueError, Result};
 
-/// A finished job (succeeded, or failed with a result to record).
+/// A succeeded job, its result to record.
 #[derive(Debug, Clone)]
 pub struct AckItem {
     /// The job's slot in this worker's active hash (see [`super::slot`]).
@@ -20,10 +20,19 @@ pub struct AckItem {
     pub id: String,
     pub result_ttl_s: u64,
     pub result: String,
-    pub succeeded: bool,
     pub batch: Option<String>,
     /// The job's unique key, whose lock is released with the ack.
     pub unique_key: Option<String>,
+}
+
+/// What one ack call did with its items, by index into the items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckReply {
+    /// Items no longer ours (taken over): nothing written.
+    pub stale: Vec<usize>,
+    /// Items left held because a key of their own cannot be written, with
+    /// why (naming the key): the caller buries them instead.
+    pub unwritable: Vec<(usize, String)>,
 }
 
 /// A failed attempt to run again later.
@@ -51,6 +60,18 @@ pub struct BuryItem {
     pub batch: Option<String>,
     /// The job's unique key, whose lock is released with the burial.
     pub unique_key: Option<String>,
+}
+
+/// A job to park in the delayed set until `due_ms` (a `run_at` still ahead,
+/// or a rate limit's next free slot).
+#[derive(Debug, Clone)]
+pub struct DeferItem {
+    /// The job's slot in this worker's active hash (see [`super::slot`]).
+    pub seq: u64,
+    pub due_ms: u64,
+    /// The payload to park; it carries the job's id, so identical jobs
+    /// stay distinct members of the delayed set.
+    pub payload: String,
 }
 
 /// Jobs per state of one queue.

@@ -96,7 +96,7 @@ impl Broker {
     /// Releases the fill lock if `token` still holds it; true when released.
     pub async fn cache_release(&self, tool: &str, digest: &str, token: &str) -> Result<bool> {
         let mut c = self.conn().await?;
-        let released: i64 = scripts::CACHE_UNLOCK
+        let released: i64 = scripts::UNLOCK
             .key(keys::cache_lock(tool, digest))
             .arg(token)
             .invoke_async(&mut c)

@@ -5,7 +5,7 @@ use redis::AsyncCommands;
 
 use super::broker::{Broker, Depths};
 use super::keys::QueueKeys;
-use super::Result;
+use super::{scripts, Result};
 
 impl Broker {
     /// Writes a result outside the settling scripts (a job buried by
@@ -33,6 +33,25 @@ impl Broker {
         pipe.query_async::<()>(&mut c)
             .await
             .map_err(|e| self.fail("result", e))
+    }
+
+    /// Releases the unique lock `unique_key` if job `id` still holds it
+    /// (the job is over, but not through a script that releases it: buried
+    /// by recovery as poison). True when released.
+    pub async fn release_unique(
+        &self,
+        keys: &QueueKeys,
+        unique_key: &str,
+        id: &str,
+    ) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let released: i64 = scripts::UNLOCK
+            .key(keys.unique(unique_key))
+            .arg(id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("unlock", e))?;
+        Ok(released == 1)
     }
 
     /// Jobs per state, in one pipeline plus one per live worker.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, ScriptInvocation};
 
-use super::broker::{AckItem, Broker, BuryItem, RetryItem};
+use super::broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, RetryItem};
 use super::keys::QueueKeys;
 use super::scripts;
 use super::{QueueError, Result};
@@ -79,7 +79,6 @@ impl Broker {
         scripts::FETCH
             .key(&keys.pending)
             .key(keys.active(worker))
-            .key(keys.landing(worker))
             .key(&keys.workers)
             .arg(max.min(BATCH_SLOTS as usize))
             .arg(batch)
@@ -93,43 +92,42 @@ impl Broker {
             })
     }
 
-    /// Blocks on a dedicated connection until a job arrives in pending (it is
-    /// moved to this worker's landing list, where the next fetch adopts it)
-    /// or `timeout` passes. Returns whether a job landed.
+    /// Blocks on a dedicated connection until pending holds a job, or
+    /// `timeout` passes; returns whether one is there. It moves nothing:
+    /// `BLMOVE` from pending to its own tail puts the job back where it was,
+    /// so a job is never held by a wait that its worker might not live to
+    /// see (Redis serves a blocked command even while the client is paused).
     pub async fn wait_for_job(
         &self,
         conn: &mut MultiplexedConnection,
         keys: &QueueKeys,
-        worker: &str,
         timeout: Duration,
     ) -> Result<bool> {
-        let landed: Option<Vec<u8>> = redis::cmd("BLMOVE")
+        let seen: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(&keys.pending)
-            .arg(keys.landing(worker))
+            .arg(&keys.pending)
             .arg("RIGHT")
-            .arg("LEFT")
+            .arg("RIGHT")
             .arg(timeout.as_secs_f64())
             .query_async(conn)
             .await
             .map_err(|e| QueueError::redis("wait", e))?;
-        Ok(landed.is_some())
+        Ok(seen.is_some())
     }
 
-    /// Settles finished jobs; returns the indexes (into `items`) of stale ones
-    /// that were no longer ours and so were not written.
-    pub async fn ack(
-        &self,
-        keys: &QueueKeys,
-        worker: &str,
-        items: &[AckItem],
-    ) -> Result<Vec<usize>> {
-        let mut stale = Vec::new();
+    /// Settles succeeded jobs; the reply names, by index into `items`, those
+    /// no longer ours and those a key of their own keeps from settling.
+    pub async fn ack(&self, keys: &QueueKeys, worker: &str, items: &[AckItem]) -> Result<AckReply> {
+        let mut reply = AckReply::default();
         for (n, chunk) in items.chunks(ACK_CHUNK).enumerate() {
             let offset = n * ACK_CHUNK;
-            let chunk_stale = self.ack_chunk(keys, worker, chunk).await?;
-            stale.extend(chunk_stale.into_iter().map(|i| i + offset));
+            let (stale, unwritable) = self.ack_chunk(keys, worker, chunk).await?;
+            reply.stale.extend(stale.into_iter().map(|i| i + offset));
+            reply
+                .unwritable
+                .extend(unwritable.into_iter().map(|(i, why)| (i + offset, why)));
         }
-        Ok(stale)
+        Ok(reply)
     }
 
     async fn ack_chunk(
@@ -137,17 +135,21 @@ impl Broker {
         keys: &QueueKeys,
         worker: &str,
         items: &[AckItem],
-    ) -> Result<Vec<usize>> {
+    ) -> Result<(Vec<usize>, Vec<(usize, String)>)> {
         let batches = distinct_batches(items);
         let mut inv = scripts::ACK.prepare_invoke();
         ack_keys(&mut inv, keys, worker, items, &batches);
         ack_args(&mut inv, items, &batches);
         let mut c = self.conn().await?;
-        let stale: Vec<usize> = inv
+        let (stale, unwritable): (Vec<usize>, Vec<(usize, String)>) = inv
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("ack", e))?;
-        Ok(stale.into_iter().map(|i| i.saturating_sub(1)).collect())
+        let base = |i: usize| i.saturating_sub(1);
+        Ok((
+            stale.into_iter().map(base).collect(),
+            unwritable.into_iter().map(|(i, w)| (base(i), w)).collect(),
+        ))
     }
 
     /// Sends a failed job to `delayed`; false when it was no longer ours.
@@ -169,8 +171,9 @@ impl Broker {
         Ok(done == 1)
     }
 
-    /// Buries a job in `dead`, capped at `max_jobs` entries and `max_age`;
-    /// false when it was no longer ours.
+    /// Buries a job in `dead`, capped at `max_jobs` entries and `max_age`.
+    /// `None` when it was no longer ours; otherwise why a key of the job's own
+    /// was skipped, if one was (empty when none).
     pub async fn bury(
         &self,
         keys: &QueueKeys,
@@ -178,7 +181,7 @@ impl Broker {
         item: &BuryItem,
         max_jobs: u64,
         max_age: Duration,
-    ) -> Result<bool> {
+    ) -> Result<Option<String>> {
         let mut inv = scripts::BURY.prepare_invoke();
         inv.key(keys.active(worker))
             .key(&keys.dead)
@@ -206,30 +209,28 @@ impl Broker {
             inv.arg("1");
         }
         let mut c = self.conn().await?;
-        let done: i64 = inv
+        let (done, skipped): (i64, String) = inv
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("bury", e))?;
-        Ok(done == 1)
+        Ok((done == 1).then_some(skipped))
     }
 
-    /// Parks a job whose `run_at` is still ahead by Redis's clock. Returns
+    /// Parks a job in `delayed` unless it is due by Redis's clock. Returns
     /// `Some(true)` when parked, `Some(false)` when due now, `None` when stale.
     pub async fn defer(
         &self,
         keys: &QueueKeys,
         worker: &str,
-        seq: u64,
-        run_at_ms: u64,
-        payload: &[u8],
+        item: &DeferItem,
     ) -> Result<Option<bool>> {
         let mut c = self.conn().await?;
         let r: i64 = scripts::DEFER
             .key(keys.active(worker))
             .key(&keys.delayed)
-            .arg(seq)
-            .arg(run_at_ms)
-            .arg(payload)
+            .arg(item.seq)
+            .arg(item.due_ms)
+            .arg(&item.payload)
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("defer", e))?;
@@ -255,16 +256,20 @@ impl Broker {
         Ok((moved, next))
     }
 
-    /// Puts back this worker's unfinished jobs (all of them when `slots` is
-    /// empty) at the front of pending, without counting a recovery.
-    pub async fn requeue(&self, keys: &QueueKeys, worker: &str, slots: &[u64]) -> Result<u64> {
-        let mut c = self.conn().await?;
-        scripts::REQUEUE
-            .key(keys.active(worker))
-            .key(keys.landing(worker))
+    /// Puts back, at the front of pending and without counting a recovery,
+    /// the held jobs of `what`; returns how many went back.
+    pub async fn requeue(&self, keys: &QueueKeys, worker: &str, what: Requeue<'_>) -> Result<u64> {
+        let mut inv = scripts::REQUEUE.prepare_invoke();
+        inv.key(keys.active(worker))
             .key(&keys.pending)
-            .arg(slots)
-            .invoke_async(&mut c)
+            .key(&keys.workers);
+        match what {
+            Requeue::Stop => inv.arg("stop").arg(worker),
+            Requeue::Slots(slots) => inv.arg("slots").arg(slots),
+            Requeue::Batches(batches) => inv.arg("batches").arg(batches),
+        };
+        let mut c = self.conn().await?;
+        inv.invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("requeue", e))
     }
@@ -280,6 +285,19 @@ impl Broker {
             .await
             .map_err(|e| self.fail("held", e))
     }
+}
+
+/// Which held jobs [`Broker::requeue`] puts back.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue<'a> {
+    /// All of them, deregistering the worker from the queue in the same
+    /// step (a graceful stop).
+    Stop,
+    /// The jobs in these slots.
+    Slots(&'a [u64]),
+    /// Every job still held of these fetched batches (fetches whose reply
+    /// was lost).
+    Batches(&'a [u64]),
 }
 
 /// The batches named by `items`, each once, in first-seen order: a batch's
@@ -330,7 +348,7 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
             .and_then(|b| batches.iter().position(|x| *x == b))
             .map_or(0, |i| i + 1)
     };
-    let plain_candidate = |item: &AckItem| item.succeeded && item.unique_key.is_none();
+    let plain_candidate = |item: &AckItem| item.unique_key.is_none();
     let shared_ttl = items
         .iter()
         .find(|i| plain_candidate(i) && notify(i) == 0)
@@ -369,9 +387,8 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
     for (i, item) in items.iter().enumerate().filter(|(_, i)| !plain(i)) {
         use std::fmt::Write;
         meta.clear();
-        let s = if item.succeeded { 1 } else { 0 };
         let j = notify(item);
-        let _ = write!(meta, "{}|{s}|{j}|{}", item.result_ttl_s, item.id);
+        let _ = write!(meta, "{}|{j}|{}", item.result_ttl_s, item.id);
         inv.arg(i + 1).arg(meta.as_str());
     }
     for (i, item) in items.iter().enumerate() {

@@ -18,7 +18,7 @@ pub struct QueueKeys {
     pub dead: String,
     /// sorted set: worker ids, score = last heartbeat (Redis clock, ms).
     pub workers: String,
-    /// hash: running totals (`processed`, `failed`, `dead`).
+    /// hash: running totals by outcome (`succeeded`, `retrying`, `dead`).
     pub stats: String,
     tag: String,
 }
@@ -37,13 +37,16 @@ impl QueueKeys {
         }
     }
 
-    /// hash: jobs this worker holds, field = fetch sequence number.
+    /// hash: jobs this worker holds, one entry per fetched batch (layout in
+    /// `scripts/held.lua`).
     pub fn active(&self, worker: &str) -> String {
         format!("{}active:{worker}", self.tag)
     }
 
-    /// list: at most a few jobs moved by a blocking wait, adopted into
-    /// `active` by the next fetch; recovered with it.
+    /// list: jobs moved by the blocking wait of workers of earlier
+    /// versions; still recovered with their active hash (and counted by
+    /// `stats`) so an upgrade strands nothing. Current workers wait without
+    /// moving jobs.
     pub fn landing(&self, worker: &str) -> String {
         format!("{}active:{worker}:landing", self.tag)
     }

@@ -25,11 +25,11 @@ mod scripts;
 mod workers;
 
 pub use admin::DeadRetry;
-pub use broker::{AckItem, Broker, BuryItem, Depths, RetryItem};
+pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::{mask_url, RedisTarget};
 pub use enqueue::{ChunkOutcome, EnqueueItem};
-pub use jobs::{slot, BATCH_SLOTS};
+pub use jobs::{slot, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;
 
 /// What went wrong talking to Redis.

@@ -34,7 +34,7 @@ script!(STALE_WORKERS, "stale_workers.lua");
 script!(RECOVER, "recover.lua", held);
 script!(REQUEUE, "requeue.lua", held);
 script!(RATE_LIMIT, "rate_limit.lua");
-script!(CACHE_UNLOCK, "cache_unlock.lua");
+script!(UNLOCK, "unlock.lua");
 script!(ENQUEUE, "enqueue.lua");
 script!(DEAD_RETRY, "dead_retry.lua");
 script!(DEAD_PURGE, "dead_purge.lua");

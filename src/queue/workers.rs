@@ -33,15 +33,12 @@ impl Broker {
             .map_err(|e| self.fail("register", e))
     }
 
-    /// Removes a worker's registration from every queue it served.
-    pub async fn deregister(&self, queues: &[QueueKeys], worker: &str) -> Result<()> {
-        let mut pipe = redis::pipe();
-        for keys in queues {
-            pipe.zrem(&keys.workers, worker).ignore();
-        }
-        pipe.del(super::keys::worker_info(worker)).ignore();
+    /// Removes a worker's registration document. Leaving a queue's worker
+    /// set is done by [`Broker::requeue`] with `Requeue::Stop`, in the same
+    /// step that puts its jobs back.
+    pub async fn forget_worker_info(&self, worker: &str) -> Result<()> {
         let mut c = self.conn().await?;
-        pipe.query_async::<()>(&mut c)
+        c.del::<_, ()>(super::keys::worker_info(worker))
             .await
             .map_err(|e| self.fail("deregister", e))
     }
@@ -79,6 +76,7 @@ impl Broker {
         let (recovered, buried): (i64, Vec<String>) = scripts::RECOVER
             .key(&keys.workers)
             .key(keys.active(dead_worker))
+            // Workers before the stop-safe wait moved jobs there.
             .key(keys.landing(dead_worker))
             .key(&keys.pending)
             .key(&keys.dead)

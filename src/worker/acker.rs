@@ -1,7 +1,17 @@
-//! Writes job outcomes back to Redis in batches, with a few calls in flight,
-//! so one round trip settles many jobs. When Redis is down, outcomes wait
-//! here (the channel is bounded, so fetching stops too) and are written when
-//! it returns, rather than lost or run again.
+//! The one component that writes job outcomes: acks, retries, burials,
+//! parkings and put-backs all come here as [`Outcome`]s, and are written in
+//! batches with few calls in flight, so one round trip settles many jobs.
+//! Metrics are counted here, once a write is known to have landed and not to
+//! have been stale.
+//!
+//! Two kinds of failure, two answers:
+//! - Redis unreachable: outcomes wait here (the channel is bounded, so
+//!   fetching stops too) and are written when it returns, never lost or run
+//!   again.
+//! - Redis answers with an error (`NOPERM`, `OOM`, a key of the wrong type,
+//!   a script error): retried a few times, then the worker stalls visibly
+//!   (error log, `toolq_settle_refused_total`, `/readyz` 503) and stops; the
+//!   jobs it could not settle stay held and are put back or recovered.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,15 +21,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Ctx;
+use super::job_metrics::ToolMetrics;
 use super::outage::retry_delay;
-use super::outcome::Outcome;
-use crate::health::metrics::STALE_ACKS;
-use crate::queue::{AckItem, QueueError};
+use super::outcome::{bury_unwritable, Deferred, Outcome, Settle};
+use crate::health::metrics::{SETTLE_REFUSED, STALE_ACKS};
+use crate::queue::{AckItem, QueueError, Requeue};
 
 /// Ack calls in flight at once. One: while it runs, the next batch fills up,
 /// so each call carries more jobs (measured: 1 in flight drained 15% faster
 /// than 2, and 2 than 4, with fewer and larger calls).
 const MAX_IN_FLIGHT: usize = 1;
+
+/// Answered errors in a row before the worker stalls: enough to ride out a
+/// transient refusal (a script cache flushed mid-call, a failover's
+/// read-only moment), few enough that a wedged worker shows within seconds.
+const MAX_REFUSALS: u32 = 5;
 
 pub type AckSender = mpsc::Sender<Outcome>;
 
@@ -39,7 +55,7 @@ impl Acker {
 
     /// Runs until every sender is gone and everything received is written,
     /// or `give_up` fires (then unwritten jobs stay in the active hash and are
-    /// recovered later: at-least-once still holds).
+    /// put back or recovered later: at-least-once still holds).
     pub async fn run(mut self, give_up: CancellationToken) {
         let mut in_flight = FuturesUnordered::new();
         loop {
@@ -54,7 +70,8 @@ impl Acker {
                             Err(_) => break,
                         }
                     }
-                    in_flight.push(flush(self.ctx.clone(), batch, give_up.clone()));
+                    let writer = Writer { ctx: self.ctx.clone(), give_up: give_up.clone() };
+                    in_flight.push(writer.flush(batch));
                 }
             }
         }
@@ -62,81 +79,195 @@ impl Acker {
     }
 }
 
-async fn flush(ctx: Arc<Ctx>, batch: Vec<Outcome>, give_up: CancellationToken) {
-    let mut acks: Vec<Vec<AckItem>> = vec![Vec::new(); ctx.queues.len()];
-    let mut others = Vec::new();
-    for outcome in batch {
-        match outcome {
-            Outcome::Ack { queue, item } => acks[queue].push(item),
-            other => others.push(other),
-        }
-    }
-    let worker = ctx.worker_id.as_str();
-    for (qi, items) in acks.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
-        let keys = &ctx.queues.keys[qi];
-        if let Some((stale, retried)) =
-            persist(&ctx, &give_up, || ctx.broker.ack(keys, worker, items)).await
-        {
-            count_stale(&ctx, qi, stale.len(), retried);
-        }
-    }
-    for outcome in others {
-        let (qi, written) = match &outcome {
-            Outcome::Retry { queue, item } => {
-                let keys = &ctx.queues.keys[*queue];
-                (
-                    *queue,
-                    persist(&ctx, &give_up, || ctx.broker.retry(keys, worker, item)).await,
-                )
-            }
-            Outcome::Bury { queue, item } => {
-                let keys = &ctx.queues.keys[*queue];
-                let (max, age) = (ctx.config.dead_max_jobs, ctx.config.dead_max_age());
-                (
-                    *queue,
-                    persist(&ctx, &give_up, || {
-                        ctx.broker.bury(keys, worker, item, max, age)
-                    })
-                    .await,
-                )
-            }
-            Outcome::Ack { .. } => continue,
-        };
-        if let Some((false, retried)) = written {
-            count_stale(&ctx, qi, 1, retried);
-        }
-    }
+/// Succeeded jobs of one queue, written by one ack call.
+#[derive(Default)]
+struct Acks {
+    items: Vec<AckItem>,
+    payloads: Vec<Vec<u8>>,
+    tms: Vec<Arc<ToolMetrics>>,
 }
 
-/// Retries a write until it succeeds or `give_up` fires; true with the value
-/// when it took more than one try.
-async fn persist<T, F, Fut>(
-    ctx: &Ctx,
-    give_up: &CancellationToken,
-    mut write: F,
-) -> Option<(T, bool)>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, QueueError>>,
-{
-    let mut failures = 0;
-    loop {
-        match write().await {
-            Ok(v) => {
-                ctx.outage.ok();
-                return Some((v, failures > 0));
-            }
-            Err(e) => {
-                ctx.outage.failed("ack", &e);
-                tokio::select! {
-                    _ = give_up.cancelled() => {
-                        tracing::warn!(error = %e, "giving up writing an outcome; the job stays active and will be recovered");
-                        return None;
-                    }
-                    _ = tokio::time::sleep(retry_delay(failures)) => {}
+struct Writer {
+    ctx: Arc<Ctx>,
+    give_up: CancellationToken,
+}
+
+impl Writer {
+    async fn flush(self, batch: Vec<Outcome>) {
+        let ctx = &self.ctx;
+        let mut acks: Vec<Acks> = (0..ctx.queues.len()).map(|_| Acks::default()).collect();
+        let mut put_back: Vec<Vec<u64>> = vec![Vec::new(); ctx.queues.len()];
+        let mut others = Vec::new();
+        for outcome in batch {
+            let qi = outcome.queue;
+            match outcome.settle {
+                Settle::Ack { item, payload, tm } => {
+                    acks[qi].items.push(item);
+                    acks[qi].payloads.push(payload);
+                    acks[qi].tms.push(tm);
                 }
-                failures += 1;
+                Settle::PutBack { slot } => put_back[qi].push(slot),
+                settle => others.push((qi, settle)),
             }
+        }
+        for (qi, a) in acks.into_iter().enumerate() {
+            if !a.items.is_empty() {
+                others.extend(self.ack(qi, a).await);
+            }
+        }
+        for (qi, settle) in others {
+            self.write_one(qi, settle).await;
+        }
+        for (qi, slots) in put_back.iter().enumerate() {
+            if !slots.is_empty() {
+                self.requeue(qi, Requeue::Slots(slots)).await;
+            }
+        }
+    }
+
+    /// Writes one queue's acks; returns burials for jobs whose own key
+    /// could not be written.
+    async fn ack(&self, qi: usize, a: Acks) -> Vec<(usize, Settle)> {
+        let ctx = &self.ctx;
+        let keys = &ctx.queues.keys[qi];
+        let worker = ctx.worker_id.as_str();
+        let Some((reply, retried)) = self
+            .persist(qi, "ack", || ctx.broker.ack(keys, worker, &a.items))
+            .await
+        else {
+            return Vec::new();
+        };
+        let mut written = vec![true; a.items.len()];
+        let mut burials = Vec::new();
+        for &i in &reply.stale {
+            written[i] = false;
+        }
+        for (i, why) in reply.unwritable {
+            written[i] = false;
+            let settle = bury_unwritable(ctx, qi, &a.items[i], &a.payloads[i], why);
+            burials.push((qi, settle));
+        }
+        for (tm, _) in a.tms.iter().zip(&written).filter(|(_, w)| **w) {
+            tm.succeeded.increment(1);
+        }
+        count_stale(ctx, qi, reply.stale.len(), retried);
+        burials
+    }
+
+    async fn write_one(&self, qi: usize, settle: Settle) {
+        let ctx = &self.ctx;
+        let keys = &ctx.queues.keys[qi];
+        let worker = ctx.worker_id.as_str();
+        match settle {
+            Settle::Retry { item, tm } => {
+                let written = self
+                    .persist(qi, "retry", || ctx.broker.retry(keys, worker, &item))
+                    .await;
+                if let Some((ours, retried)) = written {
+                    if ours {
+                        tm.retried.increment(1);
+                        tm.retries.increment(1);
+                    }
+                    count_stale(ctx, qi, usize::from(!ours), retried);
+                }
+            }
+            Settle::Bury { item, tm } => {
+                let (max, age) = (ctx.config.dead_max_jobs, ctx.config.dead_max_age());
+                let written = self
+                    .persist(qi, "bury", || {
+                        ctx.broker.bury(keys, worker, &item, max, age)
+                    })
+                    .await;
+                if let Some((buried, retried)) = written {
+                    if let Some(skipped) = buried.as_deref() {
+                        tm.dead.increment(1);
+                        tm.dead_total.increment(1);
+                        if !skipped.is_empty() {
+                            tracing::warn!(queue = %keys.name, job_id = ?item.id, reason = %skipped,
+                                "buried a job without writing a key of its own");
+                        }
+                    }
+                    count_stale(ctx, qi, usize::from(buried.is_none()), retried);
+                }
+            }
+            Settle::Defer { item, reply } => {
+                let parked = self
+                    .persist(qi, "defer", || ctx.broker.defer(keys, worker, &item))
+                    .await;
+                // No answer (dropped sender) when the write was abandoned: the
+                // job stays held for the stop or recovery to put back.
+                if let Some((parked, _)) = parked {
+                    let answer = match parked {
+                        Some(false) => Deferred::DueNow,
+                        Some(true) | None => Deferred::Parked,
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Settle::PutBackBatch { batch } => {
+                self.requeue(qi, Requeue::Batches(&[batch])).await;
+            }
+            Settle::Ack { .. } | Settle::PutBack { .. } => {}
+        }
+    }
+
+    async fn requeue(&self, qi: usize, what: Requeue<'_>) {
+        let ctx = &self.ctx;
+        let keys = &ctx.queues.keys[qi];
+        let back = self
+            .persist(qi, "requeue", || {
+                ctx.broker.requeue(keys, &ctx.worker_id, what)
+            })
+            .await;
+        if let Some((n, _)) = back.filter(|(n, _)| *n > 0) {
+            tracing::info!(queue = %keys.name, jobs = n, "put jobs back in pending");
+        }
+    }
+
+    /// Retries a write while Redis is unreachable, until it succeeds or
+    /// `give_up` fires; an error Redis answers with is retried at most
+    /// [`MAX_REFUSALS`] times, then the worker stalls. `Some` with the value,
+    /// and whether it took more than one try.
+    async fn persist<T, F, Fut>(
+        &self,
+        qi: usize,
+        op: &'static str,
+        mut write: F,
+    ) -> Option<(T, bool)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, QueueError>>,
+    {
+        let ctx = &self.ctx;
+        let (mut failures, mut refusals) = (0, 0);
+        loop {
+            let e = match write().await {
+                Ok(v) => {
+                    ctx.outage.ok();
+                    return Some((v, failures > 0));
+                }
+                Err(e) => e,
+            };
+            ctx.outage.failed(op, &e);
+            if !e.is_unavailable() {
+                refusals += 1;
+                metrics::counter!(SETTLE_REFUSED, "queue" => ctx.queues.keys[qi].name.clone())
+                    .increment(1);
+                if refusals >= MAX_REFUSALS || ctx.stalled.is_cancelled() {
+                    tracing::error!(op, error = %e, refusals,
+                        "redis keeps refusing to settle jobs; stopping this worker (its unsettled jobs stay held, to be put back or recovered)");
+                    ctx.stall(e.to_string());
+                    return None;
+                }
+            }
+            tokio::select! {
+                _ = self.give_up.cancelled() => {
+                    tracing::warn!(error = %e, "giving up writing an outcome; the job stays active and will be recovered");
+                    return None;
+                }
+                _ = tokio::time::sleep(retry_delay(failures)) => {}
+            }
+            failures += 1;
         }
     }
 }

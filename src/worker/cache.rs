@@ -90,7 +90,7 @@ pub async fn lookup(
     tool: &dyn Tool,
     args: &Value,
     lock_ttl: Duration,
-    cancel: Cancel<'_>,
+    cancel: &Cancel,
 ) -> Option<Lookup> {
     let Some(ttl) = tool.cache_ttl().filter(|t| !t.is_zero()) else {
         return Some(Lookup::Miss(Fill::none()));

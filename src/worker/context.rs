@@ -27,9 +27,14 @@ pub struct Ctx {
     pub batch: AtomicU64,
     pub outage: Outage,
     pub metrics: JobMetrics,
-    /// Cancelled when this worker learns it was declared dead: its jobs now
-    /// belong to someone else, so everything running must stop.
-    generation: Mutex<CancellationToken>,
+    /// Per queue: cancelled when this worker learns it was declared dead on
+    /// that queue. Its jobs there now belong to someone else, so those (and
+    /// only those) must stop; other queues' jobs run on.
+    generations: Vec<Mutex<CancellationToken>>,
+    /// Cancelled when Redis keeps refusing to settle jobs (see `acker`):
+    /// the worker stops and exits with an error.
+    pub stalled: CancellationToken,
+    stall_reason: Mutex<Option<String>>,
     /// Messages for tools that exist but are not configured (e.g. weather
     /// without an API key), so their jobs fail with advice, not "unknown".
     pub unconfigured: Vec<(String, String)>,
@@ -75,7 +80,12 @@ impl Ctx {
             health,
             limits,
             batch: AtomicU64::new(1),
-            generation: Mutex::new(CancellationToken::new()),
+            generations: names
+                .iter()
+                .map(|_| Mutex::new(CancellationToken::new()))
+                .collect(),
+            stalled: CancellationToken::new(),
+            stall_reason: Mutex::new(None),
             unconfigured,
         }
     }
@@ -85,18 +95,36 @@ impl Ctx {
         self.guarded.contains(tool)
     }
 
-    /// The token a job started now must watch.
-    pub fn generation(&self) -> CancellationToken {
-        self.generation
+    /// The token a job fetched from queue `qi` from now on must watch.
+    pub fn generation(&self, qi: usize) -> CancellationToken {
+        self.generations[qi]
             .lock()
             .map(|g| g.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Cancels every running job: they were recovered by another worker.
-    pub fn lose_jobs(&self) {
-        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+    /// Cancels the running jobs of queue `qi`: they were recovered by
+    /// another worker.
+    pub fn lose_jobs(&self, qi: usize) {
+        let mut g = self.generations[qi]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         g.cancel();
         *g = CancellationToken::new();
+    }
+
+    /// Stops the worker because Redis refuses to settle its jobs; the first
+    /// reason is the one reported.
+    pub fn stall(&self, reason: String) {
+        if let Ok(mut r) = self.stall_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.health.set_stalled();
+        self.stalled.cancel();
+    }
+
+    /// Why the worker stalled, if it did.
+    pub fn stall_reason(&self) -> Option<String> {
+        self.stall_reason.lock().ok().and_then(|r| r.clone())
     }
 }

@@ -18,10 +18,11 @@ use tokio_util::task::TaskTracker;
 
 use super::acker::AckSender;
 use super::context::Ctx;
-use super::executor;
+use super::executor::{self, Cancel, Taken};
 use super::outage::retry_delay;
+use super::outcome::{Outcome, Settle};
 use crate::job::recoveries_of;
-use crate::queue::{slot, QueueError, BATCH_SLOTS};
+use crate::queue::{slot, QueueError};
 
 /// Longest idle wait without a wake-up before fetching again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -43,12 +44,11 @@ pub struct Fetcher {
 
 /// A job taken from Redis, not started yet.
 struct Fetched {
-    queue: usize,
-    seq: u64,
-    payload: Vec<u8>,
+    taken: Taken,
     permit: OwnedSemaphorePermit,
-    /// The generation it was fetched in: if this worker has since been
-    /// declared dead, the job belongs to someone else and must not start.
+    /// Its queue's generation when the fetch was sent: cancelled if this
+    /// worker is declared dead on that queue from then on, since the job may
+    /// then be someone else's.
     generation: CancellationToken,
 }
 
@@ -56,7 +56,6 @@ impl Fetcher {
     pub async fn run(self, stop: CancellationToken) {
         // Shared by running jobs, held alone by a running suspect.
         let solo = Arc::new(RwLock::new(()));
-        let mut unsettled = Vec::new();
         let mut failures = 0;
         let mut busy = false;
         loop {
@@ -75,11 +74,8 @@ impl Fetcher {
                 _ = stop.cancelled() => break,
                 g = solo.read() => drop(g),
             }
-            self.settle(&mut unsettled).await;
             let mut jobs = Vec::new();
-            let fetched = self
-                .fetch_round(&mut permits, &mut jobs, &mut unsettled)
-                .await;
+            let fetched = self.fetch_round(&mut permits, &mut jobs, &stop).await;
             // A batch that used every permit means a backlog: the next round
             // waits a moment for more free permits.
             busy = permits.num_permits() == 0 && jobs.len() > 1;
@@ -137,37 +133,13 @@ impl Fetcher {
         }
     }
 
-    /// Puts back the jobs of fetches whose reply never came: Redis may have
-    /// moved them into the active hash before the connection broke, and no
-    /// task of ours runs them. Kept for the next round if Redis is still away.
-    async fn settle(&self, unsettled: &mut Vec<(usize, Vec<u64>)>) {
-        while let Some((qi, slots)) = unsettled.last() {
-            let keys = &self.ctx.queues.keys[*qi];
-            match self
-                .ctx
-                .broker
-                .requeue(keys, &self.ctx.worker_id, slots)
-                .await
-            {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(queue = %keys.name, jobs = n,
-                            "put back jobs whose fetch reply was lost");
-                    }
-                    unsettled.pop();
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
     /// One round over the queues in this round's order, into `jobs` (kept
     /// even when a later queue's fetch fails).
     async fn fetch_round(
         &self,
         permits: &mut OwnedSemaphorePermit,
         jobs: &mut Vec<Fetched>,
-        unsettled: &mut Vec<(usize, Vec<u64>)>,
+        stop: &CancellationToken,
     ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         let solo_at = ctx.config.max_recoveries.max(1);
@@ -177,6 +149,10 @@ impl Fetcher {
                 break;
             }
             let batch = ctx.batch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Taken before the fetch: a loss of ownership noticed at any
+            // moment after the fetch was sent cancels these jobs (a cancelled
+            // job that was still ours is put back, fenced).
+            let generation = ctx.generation(qi);
             let fetched = ctx
                 .broker
                 .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, batch, solo_at)
@@ -184,26 +160,23 @@ impl Fetcher {
             let payloads = match fetched {
                 Ok(p) => p,
                 Err(e) => {
-                    if e.is_unavailable() {
-                        let most = want.min(BATCH_SLOTS as usize);
-                        unsettled.push((qi, (0..most).map(|i| slot(batch, i)).collect()));
+                    if reply_lost(&e) {
+                        self.put_back_batch(qi, batch, stop).await;
                     }
                     return Err(e);
                 }
             };
-            // Taken right after the fetch: a fetch succeeds only while this
-            // worker is registered, so if this generation ends later, these
-            // jobs were among those recovered elsewhere.
-            let generation = ctx.generation();
             ctx.outage.ok();
             for (i, payload) in payloads.into_iter().enumerate() {
                 let Some(permit) = permits.split(1) else {
                     break;
                 };
                 jobs.push(Fetched {
-                    queue: qi,
-                    seq: slot(batch, i),
-                    payload,
+                    taken: Taken {
+                        queue: qi,
+                        slot: slot(batch, i),
+                        payload,
+                    },
                     permit,
                     generation: generation.clone(),
                 });
@@ -212,20 +185,32 @@ impl Fetcher {
         Ok(())
     }
 
+    /// A fetch whose reply was lost may have moved jobs into the active hash
+    /// that no task of ours runs: the acker puts back whatever that batch
+    /// holds once Redis answers (nothing, if the fetch never ran).
+    async fn put_back_batch(&self, qi: usize, batch: u64, stop: &CancellationToken) {
+        let outcome = Outcome::new(qi, Settle::PutBackBatch { batch });
+        tokio::select! {
+            // Still held, if it ever was: the stop puts it back.
+            _ = stop.cancelled() => {}
+            _ = self.acker.send(outcome) => {}
+        }
+    }
+
     /// Starts ordinary jobs at once and suspects one at a time, each once
     /// every other job of this worker has finished.
     async fn start(&self, jobs: Vec<Fetched>, solo: &Arc<RwLock<()>>, stop: &CancellationToken) {
         let solo_at = self.ctx.config.max_recoveries.max(1);
         let (alone, shared): (Vec<_>, Vec<_>) = jobs
             .into_iter()
-            .partition(|j| recoveries_of(&j.payload) >= solo_at);
+            .partition(|j| recoveries_of(&j.taken.payload) >= solo_at);
         for job in shared {
             let pass = solo.clone().read_owned().await;
             self.spawn_job(job, pass);
         }
         for job in alone {
             tracing::info!(
-                recoveries = recoveries_of(&job.payload),
+                recoveries = recoveries_of(&job.taken.payload),
                 "running a job that was on dead workers before alone"
             );
             let pass = tokio::select! {
@@ -241,30 +226,20 @@ impl Fetcher {
     /// Runs `job` in its own task, holding `pass` (its share of, or all of,
     /// the solo lock) and its permit until its outcome is handed over.
     fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P) {
-        if job.generation.is_cancelled() {
-            return;
-        }
         let ctx = self.ctx.clone();
         let acker = self.acker.clone();
-        let stop_jobs = self.stop_jobs.clone();
+        let cancel = Cancel {
+            generation: job.generation,
+            stop: self.stop_jobs.clone(),
+        };
+        let Fetched { taken, permit, .. } = job;
         // Boxed: the job's future is large, and tokio would otherwise copy
         // it several times on the way into the task.
         self.tasks.spawn(Box::pin(async move {
-            let Fetched {
-                queue,
-                seq,
-                payload,
-                permit,
-                generation,
-            } = job;
-            // `execute` watches both tokens itself and unwinds (the in-flight
-            // gauge and count go down there): dropping it from outside would
-            // leak them.
-            let cancel = executor::Cancel {
-                generation: &generation,
-                stop: &stop_jobs,
-            };
-            if let Some(outcome) = executor::execute(&ctx, queue, seq, payload, cancel).await {
+            // `execute` watches the cancel tokens itself and unwinds (the
+            // in-flight gauge and count go down there): dropping it from
+            // outside would leak them.
+            if let Some(outcome) = executor::execute(ctx, taken, acker.clone(), cancel).await {
                 // Holding the permit until the acker took the outcome caps
                 // finished-but-unwritten jobs when Redis is slow or down.
                 let _ = acker.send(outcome).await;
@@ -283,6 +258,13 @@ impl Fetcher {
         }
         self.idle.send_replace(false);
     }
+}
+
+/// Whether a failed fetch may have run in Redis with only its reply lost:
+/// the request went out on a connection that then broke. A fetch that
+/// found no connection never left this process.
+fn reply_lost(e: &QueueError) -> bool {
+    matches!(e, QueueError::Redis { .. }) && e.is_unavailable()
 }
 
 pub async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {

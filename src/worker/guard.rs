@@ -8,13 +8,11 @@
 
 use std::time::Duration;
 
-use super::executor::Cancel;
 use serde_json::Value;
 
+use super::attempt::Attempt;
 use super::cache::{self, Fill, Lookup};
-use super::context::Ctx;
 use super::rate_limit::{self, Admit};
-use crate::job::Job;
 use crate::tools::Tool;
 
 /// Headroom of the cache fill lock over the attempt's timeout, so the lock
@@ -26,36 +24,37 @@ pub enum Before {
     Cached(Value),
     /// Call the tool, then settle the fill.
     Call(Fill),
-    /// Parked by the rate limit, or cancelled: nothing to write.
-    Stop,
-    /// The tool neither caches nor is rate limited (the executor's shortcut).
+    /// Parked by the rate limit: nothing more to do here.
+    Parked,
+    /// Cancelled while waiting: put the job back.
+    Cancelled,
+    /// The tool neither caches nor is rate limited (the attempt's shortcut).
     Unguarded,
 }
 
 /// Runs the cache lookup and the rate limit for one attempt.
-#[allow(clippy::too_many_arguments)]
-pub async fn before_call(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: &Job,
-    id: &str,
-    tool: &dyn Tool,
-    timeout: Duration,
-    cancel: Cancel<'_>,
-) -> Before {
-    let fill = match cache::lookup(ctx, tool, &job.args, timeout + LOCK_MARGIN, cancel).await {
-        None => return Before::Stop,
+pub async fn before_call(attempt: &Attempt, tool: &dyn Tool, timeout: Duration) -> Before {
+    let ctx = &attempt.ctx;
+    let lookup = cache::lookup(
+        ctx,
+        tool,
+        &attempt.job.args,
+        timeout + LOCK_MARGIN,
+        &attempt.cancel,
+    );
+    let fill = match lookup.await {
+        None => return Before::Cancelled,
         Some(Lookup::Hit(output)) => return Before::Cached(output),
         Some(Lookup::Miss(fill)) => fill,
     };
-    match rate_limit::admit(ctx, qi, seq, payload, job, id, cancel).await {
-        Admit::Go => Before::Call(fill),
-        Admit::Parked | Admit::Cancelled => {
-            // Let a waiting identical job take the lock (it may find a slot).
-            fill.finish(ctx, None).await;
-            Before::Stop
-        }
+    let admit = rate_limit::admit(attempt).await;
+    if admit == Admit::Go {
+        return Before::Call(fill);
+    }
+    // Let a waiting identical job take the lock (it may find a slot).
+    fill.finish(ctx, None).await;
+    match admit {
+        Admit::Parked => Before::Parked,
+        _ => Before::Cancelled,
     }
 }

@@ -84,9 +84,9 @@ impl Heartbeat {
 
     async fn beat(&self, broker: &Broker) -> Result<(), QueueError> {
         let ctx = &self.ctx;
-        for keys in &ctx.queues.keys {
+        for (qi, keys) in ctx.queues.keys.iter().enumerate() {
             if !broker.heartbeat(keys, &ctx.worker_id, false).await? {
-                self.lost(broker, keys).await?;
+                self.lost(broker, qi, keys).await?;
             }
         }
         broker
@@ -100,12 +100,13 @@ impl Heartbeat {
         Ok(())
     }
 
-    /// Another worker declared us dead (we were paused or cut off) and took
-    /// our jobs: stop running them, then register again.
-    async fn lost(&self, broker: &Broker, keys: &QueueKeys) -> Result<(), QueueError> {
+    /// Another worker declared us dead on queue `qi` (we were paused or cut
+    /// off) and took our jobs there: stop running those (only those), then
+    /// register again.
+    async fn lost(&self, broker: &Broker, qi: usize, keys: &QueueKeys) -> Result<(), QueueError> {
         tracing::warn!(queue = %keys.name,
-            "this worker was declared dead and its jobs recovered elsewhere; cancelling them");
-        self.ctx.lose_jobs();
+            "this worker was declared dead on this queue and its jobs there recovered elsewhere; cancelling them");
+        self.ctx.lose_jobs(qi);
         broker.heartbeat(keys, &self.ctx.worker_id, true).await?;
         Ok(())
     }

@@ -37,7 +37,7 @@ impl ToolMetrics {
             wait: histogram!(m::JOB_WAIT, "queue" => q.clone(), "tool" => t.clone()),
             duration: histogram!(m::JOB_DURATION, "queue" => q.clone(), "tool" => t.clone()),
             succeeded: finished("succeeded"),
-            retried: finished("retried"),
+            retried: finished("retrying"),
             dead: finished("dead"),
             retries: counter!(m::JOB_RETRIES, "queue" => q.clone(), "tool" => t.clone()),
             dead_total: counter!(m::JOBS_DEAD, "queue" => q.clone(), "tool" => t.clone()),

@@ -18,7 +18,7 @@ use super::executor::INVALID_TOOL_LABEL;
 use crate::health::metrics as m;
 
 /// The outcomes the executor counts in `toolq_jobs_finished_total`.
-const OUTCOMES: [&str; 3] = ["succeeded", "retried", "dead"];
+const OUTCOMES: [&str; 3] = ["succeeded", "retrying", "dead"];
 /// The tool label the reaper gives jobs it buries for being recovered too
 /// often (they crashed every worker that ran them).
 pub(super) const POISONED_TOOL_LABEL: &str = "_poisoned";
@@ -43,6 +43,7 @@ pub fn register_zero_series(ctx: &Ctx) {
         gauge!(m::JOBS_IN_FLIGHT, "queue" => queue.to_owned()).increment(0.0);
         counter!(m::JOBS_RECOVERED, "queue" => queue.to_owned()).increment(0);
         counter!(m::STALE_ACKS, "queue" => queue.to_owned()).increment(0);
+        counter!(m::SETTLE_REFUSED, "queue" => queue.to_owned()).increment(0);
     }
     for tool in &tools {
         let cached = ctx

@@ -2,15 +2,19 @@
 //!
 //! - `fetcher`: permits first, then one batch fetch per queue; a task per job.
 //! - `waiter`: blocking wake-ups while idle (no polling).
-//! - `executor`: one job: parse, validate, run with timeout, outcome.
+//! - `executor`: one job's task: parse, then its `attempt` (park, validate,
+//!   guard, call, conclude), whose `outcome` goes to the acker.
 //! - `guard`: around the call: `cache` (tool result cache, stampede lock)
 //!   and `rate_limit` (per-tool limit shared by all workers).
-//! - `acker`: writes outcomes in batches; holds them through Redis outages.
+//! - `acker`: the one writer of outcomes (ack, retry, bury, park, put back),
+//!   in batches; holds them through Redis outages, stalls the worker when
+//!   Redis keeps refusing them.
 //! - `heartbeat`, `reaper`, `scheduler`, `monitor`: the background loops.
 //! - `startup`: side port, registration; `stop`: the phased stop sequence.
 //! - `shutdown`: the two-stage stop signal; `backoff`, `queues`: pure helpers.
 
 mod acker;
+mod attempt;
 pub mod backoff;
 mod cache;
 mod context;
@@ -58,6 +62,10 @@ pub enum WorkerError {
     Health(#[from] health::HealthError),
     #[error("worker: {0}")]
     Io(#[from] std::io::Error),
+    /// Redis kept refusing to settle jobs; the worker stopped so that its
+    /// jobs are recovered by others and its orchestrator restarts it.
+    #[error("worker: stopped because redis refuses to settle jobs: {0}")]
+    Stalled(String),
 }
 
 /// A configured worker, ready to [`run`](Worker::run).
@@ -187,7 +195,10 @@ async fn run_registered(
         beat,
     };
     stop::stop(&ctx, &shutdown, running).await;
-    Ok(())
+    match ctx.stall_reason() {
+        Some(reason) => Err(WorkerError::Stalled(reason)),
+        None => Ok(()),
+    }
 }
 
 /// Starts one waiter per queue and the fetcher, which runs each job as a

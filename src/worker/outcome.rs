@@ -1,109 +1,270 @@
-//! What became of one attempt, ready to be written by the acker, and how it
-//! is built: the call's result classified (success, retry or burial), the
-//! result document, and the ack, retry or burial item with the metrics each
-//! counts.
+//! What became of one attempt, ready for the acker (the one component that
+//! writes outcomes), and how it is built: the call's result classified
+//! (success, retry or burial), the result document, and the settling item.
+//! Metrics are counted by the acker once the write is known to have landed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::error::Elapsed;
 
+use super::attempt::Attempt;
 use super::backoff::backoff_random;
 use super::context::Ctx;
-use super::executor::INVALID_TOOL_LABEL;
+use super::executor::{Taken, INVALID_TOOL_LABEL};
 use super::job_metrics::ToolMetrics;
 use crate::job::{self, DeadJob, ErrorInfo, Job, ResultRef};
-use crate::queue::{AckItem, BuryItem, RetryItem};
+use crate::queue::{AckItem, BuryItem, DeferItem, RetryItem};
 use crate::tools::ToolError;
 
 /// Longest delay a remote's `Retry-After` may impose on a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// One job's outcome for queue number `queue` of this worker.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Finished: result written, job removed from active.
-    Ack { queue: usize, item: AckItem },
+pub struct Outcome {
+    pub queue: usize,
+    pub settle: Settle,
+}
+
+/// What to write for a job; `tm` is counted once the write landed.
+pub enum Settle {
+    /// Succeeded: result written, job released. The payload is kept in case
+    /// a key of the job's own cannot be written and it must be buried.
+    Ack {
+        item: AckItem,
+        payload: Vec<u8>,
+        tm: Arc<ToolMetrics>,
+    },
     /// Failed, will run again after a delay.
-    Retry { queue: usize, item: RetryItem },
+    Retry {
+        item: RetryItem,
+        tm: Arc<ToolMetrics>,
+    },
     /// Given up on: moved to dead.
-    Bury { queue: usize, item: BuryItem },
+    Bury {
+        item: BuryItem,
+        tm: Arc<ToolMetrics>,
+    },
+    /// Not due yet, or over its tool's rate limit: parked in the delayed
+    /// set unless due by Redis's clock; the job's task waits for `reply`.
+    Defer {
+        item: DeferItem,
+        reply: oneshot::Sender<Deferred>,
+    },
+    /// Will not be finished here (cancelled): back to pending, unspent.
+    PutBack { slot: u64 },
+    /// A fetched batch whose reply never came: its jobs back to pending.
+    PutBackBatch { batch: u64 },
+}
+
+/// The acker's answer to [`Settle::Defer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Due by Redis's clock: run it now.
+    DueNow,
+    /// Parked, or no longer ours.
+    Parked,
 }
 
 /// What the tool call came to: its output or error, a panic, or a timeout.
 pub(super) type CallResult = Result<std::thread::Result<Result<Value, ToolError>>, Elapsed>;
 
-/// The attempt's limits and timing, for [`conclude`].
-pub(super) struct Attempt {
+/// How often and how long the job may run.
+#[derive(Clone, Copy)]
+pub(super) struct Limits {
     pub(super) max_attempts: u32,
     pub(super) timeout: Duration,
-    pub(super) timing: Timing,
-}
-
-/// Turns the call's result into the outcome: success, a retry after
-/// backoff while attempts remain and the error allows it, or burial.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conclude(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: Job,
-    id: String,
-    res: CallResult,
-    attempt: Attempt,
-    tm: &ToolMetrics,
-) -> Outcome {
-    let Attempt {
-        max_attempts,
-        timeout,
-        timing,
-    } = attempt;
-    let (failure, kind) = match res {
-        Ok(Ok(Ok(output))) => return succeed(ctx, qi, seq, job, id, output, timing, tm, false),
-        Ok(Ok(Err(e))) => {
-            let kind = e.kind();
-            (e, kind)
-        }
-        Ok(Err(panic)) => (
-            ToolError::retryable(format!("tool panicked: {}", panic_message(&panic))),
-            "panic",
-        ),
-        Err(_) => (
-            ToolError::retryable(format!(
-                "attempt timed out after {} ms",
-                timeout.as_millis()
-            )),
-            "timeout",
-        ),
-    };
-    let info = error(kind, failure.to_string());
-    tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
-    if let ToolError::Retryable { retry_after, .. } = &failure {
-        if job.attempt + 1 < max_attempts {
-            let max = Duration::from_millis(ctx.config.backoff_max_ms);
-            // A remote's Retry-After is honoured even above our own backoff
-            // ceiling (it knows its quota), but a hostile or broken header
-            // must not park a job for years: at most an hour, or the
-            // ceiling if that is longer.
-            let honoured = max.max(MAX_RETRY_AFTER);
-            let delay = retry_after.map(|d| d.min(honoured)).unwrap_or_else(|| {
-                backoff_random(
-                    job.attempt,
-                    Duration::from_millis(ctx.config.backoff_base_ms),
-                    max,
-                )
-            });
-            return retry(ctx, qi, seq, payload, job, id, info, delay, timing, tm);
-        }
-    }
-    bury(ctx, qi, seq, payload, &job, &id, info, Some(timing), tm)
 }
 
 #[derive(Clone, Copy)]
 pub(super) struct Timing {
     pub(super) started_at: u64,
     pub(super) elapsed: Duration,
+}
+
+impl Attempt {
+    /// Turns the call's result into what to write: success, a retry after
+    /// backoff while attempts remain and the error allows it, or burial.
+    pub(super) fn conclude(&self, res: CallResult, limits: Limits, timing: Timing) -> Settle {
+        let (failure, kind) = match res {
+            Ok(Ok(Ok(output))) => return self.succeed(output, timing, false),
+            Ok(Ok(Err(e))) => {
+                let kind = e.kind();
+                (e, kind)
+            }
+            Ok(Err(panic)) => (
+                ToolError::retryable(format!("tool panicked: {}", panic_message(&panic))),
+                "panic",
+            ),
+            Err(_) => (
+                ToolError::retryable(format!(
+                    "attempt timed out after {} ms",
+                    limits.timeout.as_millis()
+                )),
+                "timeout",
+            ),
+        };
+        let info = error(kind, failure.to_string());
+        tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
+        if let ToolError::Retryable { retry_after, .. } = &failure {
+            if self.job.attempt + 1 < limits.max_attempts {
+                let config = &self.ctx.config;
+                let max = Duration::from_millis(config.backoff_max_ms);
+                // A remote's Retry-After is honoured even above our own backoff
+                // ceiling (it knows its quota), but a hostile or broken header
+                // must not park a job for years: at most an hour, or the
+                // ceiling if that is longer.
+                let honoured = max.max(MAX_RETRY_AFTER);
+                let delay = retry_after.map(|d| d.min(honoured)).unwrap_or_else(|| {
+                    backoff_random(
+                        self.job.attempt,
+                        Duration::from_millis(config.backoff_base_ms),
+                        max,
+                    )
+                });
+                return self.retry(info, delay, timing);
+            }
+        }
+        self.bury(info, Some(timing))
+    }
+
+    fn result_doc(
+        &self,
+        status: &str,
+        output: Option<&Value>,
+        error: Option<&ErrorInfo>,
+        timing: Option<Timing>,
+        cached: bool,
+    ) -> String {
+        result_doc(
+            &self.ctx, &self.job, &self.id, status, output, error, timing, cached,
+        )
+    }
+
+    fn result_ttl(&self) -> u64 {
+        self.job
+            .result_ttl_s
+            .unwrap_or(self.ctx.config.result_ttl_s)
+    }
+
+    pub(super) fn succeed(&self, output: Value, t: Timing, cached: bool) -> Settle {
+        let result = self.result_doc("succeeded", Some(&output), None, Some(t), cached);
+        Settle::Ack {
+            item: AckItem {
+                seq: self.slot,
+                result_ttl_s: self.result_ttl(),
+                result,
+                batch: self.job.batch.clone(),
+                unique_key: self.job.unique_key.clone(),
+                id: self.id.clone(),
+            },
+            // Filled in by `Attempt::finish`, which owns the payload.
+            payload: Vec::new(),
+            tm: self.tm.clone(),
+        }
+    }
+
+    fn retry(&self, info: ErrorInfo, delay: Duration, t: Timing) -> Settle {
+        let next = match job::rewrite_payload(
+            &self.payload,
+            &self.id,
+            self.job.attempt + 1,
+            self.job.recoveries,
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.bury(error("internal", e.to_string()), Some(t)),
+        };
+        let result = self.result_doc("retrying", None, Some(&info), Some(t), false);
+        Settle::Retry {
+            item: RetryItem {
+                seq: self.slot,
+                delay_ms: delay.as_millis() as u64,
+                payload: next,
+                result_ttl_s: self.result_ttl(),
+                result,
+                id: self.id.clone(),
+            },
+            tm: self.tm.clone(),
+        }
+    }
+
+    pub(super) fn bury(&self, info: ErrorInfo, t: Option<Timing>) -> Settle {
+        bury_job(
+            &self.ctx,
+            &Buried {
+                slot: self.slot,
+                payload: &self.payload,
+                job: &self.job,
+                id: &self.id,
+            },
+            info,
+            t,
+            self.tm.clone(),
+        )
+    }
+}
+
+/// A job being buried, as the burial needs it.
+struct Buried<'a> {
+    slot: u64,
+    payload: &'a [u8],
+    job: &'a Job,
+    id: &'a str,
+}
+
+fn bury_job(
+    ctx: &Ctx,
+    b: &Buried<'_>,
+    info: ErrorInfo,
+    t: Option<Timing>,
+    tm: Arc<ToolMetrics>,
+) -> Settle {
+    let with_id = job::rewrite_payload(b.payload, b.id, b.job.attempt, b.job.recoveries).ok();
+    let dead_job = match &with_id {
+        Some(p) => DeadJob::Parsed(p),
+        None => DeadJob::Raw(b.payload),
+    };
+    let prefix = job::dead_entry_prefix(&dead_job, &info, &ctx.worker_id, b.slot);
+    let result = result_doc(ctx, b.job, b.id, "dead", None, Some(&info), t, false);
+    Settle::Bury {
+        item: BuryItem {
+            seq: b.slot,
+            id: Some(b.id.to_owned()),
+            dead_entry_prefix: prefix,
+            result_ttl_s: b.job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
+            result,
+            batch: b.job.batch.clone(),
+            unique_key: b.job.unique_key.clone(),
+        },
+        tm,
+    }
+}
+
+/// A succeeded job whose own key (its notification list or unique lock)
+/// cannot be written: buried instead, with the reason naming the key. The
+/// burial skips that key, so the job's result is still written.
+pub(super) fn bury_unwritable(
+    ctx: &Ctx,
+    qi: usize,
+    item: &AckItem,
+    payload: &[u8],
+    why: String,
+) -> Settle {
+    tracing::warn!(queue = %ctx.queues.keys[qi].name, job_id = %item.id, reason = %why,
+        "burying a job whose own key cannot be written");
+    let Ok(job) = job::parse(payload, ctx.limits) else {
+        return bury_invalid_at(ctx, qi, item.seq, payload, "unwritable", why);
+    };
+    let tm = ctx.metrics.tool(qi, &job.tool);
+    let buried = Buried {
+        slot: item.seq,
+        payload,
+        job: &job,
+        id: &item.id,
+    };
+    bury_job(ctx, &buried, error("unwritable", why), None, tm)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -140,148 +301,41 @@ fn result_doc(
     .to_json()
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn succeed(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    job: Job,
-    id: String,
-    output: Value,
-    t: Timing,
-    tm: &ToolMetrics,
-    cached: bool,
-) -> Outcome {
-    tm.succeeded.increment(1);
-    let result = result_doc(
-        ctx,
-        &job,
-        &id,
-        "succeeded",
-        Some(&output),
-        None,
-        Some(t),
-        cached,
-    );
-    Outcome::Ack {
-        queue: qi,
-        item: AckItem {
-            seq,
-            result_ttl_s: job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
-            result,
-            succeeded: true,
-            batch: job.batch,
-            unique_key: job.unique_key,
-            id,
-        },
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn retry(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: Job,
-    id: String,
-    info: ErrorInfo,
-    delay: Duration,
-    t: Timing,
-    tm: &ToolMetrics,
-) -> Outcome {
-    let next = match job::rewrite_payload(payload, &id, job.attempt + 1, job.recoveries) {
-        Ok(p) => p,
-        Err(e) => {
-            return bury(
-                ctx,
-                qi,
-                seq,
-                payload,
-                &job,
-                &id,
-                error("internal", e.to_string()),
-                Some(t),
-                tm,
-            )
-        }
-    };
-    tm.retried.increment(1);
-    tm.retries.increment(1);
-    let result = result_doc(ctx, &job, &id, "failed", None, Some(&info), Some(t), false);
-    Outcome::Retry {
-        queue: qi,
-        item: RetryItem {
-            seq,
-            delay_ms: delay.as_millis() as u64,
-            payload: next,
-            result_ttl_s: job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
-            result,
-            id,
-        },
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn bury(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: &Job,
-    id: &str,
-    info: ErrorInfo,
-    t: Option<Timing>,
-    tm: &ToolMetrics,
-) -> Outcome {
-    tm.dead.increment(1);
-    tm.dead_total.increment(1);
-    let with_id = job::rewrite_payload(payload, id, job.attempt, job.recoveries).ok();
-    let dead_job = match &with_id {
-        Some(p) => DeadJob::Parsed(p),
-        None => DeadJob::Raw(payload),
-    };
-    let prefix = job::dead_entry_prefix(&dead_job, &info);
-    let result = result_doc(ctx, job, id, "dead", None, Some(&info), t, false);
-    Outcome::Bury {
-        queue: qi,
-        item: BuryItem {
-            seq,
-            id: Some(id.to_owned()),
-            dead_entry_prefix: prefix,
-            result_ttl_s: job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s),
-            result,
-            batch: job.batch.clone(),
-            unique_key: job.unique_key.clone(),
-        },
-    }
-}
-
 /// A payload that is not a valid job: buried as it came, with why.
-pub(super) fn bury_invalid(
+pub(super) fn bury_invalid(ctx: &Ctx, taken: &Taken, kind: &str, message: String) -> Outcome {
+    let settle = bury_invalid_at(ctx, taken.queue, taken.slot, &taken.payload, kind, message);
+    Outcome {
+        queue: taken.queue,
+        settle,
+    }
+}
+
+fn bury_invalid_at(
     ctx: &Ctx,
     qi: usize,
-    seq: u64,
+    slot: u64,
     payload: &[u8],
     kind: &str,
     message: String,
-) -> Outcome {
+) -> Settle {
     tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, %message, "burying invalid payload");
-    let tm = ctx.metrics.tool(qi, INVALID_TOOL_LABEL);
-    tm.dead.increment(1);
-    tm.dead_total.increment(1);
     let info = error(kind, message);
-    Outcome::Bury {
-        queue: qi,
+    Settle::Bury {
         item: BuryItem {
-            seq,
+            seq: slot,
             id: None,
-            dead_entry_prefix: job::dead_entry_prefix(&DeadJob::Raw(payload), &info),
+            dead_entry_prefix: job::dead_entry_prefix(
+                &DeadJob::Raw(payload),
+                &info,
+                &ctx.worker_id,
+                slot,
+            ),
             result_ttl_s: 0,
             result: String::new(),
             batch: None,
             unique_key: None,
         },
+        tm: ctx.metrics.tool(qi, INVALID_TOOL_LABEL),
     }
 }
 

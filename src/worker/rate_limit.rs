@@ -9,15 +9,13 @@
 
 use std::time::Duration;
 
-use super::executor::Cancel;
 use metrics::counter;
 use rand::Rng;
 
-use super::context::Ctx;
-use super::executor::due_now;
+use super::attempt::{Attempt, Parking};
 use super::outage::retry_delay;
 use crate::health::metrics::RATE_LIMITED;
-use crate::job::{self, Job};
+use crate::job;
 use crate::queue::RateSlot;
 use crate::tools::RateLimit;
 
@@ -27,21 +25,14 @@ pub enum Admit {
     Go,
     /// Parked in the delayed set (or taken over meanwhile): nothing to write.
     Parked,
-    /// Cancelled while Redis was unreachable.
+    /// Cancelled while waiting.
     Cancelled,
 }
 
 /// Takes a slot of the job's tool, or parks the job until one frees.
-pub async fn admit(
-    ctx: &Ctx,
-    qi: usize,
-    seq: u64,
-    payload: &[u8],
-    job: &Job,
-    id: &str,
-    cancel: Cancel<'_>,
-) -> Admit {
-    let Some(limit) = ctx.config.tools.rate_limit(&job.tool) else {
+pub async fn admit(attempt: &Attempt) -> Admit {
+    let (ctx, tool) = (&attempt.ctx, &attempt.job.tool);
+    let Some(limit) = ctx.config.tools.rate_limit(tool) else {
         return Admit::Go;
     };
     let token = uuid::Uuid::new_v4().simple().to_string();
@@ -49,7 +40,7 @@ pub async fn admit(
     loop {
         let taken = ctx
             .broker
-            .rate_limit_take(&job.tool, limit.max, limit.per, &token)
+            .rate_limit_take(tool, limit.max, limit.per, &token)
             .await;
         let free_at = match taken {
             Ok(RateSlot::Taken) => return Admit::Go,
@@ -59,25 +50,20 @@ pub async fn admit(
                 // the upstream quota (and the job cannot be acked anyway).
                 ctx.outage.failed("rate_limit", &e);
                 tokio::select! {
-                    _ = cancel.cancelled() => return Admit::Cancelled,
+                    _ = attempt.cancel.cancelled() => return Admit::Cancelled,
                     _ = tokio::time::sleep(retry_delay(failures)) => {}
                 }
                 failures += 1;
                 continue;
             }
         };
-        // The id goes into the parked payload so a job enqueued without one
-        // keeps the id its result will be stored under.
-        let parked = job::rewrite_payload(payload, id, job.attempt, job.recoveries)
-            .map(String::into_bytes)
-            .unwrap_or_else(|_| payload.to_vec());
         let due = free_at + jitter(limit);
-        match due_now(ctx, qi, seq, due, &parked, cancel).await {
-            None => return Admit::Cancelled,
+        match attempt.park(due).await {
+            Parking::Cancelled => return Admit::Cancelled,
             // The slot freed while we parked: try again at once.
-            Some(true) => continue,
-            Some(false) => {
-                counter!(RATE_LIMITED, "tool" => job.tool.clone()).increment(1);
+            Parking::DueNow => continue,
+            Parking::Parked => {
+                counter!(RATE_LIMITED, "tool" => tool.clone()).increment(1);
                 tracing::debug!(limit = %limit, due_in_ms = due.saturating_sub(job::now_ms()),
                     "rate limited; parked until a slot frees");
                 return Admit::Parked;

@@ -83,8 +83,9 @@ impl Reaper {
     }
 
     /// Writes the `dead` result of a job buried as poison, so whoever waits
-    /// for it learns its fate. If this fails, the job is still in the dead
-    /// set; only its result is missing.
+    /// for it learns its fate, and releases its unique lock so the same work
+    /// can be enqueued again. If this fails, the job is still in the dead
+    /// set; only its result is missing (and the lock waits for its TTL).
     async fn record_poisoned(
         &self,
         keys: &QueueKeys,
@@ -129,6 +130,10 @@ impl Reaper {
         let ttl = job.result_ttl_s.unwrap_or(ctx.config.result_ttl_s);
         ctx.broker
             .store_result(keys, &id, ttl, &text, job.batch.as_deref())
-            .await
+            .await?;
+        if let Some(unique_key) = &job.unique_key {
+            ctx.broker.release_unique(keys, unique_key, &id).await?;
+        }
+        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! The stop sequence, in phases (as sidekiq's quiet, stop, requeue): stop
 //! fetching at once; let running jobs finish within the grace period, then
 //! interrupt them; write what finished (bounded while Redis is down); stop
-//! the background loops and the heartbeat; put back what did not finish;
-//! deregister. The order matters: see the comments at each phase.
+//! the background loops and the heartbeat; put back what did not finish and
+//! deregister, in one atomic step per queue. The order matters: see the
+//! comments at each phase. A worker that stalls (Redis refusing to settle
+//! its jobs) runs the same sequence.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::context::Ctx;
 use super::Shutdown;
+use crate::queue::Requeue;
 
 /// Longest wait for running jobs to notice cancellation after the grace.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
@@ -50,7 +53,10 @@ pub(super) async fn stop(ctx: &Ctx, shutdown: &Shutdown, running: Running) {
         beat,
     } = running;
     // Phase 1, quiet: stop taking jobs at once.
-    shutdown.begun().await;
+    tokio::select! {
+        _ = shutdown.begun() => {}
+        _ = ctx.stalled.cancelled() => {}
+    }
     let grace = quiet(ctx, fetch_stop, fetchers).await;
     // Phase 2: let running jobs finish within the grace period.
     finish_jobs(ctx, shutdown, &tasks, &stop_jobs, grace).await;
@@ -64,12 +70,8 @@ pub(super) async fn stop(ctx: &Ctx, shutdown: &Shutdown, running: Running) {
     }
     let _ = tokio::task::spawn_blocking(move || beat.join()).await;
     requeue_unfinished(ctx).await;
-    if let Err(e) = ctx
-        .broker
-        .deregister(&ctx.queues.keys, &ctx.worker_id)
-        .await
-    {
-        tracing::warn!(error = %e, "could not deregister; the reaper will clean up");
+    if let Err(e) = ctx.broker.forget_worker_info(&ctx.worker_id).await {
+        tracing::warn!(error = %e, "could not remove the registration document; it expires on its own");
     }
     tracing::info!("worker stopped");
 }
@@ -139,10 +141,17 @@ async fn flush(give_up: CancellationToken, acker: JoinHandle<()>) {
     flush_deadline.abort();
 }
 
+/// Puts back every job still held and leaves each queue's worker set, in
+/// one step per queue: if it fails, the worker stays registered with its
+/// jobs held, and recovery takes them once its heartbeat is stale.
 async fn requeue_unfinished(ctx: &Ctx) {
     for keys in &ctx.queues.keys {
         for attempt in 0..3 {
-            match ctx.broker.requeue(keys, &ctx.worker_id, &[]).await {
+            match ctx
+                .broker
+                .requeue(keys, &ctx.worker_id, Requeue::Stop)
+                .await
+            {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(queue = %keys.name, jobs = n, "put unfinished jobs back");

@@ -1,7 +1,7 @@
 //! One waiter per queue: while the fetcher is idle, blocks on its own Redis
-//! connection (`BLMOVE` into this worker's landing list, so even a job moved
-//! by the wait is never outside Redis's view of this worker) and wakes the
-//! fetcher the moment a job arrives. Latency without polling.
+//! connection until pending holds a job (`Broker::wait_for_job`, which moves
+//! nothing: a job is never held by a wait) and wakes the fetcher the moment
+//! one arrives. Latency without polling.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl Waiter {
             };
             let landed = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = self.ctx.broker.wait_for_job(c, keys, &self.ctx.worker_id, BLOCK) => r,
+                r = self.ctx.broker.wait_for_job(c, keys, BLOCK) => r,
             };
             match landed {
                 Ok(true) => {

@@ -118,7 +118,7 @@ pub async fn wait_result(
         let text: Option<String> = redis::cmd("GET").arg(&key).query_async(con).await.unwrap();
         if let Some(t) = text {
             let v: Value = serde_json::from_str(&t).unwrap();
-            if v["status"] != "failed" {
+            if v["status"] != "retrying" {
                 return v;
             }
         }
@@ -159,6 +159,17 @@ pub async fn dead_entries(con: &mut redis::aio::MultiplexedConnection, queue: &s
     raw.iter()
         .map(|s| serde_json::from_str(s).expect("dead entry is JSON"))
         .collect()
+}
+
+/// Jobs held in an active hash (it stores batches and counts their jobs).
+pub async fn held_count(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET")
+        .arg(key)
+        .arg("jobs")
+        .query_async(con)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
 }
 
 pub async fn zcard(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {

@@ -1,12 +1,20 @@
--- Settles a batch of finished jobs: marks each settled in this worker's
+-- Settles a batch of succeeded jobs: marks each settled in this worker's
 -- active hash (held.lua) and, only if it was still held, writes its result.
 -- A job that is no longer ours (recovered by another worker while we were
 -- cut off) is left alone: its new owner's outcome wins (fencing).
 --
+-- Redis keeps a script's writes made before an error, so the script first
+-- does everything that can fail without writing anything (phase 1), then
+-- writes (phase 2) starting with the one write that can still fail (the
+-- stats hash, a key of the whole queue). A key only one job names (its
+-- notification list, its unique lock) that holds the wrong type fails that
+-- job alone: it stays held and is reported, so the worker buries it with an
+-- error naming the key, and every other job of the call is settled.
+--
 -- This is the hottest script, shaped by measurement: every argument costs
 -- Redis a parse and a copy, and every number converted between Lua and
--- Redis a strtod or sprintf. So a plain item (a success nobody waits on,
--- holding no lock, with the call's shared TTL) costs one ARGV, its result,
+-- Redis a strtod or sprintf. So a plain item (nobody waits on it, it holds
+-- no lock, its TTL is the call's shared one) costs one ARGV, its result,
 -- and four bytes of a packed string naming its slot; anything else about an
 -- item is listed after the items.
 --
@@ -22,14 +30,16 @@
 --                 its 0-based index in that batch (16 bits, big-endian)
 -- ARGV[4 + B + i] result JSON of item i
 -- ARGV[c = 5 + B + N]  M, the items that are not plain, then M pairs:
---   i, meta 'TTL|S|J|ID': S '1' if the job succeeded or '0' if it failed, J
---   the index of its notification list (0 for none) and ID the job id
---   (pushed to that list, and the value its unique lock must hold)
+--   i, meta 'TTL|J|ID': J the index of its notification list (0 for none)
+--   and ID the job id (pushed to that list, and the value its unique lock
+--   must hold)
 -- Last, optionally: L more ARGV, the indexes i of items that hold a unique
 -- lock, whose lock keys are the last L KEYS in the same order. A lock is
 -- released only if the item was ours and the lock still names the job
 -- (after its TTL another job may have taken it).
--- Returns the 1-based indexes of stale items (usually none).
+-- Returns {stale, unwritable}: the 1-based indexes of items that were no
+-- longer ours (usually none), and {i, why} pairs for items left held
+-- because a key of theirs cannot be written (why names the key).
 
 local n = tonumber(ARGV[1])
 local shared_ttl = ARGV[2]
@@ -42,51 +52,85 @@ for k = 1, tonumber(ARGV[c]) do
   metas[tonumber(ARGV[c + 2 * k - 1])] = ARGV[c + 2 * k]
 end
 
-local stale = {}
-local ok, failed = 0, 0
-local notified = {}
-local is_stale = {}
-local ids = {}
+-- Phase 1: reads only.
+local stale, unwritable = {}, {}
+local out = {}        -- item i -> true when nothing is written for it
+local where = {}      -- item i -> {batch, index}, to take a settle back
+local ttls, lists, ids = {}, {}, {}
+local list_type = {}  -- notification list -> its type, checked once a call
+
+local function refuse(i, key, what)
+  unsettle(where[i][1], where[i][2])
+  out[i] = true
+  unwritable[#unwritable + 1] = {i, 'cannot write ' .. key .. ': it holds a ' .. what}
+end
 
 for i = 1, n do
   local b1, b2, i1, i2 = string.byte(packed, 4 * i - 3, 4 * i)
-  if settle(KEYS[1], ARGV[3 + b1 * 256 + b2], i1 * 256 + i2 + 1) then
-    local ttl, succeeded, j = shared_ttl, true, 0
+  local b, idx = ARGV[3 + b1 * 256 + b2], i1 * 256 + i2 + 1
+  if settle(KEYS[1], b, idx) then
+    where[i] = {b, idx}
+    ttls[i] = shared_ttl
     local meta = metas[i]
     if meta then
-      local t, s, jj, id = string.match(meta, '^(%d+)|([01])|(%d+)|(.*)$')
-      ttl, succeeded, j = t, s == '1', tonumber(jj)
-      ids[i] = id
-    end
-    if ttl ~= '0' then
-      redis.call('SETEX', KEYS[2 + i], ttl, ARGV[res + i])
-    end
-    if succeeded then ok = ok + 1 else failed = failed + 1 end
-    if j > 0 then
-      local key = KEYS[2 + n + j]
-      redis.call('RPUSH', key, ids[i])
-      notified[key] = true
+      local t, j, id = string.match(meta, '^(%d+)|(%d+)|(.*)$')
+      ttls[i], ids[i] = t, id
+      if j ~= '0' then
+        local key = KEYS[2 + n + tonumber(j)]
+        local kind = list_type[key]
+        if not kind then
+          kind = redis.call('TYPE', key)['ok']
+          list_type[key] = kind
+        end
+        if kind == 'none' or kind == 'list' then
+          lists[i] = key
+        else
+          refuse(i, key, kind)
+        end
+      end
     end
   else
     stale[#stale + 1] = i
-    is_stale[i] = true
+    out[i] = true
   end
 end
 
 local first_lock = c + 1 + 2 * tonumber(ARGV[c])
 local locks = #ARGV - first_lock + 1
+local release = {}
 for k = 1, locks do
   local i = tonumber(ARGV[first_lock + k - 1])
   local key = KEYS[#KEYS - locks + k]
-  if not is_stale[i] and redis.call('GET', key) == ids[i] then
-    redis.call('DEL', key)
+  if not out[i] then
+    local holder = redis.pcall('GET', key)
+    if type(holder) == 'table' and holder.err then
+      refuse(i, key, redis.call('TYPE', key)['ok'])
+    elseif holder == ids[i] then
+      release[#release + 1] = key
+    end
   end
 end
 
+-- Phase 2: writes, the one that can fail first.
+if settled > 0 then redis.call('HINCRBY', KEYS[2], 'succeeded', settled) end
+local notified = {}
+for i = 1, n do
+  if not out[i] then
+    if ttls[i] ~= '0' then
+      redis.call('SETEX', KEYS[2 + i], ttls[i], ARGV[res + i])
+    end
+    local key = lists[i]
+    if key then
+      redis.call('RPUSH', key, ids[i])
+      notified[key] = true
+    end
+  end
+end
+for _, key in ipairs(release) do
+  redis.call('DEL', key)
+end
 save_marks(KEYS[1])
-if ok > 0 then redis.call('HINCRBY', KEYS[2], 'processed', ok) end
-if failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', failed) end
 for key in pairs(notified) do
   redis.call('EXPIRE', key, 86400)
 end
-return stale
+return {stale, unwritable}

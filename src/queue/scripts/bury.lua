@@ -2,6 +2,12 @@
 -- valid job at all) and trims the set by age and size, so it cannot grow
 -- without bound.
 --
+-- Everything that can fail is checked before the first write, so the
+-- script either buries the job or leaves it held: Redis keeps the writes a
+-- failing script made before its error. A key only this job names (its
+-- notification list, its unique lock) that holds the wrong type is skipped,
+-- not fatal: the burial must not depend on the job's own bad keys.
+--
 -- KEYS[1] active hash of this worker
 -- KEYS[2] dead sorted set
 -- KEYS[3] result key of the job (any key of the queue when there is no id)
@@ -9,7 +15,7 @@
 -- KEYS[5] optional notification list
 -- KEYS[#KEYS] the job's unique lock, when ARGV[8] is given
 -- ARGV[1] the job's slot in the active hash (held.lua)
--- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},"died_at":'
+-- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},...,"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}'
 -- ARGV[3] result TTL in seconds; 0 stores no result
 -- ARGV[4] result JSON (status "dead")
@@ -18,12 +24,38 @@
 -- ARGV[7] job id for the notification list (and the lock's expected value)
 -- ARGV[8] optional: present when the last key is the job's unique lock,
 --         released if it still names the job
--- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
+-- Returns {1, skipped} when buried (skipped: '' or why a key of the job's
+-- own was not written), or {0, ''} when the job was no longer ours (stale,
+-- nothing written).
 
 if not settle_slot(KEYS[1], ARGV[1]) then
-  return 0
+  return {0, ''}
 end
-save_marks(KEYS[1])
+expect_type(KEYS[2], 'zset')
+expect_type(KEYS[4], 'hash')
+local skipped = {}
+local last = #KEYS
+local release = false
+if ARGV[8] then
+  local holder = redis.pcall('GET', KEYS[last])
+  if type(holder) == 'table' and holder.err then
+    skipped[#skipped + 1] = 'cannot write ' .. KEYS[last] .. ': it holds a ' ..
+      redis.call('TYPE', KEYS[last])['ok']
+  elseif holder == ARGV[7] then
+    release = true
+  end
+  last = last - 1
+end
+local notify = false
+if last >= 5 then
+  local t = redis.call('TYPE', KEYS[5])['ok']
+  if t == 'list' or t == 'none' then
+    notify = true
+  else
+    skipped[#skipped + 1] = 'cannot write ' .. KEYS[5] .. ': it holds a ' .. t
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')
@@ -34,15 +66,12 @@ if ttl > 0 then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
 end
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
-local last = #KEYS
-if ARGV[8] then
-  if redis.call('GET', KEYS[last]) == ARGV[7] then
-    redis.call('DEL', KEYS[last])
-  end
-  last = last - 1
+if release then
+  redis.call('DEL', KEYS[#KEYS])
 end
-if last >= 5 then
+if notify then
   redis.call('RPUSH', KEYS[5], ARGV[7])
   redis.call('EXPIRE', KEYS[5], 86400)
 end
-return 1
+save_marks(KEYS[1])
+return {1, table.concat(skipped, '; ')}

@@ -1,11 +1,13 @@
 -- Parks a fetched job whose run_at lies in the future (by Redis's clock) in
--- the delayed set instead of running it early.
+-- the delayed set instead of running it early; also parks a job over its
+-- tool's rate limit until a slot frees.
 --
 -- KEYS[1] active hash of this worker
 -- KEYS[2] delayed sorted set
 -- ARGV[1] the job's slot in the active hash (held.lua)
--- ARGV[2] run_at, unix ms
--- ARGV[3] payload
+-- ARGV[2] due time, unix ms
+-- ARGV[3] payload, carrying the job's id: sorted-set members are unique, so
+--         two identical payloads without one would become one job
 -- Returns 1 when deferred, 0 when it is due (run it now), -1 when stale.
 
 local t = redis.call('TIME')
@@ -16,6 +18,7 @@ end
 if not settle_slot(KEYS[1], ARGV[1]) then
   return -1
 end
-save_marks(KEYS[1])
+-- The one write that can fail comes before the settle is saved.
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+save_marks(KEYS[1])
 return 1

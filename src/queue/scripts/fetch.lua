@@ -5,8 +5,7 @@
 --
 -- KEYS[1] pending list (producers LPUSH, oldest at the right)
 -- KEYS[2] active hash of this worker
--- KEYS[3] landing list of this worker (jobs moved by a blocking BLMOVE)
--- KEYS[4] workers sorted set of the queue
+-- KEYS[3] workers sorted set of the queue
 -- ARGV[1] N, the most jobs to take (at most 1024, the slots of a batch)
 -- ARGV[2] batch number, never used before by this worker: the i-th job
 --         returned (0-based) is held in slot ARGV[2] * 1024 + i
@@ -14,11 +13,11 @@
 -- ARGV[4] recoveries at which a job is a suspect: its next worker death buries
 --         it as poison, so it must first get a run alone. A suspect is
 --         returned on its own (the batch stops before it otherwise).
--- Returns the payloads, oldest first (landed jobs before pending ones), or
+-- Returns the payloads, oldest first, or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
 
-if not redis.call('ZSCORE', KEYS[4], ARGV[3]) then
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
   return redis.error_reply('NOTREGISTERED worker must register before fetching')
 end
 
@@ -54,8 +53,7 @@ local function take_from(list, want)
 end
 
 local want = math.min(tonumber(ARGV[1]), 1024)
-take_from(KEYS[3], want)
-take_from(KEYS[1], want - #out)
+take_from(KEYS[1], want)
 
 if #out > 0 then
   redis.call('HSET', KEYS[2], ARGV[2], cmsgpack.pack(out),

@@ -38,6 +38,22 @@ local function settle(active, b, i)
   return true
 end
 
+-- Takes back a settle() of this call: the job turned out not to be
+-- settleable (a key it needs cannot be written), so it stays held.
+local function unsettle(b, i)
+  marks[b][i] = 48
+  settled = settled - 1
+end
+
+-- Fails the script, before it wrote anything, when `key` holds neither
+-- `kind` nor nothing: a later write to it would fail half-way through.
+local function expect_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= kind and t ~= 'none' then
+    error({err = 'WRONGTYPE cannot write ' .. key .. ': it holds a ' .. t .. ', not a ' .. kind})
+  end
+end
+
 -- settle() for a job named by its slot (one number, b * 1024 + i - 1).
 local function settle_slot(active, slot)
   slot = tonumber(slot)

@@ -49,30 +49,44 @@ local jobs = held_jobs(KEYS[2])
 local landed = redis.call('LRANGE', KEYS[3], 0, -1)
 
 local limit = tonumber(ARGV[3])
-local recovered, buried = 0, {}
-local function put_back(p)
+-- Decided first, written after the key types are checked: a script that
+-- failed half-way would keep its earlier writes.
+local back, dead = {}, {}
+local function sort_out(p, slot)
   local count, bumped = bump(p)
   if count > limit then
-    local job = bumped
-    if not pcall(cjson.decode, bumped) then job = cjson.encode(bumped) end
-    local entry = '{"job":' .. job .. ',"error":{"kind":"poisoned","message":' ..
-      cjson.encode('worker died while running this job ' .. count .. ' times') ..
-      '},"died_at":' .. now .. '}'
-    redis.call('ZADD', KEYS[5], now, entry)
-    buried[#buried + 1] = bumped
+    dead[#dead + 1] = {bumped, count, slot}
   else
-    -- RPUSH puts it where the next fetch looks first; the newest goes first so
-    -- the oldest ends up rightmost and runs first.
-    redis.call('RPUSH', KEYS[4], bumped)
-    recovered = recovered + 1
+    back[#back + 1] = bumped
   end
 end
-
 for i = 1, #landed do
-  put_back(landed[i])
+  sort_out(landed[i], -i)
 end
 for i = #jobs, 1, -1 do
-  put_back(jobs[i][2])
+  sort_out(jobs[i][2], jobs[i][1])
+end
+expect_type(KEYS[4], 'list')
+if #dead > 0 then
+  expect_type(KEYS[5], 'zset')
+  expect_type(KEYS[6], 'hash')
+end
+
+-- RPUSH puts each where the next fetch looks first; the newest goes first so
+-- the oldest ends up rightmost and runs first.
+for _, p in ipairs(back) do
+  redis.call('RPUSH', KEYS[4], p)
+end
+local buried = {}
+for _, d in ipairs(dead) do
+  local job = d[1]
+  if not pcall(cjson.decode, job) then job = cjson.encode(job) end
+  local entry = '{"job":' .. job .. ',"error":{"kind":"poisoned","message":' ..
+    cjson.encode('worker died while running this job ' .. d[2] .. ' times') ..
+    '},"worker":' .. cjson.encode(ARGV[1]) .. ',"slot":' .. d[3] ..
+    ',"died_at":' .. now .. '}'
+  redis.call('ZADD', KEYS[5], now, entry)
+  buried[#buried + 1] = d[1]
 end
 if #buried > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[4]) + 1))
@@ -80,4 +94,5 @@ if #buried > 0 then
 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
+local recovered = #back
 return {recovered, buried}

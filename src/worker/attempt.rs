@@ -1,0 +1,229 @@
+//! One attempt of one job, as one value: where it is held (queue, slot),
+//! what it is (payload, parsed job, id, tool) and what may stop it. Its
+//! steps are methods, in order: [`run`](Attempt::run) parks a job not yet
+//! due and validates the args; the guard (cache, rate limit) and the call
+//! follow; [`conclude`](Attempt::conclude) turns the call's result into the
+//! outcome. Nothing here writes to Redis: every settlement, parking
+//! included, goes to the acker as an [`Outcome`].
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::oneshot;
+
+use super::acker::AckSender;
+use super::cache::Fill;
+use super::context::Ctx;
+use super::executor::{unknown_tool_message, Cancel};
+use super::guard::{self, Before};
+use super::job_metrics::ToolMetrics;
+use super::outcome::{error, tool_error, CallResult, Deferred, Limits, Outcome, Settle, Timing};
+use crate::job::{self, Job};
+use crate::queue::DeferItem;
+use crate::tools::Tool;
+
+pub struct Attempt {
+    pub(super) ctx: Arc<Ctx>,
+    pub(super) queue: usize,
+    /// The job's slot in this worker's active hash: how every settling
+    /// script names it.
+    pub(super) slot: u64,
+    /// As fetched: retries and burials rewrite it, keeping every field the
+    /// producer wrote.
+    pub(super) payload: Vec<u8>,
+    pub(super) job: Job,
+    /// The job's id, or one minted for it (stored with it before it is
+    /// kept anywhere but pending).
+    pub(super) id: String,
+    /// `None` when no tool of that name is registered.
+    pub(super) tool: Option<Arc<dyn Tool>>,
+    pub(super) tm: Arc<ToolMetrics>,
+    pub(super) acker: AckSender,
+    pub(super) cancel: Cancel,
+}
+
+/// What became of a request to park the job.
+pub(super) enum Parking {
+    /// Due after all: run it now.
+    DueNow,
+    /// Parked (or taken over meanwhile): nothing more to do.
+    Parked,
+    /// Cancelled while waiting: put it back.
+    Cancelled,
+}
+
+impl Attempt {
+    /// Runs the attempt to its outcome (see `executor::execute`).
+    pub(super) async fn run(self) -> Option<Outcome> {
+        let Some(tool) = self.tool.clone() else {
+            let message = unknown_tool_message(&self.ctx, &self.job.tool);
+            tracing::warn!(%message, "burying job");
+            let settle = self.bury(error("unknown_tool", message), None);
+            return Some(self.finish(settle));
+        };
+        if let Some(run_at) = self.job.run_at {
+            match Box::pin(self.park(run_at)).await {
+                Parking::DueNow => {}
+                Parking::Parked => return None,
+                Parking::Cancelled => return Some(self.put_back()),
+            }
+        }
+        if let Err(e) = tool.validate(&self.job.args) {
+            let settle = self.bury(tool_error(&e), None);
+            return Some(self.finish(settle));
+        }
+        let limits = self.limits(&*tool);
+        self.attempt(tool, limits).await
+    }
+
+    /// The cache and rate limit around the call, the call, its outcome.
+    async fn attempt(self, tool: Arc<dyn Tool>, limits: Limits) -> Option<Outcome> {
+        let started_at = job::now_ms();
+        let lookup = Instant::now();
+        // Boxed, and only for tools that cache or are rate limited: the guard's
+        // Redis futures would otherwise bloat every job's future, which is
+        // copied on every spawn.
+        let before = match self.ctx.is_guarded(&self.job.tool) {
+            true => Box::pin(guard::before_call(&self, &*tool, limits.timeout)).await,
+            false => Before::Unguarded,
+        };
+        let fill = match before {
+            Before::Call(fill) => Some(fill),
+            Before::Unguarded => None,
+            Before::Parked => return None,
+            Before::Cancelled => return Some(self.put_back()),
+            Before::Cached(output) => {
+                self.record_wait(started_at);
+                let timing = Timing {
+                    started_at,
+                    elapsed: lookup.elapsed(),
+                };
+                let settle = self.succeed(output, timing, true);
+                return Some(self.finish(settle));
+            }
+        };
+        self.record_wait(started_at);
+        let Some((res, elapsed)) = self.call(&*tool, limits.timeout, fill).await else {
+            return Some(self.put_back());
+        };
+        let timing = Timing {
+            started_at,
+            elapsed,
+        };
+        let settle = self.conclude(res, limits, timing);
+        Some(self.finish(settle))
+    }
+
+    fn limits(&self, tool: &dyn Tool) -> Limits {
+        Limits {
+            max_attempts: self
+                .job
+                .max_attempts
+                .or_else(|| tool.max_attempts())
+                .unwrap_or(self.ctx.config.max_attempts)
+                .max(1),
+            timeout: self
+                .job
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or_else(|| tool.timeout()),
+        }
+    }
+
+    /// The first attempt only, from the later of enqueue and due time: a
+    /// retry's backoff or a job scheduled for later is not time spent waiting.
+    fn record_wait(&self, started_at: u64) {
+        if let Some(enqueued) = self.job.enqueued_at.filter(|_| self.job.attempt == 0) {
+            let since = enqueued.max(self.job.run_at.unwrap_or(0));
+            self.tm
+                .wait
+                .record(started_at.saturating_sub(since) as f64 / 1000.0);
+        }
+    }
+
+    /// Calls the tool, racing its timeout and cancellation, and settles the
+    /// cache fill. `None` when cancelled.
+    async fn call(
+        &self,
+        tool: &dyn Tool,
+        timeout: Duration,
+        fill: Option<Fill>,
+    ) -> Option<(CallResult, Duration)> {
+        let ctx = &self.ctx;
+        let in_flight = &ctx.metrics.in_flight[self.queue];
+        in_flight.increment(1.0);
+        ctx.health.job_started();
+        let clock = Instant::now();
+        let call =
+            AssertUnwindSafe(tool.call_attempt(&self.job.args, self.job.attempt)).catch_unwind();
+        let res = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => None,
+            r = tokio::time::timeout(timeout, call) => Some(r),
+        };
+        in_flight.decrement(1.0);
+        ctx.health.job_finished();
+        let output = match &res {
+            Some(Ok(Ok(Ok(output)))) => Some(output),
+            _ => None,
+        };
+        if let Some(fill) = fill {
+            Box::pin(fill.finish(ctx, output)).await;
+        }
+        let res = res?;
+        let elapsed = clock.elapsed();
+        self.tm.duration.record(elapsed.as_secs_f64());
+        Some((res, elapsed))
+    }
+
+    /// Asks the acker to park the job in the delayed set until `due_ms` (by
+    /// Redis's clock), carrying its id so identical jobs stay distinct.
+    pub(super) async fn park(&self, due_ms: u64) -> Parking {
+        let payload = job::rewrite_payload(
+            &self.payload,
+            &self.id,
+            self.job.attempt,
+            self.job.recoveries,
+        )
+        .unwrap_or_else(|_| String::from_utf8_lossy(&self.payload).into_owned());
+        let (reply, answer) = oneshot::channel();
+        let item = DeferItem {
+            seq: self.slot,
+            due_ms,
+            payload,
+        };
+        let request = Outcome::new(self.queue, Settle::Defer { item, reply });
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Parking::Cancelled,
+            sent = self.acker.send(request) => if sent.is_err() { return Parking::Parked },
+        }
+        tokio::select! {
+            biased;
+            // A park that lands anyway makes the put-back stale: fenced.
+            _ = self.cancel.cancelled() => Parking::Cancelled,
+            r = answer => match r {
+                Ok(Deferred::DueNow) => Parking::DueNow,
+                // Parked, taken over, or left held when the acker gave up
+                // (the stop puts it back): either way not ours to run now.
+                Ok(Deferred::Parked) | Err(_) => Parking::Parked,
+            },
+        }
+    }
+
+    /// The outcome to hand over; an ack takes the payload along (moved, not
+    /// copied) in case the acker must bury the job instead.
+    fn finish(mut self, mut settle: Settle) -> Outcome {
+        if let Settle::Ack { payload, .. } = &mut settle {
+            *payload = std::mem::take(&mut self.payload);
+        }
+        Outcome::new(self.queue, settle)
+    }
+
+    /// Hands the job back to pending, unspent (fenced by its slot).
+    fn put_back(&self) -> Outcome {
+        Outcome::put_back(self.queue, self.slot)
+    }
+}
