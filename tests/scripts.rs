@@ -380,3 +380,366 @@ async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
     assert_eq!(succeeded(&mut con, &k).await, 4);
     assert_eq!(b.depths(&k).await.unwrap().active, 0);
 }
+
+/// A raw Redis command whose reply the test ignores.
+async fn run(con: &mut Con, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(con).await.unwrap();
+}
+
+async fn exists(con: &mut Con, key: &str) -> bool {
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(con)
+        .await
+        .unwrap();
+    n == 1
+}
+
+/// A job whose notification list holds a string (a producer's mistake, or
+/// an attacker's) is left held and reported with the key it could not
+/// write; the other jobs of the same ack call are settled and counted.
+#[tokio::test]
+async fn an_ack_leaves_a_job_with_an_unwritable_notification_list_held_and_settles_the_rest() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("evil", &["w"]).await;
+    run(&mut con, &["SET", &k.batch("evil"), "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("e", 3)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 3);
+    let mut items: Vec<AckItem> = (0..3)
+        .map(|i| ack_item(1, i, format!("e{i}"), 60))
+        .collect();
+    items[1].batch = Some("evil".into());
+    let reply = b.ack(&k, "w", &items).await.unwrap();
+    assert!(reply.stale.is_empty());
+    assert_eq!(reply.unwritable.len(), 1, "{reply:?}");
+    assert_eq!(reply.unwritable[0].0, 1);
+    assert!(
+        reply.unwritable[0].1.contains(&k.batch("evil")),
+        "names the key: {}",
+        reply.unwritable[0].1
+    );
+    assert!(exists(&mut con, &k.result("e0")).await && exists(&mut con, &k.result("e2")).await);
+    assert!(
+        !exists(&mut con, &k.result("e1")).await,
+        "nothing written for it"
+    );
+    assert_eq!(succeeded(&mut con, &k).await, 2);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["e1"]);
+}
+
+/// The same for a unique lock that is not a string.
+#[tokio::test]
+async fn an_ack_leaves_a_job_whose_unique_lock_is_not_a_string_held() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("evillock", &["w"]).await;
+    run(&mut con, &["LPUSH", &k.unique("u"), "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("u", 2)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
+    let mut items: Vec<AckItem> = (0..2)
+        .map(|i| ack_item(1, i, format!("u{i}"), 60))
+        .collect();
+    items[0].unique_key = Some("u".into());
+    let reply = b.ack(&k, "w", &items).await.unwrap();
+    assert_eq!(reply.unwritable.len(), 1, "{reply:?}");
+    assert!(reply.unwritable[0].1.contains(&k.unique("u")));
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["u0"]);
+    assert!(exists(&mut con, &k.result("u1")).await);
+}
+
+fn bury_item(batch: u64, index: usize, id: &str) -> toolq::queue::BuryItem {
+    toolq::queue::BuryItem {
+        seq: slot(batch, index),
+        id: Some(id.to_owned()),
+        dead_entry_prefix: format!(
+            r#"{{"job":{{"id":"{id}"}},"error":{{"kind":"k","message":"m"}},"died_at":"#
+        ),
+        result_ttl_s: 60,
+        result: format!(r#"{{"id":"{id}","status":"dead"}}"#),
+        batch: None,
+        unique_key: None,
+    }
+}
+
+/// Redis keeps the writes a script made before an error. A burial into a
+/// dead set of the wrong type must fail before any write, so the job is
+/// still held (not settled and then lost), with no result and no count.
+#[tokio::test]
+async fn a_burial_into_a_dead_set_of_the_wrong_type_writes_nothing_and_keeps_the_job() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("baddead", &["w"]).await;
+    run(&mut con, &["SET", &k.dead, "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("d", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    let max_age = Duration::from_secs(3600);
+    let err = b
+        .bury(&k, "w", &bury_item(1, 0, "d0"), 100, max_age)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&k.dead), "{err}");
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["d0"]);
+    assert!(!exists(&mut con, &k.result("d0")).await);
+    assert!(!exists(&mut con, &k.stats).await, "nothing counted");
+    // Once the key is fixed the same burial goes through.
+    run(&mut con, &["DEL", &k.dead]).await;
+    let buried = b.bury(&k, "w", &bury_item(1, 0, "d0"), 100, max_age).await;
+    assert_eq!(buried.unwrap(), Some(String::new()));
+    assert_eq!(zcard(&mut con, &k.dead).await, 1);
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
+}
+
+/// A job's own notification list of the wrong type does not stop its
+/// burial: the key is skipped and said so, the rest is written.
+#[tokio::test]
+async fn a_burial_skips_a_notification_list_of_the_wrong_type() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("badlist", &["w"]).await;
+    run(&mut con, &["SET", &k.batch("evil"), "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("s", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    let mut item = bury_item(1, 0, "s0");
+    item.batch = Some("evil".into());
+    let skipped = b
+        .bury(&k, "w", &item, 100, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("ours");
+    assert!(skipped.contains(&k.batch("evil")), "{skipped}");
+    assert_eq!(zcard(&mut con, &k.dead).await, 1);
+    assert!(exists(&mut con, &k.result("s0")).await);
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
+}
+
+/// A retry into a delayed set of the wrong type writes nothing either.
+#[tokio::test]
+async fn a_retry_into_a_delayed_set_of_the_wrong_type_writes_nothing_and_keeps_the_job() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("baddelayed", &["w"]).await;
+    run(&mut con, &["SET", &k.delayed, "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("r", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    let item = toolq::queue::RetryItem {
+        seq: slot(1, 0),
+        id: "r0".into(),
+        delay_ms: 10,
+        payload: echo_jobs("r", 1).remove(0),
+        result_ttl_s: 60,
+        result: "{}".into(),
+    };
+    assert!(b.retry(&k, "w", &item).await.is_err());
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["r0"]);
+    assert!(!exists(&mut con, &k.result("r0")).await);
+    assert!(!exists(&mut con, &k.stats).await);
+}
+
+/// The blocking wait must not move a job anywhere: Redis serves a blocked
+/// command even while its client is paused, so a job moved to a worker's
+/// own list after that worker was recovered and deregistered would be held
+/// where no recovery looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("wait", &["a", "live"]).await;
+    let mut blocked = b.dedicated(Duration::from_secs(5)).await.unwrap();
+    let wait = {
+        let (b, k) = (std::sync::Arc::new(b), k.clone());
+        let waiting = b.clone();
+        let handle = tokio::spawn(async move {
+            waiting
+                .wait_for_job(&mut blocked, &k, Duration::from_secs(5))
+                .await
+        });
+        (b, handle)
+    };
+    let (b, handle) = wait;
+    eventually(Duration::from_secs(5), "the wait to block", || {
+        let mut con = con.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            clients.contains("cmd=blmove")
+        }
+    })
+    .await;
+    // "a" is declared dead and recovered while its wait is still blocked.
+    let stale = redis_time_ms(&mut con).await - 60_000;
+    run(&mut con, &["ZADD", &k.workers, &stale.to_string(), "a"]).await;
+    assert_eq!(
+        b.recover(&k, "a", Duration::from_secs(1), 3, 100)
+            .await
+            .unwrap(),
+        Some((0, vec![]))
+    );
+    lpush(&mut con, &q, &echo_jobs("w", 1)).await;
+    assert!(handle.await.unwrap().unwrap(), "the wait saw the job");
+    assert_eq!(llen(&mut con, &k.pending).await, 1, "still pending");
+    assert!(!exists(&mut con, &k.landing("a")).await);
+    assert_eq!(b.fetch(&k, "live", 10, 1, 3).await.unwrap().len(), 1);
+}
+
+/// A graceful stop puts back every held job and leaves the worker set in
+/// one step; if pending cannot be written, neither happens, so the worker
+/// stays registered with its jobs and recovery takes them later.
+#[tokio::test]
+async fn a_stop_puts_held_jobs_back_and_deregisters_in_one_step_or_not_at_all() {
+    use toolq::queue::Requeue;
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("stop", &["w"]).await;
+    lpush(&mut con, &q, &echo_jobs("s", 3)).await;
+    assert_eq!(b.fetch(&k, "w", 2, 1, 3).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "w", 2, 2, 3).await.unwrap().len(), 1);
+    // Nothing can be written while pending holds the wrong type.
+    let jobs_left: Vec<String> = redis::cmd("LRANGE")
+        .arg(&k.pending)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(jobs_left.is_empty());
+    run(&mut con, &["SET", &k.pending, "x"]).await;
+    assert!(b.requeue(&k, "w", Requeue::Stop).await.is_err());
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 3);
+    assert_eq!(zcard(&mut con, &k.workers).await, 1, "still registered");
+
+    run(&mut con, &["DEL", &k.pending]).await;
+    assert_eq!(b.requeue(&k, "w", Requeue::Stop).await.unwrap(), 3);
+    assert_eq!(zcard(&mut con, &k.workers).await, 0, "deregistered");
+    assert!(!exists(&mut con, &k.active("w")).await);
+    // Back at the front, oldest first.
+    b.heartbeat(&k, "next", true).await.unwrap();
+    let ids: Vec<String> = b
+        .fetch(&k, "next", 10, 1, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, [r#""s0""#, r#""s1""#, r#""s2""#]);
+}
+
+/// The jobs of a fetched batch whose reply was lost go back by the batch's
+/// number: only those still held, whatever the batch's size was.
+#[tokio::test]
+async fn a_batch_put_back_by_its_number_returns_only_its_unsettled_jobs() {
+    use toolq::queue::Requeue;
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("batchback", &["w"]).await;
+    lpush(&mut con, &q, &echo_jobs("p", 4)).await;
+    assert_eq!(b.fetch(&k, "w", 3, 7, 3).await.unwrap().len(), 3);
+    b.ack(&k, "w", &[ack_item(7, 1, "p1".into(), 60)])
+        .await
+        .unwrap();
+    // Batch 8 was never fetched: naming it puts nothing back.
+    assert_eq!(
+        b.requeue(&k, "w", Requeue::Batches(&[7, 8])).await.unwrap(),
+        2
+    );
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
+    assert_eq!(llen(&mut con, &k.pending).await, 3);
+    assert_eq!(b.requeue(&k, "w", Requeue::Batches(&[7])).await.unwrap(), 0);
+}
+
+/// Recovery decides everything before it writes: with a poison job to bury
+/// and a dead set of the wrong type, it fails whole, and the dead worker's
+/// jobs are still where they were (no half-recovered duplicates).
+#[tokio::test]
+async fn a_recovery_that_cannot_bury_its_poison_job_writes_nothing() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("badrecover", &["w"]).await;
+    let jobs = [
+        r#"{"recoveries":3,"tool":"echo","args":{},"id":"poison"}"#.to_owned(),
+        r#"{"tool":"echo","args":{},"id":"fine"}"#.to_owned(),
+    ];
+    lpush(&mut con, &q, &jobs).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 9).await.unwrap().len(), 2);
+    run(&mut con, &["SET", &k.dead, "x"]).await;
+    let stale = redis_time_ms(&mut con).await - 60_000;
+    run(&mut con, &["ZADD", &k.workers, &stale.to_string(), "w"]).await;
+    assert!(b
+        .recover(&k, "w", Duration::from_secs(1), 3, 100)
+        .await
+        .is_err());
+    assert_eq!(llen(&mut con, &k.pending).await, 0);
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 2);
+    run(&mut con, &["DEL", &k.dead]).await;
+    let (recovered, buried) = b
+        .recover(&k, "w", Duration::from_secs(1), 3, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((recovered, buried.len()), (1, 1));
+    let entry = &dead_entries(&mut con, &q).await[0];
+    assert_eq!(
+        (&entry["worker"], &entry["error"]["kind"]),
+        (&Value::from("w"), &Value::from("poisoned"))
+    );
+}
+
+/// A unique lock is released only while it still names the job.
+#[tokio::test]
+async fn a_unique_lock_is_released_only_by_the_job_it_names() {
+    let Scripted {
+        _server,
+        k,
+        mut con,
+        b,
+        ..
+    } = scripted("unlock", &[]).await;
+    run(&mut con, &["SET", &k.unique("u"), "job-a"]).await;
+    assert!(!b.release_unique(&k, "u", "job-b").await.unwrap());
+    assert!(exists(&mut con, &k.unique("u")).await);
+    assert!(b.release_unique(&k, "u", "job-a").await.unwrap());
+    assert!(!exists(&mut con, &k.unique("u")).await);
+}

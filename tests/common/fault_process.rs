@@ -99,17 +99,30 @@ pub fn spawn_worker_process(
     concurrency: usize,
     extra_env: &[(&str, &str)],
 ) -> WorkerProcess {
+    spawn_worker_on(url, &[queue], concurrency, extra_env)
+}
+
+/// [`spawn_worker_process`] serving several queues (logs under the first).
+pub fn spawn_worker_on(
+    url: &str,
+    queues: &[&str],
+    concurrency: usize,
+    extra_env: &[(&str, &str)],
+) -> WorkerProcess {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("faults")
-        .join(queue);
+        .join(queues[0]);
     std::fs::create_dir_all(&dir).expect("log dir");
     let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     let log = dir.join(format!("worker-{n}.log"));
     let out = std::fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolq"));
-    cmd.args(["worker", "--queue", queue, "--http-addr", "off"])
-        .arg("--concurrency")
+    cmd.args(["worker", "--http-addr", "off"]);
+    for queue in queues {
+        cmd.args(["--queue", queue]);
+    }
+    cmd.arg("--concurrency")
         .arg(concurrency.to_string())
         // Not the repository: no config/toolq.toml, and any core file lands
         // out of the way.
