@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
 bash ops/check.sh
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --no-fail-fast --profile ci
+    cargo nextest run --no-fail-fast --profile ci --features test-tools
 else
-    cargo test --no-fail-fast
+    cargo test --no-fail-fast --features test-tools
 fi

@@ -14,6 +14,8 @@
 //!   and the metric names.
 //! - [`job`]: the wire format, results and dead entries.
 //! - [`config`]: defaults, `config/toolq.toml`, `TOOLQ_*` variables, flags.
+//! - [`spec`]: small values config and the modules share (queue specs, the
+//!   side port's address, masked Redis URLs); a leaf.
 //! - [`cli`]: the subcommands behind `src/main.rs`.
 //! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
 //! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.
@@ -26,5 +28,6 @@ pub mod logging;
 pub mod producer;
 pub mod queue;
 pub mod redis_server;
+pub mod spec;
 pub mod tools;
 pub mod worker;

@@ -556,7 +556,15 @@ async fn a_second_sigterm_stops_at_once_and_puts_the_jobs_back() {
     wait_held(&mut con, &q, &id, 20).await;
 
     w.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the first signal to be taken",
+        || {
+            let lines = w.log_lines("stopping: no new jobs");
+            async move { lines > 0 }
+        },
+    )
+    .await;
     w.signal(libc::SIGTERM);
     let signalled = Instant::now();
     let status = w
@@ -665,12 +673,6 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for r in results(&mut con, &q, &ids).await {
-        let r = r.unwrap();
-        assert_eq!(r["worker"], b_id.as_str(), "B's outcome stands: {r}");
-    }
-    assert!(counts(&mut con, &q, &ids).await.iter().all(|c| *c == 2));
     let stale: usize = a
         .log_text()
         .lines()
@@ -695,6 +697,13 @@ async fn a_paused_worker_loses_its_jobs_and_its_late_outcomes_are_dropped() {
         let r = wait_result(&mut con, &q, id, Duration::from_secs(20)).await;
         assert_eq!(r["worker"], a_id.as_str(), "{r}");
     }
+    // A's acker writes in order: with these written, whatever A finished of
+    // the taken-over jobs before noticing has been tried and dropped.
+    for r in results(&mut con, &q, &ids).await {
+        let r = r.unwrap();
+        assert_eq!(r["worker"], b_id.as_str(), "B's outcome stands: {r}");
+    }
+    assert!(counts(&mut con, &q, &ids).await.iter().all(|c| *c == 2));
     stop_all([a]);
 }
 
@@ -820,11 +829,16 @@ async fn a_worker_stopped_during_an_outage_exits_and_its_jobs_are_recovered_late
     let mut con = raw(&url).await;
     let mut a = spawn_worker_process(&url, &q, 5, &FAST_BEAT);
     let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
-    let (ids, payloads) = sleep_jobs("g", 5, 1000);
+    let ids: Vec<String> = (0..5).map(|i| format!("g{i}")).collect();
+    let payloads: Vec<String> = ids.iter().map(|id| count_job(&q, id, 1000)).collect();
     lpush(&mut con, &q, &payloads).await;
     wait_held(&mut con, &q, &a_id, 5).await;
-    // Let the fetch reply reach A, so the jobs are running, not just held.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The jobs are running on A, not just held.
+    eventually(Duration::from_secs(10), "every job started on A", || {
+        let (mut con, q, ids) = (con.clone(), q.clone(), ids.clone());
+        async move { counts(&mut con, &q, &ids).await.iter().all(|c| *c == 1) }
+    })
+    .await;
     drop(con);
 
     server.stop();

@@ -257,8 +257,12 @@ async fn a_scheduled_job_does_not_run_before_its_time() {
         &[json!({"tool": "echo", "args": {}, "id": "later", "run_at": run_at}).to_string()],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let keys = QueueKeys::new(&q);
+    eventually(WAIT, "the job parked in delayed", || {
+        let (mut con, delayed) = (con.clone(), keys.delayed.clone());
+        async move { zcard(&mut con, &delayed).await == 1 }
+    })
+    .await;
     assert_eq!(zcard(&mut con, &keys.delayed).await, 1, "parked in delayed");
     let r = wait_result(&mut con, &q, "later", WAIT).await;
     assert_eq!(r["status"], "succeeded");
@@ -338,7 +342,11 @@ async fn the_dead_set_is_capped_by_count() {
         async move { llen(&mut con, &pending).await == 0 }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(WAIT, "ten burials", || {
+        let (mut con, dead) = (con.clone(), keys.dead.clone());
+        async move { zcard(&mut con, &dead).await >= 10 }
+    })
+    .await;
     assert_eq!(zcard(&mut con, &keys.dead).await, 10);
     worker.stop().await;
 }

@@ -24,14 +24,14 @@ pub async fn run(mut config: Config) -> Result<Exit, CliError> {
         true => {
             println!(
                 "Using Redis at {}",
-                crate::queue::mask_url(&config.redis_url)
+                crate::spec::mask_url(&config.redis_url)
             );
             None
         }
         false => {
             println!(
                 "No Redis answers at {}; starting a throw-away redis-server…",
-                crate::queue::mask_url(&config.redis_url)
+                crate::spec::mask_url(&config.redis_url)
             );
             let server = tokio::task::spawn_blocking(RedisServer::start)
                 .await

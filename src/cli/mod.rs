@@ -90,7 +90,7 @@ impl From<WorkerError> for CliError {
 /// A `--queue` value of a producer or operator command: a plain queue name
 /// (weights only order a worker's queues).
 pub fn queue_name(queue: &str) -> Result<String, CliError> {
-    let spec = crate::worker::QueueSpec::parse(queue).map_err(CliError::BadInput)?;
+    let spec = crate::spec::QueueSpec::parse(queue).map_err(CliError::BadInput)?;
     if spec.weight.is_some() {
         return Err(CliError::BadInput(format!(
             "--queue {queue:?}: a weight only applies to `toolq worker`"

@@ -158,7 +158,7 @@ pub struct Overrides {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("redis_url", &crate::queue::mask_url(&self.redis_url))
+            .field("redis_url", &crate::spec::mask_url(&self.redis_url))
             .field("redis_ca_file", &self.redis_ca_file)
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)
@@ -177,7 +177,7 @@ impl std::fmt::Debug for Overrides {
         f.debug_struct("Overrides")
             .field(
                 "redis_url",
-                &self.redis_url.as_deref().map(crate::queue::mask_url),
+                &self.redis_url.as_deref().map(crate::spec::mask_url),
             )
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)

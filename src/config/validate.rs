@@ -26,7 +26,7 @@ impl Config {
             return Err(fail("queues", "must name at least one queue".into()));
         }
         for spec in &self.queues {
-            crate::worker::QueueSpec::parse(spec).map_err(|m| fail("queues", m))?;
+            crate::spec::QueueSpec::parse(spec).map_err(|m| fail("queues", m))?;
         }
         if !(self.redis_url.starts_with("redis://")
             || self.redis_url.starts_with("rediss://")
@@ -37,11 +37,11 @@ impl Config {
                 "redis_url",
                 format!(
                     "must start with redis:// or rediss://, got {}",
-                    crate::queue::mask_url(&self.redis_url)
+                    crate::spec::mask_url(&self.redis_url)
                 ),
             ));
         }
-        if self.http_addr.parse::<crate::health::HttpAddr>().is_err() {
+        if self.http_addr.parse::<crate::spec::HttpAddr>().is_err() {
             return Err(fail(
                 "http_addr",
                 format!("must be host:port or `off`, got {:?}", self.http_addr),

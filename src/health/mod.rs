@@ -5,7 +5,6 @@
 //! `metrics` facade; [`install_recorder`] wires that facade to Prometheus once
 //! per process and [`serve`] renders it on `/metrics`.
 
-mod addr;
 pub mod metrics;
 mod recorder;
 mod server;
@@ -13,7 +12,7 @@ mod state;
 
 use std::net::SocketAddr;
 
-pub use addr::{HttpAddr, DEFAULT_HTTP_ADDR};
+pub use crate::spec::{HttpAddr, DEFAULT_HTTP_ADDR};
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use recorder::{
     describe_metrics, install_recorder, mark_worker_down, mark_worker_up, set_concurrency_limit,
@@ -36,11 +35,8 @@ pub enum HealthError {
     /// bucket configuration was rejected.
     #[error("health.recorder: cannot install the Prometheus recorder: {0}")]
     Recorder(String),
-    #[error(
-        "health.http_addr: invalid address {input:?}: expected IP:PORT \
-         (e.g. 0.0.0.0:9464 or [::1]:9464) or \"off\""
-    )]
-    InvalidAddr { input: String },
+    #[error(transparent)]
+    InvalidAddr(#[from] crate::spec::InvalidAddr),
     /// The accept loop failed; the listener is gone.
     #[error("health.serve: {0}")]
     Serve(#[source] std::io::Error),

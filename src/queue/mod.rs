@@ -24,10 +24,11 @@ pub mod keys;
 mod scripts;
 mod workers;
 
+pub use crate::spec::mask_url;
 pub use admin::DeadRetry;
 pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
-pub use connection::{mask_url, RedisTarget};
+pub use connection::RedisTarget;
 pub use enqueue::{ChunkOutcome, EnqueueItem};
 pub use jobs::{slot, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;

@@ -13,6 +13,7 @@ mod registry;
 pub mod secret;
 mod setup;
 mod sleep;
+#[cfg(feature = "test-tools")]
 pub mod testing;
 pub mod weather;
 

@@ -1,13 +1,15 @@
 //! The tool set a worker starts with: the built-ins, plus tools that need
 //! configuration (weather) when they have it; the settings the worker
 //! applies around any tool (`[tools.<name>]`); and the test fixtures
-//! (`crash`, `count`) when `TOOLQ_ENABLE_TEST_TOOLS=1`.
+//! (`crash`, `count`) when built with the `test-tools` feature (the test
+//! suite only) and `TOOLQ_ENABLE_TEST_TOOLS=1`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::rate::RateLimit;
+#[cfg(feature = "test-tools")]
 use super::testing;
 use super::weather::{self, WeatherConfig, WeatherTool};
 use super::Registry;
@@ -65,6 +67,7 @@ pub fn configured_registry(
         }
         None => unconfigured.push((weather::NAME.to_owned(), weather::NOT_CONFIGURED.to_owned())),
     }
+    #[cfg(feature = "test-tools")]
     if testing::enabled() {
         testing::register(&mut registry);
     }

@@ -1,6 +1,8 @@
-//! Test fixtures, not tools for production: registered only when the
-//! environment sets `TOOLQ_ENABLE_TEST_TOOLS=1`, so the fault tests
-//! (`tests/faults.rs`) can drive real `toolq worker` processes.
+//! Test fixtures, not tools for production: compiled in only with the
+//! `test-tools` cargo feature (which the test suite turns on), and then
+//! registered only when the environment sets `TOOLQ_ENABLE_TEST_TOOLS=1`, so
+//! the fault tests (`tests/faults.rs`) can drive real `toolq worker`
+//! processes.
 //!
 //! - `crash`: aborts the whole process, like a job that segfaults or gets its
 //!   worker OOM-killed. It is how the tests make a poison job.

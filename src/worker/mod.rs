@@ -42,8 +42,9 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::spec::QueueSpec;
 pub use executor::INVALID_TOOL_LABEL;
-pub use queues::{QueueSet, QueueSpec};
+pub use queues::QueueSet;
 pub use shutdown::Shutdown;
 
 use crate::config::Config;

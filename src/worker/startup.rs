@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Ctx;
 use super::{heartbeat, metrics_init, outage, Shutdown, WorkerError};
-use crate::health::{self, HttpAddr};
+use crate::health;
+use crate::spec::HttpAddr;
 
 pub(super) async fn start_side_port(
     ctx: &Arc<Ctx>,
@@ -19,7 +20,11 @@ pub(super) async fn start_side_port(
     health::mark_worker_up(ctx.health.version);
     health::set_concurrency_limit(ctx.config.concurrency);
     metrics_init::register_zero_series(ctx);
-    let addr: HttpAddr = ctx.config.http_addr.parse()?;
+    let addr: HttpAddr = ctx
+        .config
+        .http_addr
+        .parse()
+        .map_err(health::HealthError::from)?;
     let Some(addr) = addr.socket_addr() else {
         return Ok(None);
     };

@@ -52,10 +52,10 @@ for k = 1, tonumber(ARGV[c]) do
   metas[tonumber(ARGV[c + 2 * k - 1])] = ARGV[c + 2 * k]
 end
 
--- Phase 1: reads only.
+-- Phase 1: reads only. Plain items cost no table of their own here.
 local stale, unwritable = {}, {}
 local out = {}        -- item i -> true when nothing is written for it
-local where = {}      -- item i -> {batch, index}, to take a settle back
+local where = {}      -- non-plain item i -> its batch and index
 local ttls, lists, ids = {}, {}, {}
 local list_type = {}  -- notification list -> its type, checked once a call
 
@@ -69,10 +69,9 @@ for i = 1, n do
   local b1, b2, i1, i2 = string.byte(packed, 4 * i - 3, 4 * i)
   local b, idx = ARGV[3 + b1 * 256 + b2], i1 * 256 + i2 + 1
   if settle(KEYS[1], b, idx) then
-    where[i] = {b, idx}
-    ttls[i] = shared_ttl
     local meta = metas[i]
     if meta then
+      where[i] = {b, idx}
       local t, j, id = string.match(meta, '^(%d+)|(%d+)|(.*)$')
       ttls[i], ids[i] = t, id
       if j ~= '0' then
@@ -116,8 +115,9 @@ if settled > 0 then redis.call('HINCRBY', KEYS[2], 'succeeded', settled) end
 local notified = {}
 for i = 1, n do
   if not out[i] then
-    if ttls[i] ~= '0' then
-      redis.call('SETEX', KEYS[2 + i], ttls[i], ARGV[res + i])
+    local ttl = ttls[i] or shared_ttl
+    if ttl ~= '0' then
+      redis.call('SETEX', KEYS[2 + i], ttl, ARGV[res + i])
     end
     local key = lists[i]
     if key then

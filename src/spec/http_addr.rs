@@ -7,7 +7,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use super::HealthError;
+/// An `--http-addr` value that is neither `IP:PORT` nor `off`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "health.http_addr: invalid address {input:?}: expected IP:PORT \
+     (e.g. 0.0.0.0:9464 or [::1]:9464) or \"off\""
+)]
+pub struct InvalidAddr {
+    pub input: String,
+}
 
 /// The Prometheus-registry port for "toolq", on every interface so a
 /// container's probes and scrapers can reach it.
@@ -37,7 +45,7 @@ impl Default for HttpAddr {
 }
 
 impl FromStr for HttpAddr {
-    type Err = HealthError;
+    type Err = InvalidAddr;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
@@ -46,7 +54,7 @@ impl FromStr for HttpAddr {
         }
         t.parse::<SocketAddr>()
             .map(HttpAddr::Addr)
-            .map_err(|_| HealthError::InvalidAddr {
+            .map_err(|_| InvalidAddr {
                 input: s.to_string(),
             })
     }
@@ -133,7 +141,7 @@ mod tests {
         for s in junk {
             let err = s.parse::<HttpAddr>().unwrap_err();
             let msg = err.to_string();
-            assert!(matches!(err, HealthError::InvalidAddr { .. }), "{s:?}");
+            assert_eq!(err.input, s, "{s:?}");
             assert!(msg.contains(&format!("{s:?}")), "{msg}");
             assert!(msg.contains("off") && msg.contains("IP:PORT"), "{msg}");
         }
