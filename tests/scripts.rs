@@ -743,3 +743,20 @@ async fn a_unique_lock_is_released_only_by_the_job_it_names() {
     assert!(b.release_unique(&k, "u", "job-a").await.unwrap());
     assert!(!exists(&mut con, &k.unique("u")).await);
 }
+
+/// A fetch that cannot hold its jobs takes none: the active hash is
+/// written before pending is trimmed.
+#[tokio::test]
+async fn a_fetch_that_cannot_hold_its_jobs_takes_none() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("badactive", &["w"]).await;
+    run(&mut con, &["SET", &k.active("w"), "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("f", 3)).await;
+    assert!(b.fetch(&k, "w", 10, 1, 3).await.is_err());
+    assert_eq!(llen(&mut con, &k.pending).await, 3);
+}

@@ -273,3 +273,37 @@ pub async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
         _ = stop.cancelled() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fetch that found no connection never left this process: recording
+    /// it (as earlier builds did, 1,024 slots per failed fetch, for every
+    /// retry of an outage) only grows a list of nothing to put back.
+    #[test]
+    fn only_a_fetch_that_went_out_can_have_lost_its_reply() {
+        let no_connection = QueueError::Unavailable {
+            op: "connect",
+            message: "connection refused".into(),
+        };
+        assert!(!reply_lost(&no_connection));
+        let broken = QueueError::Redis {
+            op: "fetch",
+            source: redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
+        };
+        assert!(reply_lost(&broken));
+        let answered = QueueError::Redis {
+            op: "fetch",
+            source: redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+                "ERR",
+            )),
+        };
+        assert!(!reply_lost(&answered), "Redis answered: nothing ran");
+        assert!(!reply_lost(&QueueError::NotRegistered));
+    }
+}

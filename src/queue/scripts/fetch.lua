@@ -29,10 +29,11 @@ local function suspect(p)
   return n ~= nil and tonumber(n) >= solo_at
 end
 
--- Takes up to `want` of the oldest jobs of `list`, stopping at a suspect.
+-- Reads up to `want` of the oldest jobs of `list`, stopping at a suspect;
+-- returns how many to trim once they are held.
 local solo = false
 local function take_from(list, want)
-  if want <= 0 or solo then return end
+  if want <= 0 or solo then return 0 end
   local items = redis.call('LRANGE', list, -want, -1)
   local n = 0
   for i = #items, 1, -1 do
@@ -47,17 +48,18 @@ local function take_from(list, want)
     out[#out + 1] = items[i]
     n = n + 1
   end
-  if n > 0 then
-    redis.call('LTRIM', list, 0, -(n + 1))
-  end
+  return n
 end
 
 local want = math.min(tonumber(ARGV[1]), 1024)
-take_from(KEYS[1], want)
+local n = take_from(KEYS[1], want)
 
-if #out > 0 then
+-- Held first, trimmed after: if the active hash cannot be written, the
+-- script fails before it took anything from pending.
+if n > 0 then
   redis.call('HSET', KEYS[2], ARGV[2], cmsgpack.pack(out),
     ARGV[2] .. ':done', string.rep('0', #out))
   redis.call('HINCRBY', KEYS[2], 'jobs', #out)
+  redis.call('LTRIM', KEYS[1], 0, -(n + 1))
 end
 return out
