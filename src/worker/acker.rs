@@ -220,7 +220,11 @@ impl Writer {
             })
             .await;
         if let Some((n, _)) = back.filter(|(n, _)| *n > 0) {
-            tracing::info!(queue = %keys.name, jobs = n, "put jobs back in pending");
+            match what {
+                Requeue::Batches(_) => tracing::info!(queue = %keys.name, jobs = n,
+                    "put back jobs whose fetch reply was lost"),
+                _ => tracing::info!(queue = %keys.name, jobs = n, "put unfinished jobs back"),
+            }
         }
     }
 
