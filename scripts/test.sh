@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs redis-server when missing, then the
+# Runs the whole test suite: installs redis-server and the MCP test servers
+# when missing, then the
 # Rust tests (each starts its own redis-server on a free port) and the
 # deployment-file checks in ops/check.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
+# Real MCP servers for tests/mcp.rs: the Python SDK and server-everything.
+TOOLQ_MCP_FIXTURES="$(bash scripts/install-mcp-fixtures.sh)"
+export TOOLQ_MCP_FIXTURES
 bash ops/check.sh
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast --profile ci --features test-tools

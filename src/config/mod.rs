@@ -93,6 +93,8 @@ pub struct Config {
     pub unique_ttl_s: u64,
     /// Per-tool settings (`[tools.weather]`).
     pub tools: crate::tools::ToolsConfig,
+    /// MCP servers whose tools the worker runs (`[mcp.servers.<name>]`).
+    pub mcp: crate::tools::mcp::McpConfig,
 }
 
 impl Default for Config {
@@ -121,6 +123,7 @@ impl Default for Config {
             max_pending: DEFAULT_MAX_PENDING,
             unique_ttl_s: DEFAULT_UNIQUE_TTL_S,
             tools: Default::default(),
+            mcp: Default::default(),
         }
     }
 }

@@ -41,6 +41,11 @@ impl Config {
                 ),
             ));
         }
+        for (name, server) in &self.mcp.servers {
+            if let Some(problem) = server.problem() {
+                return Err(fail("mcp.servers", format!("server `{name}`: {problem}")));
+            }
+        }
         if self.http_addr.parse::<crate::spec::HttpAddr>().is_err() {
             return Err(fail(
                 "http_addr",

@@ -43,6 +43,8 @@ pub const STALE_ACKS: &str = "toolq_stale_acks_total";
 /// Counter `{queue}`: outcome writes Redis answered with an error (a
 /// refused write, not an outage); a few in a row stop the worker.
 pub const SETTLE_REFUSED: &str = "toolq_settle_refused_total";
+/// Counter `{server}`: times an MCP server process was started again.
+pub const MCP_RESTARTS: &str = "toolq_mcp_server_restarts_total";
 /// Gauge: 1 while the worker runs.
 pub const WORKER_UP: &str = "toolq_worker_up";
 /// Gauge `{version}`: always 1; carries the build version.
@@ -68,6 +70,7 @@ pub const ALL: &[&str] = &[
     JOBS_RECOVERED,
     STALE_ACKS,
     SETTLE_REFUSED,
+    MCP_RESTARTS,
     WORKER_UP,
     WORKER_INFO,
 ];

@@ -136,6 +136,10 @@ pub fn describe_metrics() {
         SETTLE_REFUSED,
         "Outcome writes Redis refused with an error; a few in a row stop the worker."
     );
+    describe_counter!(
+        MCP_RESTARTS,
+        "Times an MCP server process was started again after it exited."
+    );
     describe_gauge!(WORKER_UP, "1 while the worker runs.");
     describe_gauge!(
         WORKER_INFO,

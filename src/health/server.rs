@@ -119,6 +119,9 @@ struct Health<'a> {
     /// `null` before the first heartbeat, so "never" is not mistaken for 0.
     heartbeat_age_ms: Option<u64>,
     queues: Vec<QueueDepth>,
+    /// Per MCP server: `up` or `restarting`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    mcp_servers: std::collections::BTreeMap<String, &'static str>,
 }
 
 #[derive(Serialize)]
@@ -171,6 +174,11 @@ async fn health(State(app): State<App>) -> Response {
             .heartbeat_age()
             .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
         queues,
+        mcp_servers: s
+            .mcp_servers()
+            .into_iter()
+            .map(|(name, up)| (name, if up { "up" } else { "restarting" }))
+            .collect(),
     };
     Json(body).into_response()
 }

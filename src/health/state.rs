@@ -27,6 +27,8 @@ pub struct HealthState {
     in_flight: AtomicUsize,
     /// Per queue: pending, active, delayed, dead (refreshed periodically).
     depths: Mutex<Vec<(String, [u64; 4])>>,
+    /// Per MCP server: whether a process of it is up.
+    mcp: Mutex<Vec<(String, bool)>>,
 }
 
 /// How old a heartbeat may be before `/readyz` says not ready.
@@ -47,6 +49,7 @@ impl HealthState {
             stalled: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             depths: Mutex::new(Vec::new()),
+            mcp: Mutex::new(Vec::new()),
         }
     }
 
@@ -121,6 +124,17 @@ impl HealthState {
         if let Ok(mut d) = self.depths.lock() {
             *d = depths;
         }
+    }
+
+    pub fn set_mcp_servers(&self, servers: Vec<(String, bool)>) {
+        if let Ok(mut m) = self.mcp.lock() {
+            *m = servers;
+        }
+    }
+
+    /// Per MCP server: its name and whether a process of it is up.
+    pub fn mcp_servers(&self) -> Vec<(String, bool)> {
+        self.mcp.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Per queue `[pending, active, delayed, dead]`.

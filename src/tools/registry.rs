@@ -10,6 +10,9 @@ use super::{Calculator, Clock, Echo, Fail, Sleep, Tool};
 #[derive(Clone, Default)]
 pub struct Registry {
     tools: HashMap<String, Arc<dyn Tool>>,
+    /// Name prefixes that belong to a tool source (an MCP server) whose
+    /// tools may not be listed yet: such a job waits for its source.
+    namespaces: Vec<(String, String)>,
 }
 
 impl Registry {
@@ -42,6 +45,20 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
+    }
+
+    /// Declares that tool names starting with `prefix` come from `source`.
+    pub fn add_namespace(&mut self, prefix: &str, source: &str) -> &mut Self {
+        self.namespaces.push((prefix.to_owned(), source.to_owned()));
+        self
+    }
+
+    /// The source whose namespace `name` falls in, if any.
+    pub fn namespace_of(&self, name: &str) -> Option<&str> {
+        self.namespaces
+            .iter()
+            .find(|(prefix, _)| name.starts_with(prefix.as_str()))
+            .map(|(_, source)| source.as_str())
     }
 
     /// Registered names, sorted, for error messages and `--help`.

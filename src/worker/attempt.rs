@@ -22,7 +22,7 @@ use super::job_metrics::ToolMetrics;
 use super::outcome::{error, tool_error, CallResult, Deferred, Limits, Outcome, Settle, Timing};
 use crate::job::{self, Job};
 use crate::queue::DeferItem;
-use crate::tools::Tool;
+use crate::tools::{Tool, ToolError};
 
 pub struct Attempt {
     pub(super) ctx: Arc<Ctx>,
@@ -58,10 +58,7 @@ impl Attempt {
     /// Runs the attempt to its outcome (see `executor::execute`).
     pub(super) async fn run(self) -> Option<Outcome> {
         let Some(tool) = self.tool.clone() else {
-            let message = unknown_tool_message(&self.ctx, &self.job.tool);
-            tracing::warn!(%message, "burying job");
-            let settle = self.bury(error("unknown_tool", message), None);
-            return Some(self.finish(settle));
+            return Some(self.without_tool());
         };
         if let Some(run_at) = self.job.run_at {
             match Box::pin(self.park(run_at)).await {
@@ -114,6 +111,37 @@ impl Attempt {
         };
         let settle = self.conclude(res, limits, timing);
         Some(self.finish(settle))
+    }
+
+    /// A job naming no registered tool: buried as `unknown_tool`, unless
+    /// its name belongs to a tool source that may not have listed it yet (an
+    /// MCP server starting or restarting): then it is retried with backoff.
+    fn without_tool(self) -> Outcome {
+        if let Some(source) = self.ctx.registry.namespace_of(&self.job.tool) {
+            let message = format!(
+                "tool `{}` is not listed by MCP server `{source}` (yet): the server may be starting or restarting",
+                self.job.tool
+            );
+            let res: CallResult = Ok(Ok(Err(ToolError::retryable(message))));
+            let limits = Limits {
+                max_attempts: self
+                    .job
+                    .max_attempts
+                    .unwrap_or(self.ctx.config.max_attempts)
+                    .max(1),
+                timeout: crate::tools::DEFAULT_TOOL_TIMEOUT,
+            };
+            let timing = Timing {
+                started_at: job::now_ms(),
+                elapsed: Duration::ZERO,
+            };
+            let settle = self.conclude(res, limits, timing);
+            return self.finish(settle);
+        }
+        let message = unknown_tool_message(&self.ctx, &self.job.tool);
+        tracing::warn!(%message, "burying job");
+        let settle = self.bury(error("unknown_tool", message), None);
+        self.finish(settle)
     }
 
     fn limits(&self, tool: &dyn Tool) -> Limits {

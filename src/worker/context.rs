@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::health::HealthState;
 use crate::job::ParseLimits;
 use crate::queue::Broker;
+use crate::tools::mcp::McpServers;
 use crate::tools::Registry;
 
 pub struct Ctx {
@@ -41,6 +42,8 @@ pub struct Ctx {
     /// Tools that cache or are rate limited, derived once: only their jobs
     /// pay for the guard around the call.
     guarded: std::collections::HashSet<String>,
+    /// The MCP servers whose tools are registered (for `/health`).
+    pub mcp: Arc<McpServers>,
 }
 
 impl Ctx {
@@ -86,6 +89,7 @@ impl Ctx {
                 .collect(),
             stalled: CancellationToken::new(),
             stall_reason: Mutex::new(None),
+            mcp: Arc::new(McpServers::default()),
             unconfigured,
         }
     }

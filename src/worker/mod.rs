@@ -50,6 +50,7 @@ pub use shutdown::Shutdown;
 use crate::config::Config;
 use crate::health::{self, HealthState};
 use crate::queue::{Broker, QueueError, RedisTarget};
+use crate::tools::mcp::McpServers;
 use crate::tools::Registry;
 use context::Ctx;
 
@@ -117,8 +118,10 @@ impl Worker {
         let target =
             RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?;
         let broker = Arc::new(Broker::new(target)?);
+        let mcp = Arc::new(McpServers::start(&self.config.mcp).await);
+        mcp.register(&mut self.registry);
         let health = self.health();
-        let ctx = Arc::new(Ctx::new(
+        let mut ctx = Ctx::new(
             broker,
             health.worker_id.clone(),
             QueueSet::new(&specs),
@@ -126,7 +129,9 @@ impl Worker {
             self.config,
             health,
             self.unconfigured,
-        ));
+        );
+        ctx.mcp = mcp.clone();
+        let ctx = Arc::new(ctx);
         tracing::info!(worker = %ctx.worker_id, redis = %ctx.broker.target().masked_url(),
             queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, "starting worker");
 
@@ -135,10 +140,13 @@ impl Worker {
         let info = startup::registration(&ctx);
         if !startup::register(&ctx, &info, &shutdown).await {
             http_stop.cancel();
+            mcp.shutdown().await;
             return Ok(());
         }
         startup::warn_on_eviction(&ctx).await;
         let result = run_registered(ctx.clone(), info, shutdown).await;
+        // After the stop sequence: running MCP calls had their grace.
+        mcp.shutdown().await;
         health::mark_worker_down();
         http_stop.cancel();
         if let Some(h) = http {

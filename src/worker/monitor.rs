@@ -55,6 +55,7 @@ impl Monitor {
             depths.push((keys.name.clone(), [d.pending, d.active, d.delayed, d.dead]));
         }
         ctx.health.set_depths(depths);
+        ctx.health.set_mcp_servers(ctx.mcp.health());
         if let Some(used) = ctx.broker.info_field("memory", "used_memory").await? {
             if let Ok(bytes) = used.parse::<f64>() {
                 gauge!(m::REDIS_MEMORY).set(bytes);

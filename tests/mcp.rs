@@ -1,0 +1,383 @@
+//! MCP servers as tool sources, against real servers: the fixture server in
+//! `tests/fixtures/mcp_server.py` (the official Python SDK, with tools that
+//! misbehave on request) and the reference `server-everything` from npm.
+//! `scripts/install-mcp-fixtures.sh` installs both (`scripts/test.sh` runs
+//! it and sets `TOOLQ_MCP_FIXTURES`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use toolq::config::Config;
+use toolq::queue::QueueKeys;
+use toolq::tools::mcp::{McpConfig, McpServerConfig};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Where the install script put the servers; a clear failure when absent.
+fn fixtures() -> PathBuf {
+    let dir = std::env::var("TOOLQ_MCP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/toolq-mcp-fixtures")
+        });
+    assert!(
+        dir.join("venv/bin/python").exists(),
+        "MCP test servers missing in {}: run `bash scripts/install-mcp-fixtures.sh`",
+        dir.display()
+    );
+    dir
+}
+
+fn python_server(env: &[(&str, String)]) -> McpServerConfig {
+    let python = fixtures().join("venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_server.py");
+    McpServerConfig {
+        command: vec![python.display().to_string(), script.display().to_string()],
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        call_timeout_ms: 10_000,
+        ..Default::default()
+    }
+}
+
+fn everything_server() -> McpServerConfig {
+    let entry =
+        fixtures().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    McpServerConfig {
+        command: vec!["node".into(), entry.display().to_string(), "stdio".into()],
+        ..Default::default()
+    }
+}
+
+fn with_servers(url: &str, q: &str, servers: &[(&str, McpServerConfig)]) -> Config {
+    Config {
+        mcp: McpConfig {
+            servers: servers
+                .iter()
+                .map(|(n, c)| (n.to_string(), c.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        },
+        max_attempts: 3,
+        ..config(url, q, 8)
+    }
+}
+
+fn job(tool: &str, id: &str, args: Value) -> String {
+    json!({"tool": tool, "id": id, "args": args}).to_string()
+}
+
+async fn run_one(
+    con: &mut redis::aio::MultiplexedConnection,
+    q: &str,
+    tool: &str,
+    id: &str,
+    args: Value,
+) -> Value {
+    lpush(con, q, &[job(tool, id, args)]).await;
+    wait_result(con, q, id, WAIT).await
+}
+
+/// The fixture's tools are listed at start and run as jobs; arguments are
+/// checked against the tool's `inputSchema` first, and a job that fails
+/// the check is buried without the server being called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_run_as_jobs_and_bad_arguments_never_reach_the_server() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcp");
+    let mut con = raw(&url).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let fx = python_server(&[("FIXTURE_LOG", log.path().display().to_string())]);
+    let worker = start_worker(with_servers(&url, &q, &[("fx", fx)]));
+
+    let r = run_one(&mut con, &q, "fx.add", "sum", json!({"a": 2, "b": 3})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(
+        r["output"],
+        json!({"result": 5}),
+        "structuredContent is the output"
+    );
+
+    let r = run_one(&mut con, &q, "fx.add", "bad", json!({"a": "two", "b": 3})).await;
+    assert_eq!(r["status"], "dead", "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_args", "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("/a"),
+        "{r}"
+    );
+    assert_eq!(r["attempts"], 1, "{r}");
+    let calls = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(calls, "2+3\n", "the server saw only the valid call");
+
+    let r = run_one(&mut con, &q, "fx.fail", "err", json!({"message": "boom"})).await;
+    assert_eq!(
+        (&r["status"], &r["error"]["kind"]),
+        (&json!("dead"), &json!("permanent")),
+        "{r}"
+    );
+    assert_eq!(r["attempts"], 1, "isError is permanent by default: {r}");
+
+    let r = run_one(&mut con, &q, "fx.big", "big", json!({"n": 2_000_000})).await;
+    assert_eq!(r["status"], "dead", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_result_bytes"),
+        "{r}"
+    );
+    worker.stop().await;
+}
+
+/// A server that exits in the middle of a call: the call fails retryably,
+/// the server is restarted, and the job succeeds on its next attempt. A
+/// call that hangs past the job's timeout fails as a timeout and is
+/// retried; a server that writes garbage to stdout does not lose the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_or_hangs_mid_call_costs_an_attempt_not_the_job() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcpfault");
+    let mut con = raw(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("died").display().to_string();
+    let worker = start_worker(with_servers(&url, &q, &[("fx", python_server(&[]))]));
+
+    let r = run_one(
+        &mut con,
+        &q,
+        "fx.die_once",
+        "die",
+        json!({"marker": marker}),
+    )
+    .await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"], json!({"result": "survived"}), "{r}");
+    assert_eq!(
+        r["attempts"], 2,
+        "the crash cost one attempt, the restart none: {r}"
+    );
+
+    let hang = json!({"tool": "fx.hang", "id": "hang", "args": {"seconds": 30}, "timeout_ms": 300, "max_attempts": 2});
+    lpush(&mut con, &q, &[hang.to_string()]).await;
+    let r = wait_result(&mut con, &q, "hang", WAIT).await;
+    assert_eq!(
+        (&r["status"], &r["error"]["kind"]),
+        (&json!("dead"), &json!("timeout")),
+        "{r}"
+    );
+    assert_eq!(r["attempts"], 2, "{r}");
+
+    let r = run_one(&mut con, &q, "fx.garbage", "garbage", json!({})).await;
+    assert!(r["status"] == "succeeded" || r["status"] == "dead", "{r}");
+    // The server still answers afterwards (restarted if the garbage ended it).
+    let r = run_one(&mut con, &q, "fx.add", "after", json!({"a": 1, "b": 1})).await;
+    assert_eq!(r["output"], json!({"result": 2}), "{r}");
+    worker.stop().await;
+}
+
+/// A job for a configured server whose tools are not listed (it never
+/// started) is retried with backoff, not buried as an unknown tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_a_server_that_is_down_is_retried_not_buried_as_unknown() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcpdown");
+    let mut con = raw(&url).await;
+    let down = McpServerConfig {
+        command: vec!["/nonexistent/mcp-server".into()],
+        ..Default::default()
+    };
+    let worker = start_worker(Config {
+        backoff_base_ms: 10,
+        backoff_max_ms: 20,
+        ..with_servers(&url, &q, &[("down", down)])
+    });
+    let r = run_one(&mut con, &q, "down.anything", "d", json!({})).await;
+    assert_eq!(r["status"], "dead", "{r}");
+    assert_eq!(r["error"]["kind"], "retryable", "{r}");
+    assert_eq!(r["attempts"], 3, "retried, not buried at once: {r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MCP server `down`"),
+        "{r}"
+    );
+    // A name outside every server's prefix is still an unknown tool.
+    let r = run_one(&mut con, &q, "nosuch", "u", json!({})).await;
+    assert_eq!(r["error"]["kind"], "unknown_tool", "{r}");
+    worker.stop().await;
+}
+
+/// The reference server from npm: text, structured and image results, a
+/// long-running operation, schema checks, and a tool that would ask the
+/// client for sampling (not offered: toolq declares no such capability).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_everything_tools_run_as_jobs() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("everything");
+    let mut con = raw(&url).await;
+    let worker = start_worker(with_servers(&url, &q, &[("ev", everything_server())]));
+
+    let r = run_one(&mut con, &q, "ev.echo", "echo", json!({"message": "hello"})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(r["output"].to_string().contains("hello"), "{r}");
+
+    let r = run_one(&mut con, &q, "ev.get-sum", "sum", json!({"a": 2, "b": 40})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(r["output"].to_string().contains("42"), "{r}");
+
+    let r = run_one(&mut con, &q, "ev.get-tiny-image", "img", json!({})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let blocks = r["output"].as_array().expect("a content list");
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["type"] == "image" && b["data"].is_string()),
+        "{r}"
+    );
+
+    let r = run_one(
+        &mut con,
+        &q,
+        "ev.trigger-long-running-operation",
+        "long",
+        json!({"duration": 1, "steps": 2}),
+    )
+    .await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+
+    let r = run_one(
+        &mut con,
+        &q,
+        "ev.get-sum",
+        "badsum",
+        json!({"a": "x", "b": 1}),
+    )
+    .await;
+    assert_eq!(r["error"]["kind"], "invalid_args", "{r}");
+
+    // Tools that need a client capability toolq does not declare (sampling,
+    // elicitation, roots) are not offered to it, so no job can hang on one.
+    let r = run_one(
+        &mut con,
+        &q,
+        "ev.trigger-sampling-request",
+        "sample",
+        json!({"prompt": "hi"}),
+    )
+    .await;
+    assert_eq!(r["status"], "dead", "{r}");
+    worker.stop().await;
+}
+
+/// 2,000 jobs through a stdio server that is SIGKILLed every second: every
+/// job ends succeeded, none lost; the calls a kill interrupted ran again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_every_second_loses_no_job() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcpkill");
+    let mut con = raw(&url).await;
+    let pids = tempfile::tempdir().unwrap();
+    let fx = python_server(&[("FIXTURE_PID_DIR", pids.path().display().to_string())]);
+    let worker = start_worker(Config {
+        backoff_base_ms: 50,
+        backoff_max_ms: 500,
+        max_attempts: 20,
+        ..with_servers(&url, &q, &[("fx", fx)])
+    });
+    let n = 2000;
+    let ids: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+    let jobs: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| job("fx.add", id, json!({"a": i, "b": 1})))
+        .collect();
+    lpush(&mut con, &q, &jobs).await;
+    let k = QueueKeys::new(&q);
+    let start = Instant::now();
+    let mut kills = 0;
+    let mut killed = std::collections::HashSet::new();
+    loop {
+        let done: Option<u64> = redis::cmd("HGET")
+            .arg(&k.stats)
+            .arg("succeeded")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if done.unwrap_or(0) >= n as u64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {done:?} of {n} done"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for entry in std::fs::read_dir(pids.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let pid: i32 = name.parse().unwrap();
+            if killed.insert(pid) {
+                // SAFETY: kill(2) on a pid the fixture server wrote itself.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kills += 1;
+            }
+        }
+    }
+    let mut retried = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["output"], json!({"result": i + 1}), "{r}");
+        if r["attempts"].as_u64() > Some(1) {
+            retried += 1;
+        }
+    }
+    println!(
+        "mcp kill: jobs={n} kills={kills} lost=0 retried_after_a_kill={retried} took={:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(kills >= 1, "the server was killed at least once");
+    worker.stop().await;
+}
+
+/// Stopping the worker stops its servers: no child outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_worker_stops_its_servers() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcpstop");
+    let mut con = raw(&url).await;
+    let fx = McpServerConfig {
+        instances: 2,
+        ..python_server(&[])
+    };
+    let worker = start_worker(with_servers(&url, &q, &[("fx", fx)]));
+    let mut pids = std::collections::HashSet::new();
+    for i in 0..10 {
+        let r = run_one(&mut con, &q, "fx.pid", &format!("p{i}"), json!({})).await;
+        pids.insert(r["output"]["result"].as_i64().unwrap() as i32);
+    }
+    assert!(!pids.is_empty());
+    worker.stop().await;
+    eventually(
+        Duration::from_secs(15),
+        "every server process to exit",
+        || {
+            let pids = pids.clone();
+            // SAFETY: signal 0 only checks that the process exists.
+            async move { pids.iter().all(|p| unsafe { libc::kill(*p, 0) } != 0) }
+        },
+    )
+    .await;
+}
