@@ -66,7 +66,12 @@ enum Command {
         /// Per-attempt limit in milliseconds
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Skip checking the tool and its arguments against the tool catalog
+        #[arg(long)]
+        no_check: bool,
     },
+    /// The tools live workers serve, with their sources and workers
+    Tools(cli::tools::ToolsArgs),
     /// Submit jobs from a JSON-lines file (or `-` for stdin); --wait prints each result
     Submit(cli::submit::SubmitArgs),
     /// Per queue: pending, active, delayed and dead jobs, live workers, totals
@@ -158,6 +163,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             timeout,
             max_attempts,
             timeout_ms,
+            no_check,
         } => {
             let a = cli::enqueue::EnqueueArgs {
                 tool,
@@ -167,10 +173,12 @@ async fn run(args: Args) -> Result<Exit, CliError> {
                 timeout: Duration::from_secs(timeout),
                 max_attempts,
                 timeout_ms,
+                no_check,
             };
             cli::enqueue::run(&config, a).await
         }
         Command::Submit(a) => cli::submit::run(&config, a).await,
+        Command::Tools(a) => cli::tools::run(&config, a).await,
         Command::Stats(a) => cli::stats::run(&config, a).await,
         Command::Dead(a) => cli::dead::run(&config, a).await,
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,

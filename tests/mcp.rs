@@ -381,3 +381,139 @@ async fn stopping_the_worker_stops_its_servers() {
     )
     .await;
 }
+
+async fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = common::process::toolq(args);
+    cmd.env("TOOLQ_REDIS_URL", url);
+    if stdin.is_none() {
+        let (status, out, err) = common::process::run(cmd, WAIT).await;
+        return (status.code().unwrap_or(-1), out, err);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    std::fs::write(&file, stdin.unwrap()).unwrap();
+    let mut args = args.to_vec();
+    let path = file.display().to_string();
+    args.push(&path);
+    let mut cmd = common::process::toolq(&args);
+    cmd.env("TOOLQ_REDIS_URL", url);
+    let (status, out, err) = common::process::run(cmd, WAIT).await;
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// Every worker publishes the tools it serves (built-in and MCP, with their
+/// schemas); `toolq tools` lists them with the workers serving each, and
+/// `enqueue`/`submit` refuse a job the catalog says would fail at once
+/// (exit 2, naming the failing path) unless told `--no-check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_catalog_lists_every_tool_and_producers_check_against_it() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("catalog");
+    let worker = start_worker(with_servers(&url, &q, &[("fx", python_server(&[]))]));
+    let id = worker.health.worker_id.clone();
+    let mut listed = Value::Null;
+    let start = Instant::now();
+    while listed["tools"].as_array().is_none_or(|t| t.is_empty()) {
+        assert!(start.elapsed() < WAIT, "no catalog published");
+        let (code, out, err) = cli(&url, &["tools", "--json"], None).await;
+        assert_eq!(code, 0, "{err}");
+        listed = serde_json::from_str(&out).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let find = |name: &str| {
+        listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {listed}"))
+    };
+    let calc = find("calculator");
+    assert_eq!(
+        (&calc["source"], &calc["workers"]),
+        (&json!("builtin"), &json!([id]))
+    );
+    let add = find("fx.add");
+    assert_eq!(add["source"], "mcp");
+    assert_eq!(add["input_schema"]["required"], json!(["a", "b"]));
+    assert_eq!(add["schema_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(add["description"], "Adds two integers.");
+    let (code, table, _) = cli(&url, &["tools"], None).await;
+    assert_eq!(code, 0);
+    assert!(table.contains("fx.add") && table.contains("mcp"), "{table}");
+
+    let enqueue = |args: &'static [&'static str]| {
+        let mut all = vec!["enqueue", "--queue"];
+        all.push(Box::leak(q.clone().into_boxed_str()));
+        all.extend_from_slice(args);
+        all
+    };
+    let (code, _, err) = cli(&url, &enqueue(&["fx.add", r#"{"a":"x","b":1}"#]), None).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/a"), "{err}");
+    let (code, _, err) = cli(&url, &enqueue(&["fx.nope", "{}"]), None).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("fx.nope"), "{err}");
+    let (code, out, err) = cli(&url, &enqueue(&["fx.add", r#"{"a":2,"b":2}"#]), None).await;
+    assert_eq!(code, 0, "{err}");
+    let mut con = raw(&url).await;
+    let r = wait_result(&mut con, &q, out.trim(), WAIT).await;
+    assert_eq!(r["output"], json!({"result": 4}), "{r}");
+    let (code, _, err) = cli(&url, &enqueue(&["--no-check", "fx.nope", "{}"]), None).await;
+    assert_eq!(code, 0, "--no-check enqueues: {err}");
+
+    let lines = "{\"tool\":\"echo\",\"args\":{}}\n{\"tool\":\"sleep\",\"args\":{\"ms\":\"x\"}}\n";
+    let before = llen(&mut con, &QueueKeys::new(&q).pending).await;
+    let (code, _, err) = cli(&url, &["submit", "--queue", &q], Some(lines)).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2:") && err.contains("/ms"), "{err}");
+    assert_eq!(
+        llen(&mut con, &QueueKeys::new(&q).pending).await,
+        before,
+        "nothing enqueued"
+    );
+
+    worker.stop().await;
+    let (_, out, _) = cli(&url, &["tools", "--json"], None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"tools": []}),
+        "a stopped worker withdraws its tools"
+    );
+}
+
+/// A tool that must not run twice (`redeliver = false`, or an MCP tool
+/// hinting `idempotentHint: false`): a job whose worker died holding it is
+/// not run again but buried as `interrupted`, for an operator to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_recovered_from_a_dead_worker_is_not_rerun_on_a_tool_that_must_not_run_twice() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("once");
+    let mut con = raw(&url).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let fx = McpServerConfig {
+        redeliver: false,
+        ..python_server(&[("FIXTURE_LOG", log.path().display().to_string())])
+    };
+    let worker = start_worker(with_servers(&url, &q, &[("fx", fx)]));
+    // What recovery leaves in pending after the worker running it died.
+    let recovered = r#"{"recoveries":1,"tool":"fx.add","id":"once","args":{"a":1,"b":2}}"#;
+    lpush(&mut con, &q, &[recovered.to_owned()]).await;
+    let r = wait_result(&mut con, &q, "once", WAIT).await;
+    assert_eq!(
+        (&r["status"], &r["error"]["kind"]),
+        (&json!("dead"), &json!("interrupted")),
+        "{r}"
+    );
+    let fresh = run_one(&mut con, &q, "fx.add", "fresh", json!({"a": 1, "b": 2})).await;
+    assert_eq!(fresh["status"], "succeeded", "a first run is fine: {fresh}");
+    assert_eq!(
+        std::fs::read_to_string(log.path()).unwrap(),
+        "1+2\n",
+        "only the fresh job called the server"
+    );
+    worker.stop().await;
+}

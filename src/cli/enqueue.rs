@@ -19,6 +19,8 @@ pub struct EnqueueArgs {
     pub timeout: Duration,
     pub max_attempts: Option<u32>,
     pub timeout_ms: Option<u64>,
+    /// Skip the check against the tool catalog.
+    pub no_check: bool,
 }
 
 pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
@@ -30,6 +32,14 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
     let queue = queue_name(&a.queue)?;
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
     ensure_reachable(producer.broker()).await?;
+    if !a.no_check {
+        let catalog = producer.catalog().await?;
+        if !catalog.is_empty() {
+            catalog
+                .check(&a.tool, &args)
+                .map_err(|why| CliError::BadInput(format!("{why} (--no-check enqueues anyway)")))?;
+        }
+    }
     let mut job = Job::new(a.tool, args);
     job.max_attempts = a.max_attempts;
     job.timeout_ms = a.timeout_ms;

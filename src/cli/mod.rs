@@ -11,6 +11,7 @@ mod progress;
 pub mod result;
 pub mod stats;
 pub mod submit;
+pub mod tools;
 mod wait;
 pub mod worker;
 

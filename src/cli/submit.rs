@@ -50,6 +50,10 @@ pub struct SubmitArgs {
     /// Longest a job's `unique_key` stays held, e.g. 1h [config: unique_ttl_s]
     #[arg(long, value_name = "DUR", value_parser = super::duration::parse)]
     pub unique_ttl: Option<Duration>,
+    /// Skip checking tool names and arguments against the tool catalog
+    /// that live workers publish
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
@@ -84,6 +88,19 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
 
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
     ensure_reachable(producer.broker()).await?;
+    let mut lines = lines;
+    if !a.no_check {
+        let refused = check_catalog(&producer, &mut lines).await?;
+        if refused > 0 && !a.skip_invalid {
+            eprintln!(
+                "toolq: {refused} job(s) the tool catalog refuses; nothing enqueued (--no-check skips the check, --skip-invalid enqueues the rest)"
+            );
+            return Ok(Exit::BadInput);
+        }
+        if lines.jobs.is_empty() {
+            return Ok(Exit::BadInput);
+        }
+    }
     let options = BatchOptions {
         awaitable: a.wait,
         unique_ttl: a
@@ -108,6 +125,32 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
     }
     print_ids(&submitted)?;
     Ok(Exit::Success)
+}
+
+/// Drops (and reports, by line) the jobs the live workers' tool catalog
+/// refuses: an unknown tool, or arguments failing its schema. Checks nothing
+/// when no worker has published a catalog. Returns how many were dropped.
+async fn check_catalog(producer: &Producer, lines: &mut JobLines) -> Result<usize, CliError> {
+    let catalog = producer.catalog().await?;
+    if catalog.is_empty() {
+        return Ok(0);
+    }
+    let jobs = std::mem::take(&mut lines.jobs);
+    let numbers = std::mem::take(&mut lines.line_numbers);
+    let mut refused = 0;
+    for (job, line) in jobs.into_iter().zip(numbers) {
+        match catalog.check(job.tool(), job.args()) {
+            Ok(()) => {
+                lines.jobs.push(job);
+                lines.line_numbers.push(line);
+            }
+            Err(why) => {
+                eprintln!("line {line}: {why}");
+                refused += 1;
+            }
+        }
+    }
+    Ok(refused)
 }
 
 fn read_input(a: &SubmitArgs, config: &Config) -> Result<JobLines, CliError> {

@@ -9,10 +9,12 @@
 //! - `waiter`: awaiting a batch through its notification list
 //!   ([`BatchWaiter`], also a `Stream`).
 //! - `admin`: queue stats and dead jobs (list, retry, purge).
+//! - `catalog`: the tools live workers serve, and checking jobs against it.
 
 mod admin;
 mod backpressure;
 mod batch;
+mod catalog;
 mod lines;
 mod valid;
 mod waiter;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use admin::{DeadEntry, QueueStats, RetryAll, Totals, WorkerEntry};
 pub use batch::{BatchOptions, Submitted};
+pub use catalog::{Catalog, CatalogTool};
 pub use lines::{read_lines, Defaults, JobLines, LineError};
 pub use valid::ValidJob;
 pub use waiter::{BatchWaiter, Finished};

@@ -40,6 +40,17 @@ impl ValidJob {
         self.fields.get("id").and_then(Value::as_str)
     }
 
+    pub fn tool(&self) -> &str {
+        self.fields
+            .get("tool")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn args(&self) -> &Value {
+        self.fields.get("args").unwrap_or(&Value::Null)
+    }
+
     pub fn unique_key(&self) -> Option<&str> {
         self.fields.get("unique_key").and_then(Value::as_str)
     }

@@ -82,6 +82,15 @@ pub fn worker_info(worker: &str) -> String {
     format!("{PREFIX}:worker:{worker}")
 }
 
+/// sorted set: workers that published their tools, score = when (ms).
+pub const CATALOG_WORKERS: &str = "toolq:catalog:workers";
+
+/// string: the tools one worker serves (JSON), expiring unless its
+/// heartbeat keeps it.
+pub fn catalog_worker(worker: &str) -> String {
+    format!("{PREFIX}:catalog:worker:{worker}")
+}
+
 /// string: a tool's cached output.
 pub fn cache(tool: &str, digest: &str) -> String {
     format!("{PREFIX}:cache:{tool}:{digest}")

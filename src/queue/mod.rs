@@ -16,6 +16,7 @@
 mod admin;
 mod broker;
 mod cache;
+mod catalog;
 mod connection;
 mod enqueue;
 mod inspect;

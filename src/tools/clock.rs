@@ -28,6 +28,14 @@ impl Tool for Clock {
     async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
         Ok(json!({ "unix_us": unix_us() }))
     }
+
+    fn description(&self) -> String {
+        "Returns the worker's clock in microseconds (for latency measurements).".into()
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
 }
 
 #[cfg(test)]

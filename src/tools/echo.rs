@@ -30,6 +30,14 @@ impl Tool for Echo {
     async fn call(&self, args: &Value) -> Result<Value, ToolError> {
         Ok(args.clone())
     }
+
+    fn description(&self) -> String {
+        "Returns its arguments (a diagnostic tool for tests, demos and benchmarks).".into()
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
 }
 
 #[cfg(test)]

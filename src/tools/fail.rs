@@ -23,6 +23,22 @@ impl Tool for Fail {
         Plan::from_args(args).map(drop)
     }
 
+    fn description(&self) -> String {
+        "Fails on purpose: the first `times` attempts (retryably), or for good with `permanent`."
+            .into()
+    }
+
+    fn input_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"times": {"type": "integer", "minimum": 0}, "permanent": {"type": "boolean"}}
+        })
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
+
     /// Without an attempt number, behaves as the first attempt.
     async fn call(&self, args: &Value) -> Result<Value, ToolError> {
         self.call_attempt(args, 0).await

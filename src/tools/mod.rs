@@ -5,6 +5,7 @@
 //! and retries wrap a tool call from the outside (see `worker::executor`).
 
 mod calculator;
+pub mod catalog;
 mod clock;
 mod echo;
 mod fail;
@@ -119,5 +120,30 @@ pub trait Tool: Send + Sync + 'static {
     /// by the tool name and a digest of the normalised arguments.
     fn cache_ttl(&self) -> Option<Duration> {
         None
+    }
+
+    /// What the tool does, for the catalog (`toolq tools`, the gateway).
+    fn description(&self) -> String {
+        String::new()
+    }
+
+    /// The JSON Schema of `args`, published in the catalog, where producers
+    /// check jobs against it before enqueueing. The default accepts any
+    /// object.
+    fn input_schema(&self) -> Value {
+        serde_json::json!({"type": "object"})
+    }
+
+    /// Where the tool comes from, for the catalog: `builtin`, `rust` (a
+    /// program registered it), `mcp` or `http`.
+    fn source(&self) -> &'static str {
+        "rust"
+    }
+
+    /// Whether a job recovered from a worker that died holding it may run
+    /// again. A tool with side effects that must not happen twice says no:
+    /// such a job ends dead (kind `interrupted`) for an operator to retry.
+    fn redeliver(&self) -> bool {
+        true
     }
 }

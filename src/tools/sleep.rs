@@ -25,6 +25,22 @@ impl Tool for Sleep {
         millis(args).map(drop)
     }
 
+    fn description(&self) -> String {
+        "Sleeps `ms` milliseconds (a diagnostic tool for tests and demos).".into()
+    }
+
+    fn input_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": MAX_SLEEP_MS}},
+            "required": ["ms"]
+        })
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
+
     async fn call(&self, args: &Value) -> Result<Value, ToolError> {
         let ms = millis(args)?;
         tokio::time::sleep(Duration::from_millis(ms)).await;

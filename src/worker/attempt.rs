@@ -67,6 +67,14 @@ impl Attempt {
                 Parking::Cancelled => return Some(self.put_back()),
             }
         }
+        if self.job.recoveries > 0 && !tool.redeliver() {
+            let message = format!(
+                "the worker running this job died {} time(s); `{}` is not safe to run twice, so it was not run again (retry it with `toolq dead retry`)",
+                self.job.recoveries, self.job.tool
+            );
+            let settle = self.bury(error("interrupted", message), None);
+            return Some(self.finish(settle));
+        }
         if let Err(e) = tool.validate(&self.job.args) {
             let settle = self.bury(tool_error(&e), None);
             return Some(self.finish(settle));

@@ -16,17 +16,21 @@ pub struct Heartbeat {
     pub ctx: Arc<Ctx>,
     /// The registration document (`toolq:worker:<id>`).
     pub info: String,
+    /// The catalog document: the tools this worker serves.
+    pub tools: String,
 }
 
 impl Heartbeat {
     /// Registers in every queue once; the worker must not fetch before this.
-    pub async fn register(ctx: &Ctx, info: &str) -> Result<(), QueueError> {
+    pub async fn register(ctx: &Ctx, info: &str, tools: &str) -> Result<(), QueueError> {
         for keys in &ctx.queues.keys {
             ctx.broker.heartbeat(keys, &ctx.worker_id, true).await?;
         }
+        let ttl = ctx.config.heartbeat_timeout() * 3;
         ctx.broker
-            .set_worker_info(&ctx.worker_id, info, ctx.config.heartbeat_timeout() * 3)
+            .set_worker_info(&ctx.worker_id, info, ttl)
             .await?;
+        ctx.broker.publish_tools(&ctx.worker_id, tools, ttl).await?;
         ctx.health.record_heartbeat();
         Ok(())
     }
@@ -89,13 +93,17 @@ impl Heartbeat {
                 self.lost(broker, qi, keys).await?;
             }
         }
+        let ttl = ctx.config.heartbeat_timeout() * 3;
         broker
-            .set_worker_info(
-                &ctx.worker_id,
-                &self.info,
-                ctx.config.heartbeat_timeout() * 3,
-            )
+            .set_worker_info(&ctx.worker_id, &self.info, ttl)
             .await?;
+        // The catalog document is large: extended, rewritten only if gone
+        // (Redis lost it, or it expired during an outage).
+        if !broker.touch_tools(&ctx.worker_id, ttl).await? {
+            broker
+                .publish_tools(&ctx.worker_id, &self.tools, ttl)
+                .await?;
+        }
         ctx.outage.ok();
         Ok(())
     }

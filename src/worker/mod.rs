@@ -137,14 +137,14 @@ impl Worker {
 
         let http_stop = CancellationToken::new();
         let http = startup::start_side_port(&ctx, metrics, http_stop.clone()).await?;
-        let info = startup::registration(&ctx);
-        if !startup::register(&ctx, &info, &shutdown).await {
+        let reg = startup::registration(&ctx);
+        if !startup::register(&ctx, &reg, &shutdown).await {
             http_stop.cancel();
             mcp.shutdown().await;
             return Ok(());
         }
         startup::warn_on_eviction(&ctx).await;
-        let result = run_registered(ctx.clone(), info, shutdown).await;
+        let result = run_registered(ctx.clone(), reg, shutdown).await;
         // After the stop sequence: running MCP calls had their grace.
         mcp.shutdown().await;
         health::mark_worker_down();
@@ -168,7 +168,7 @@ fn new_health(config: &Config) -> HealthState {
 
 async fn run_registered(
     ctx: Arc<Ctx>,
-    info: String,
+    reg: startup::Registration,
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
     let loops_stop = CancellationToken::new();
@@ -178,7 +178,8 @@ async fn run_registered(
 
     let beat = heartbeat::Heartbeat {
         ctx: ctx.clone(),
-        info,
+        info: reg.info,
+        tools: reg.tools,
     }
     .spawn(loops_stop.clone())?;
     let loops = vec![

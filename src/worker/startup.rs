@@ -10,6 +10,7 @@ use super::context::Ctx;
 use super::{heartbeat, metrics_init, outage, Shutdown, WorkerError};
 use crate::health;
 use crate::spec::HttpAddr;
+use crate::tools::catalog::{self, WorkerTools};
 
 pub(super) async fn start_side_port(
     ctx: &Arc<Ctx>,
@@ -47,10 +48,10 @@ pub(super) async fn start_side_port(
 
 /// Registers before any fetch, retrying while Redis is unreachable. False
 /// when shutdown came first.
-pub(super) async fn register(ctx: &Ctx, info: &str, shutdown: &Shutdown) -> bool {
+pub(super) async fn register(ctx: &Ctx, reg: &Registration, shutdown: &Shutdown) -> bool {
     let mut failures = 0;
     loop {
-        match heartbeat::Heartbeat::register(ctx, info).await {
+        match heartbeat::Heartbeat::register(ctx, &reg.info, &reg.tools).await {
             Ok(()) => {
                 ctx.outage.ok();
                 return true;
@@ -75,8 +76,16 @@ pub(super) async fn warn_on_eviction(ctx: &Ctx) {
     }
 }
 
-pub(super) fn registration(ctx: &Ctx) -> String {
-    serde_json::json!({
+/// What a worker writes about itself: who it is, and the tools it serves.
+pub struct Registration {
+    /// `toolq:worker:<id>`: host, pid, queues, concurrency, version.
+    pub info: String,
+    /// `toolq:catalog:worker:<id>`: the tool catalog entries.
+    pub tools: String,
+}
+
+pub(super) fn registration(ctx: &Ctx) -> Registration {
+    let info = serde_json::json!({
         "id": ctx.worker_id,
         "host": hostname(),
         "pid": std::process::id(),
@@ -85,7 +94,15 @@ pub(super) fn registration(ctx: &Ctx) -> String {
         "started_at": crate::job::now_ms(),
         "version": ctx.health.version,
     })
-    .to_string()
+    .to_string();
+    let tools = WorkerTools {
+        worker: ctx.worker_id.clone(),
+        tools: catalog::entries(&ctx.registry),
+    };
+    Registration {
+        info,
+        tools: serde_json::to_string(&tools).unwrap_or_else(|_| "{}".into()),
+    }
 }
 
 pub(super) fn hostname() -> String {

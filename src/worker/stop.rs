@@ -70,8 +70,12 @@ pub(super) async fn stop(ctx: &Ctx, shutdown: &Shutdown, running: Running) {
     }
     let _ = tokio::task::spawn_blocking(move || beat.join()).await;
     requeue_unfinished(ctx).await;
-    if let Err(e) = ctx.broker.forget_worker_info(&ctx.worker_id).await {
-        tracing::warn!(error = %e, "could not remove the registration document; it expires on its own");
+    let forgotten = match ctx.broker.forget_worker_info(&ctx.worker_id).await {
+        Ok(()) => ctx.broker.withdraw_tools(&ctx.worker_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = forgotten {
+        tracing::warn!(error = %e, "could not remove the registration documents; they expire on their own");
     }
     tracing::info!("worker stopped");
 }

@@ -51,6 +51,27 @@ impl Tool for Calculator {
         request(args).map(drop)
     }
 
+    fn description(&self) -> String {
+        "Evaluates an arithmetic expression safely (never code): `expression`, or `operation` with numbers `a` and `b`.".into()
+    }
+
+    fn input_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "expression": {"type": "string", "description": "e.g. 2*(3+4)"},
+                "operation": {"type": "string", "enum": ["add", "subtract", "multiply", "divide", "power", "modulo", "sub", "mul", "div", "pow", "mod"]},
+                "a": {"type": "number"},
+                "b": {"type": "number"}
+            },
+            "oneOf": [{"required": ["expression"]}, {"required": ["operation", "a", "b"]}]
+        })
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
+
     async fn call(&self, args: &Value) -> Result<Value, ToolError> {
         let Parsed { expr, normalised } = request(args)?;
         let result = expr.eval()?;

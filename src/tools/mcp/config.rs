@@ -44,6 +44,10 @@ pub struct McpServerConfig {
     pub retry_on_error: bool,
     /// Largest result (serialised JSON) accepted.
     pub max_result_bytes: usize,
+    /// Whether a job whose worker died during the call may run again. Set
+    /// false for tools with side effects that must not happen twice; a tool
+    /// the server marks `idempotentHint: false` is treated so too.
+    pub redeliver: bool,
 }
 
 impl Default for McpServerConfig {
@@ -59,6 +63,7 @@ impl Default for McpServerConfig {
             call_timeout_ms: 30_000,
             retry_on_error: false,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            redeliver: true,
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct McpTool {
     description: String,
     schema: ArgsSchema,
     server: Arc<McpServer>,
+    /// False when the server marks the tool not idempotent
+    /// (`idempotentHint: false`) or the configuration says `redeliver = false`.
+    redeliver: bool,
 }
 
 impl McpTool {
@@ -40,17 +43,19 @@ impl McpTool {
                 return None;
             }
         };
+        let hinted_once = remote
+            .annotations
+            .as_ref()
+            .and_then(|a| a.idempotent_hint)
+            .is_some_and(|idempotent| !idempotent);
         Some(McpTool {
+            redeliver: server.config.redeliver && !hinted_once,
             job_name,
             remote: remote.name.to_string(),
             description: remote.description.as_deref().unwrap_or_default().to_owned(),
             schema,
             server,
         })
-    }
-
-    pub fn description(&self) -> &str {
-        &self.description
     }
 }
 
@@ -76,6 +81,22 @@ impl Tool for McpTool {
 
     fn timeout(&self) -> Duration {
         self.server.config.call_timeout()
+    }
+
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    fn input_schema(&self) -> Value {
+        self.schema.schema().clone()
+    }
+
+    fn source(&self) -> &'static str {
+        "mcp"
+    }
+
+    fn redeliver(&self) -> bool {
+        self.redeliver
     }
 }
 

@@ -106,6 +106,29 @@ impl Tool for WeatherTool {
         self.request_timeout + TIMEOUT_MARGIN
     }
 
+    fn description(&self) -> String {
+        "Current weather from an OpenWeather-compatible API, by `city` or `lat`/`lon`; cached in Redis.".into()
+    }
+
+    fn input_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "minLength": 1, "maxLength": args::MAX_CITY_CHARS},
+                "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                "units": {"type": "string", "enum": ["metric", "imperial", "standard"]},
+                "lang": {"type": "string", "maxLength": 10}
+            },
+            "additionalProperties": false,
+            "oneOf": [{"required": ["city"]}, {"required": ["lat", "lon"]}]
+        })
+    }
+
+    fn source(&self) -> &'static str {
+        "builtin"
+    }
+
     /// A zero TTL turns caching off rather than writing entries that expire
     /// at once.
     fn cache_ttl(&self) -> Option<Duration> {
