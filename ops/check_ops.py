@@ -309,7 +309,10 @@ def struct_fields(path: Path, struct: str) -> list[str]:
 def config_env_names() -> set[str]:
     """The TOOLQ_* variable of every configuration key, read from the Config
     struct (and the weather tool's) so that this check follows the code."""
-    names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k != "tools"}
+    # `tools` and `mcp` are tables keyed by a tool's or a server's name
+    # (`[tools.<name>]`, `[mcp.servers.<name>]`): no single variable to pass.
+    tables = {"tools", "mcp"}
+    names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k not in tables}
     # The keys serde reads: the raw struct behind WeatherConfig's try_from,
     # less the old spellings kept only for compatibility.
     legacy = {"timeout", "cache_ttl"}

@@ -196,6 +196,7 @@ async fn a_worker_that_may_not_write_results_stalls_and_its_jobs_run_elsewhere()
         ">pw",
         "+@all",
         "~toolq:worker:*",
+        "~toolq:catalog:*",
     ];
     acl.extend(patterns.iter().map(String::as_str));
     cmd(&mut con, &acl).await;
