@@ -14,8 +14,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<Exit, CliError> {
 
 /// A worker with the built-in tools and whatever the configuration enables.
 pub fn build(config: Config) -> Result<Worker, CliError> {
-    let (registry, unconfigured) = configured_registry(&config.tools)
-        .map_err(|e| CliError::BadInput(format!("tools.weather: {e}")))?;
+    let (registry, unconfigured) =
+        configured_registry(&config.tools).map_err(|e| CliError::BadInput(e.to_string()))?;
     let mut worker = Worker::new(config, registry);
     for (tool, message) in &unconfigured {
         worker = worker.unconfigured_tool(tool, message);

@@ -9,6 +9,7 @@ pub mod catalog;
 mod clock;
 mod echo;
 mod fail;
+pub mod http;
 pub mod mcp;
 pub mod rate;
 mod registry;

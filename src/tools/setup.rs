@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::http::{HttpTool, HttpToolConfig, HttpToolError};
 use super::rate::RateLimit;
 #[cfg(feature = "test-tools")]
 use super::testing;
@@ -21,6 +22,8 @@ use super::Registry;
 #[serde(default)]
 pub struct ToolsConfig {
     pub weather: WeatherConfig,
+    /// `[tools.http.<name>]`: HTTP endpoints as tools.
+    pub http: BTreeMap<String, HttpToolConfig>,
     #[serde(flatten)]
     pub other: BTreeMap<String, ToolSettings>,
 }
@@ -54,12 +57,24 @@ impl ToolsConfig {
     }
 }
 
+/// A tool that cannot be set up from its configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SetupError {
+    #[error("tools.weather: {0}")]
+    Weather(#[from] weather::ConfigError),
+    #[error(transparent)]
+    Http(#[from] HttpToolError),
+}
+
 /// The registry for `config`, and the tools left out for want of
 /// configuration with the message their jobs fail with.
 pub fn configured_registry(
     config: &ToolsConfig,
-) -> Result<(Registry, Vec<(String, String)>), weather::ConfigError> {
+) -> Result<(Registry, Vec<(String, String)>), SetupError> {
     let mut registry = Registry::with_builtins();
+    for (name, c) in &config.http {
+        registry.register(HttpTool::new(name, c)?);
+    }
     let mut unconfigured = Vec::new();
     match WeatherTool::from_config(config.weather.clone())? {
         Some(tool) => {

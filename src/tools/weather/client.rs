@@ -6,20 +6,21 @@
 //! its errors, so every error leaves through [`redact`]: URLs are stripped
 //! where they arise and any remaining copy of the key is masked.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{redirect, Response, StatusCode, Url};
 use serde_json::Value;
 
 use super::args::{Location, Request};
 use super::response::summarize;
 use super::ConfigError;
+use crate::tools::http::exchange::{self, describe, retry_after};
 use crate::tools::secret::{Secret, REDACTED};
 use crate::tools::ToolError;
 
 const ENDPOINT_PATH: &str = "/data/2.5/weather";
+/// How errors name the remote.
+const SERVICE: &str = "weather API";
 /// A current-weather body is about 1 KiB; anything far larger is not the API
 /// we expect and must not be buffered whole.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -105,52 +106,12 @@ impl WeatherClient {
         ))
     }
 
-    async fn read_body(&self, mut response: Response) -> Result<Vec<u8>, ToolError> {
-        let too_large = || {
-            ToolError::Permanent(format!(
-                "unexpected response from weather API: body larger than {MAX_BODY_BYTES} bytes"
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| self.transport_error(err))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_body(&self, response: Response) -> Result<Vec<u8>, ToolError> {
+        exchange::read_body(response, MAX_BODY_BYTES, SERVICE, self.timeout).await
     }
 
     fn transport_error(&self, err: reqwest::Error) -> ToolError {
-        let err = err.without_url();
-        if err.is_timeout() {
-            ToolError::retryable(format!(
-                "weather API did not answer within {:?}",
-                self.timeout
-            ))
-        } else if err.is_connect() {
-            ToolError::retryable(format!(
-                "could not connect to weather API: {}",
-                describe(&err)
-            ))
-        } else if err.is_builder() {
-            ToolError::Permanent(format!(
-                "could not build the weather API request: {}",
-                describe(&err)
-            ))
-        } else {
-            ToolError::retryable(format!("weather API request failed: {}", describe(&err)))
-        }
+        exchange::transport_error(err, SERVICE, self.timeout)
     }
 }
 
@@ -172,13 +133,6 @@ fn endpoint(base_url: &str) -> Result<Url, ConfigError> {
     Url::parse(&joined).map_err(|err| invalid(err.to_string()))
 }
 
-/// Only the delay-seconds form: OpenWeather sends that, and an HTTP date
-/// would need a clock we cannot trust to match theirs.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// OpenWeather errors look like `{"cod": "400", "message": "wrong latitude"}`.
 fn api_message(body: &[u8]) -> Option<String> {
     let body: Value = serde_json::from_slice(body).ok()?;
@@ -189,18 +143,15 @@ fn api_message(body: &[u8]) -> Option<String> {
     Some(message.chars().take(MAX_MESSAGE_CHARS).collect())
 }
 
+/// The weather API's own statuses (a rejected key, an unknown place), then
+/// the rules every HTTP tool shares.
 fn status_error(
     status: StatusCode,
     retry_after: Option<Duration>,
     message: Option<String>,
     location: &Location,
 ) -> ToolError {
-    let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
     match status {
-        StatusCode::TOO_MANY_REQUESTS => ToolError::Retryable {
-            message: format!("weather API rate limit exceeded (429){detail}"),
-            retry_after,
-        },
         StatusCode::UNAUTHORIZED => {
             ToolError::Permanent("weather API rejected the API key (401)".into())
         }
@@ -210,33 +161,8 @@ fn status_error(
                 format!("no weather data for lat={lat}, lon={lon} (404)")
             }
         }),
-        s if s.is_server_error() => ToolError::Retryable {
-            message: format!("weather API server error ({s}){detail}"),
-            retry_after,
-        },
-        s if s.is_client_error() => {
-            ToolError::Permanent(format!("weather API returned {s}{detail}"))
-        }
-        s => ToolError::Permanent(format!(
-            "unexpected response from weather API: status {s}{detail}"
-        )),
+        s => exchange::status_error(s, retry_after, message, SERVICE),
     }
-}
-
-/// reqwest's top-level messages ("error sending request") say little; the
-/// cause ("Connection refused") is in the source chain.
-fn describe(err: &dyn StdError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The last line of defence: whatever built the message, the key leaves masked.
@@ -264,6 +190,7 @@ fn redact(err: ToolError, key: &str) -> ToolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::{HeaderMap, RETRY_AFTER};
 
     #[test]
     fn joins_the_endpoint_onto_the_base() {

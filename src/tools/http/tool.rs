@@ -1,0 +1,280 @@
+//! One HTTP endpoint as a tool. `url`, `method` (default POST), `headers`
+//! (a value written `env:NAME` is read from that variable, `file:PATH` from
+//! that file, so secrets stay out of the configuration; they are masked in
+//! every error), an optional `input_schema` (a JSON Schema file the job's
+//! args are checked against before anything is sent), `timeout_ms` and
+//! `description`. 2xx: the JSON body is the output. 429 and 5xx: retryable,
+//! honouring `Retry-After`. Other 4xx: permanent.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{redirect, Method, Url};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::exchange;
+use crate::tools::schema::ArgsSchema;
+use crate::tools::secret::REDACTED;
+use crate::tools::{Tool, ToolError};
+
+/// A response larger than this fails the attempt instead of filling Redis.
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// What a failed response's body may add to the error message.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// `[tools.http.<name>]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpToolConfig {
+    pub url: String,
+    pub method: String,
+    /// Header values; `env:NAME` and `file:PATH` read secrets from outside.
+    pub headers: BTreeMap<String, String>,
+    /// A JSON Schema file for the job's `args`.
+    pub input_schema: Option<PathBuf>,
+    pub timeout_ms: u64,
+    pub description: String,
+}
+
+impl Default for HttpToolConfig {
+    fn default() -> Self {
+        HttpToolConfig {
+            url: String::new(),
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            input_schema: None,
+            timeout_ms: 30_000,
+            description: String::new(),
+        }
+    }
+}
+
+/// Why an HTTP tool cannot be set up; start-up stops on it, naming the key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("tools.http.{tool}.{key}: {message}")]
+pub struct HttpToolError {
+    pub tool: String,
+    pub key: &'static str,
+    pub message: String,
+}
+
+pub struct HttpTool {
+    name: String,
+    url: Url,
+    method: Method,
+    headers: HeaderMap,
+    /// Header values read from the environment or files: masked in errors.
+    secrets: Vec<String>,
+    schema: Option<ArgsSchema>,
+    timeout: Duration,
+    description: String,
+    http: reqwest::Client,
+    service: String,
+}
+
+impl HttpTool {
+    pub fn new(name: &str, c: &HttpToolConfig) -> Result<HttpTool, HttpToolError> {
+        let fail = |key: &'static str, message: String| HttpToolError {
+            tool: name.to_owned(),
+            key,
+            message,
+        };
+        let url = Url::parse(c.url.trim()).map_err(|e| fail("url", e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(fail(
+                "url",
+                format!("scheme must be http or https, not {}", url.scheme()),
+            ));
+        }
+        let method = Method::from_bytes(c.method.trim().to_ascii_uppercase().as_bytes())
+            .map_err(|_| fail("method", format!("not an HTTP method: {:?}", c.method)))?;
+        if c.timeout_ms == 0 {
+            return Err(fail("timeout_ms", "must be greater than zero".into()));
+        }
+        let mut headers = HeaderMap::new();
+        let mut secrets = Vec::new();
+        for (key, spec) in &c.headers {
+            let value = header_value(spec).map_err(|m| fail("headers", format!("{key}: {m}")))?;
+            if spec.starts_with("env:") || spec.starts_with("file:") {
+                secrets.push(value.clone());
+            }
+            let name = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| fail("headers", format!("not a header name: {key:?}")))?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| fail("headers", format!("{key}: not a valid header value")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let schema = match &c.input_schema {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| fail("input_schema", format!("{}: {e}", path.display())))?;
+                let value: Value = serde_json::from_str(&text)
+                    .map_err(|e| fail("input_schema", format!("{}: {e}", path.display())))?;
+                Some(ArgsSchema::compile(value).map_err(|m| fail("input_schema", m))?)
+            }
+        };
+        let timeout = Duration::from_millis(c.timeout_ms);
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(timeout)
+            // A redirect would replay the headers (and their secrets) to
+            // whatever host it names.
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("toolq/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| fail("url", exchange::describe(&e)))?;
+        Ok(HttpTool {
+            name: name.to_owned(),
+            service: format!("HTTP tool `{name}`"),
+            url,
+            method,
+            headers,
+            secrets,
+            schema,
+            timeout,
+            description: c.description.clone(),
+            http,
+        })
+    }
+
+    async fn exchange(&self, args: &Value) -> Result<Value, ToolError> {
+        let response = self
+            .http
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+            .json(args)
+            .send()
+            .await
+            .map_err(|e| exchange::transport_error(e, &self.service, self.timeout))?;
+        let status = response.status();
+        let retry_after = exchange::retry_after(response.headers());
+        let body = exchange::read_body(response, MAX_BODY_BYTES, &self.service, self.timeout).await;
+        if !status.is_success() {
+            let detail = body.ok().map(|b| {
+                String::from_utf8_lossy(&b)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_DETAIL_CHARS)
+                    .collect::<String>()
+            });
+            return Err(exchange::status_error(
+                status,
+                retry_after,
+                detail.filter(|d| !d.is_empty()),
+                &self.service,
+            ));
+        }
+        let body = body?;
+        serde_json::from_slice(&body).map_err(|e| {
+            ToolError::Permanent(format!(
+                "{} answered {status} with a body that is not JSON: {e}",
+                self.service
+            ))
+        })
+    }
+
+    /// Masks every secret header value, wherever a message picked it up.
+    fn mask(&self, err: ToolError) -> ToolError {
+        let clean = |mut m: String| {
+            for s in self.secrets.iter().filter(|s| !s.is_empty()) {
+                m = m.replace(s.as_str(), REDACTED);
+            }
+            m
+        };
+        match err {
+            ToolError::InvalidArgs(m) => ToolError::InvalidArgs(clean(m)),
+            ToolError::Permanent(m) => ToolError::Permanent(clean(m)),
+            ToolError::Retryable {
+                message,
+                retry_after,
+            } => ToolError::Retryable {
+                message: clean(message),
+                retry_after,
+            },
+        }
+    }
+}
+
+/// A header value as configured: literal, `env:NAME` or `file:PATH`.
+fn header_value(spec: &str) -> Result<String, String> {
+    if let Some(var) = spec.strip_prefix("env:") {
+        return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
+    }
+    if let Some(path) = spec.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|v| v.trim().to_owned())
+            .map_err(|e| format!("cannot read {path}: {e}"));
+    }
+    Ok(spec.to_owned())
+}
+
+#[async_trait]
+impl Tool for HttpTool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), ToolError> {
+        match &self.schema {
+            Some(schema) => schema.check(args),
+            None => Ok(()),
+        }
+    }
+
+    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+        self.exchange(args).await.map_err(|e| self.mask(e))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    fn input_schema(&self) -> Value {
+        match &self.schema {
+            Some(schema) => schema.schema().clone(),
+            None => serde_json::json!({"type": "object"}),
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        "http"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let c = |url: &str, method: &str| HttpToolConfig {
+            url: url.into(),
+            method: method.into(),
+            ..Default::default()
+        };
+        let e = HttpTool::new("t", &c("ftp://x", "POST")).err().unwrap();
+        assert_eq!(e.key, "url");
+        let e = HttpTool::new("t", &c("http://x", "NOT A METHOD"))
+            .err()
+            .unwrap();
+        assert_eq!(e.key, "method");
+        let mut bad_header = c("http://x", "GET");
+        bad_header.headers.insert(
+            "Authorization".into(),
+            "env:TOOLQ_TEST_UNSET_VARIABLE".into(),
+        );
+        let e = HttpTool::new("t", &bad_header).err().unwrap();
+        assert_eq!(e.to_string(), "tools.http.t.headers: Authorization: environment variable TOOLQ_TEST_UNSET_VARIABLE is not set");
+        assert!(HttpTool::new("t", &c("https://x/api", "put")).is_ok());
+    }
+}
