@@ -102,6 +102,16 @@ enum Command {
         /// Skip the latency measurement
         #[arg(long)]
         no_latency: bool,
+        /// Instead, measure MCP tool calls: this server command (split on
+        /// spaces), called directly and through toolq
+        #[arg(long, value_name = "COMMAND", requires = "mcp_tool")]
+        mcp: Option<String>,
+        /// With --mcp: the server's tool to call
+        #[arg(long, value_name = "TOOL", requires = "mcp")]
+        mcp_tool: Option<String>,
+        /// With --mcp: the tool's arguments
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        mcp_args: String,
     },
 }
 
@@ -188,13 +198,28 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             concurrency,
             runs,
             no_latency,
+            mcp,
+            mcp_tool,
+            mcp_args,
         } => {
+            let mcp = match (mcp, mcp_tool) {
+                (Some(command), Some(tool)) => Some(toolq::bench::mcp::McpBench {
+                    command: command.split_whitespace().map(str::to_owned).collect(),
+                    tool,
+                    args: serde_json::from_str(&mcp_args)
+                        .map_err(|e| CliError::BadInput(format!("--mcp-args: {e}")))?,
+                    calls: jobs,
+                    concurrency,
+                }),
+                _ => None,
+            };
             let opts = toolq::bench::BenchOptions {
                 jobs,
                 concurrency,
                 runs: runs.max(1),
                 redis_url: config_redis_url,
                 latency: !no_latency,
+                mcp,
             };
             toolq::bench::run(opts)
                 .await

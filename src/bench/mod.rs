@@ -6,6 +6,7 @@
 mod ceiling;
 mod drain;
 mod latency;
+pub mod mcp;
 pub mod procstat;
 
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct BenchOptions {
     /// Use this Redis instead of starting one (its CPU is then not reported).
     pub redis_url: Option<String>,
     pub latency: bool,
+    /// Measure an MCP server's tool instead of the queue itself.
+    pub mcp: Option<mcp::McpBench>,
 }
 
 pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
@@ -60,6 +63,9 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
     };
     let redis_pid = server.as_ref().and_then(|s| s.pid());
     let producer = Producer::connect(&url, None)?;
+    if let Some(b) = &opts.mcp {
+        return mcp::run(b, &producer, &url).await;
+    }
     header(&producer, &opts).await?;
 
     let mut runs = Vec::new();
