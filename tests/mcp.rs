@@ -311,8 +311,10 @@ async fn a_server_killed_every_second_loses_no_job() {
     let mut kills = 0;
     let mut killed = std::collections::HashSet::new();
     // Once a second, kill the running server, but only one that has served
-    // calls since the last kill: a restart takes most of a second here, so
-    // killing regardless would measure the machine's speed, not toolq.
+    // some calls since the last kill: a restart takes most of a second here
+    // (more on a loaded machine), so killing regardless would measure the
+    // machine's speed, not toolq.
+    const PROGRESS_PER_KILL: u64 = 100;
     let mut done_at_kill = 0;
     loop {
         let done: Option<u64> = redis::cmd("HGET")
@@ -330,7 +332,7 @@ async fn a_server_killed_every_second_loses_no_job() {
             "only {done} of {n} done"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if done <= done_at_kill {
+        if done < done_at_kill + PROGRESS_PER_KILL {
             continue;
         }
         for entry in std::fs::read_dir(pids.path()).unwrap() {
@@ -526,4 +528,46 @@ async fn a_job_recovered_from_a_dead_worker_is_not_rerun_on_a_tool_that_must_not
         "only the fresh job called the server"
     );
     worker.stop().await;
+}
+
+/// A call of a tool that must not run twice, cut short by a stop: the job
+/// is buried as `interrupted`, not put back to run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_cuts_a_call_short_does_not_rerun_a_tool_that_must_not_run_twice() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("cut");
+    let mut con = raw(&url).await;
+    let fx = McpServerConfig {
+        redeliver: false,
+        ..python_server(&[])
+    };
+    let worker = start_worker(Config {
+        shutdown_grace_s: 1,
+        ..with_servers(&url, &q, &[("fx", fx)])
+    });
+    lpush(
+        &mut con,
+        &q,
+        &[job("fx.hang", "cut", json!({"seconds": 30}))],
+    )
+    .await;
+    eventually(WAIT, "the call to start", || {
+        let (mut con, key) = (con.clone(), QueueKeys::new(&q).pending);
+        async move { llen(&mut con, &key).await == 0 }
+    })
+    .await;
+    // The 1 s grace lets the call start before the stop cuts it short.
+    worker.stop().await;
+    let r = wait_result(&mut con, &q, "cut", WAIT).await;
+    assert_eq!(
+        (&r["status"], &r["error"]["kind"]),
+        (&json!("dead"), &json!("interrupted")),
+        "{r}"
+    );
+    assert_eq!(
+        llen(&mut con, &QueueKeys::new(&q).pending).await,
+        0,
+        "not put back"
+    );
 }

@@ -760,3 +760,53 @@ async fn a_fetch_that_cannot_hold_its_jobs_takes_none() {
     assert!(b.fetch(&k, "w", 10, 1, 3).await.is_err());
     assert_eq!(llen(&mut con, &k.pending).await, 3);
 }
+
+/// A park retried after its reply was lost must not answer "due now": the
+/// first try parked the job, which would then run here and again from the
+/// delayed set. Ownership is checked before the due time.
+#[tokio::test]
+async fn a_retried_park_whose_first_try_landed_is_stale_not_due() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("repark", &["w"]).await;
+    lpush(&mut con, &q, &echo_jobs("p", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    let now = redis_time_ms(&mut con).await;
+    let park = |due_ms: u64| toolq::queue::DeferItem {
+        seq: slot(1, 0),
+        due_ms,
+        payload: echo_jobs("p", 1).remove(0),
+    };
+    assert_eq!(
+        b.defer(&k, "w", &park(now + 60_000)).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        b.defer(&k, "w", &park(now - 1)).await.unwrap(),
+        None,
+        "stale, not due"
+    );
+    assert_eq!(zcard(&mut con, &k.delayed).await, 1);
+}
+
+/// Promotion pushes before it removes: with pending of the wrong type the
+/// due jobs stay in the delayed set instead of vanishing.
+#[tokio::test]
+async fn a_promotion_that_cannot_push_keeps_the_jobs_delayed() {
+    let Scripted {
+        _server,
+        k,
+        mut con,
+        b,
+        ..
+    } = scripted("badpromote", &[]).await;
+    let due = (redis_time_ms(&mut con).await - 10).to_string();
+    run(&mut con, &["ZADD", &k.delayed, &due, "job"]).await;
+    run(&mut con, &["SET", &k.pending, "x"]).await;
+    assert!(b.promote(&k, 100).await.is_err());
+    assert_eq!(zcard(&mut con, &k.delayed).await, 1);
+}

@@ -69,13 +69,34 @@ impl QueueError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             QueueError::Unavailable { .. } => true,
-            QueueError::Redis { source, .. } => is_connection_error(source),
+            QueueError::Redis { source, .. } => {
+                is_connection_error(source) || is_transient_state(source)
+            }
             _ => false,
         }
     }
 }
 
-pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
+/// Redis answered, but with a state that passes on its own: a script
+/// running too long (`BUSY`), a replica or a failover in progress
+/// (`READONLY`, `MASTERDOWN`, `NOREPLICAS`), loading, a cluster resharding.
+/// Callers wait it out like an outage instead of counting it as a refusal.
+fn is_transient_state(e: &redis::RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            "BUSY"
+                | "READONLY"
+                | "MASTERDOWN"
+                | "NOREPLICAS"
+                | "LOADING"
+                | "TRYAGAIN"
+                | "CLUSTERDOWN"
+        )
+    )
+}
+
+pub fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

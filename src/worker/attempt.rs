@@ -75,7 +75,15 @@ impl Attempt {
             let settle = self.bury(error("interrupted", message), None);
             return Some(self.finish(settle));
         }
-        if let Err(e) = tool.validate(&self.job.args) {
+        // A validator (a JSON Schema compiled from a server's listing) is
+        // outside code too: a panic in it fails the job, not its task.
+        let checked = std::panic::catch_unwind(AssertUnwindSafe(|| tool.validate(&self.job.args)))
+            .unwrap_or_else(|_| {
+                Err(ToolError::InvalidArgs(
+                    "argument validation panicked".into(),
+                ))
+            });
+        if let Err(e) = checked {
             let settle = self.bury(tool_error(&e), None);
             return Some(self.finish(settle));
         }
@@ -111,7 +119,7 @@ impl Attempt {
         };
         self.record_wait(started_at);
         let Some((res, elapsed)) = self.call(&*tool, limits.timeout, fill).await else {
-            return Some(self.put_back());
+            return Some(self.interrupted(&*tool));
         };
         let timing = Timing {
             started_at,
@@ -256,6 +264,22 @@ impl Attempt {
             *payload = std::mem::take(&mut self.payload);
         }
         Outcome::new(self.queue, settle)
+    }
+
+    /// A call cut short by cancellation: back to pending, unless the tool
+    /// must not run twice (the remote side may have done its work): then it
+    /// is buried as `interrupted`, for an operator to decide. Either write is
+    /// fenced by the slot, so a job already taken over is left alone.
+    fn interrupted(self, tool: &dyn Tool) -> Outcome {
+        if tool.redeliver() {
+            return self.put_back();
+        }
+        let message = format!(
+            "the call to `{}` was interrupted (the worker stopped or lost the job); it is not safe to run twice, so it was not run again (retry it with `toolq dead retry`)",
+            self.job.tool
+        );
+        let settle = self.bury(error("interrupted", message), None);
+        self.finish(settle)
     }
 
     /// Hands the job back to pending, unspent (fenced by its slot).

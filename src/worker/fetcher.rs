@@ -264,7 +264,7 @@ impl Fetcher {
 /// the request went out on a connection that then broke. A fetch that
 /// found no connection never left this process.
 fn reply_lost(e: &QueueError) -> bool {
-    matches!(e, QueueError::Redis { .. }) && e.is_unavailable()
+    matches!(e, QueueError::Redis { source, .. } if crate::queue::is_connection_error(source))
 }
 
 pub async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {

@@ -136,7 +136,13 @@ impl Worker {
             queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, "starting worker");
 
         let http_stop = CancellationToken::new();
-        let http = startup::start_side_port(&ctx, metrics, http_stop.clone()).await?;
+        let http = match startup::start_side_port(&ctx, metrics, http_stop.clone()).await {
+            Ok(http) => http,
+            Err(e) => {
+                mcp.shutdown().await;
+                return Err(e);
+            }
+        };
         let reg = startup::registration(&ctx);
         if !startup::register(&ctx, &reg, &shutdown).await {
             http_stop.cancel();

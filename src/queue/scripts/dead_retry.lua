@@ -20,8 +20,10 @@ local n = (#ARGV - 1) / 4
 local moved = 0
 for i = 1, n do
   local b = 2 + (i - 1) * 4
-  if redis.call('ZREM', KEYS[1], ARGV[b]) == 1 then
+  -- Pushed before removed: if pending cannot be written, the entry stays.
+  if redis.call('ZSCORE', KEYS[1], ARGV[b]) then
     redis.call('LPUSH', KEYS[2], ARGV[b + 1])
+    redis.call('ZREM', KEYS[1], ARGV[b])
     redis.call('DEL', KEYS[1 + 2 * i])
     if ARGV[b + 3] == '1' then
       redis.call('SET', KEYS[2 + 2 * i], ARGV[b + 2], 'NX', 'EX', tonumber(ARGV[1]))

@@ -2,6 +2,10 @@
 -- the delayed set instead of running it early; also parks a job over its
 -- tool's rate limit until a slot frees.
 --
+-- Ownership is checked before the due time: a retried call whose first try
+-- already parked the job (its reply lost) must answer "stale", never "due
+-- now", or the job would run here and again from the delayed set.
+--
 -- KEYS[1] active hash of this worker
 -- KEYS[2] delayed sorted set
 -- ARGV[1] the job's slot in the active hash (held.lua)
@@ -10,13 +14,14 @@
 --         two identical payloads without one would become one job
 -- Returns 1 when deferred, 0 when it is due (run it now), -1 when stale.
 
+if not settle_slot(KEYS[1], ARGV[1]) then
+  return -1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then
+  -- Due: the settle above was only in memory; nothing is written.
   return 0
-end
-if not settle_slot(KEYS[1], ARGV[1]) then
-  return -1
 end
 -- The one write that can fail comes before the settle is saved.
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])

@@ -20,6 +20,15 @@
 -- N unless pending reached the cap), and the 1-based indexes of those
 -- skipped as duplicates.
 
+-- Checked before any lock is taken: a push failing after them would leave
+-- unique keys held for jobs that were never enqueued.
+for _, k in ipairs({{KEYS[1], 'list'}, {KEYS[2], 'zset'}}) do
+  local t = redis.call('TYPE', k[1])['ok']
+  if t ~= k[2] and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE cannot write ' .. k[1] .. ': it holds a ' .. t)
+  end
+end
+
 local cap = tonumber(ARGV[1])
 local room = 0
 if cap > 0 then

@@ -1,5 +1,6 @@
 -- Moves due jobs from the delayed set to the back of pending, atomically, so
--- exactly one worker promotes each job however many race for it.
+-- exactly one worker promotes each job however many race for it. Pushed
+-- before removed: if pending cannot be written, the jobs stay delayed.
 --
 -- KEYS[1] delayed sorted set
 -- KEYS[2] pending list
@@ -10,8 +11,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #due > 0 then
-  redis.call('ZREM', KEYS[1], unpack(due))
   redis.call('LPUSH', KEYS[2], unpack(due))
+  redis.call('ZREM', KEYS[1], unpack(due))
 end
 local next_due = -1
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

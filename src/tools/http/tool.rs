@@ -156,8 +156,10 @@ impl HttpTool {
         let retry_after = exchange::retry_after(response.headers());
         let body = exchange::read_body(response, MAX_BODY_BYTES, &self.service, self.timeout).await;
         if !status.is_success() {
+            // Masked before it is cut: a cut through a secret would leave
+            // its first characters in the message.
             let detail = body.ok().map(|b| {
-                String::from_utf8_lossy(&b)
+                self.mask_text(String::from_utf8_lossy(&b).into_owned())
                     .chars()
                     .filter(|c| !c.is_control())
                     .take(MAX_DETAIL_CHARS)
@@ -179,14 +181,23 @@ impl HttpTool {
         })
     }
 
+    /// Every secret header value masked in `text`: whole, and each of its
+    /// words (a token without its `Bearer ` scheme).
+    fn mask_text(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            let words = secret.split_whitespace().filter(|w| w.len() >= 8);
+            for s in std::iter::once(secret.as_str()).chain(words) {
+                if !s.is_empty() {
+                    text = text.replace(s, REDACTED);
+                }
+            }
+        }
+        text
+    }
+
     /// Masks every secret header value, wherever a message picked it up.
     fn mask(&self, err: ToolError) -> ToolError {
-        let clean = |mut m: String| {
-            for s in self.secrets.iter().filter(|s| !s.is_empty()) {
-                m = m.replace(s.as_str(), REDACTED);
-            }
-            m
-        };
+        let clean = |m: String| self.mask_text(m);
         match err {
             ToolError::InvalidArgs(m) => ToolError::InvalidArgs(clean(m)),
             ToolError::Permanent(m) => ToolError::Permanent(clean(m)),

@@ -27,6 +27,11 @@ use super::handler::Handler;
 use crate::health::metrics::MCP_RESTARTS;
 use crate::tools::ToolError;
 
+/// The worker's environment variables a server inherits; everything else
+/// it needs goes in its `env`.
+const INHERITED_ENV: [&str; 8] = [
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ",
+];
 /// How long starting and initialising one process may take.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// First wait before restarting; doubles up to [`RESTART_MAX`].
@@ -316,7 +321,15 @@ impl McpServer {
     /// Starts one process and runs the initialize handshake.
     async fn spawn(&self) -> Result<rmcp::service::RunningService<RoleClient, Handler>, String> {
         let mut cmd = tokio::process::Command::new(&self.config.command[0]);
-        cmd.args(&self.config.command[1..]).envs(&self.config.env);
+        // A third-party server gets no secret of the worker's (its Redis
+        // URL, API keys): only the basics a program needs, and its own env.
+        cmd.args(&self.config.command[1..]).env_clear();
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        cmd.envs(&self.config.env);
         if let Some(dir) = &self.config.cwd {
             cmd.current_dir(dir);
         }
