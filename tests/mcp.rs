@@ -571,3 +571,53 @@ async fn a_stop_that_cuts_a_call_short_does_not_rerun_a_tool_that_must_not_run_t
         "not put back"
     );
 }
+
+/// A streamable-HTTP server (`url`): server-everything in its HTTP mode,
+/// its tools run as jobs like a stdio server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_server_serves_its_tools_as_jobs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let entry =
+        fixtures().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let mut node = std::process::Command::new("node")
+        .arg(entry)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node starts");
+    eventually(WAIT, "the HTTP server to listen", || async move {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcphttp");
+    let mut con = raw(&url).await;
+    let remote = McpServerConfig {
+        url: Some(format!("http://127.0.0.1:{port}/mcp")),
+        headers: BTreeMap::from([("X-Toolq-Test".to_owned(), "yes".to_owned())]),
+        ..Default::default()
+    };
+    let worker = start_worker(with_servers(&url, &q, &[("web", remote)]));
+    let r = run_one(
+        &mut con,
+        &q,
+        "web.echo",
+        "echo",
+        json!({"message": "over http"}),
+    )
+    .await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(r["output"].to_string().contains("over http"), "{r}");
+    let r = run_one(&mut con, &q, "web.get-sum", "sum", json!({"a": 1, "b": 2})).await;
+    assert!(r["output"].to_string().contains('3'), "{r}");
+    worker.stop().await;
+    let _ = node.kill();
+    let _ = node.wait();
+}

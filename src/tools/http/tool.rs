@@ -213,7 +213,7 @@ impl HttpTool {
 }
 
 /// A header value as configured: literal, `env:NAME` or `file:PATH`.
-fn header_value(spec: &str) -> Result<String, String> {
+pub fn header_value(spec: &str) -> Result<String, String> {
     if let Some(var) = spec.strip_prefix("env:") {
         return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
     }

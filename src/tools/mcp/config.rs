@@ -19,7 +19,8 @@ pub struct McpConfig {
     pub servers: BTreeMap<String, McpServerConfig>,
 }
 
-/// One stdio MCP server.
+/// One MCP server: a program started over stdio (`command`), or a
+/// streamable-HTTP endpoint (`url`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpServerConfig {
@@ -29,6 +30,12 @@ pub struct McpServerConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory of the server; the worker's when absent.
     pub cwd: Option<PathBuf>,
+    /// A streamable-HTTP server's endpoint, e.g. `http://host:3001/mcp`,
+    /// instead of a `command`.
+    pub url: Option<String>,
+    /// Headers sent to a `url` server; a value written `env:NAME` or
+    /// `file:PATH` is read from there (keep tokens out of the file).
+    pub headers: BTreeMap<String, String>,
     /// Tools to expose (by the server's names); all when absent.
     pub tools: Option<Vec<String>>,
     /// What job tool names start with; `<server>.` when absent.
@@ -56,6 +63,8 @@ impl Default for McpServerConfig {
             command: Vec::new(),
             env: BTreeMap::new(),
             cwd: None,
+            url: None,
+            headers: BTreeMap::new(),
             tools: None,
             prefix: None,
             instances: 1,
@@ -95,8 +104,18 @@ impl McpServerConfig {
 
     /// What is wrong with this server's settings, if anything.
     pub fn problem(&self) -> Option<String> {
-        if self.command.is_empty() || self.command[0].trim().is_empty() {
-            return Some("`command` must name a program, e.g. [\"python3\", \"server.py\"]".into());
+        match (&self.url, self.command.is_empty()) {
+            (Some(_), false) => return Some("give `command` or `url`, not both".into()),
+            (Some(url), true) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Some("`url` must start with http:// or https://".into())
+            }
+            (None, true) => {
+                return Some("`command` must name a program, e.g. [\"python3\", \"server.py\"] (or give a `url`)".into())
+            }
+            (None, false) if self.command[0].trim().is_empty() => {
+                return Some("`command` must name a program".into())
+            }
+            _ => {}
         }
         if !(1..=64).contains(&self.instances) {
             return Some("`instances` must be 1 to 64".into());

@@ -318,8 +318,12 @@ impl McpServer {
         }
     }
 
-    /// Starts one process and runs the initialize handshake.
+    /// Starts one process (or opens one session with a `url` server) and
+    /// runs the initialize handshake.
     async fn spawn(&self) -> Result<rmcp::service::RunningService<RoleClient, Handler>, String> {
+        if let Some(url) = &self.config.url {
+            return self.connect(url).await;
+        }
         let mut cmd = tokio::process::Command::new(&self.config.command[0]);
         // A third-party server gets no secret of the worker's (its Redis
         // URL, API keys): only the basics a program needs, and its own env.
@@ -346,6 +350,34 @@ impl McpServer {
                 }
             });
         }
+        Handler::new(self.name.clone(), self.relist.clone())
+            .serve(transport)
+            .await
+            .map_err(|e| format!("initialize failed: {e}"))
+    }
+}
+
+impl McpServer {
+    /// A session with a streamable-HTTP server.
+    async fn connect(
+        &self,
+        url: &str,
+    ) -> Result<rmcp::service::RunningService<RoleClient, Handler>, String> {
+        use reqwest::header::{HeaderName, HeaderValue};
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        use rmcp::transport::StreamableHttpClientTransport;
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+        for (name, spec) in &self.config.headers {
+            let value = crate::tools::http::header_value(spec)
+                .map_err(|e| format!("header {name}: {e}"))?;
+            let key = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("not a header name: {name:?}"))?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| format!("header {name}: not a valid value"))?;
+            value.set_sensitive(true);
+            config.custom_headers.insert(key, value);
+        }
+        let transport = StreamableHttpClientTransport::from_config(config);
         Handler::new(self.name.clone(), self.relist.clone())
             .serve(transport)
             .await
