@@ -621,3 +621,25 @@ async fn a_streamable_http_server_serves_its_tools_as_jobs() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+/// A server that stays alive but stops answering (its event loop blocked)
+/// is restarted after a few calls in a row go unanswered, and jobs succeed
+/// again instead of timing out until they are dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_restarted() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("frozen");
+    let mut con = raw(&url).await;
+    let worker = start_worker(with_servers(&url, &q, &[("fx", python_server(&[]))]));
+    let frozen = json!({"tool": "fx.freeze", "id": "freeze", "args": {"seconds": 600}, "timeout_ms": 300, "max_attempts": 1});
+    lpush(&mut con, &q, &[frozen.to_string()]).await;
+    let r = wait_result(&mut con, &q, "freeze", WAIT).await;
+    assert_eq!(r["error"]["kind"], "timeout", "{r}");
+    let add = json!({"tool": "fx.add", "id": "after", "args": {"a": 2, "b": 2}, "timeout_ms": 300, "max_attempts": 20});
+    lpush(&mut con, &q, &[add.to_string()]).await;
+    let r = wait_result(&mut con, &q, "after", WAIT).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"], json!({"result": 4}), "{r}");
+    worker.stop().await;
+}

@@ -57,7 +57,11 @@ pub(super) enum Parking {
 impl Attempt {
     /// Runs the attempt to its outcome (see `executor::execute`).
     pub(super) async fn run(self) -> Option<Outcome> {
-        let Some(tool) = self.tool.clone() else {
+        let Some(tool) = self
+            .tool
+            .clone()
+            .or_else(|| self.ctx.mcp.find(&self.job.tool))
+        else {
             return Some(self.without_tool());
         };
         if let Some(run_at) = self.job.run_at {

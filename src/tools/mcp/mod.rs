@@ -23,6 +23,9 @@ use super::{Registry, Tool};
 #[derive(Default)]
 pub struct McpServers {
     servers: Vec<Arc<McpServer>>,
+    /// Tools listed after start-up (a late server, `tools/list_changed`),
+    /// made on first use.
+    late: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Tool>>>,
 }
 
 impl McpServers {
@@ -33,7 +36,29 @@ impl McpServers {
         for (name, c) in &config.servers {
             servers.push(McpServer::start(name.clone(), c.clone()).await);
         }
-        McpServers { servers }
+        McpServers {
+            servers,
+            late: Default::default(),
+        }
+    }
+
+    /// A tool a server lists now but did not at start-up (it came up late,
+    /// or its list changed): the registry was built before.
+    pub fn find(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        if let Some(tool) = self.late.lock().ok().and_then(|l| l.get(name).cloned()) {
+            return Some(tool);
+        }
+        let server = self
+            .servers
+            .iter()
+            .find(|s| name.starts_with(&s.config.job_prefix(&s.name)))?;
+        let remote = server.tool(&name[server.config.job_prefix(&server.name).len()..])?;
+        let tool: Arc<dyn Tool> = Arc::new(McpTool::new(server.clone(), &remote)?);
+        if let Ok(mut late) = self.late.lock() {
+            late.insert(name.to_owned(), tool.clone());
+        }
+        tracing::info!(server = %server.name, tool = name, "serving an MCP tool listed after start-up");
+        Some(tool)
     }
 
     /// Registers every listed tool, and each server's name prefix, so a job

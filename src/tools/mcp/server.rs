@@ -50,6 +50,12 @@ struct Instance {
     /// Calls in flight, for least-loaded picking.
     load: AtomicUsize,
     permits: Semaphore,
+    /// Calls in a row abandoned unanswered (their job timed out): a process
+    /// that stops answering but stays alive is restarted after
+    /// [`HUNG_AFTER`] of them.
+    unanswered: AtomicUsize,
+    /// Ends the session, so the supervisor restarts the process.
+    kill: tokio_util::sync::CancellationToken,
 }
 
 pub struct McpServer {
@@ -138,6 +144,11 @@ impl McpServer {
         Ok(n)
     }
 
+    /// The server's tool `remote` as of the last listing.
+    pub fn tool(&self, remote: &str) -> Option<RemoteTool> {
+        self.tools.read().ok().and_then(|t| t.get(remote).cloned())
+    }
+
     /// The tools of the last listing.
     pub fn tools(&self) -> Vec<RemoteTool> {
         let mut tools: Vec<RemoteTool> = self
@@ -172,7 +183,15 @@ impl McpServer {
         if let Value::Object(map) = args {
             params = params.with_arguments(map.clone());
         }
-        match inst.peer.call_tool(params).await {
+        // Dropped unanswered (the job's timeout, a stop) unless disarmed.
+        let mut watch = Unanswered {
+            inst: &inst,
+            armed: true,
+        };
+        let answer = inst.peer.call_tool(params).await;
+        watch.armed = false;
+        inst.unanswered.store(0, Ordering::Relaxed);
+        match answer {
             Ok(result) => Ok(result),
             Err(ServiceError::McpError(e)) => Err(ToolError::Permanent(format!(
                 "MCP server `{}` refused the call: {}",
@@ -269,10 +288,13 @@ impl McpServer {
                     continue;
                 }
             };
+            let kill = tokio_util::sync::CancellationToken::new();
             let inst = Arc::new(Instance {
                 peer: service.peer().clone(),
                 load: AtomicUsize::new(0),
                 permits: Semaphore::new(self.config.max_concurrency),
+                unanswered: AtomicUsize::new(0),
+                kill: kill.clone(),
             });
             if let Ok(mut slot) = self.slots[i].write() {
                 *slot = Some(inst);
@@ -287,6 +309,10 @@ impl McpServer {
                     return;
                 }
                 _ = wait_closed(service.peer()) => {}
+                _ = kill.cancelled() => {
+                    tracing::warn!(server = %self.name, instance = i,
+                        "MCP server stopped answering; restarting it");
+                }
             }
             self.clear(i);
             let _ = service.close_with_timeout(STOP_WAIT).await;
@@ -382,6 +408,24 @@ impl McpServer {
             .serve(transport)
             .await
             .map_err(|e| format!("initialize failed: {e}"))
+    }
+}
+
+/// Calls in a row a process leaves unanswered before it counts as hung.
+const HUNG_AFTER: usize = 3;
+
+/// Counts a call abandoned before its answer; enough in a row end the
+/// process's session, and the supervisor starts it afresh.
+struct Unanswered<'a> {
+    inst: &'a Instance,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.inst.unanswered.fetch_add(1, Ordering::Relaxed) + 1 >= HUNG_AFTER {
+            self.inst.kill.cancel();
+        }
     }
 }
 
