@@ -134,6 +134,14 @@ async fn mcp_tools_run_as_jobs_and_bad_arguments_never_reach_the_server() {
             .contains("max_result_bytes"),
         "{r}"
     );
+
+    // `/health` shows the server's state (refreshed by the monitor loop).
+    let health = worker.health.clone();
+    eventually(WAIT, "/health to show the server up", || {
+        let servers = health.mcp_servers();
+        async move { servers == [("fx".to_owned(), true)] }
+    })
+    .await;
     worker.stop().await;
 }
 
