@@ -381,24 +381,6 @@ async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
     assert_eq!(b.depths(&k).await.unwrap().active, 0);
 }
 
-/// A raw Redis command whose reply the test ignores.
-async fn run(con: &mut Con, args: &[&str]) {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    let _: redis::Value = cmd.query_async(con).await.unwrap();
-}
-
-async fn exists(con: &mut Con, key: &str) -> bool {
-    let n: u64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(con)
-        .await
-        .unwrap();
-    n == 1
-}
-
 /// A job whose notification list holds a string (a producer's mistake, or
 /// an attacker's) is left held and reported with the key it could not
 /// write; the other jobs of the same ack call are settled and counted.
@@ -411,7 +393,7 @@ async fn an_ack_leaves_a_job_with_an_unwritable_notification_list_held_and_settl
         mut con,
         b,
     } = scripted("evil", &["w"]).await;
-    run(&mut con, &["SET", &k.batch("evil"), "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("e", 3)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 3);
     let mut items: Vec<AckItem> = (0..3)
@@ -446,7 +428,7 @@ async fn an_ack_leaves_a_job_whose_unique_lock_is_not_a_string_held() {
         mut con,
         b,
     } = scripted("evillock", &["w"]).await;
-    run(&mut con, &["LPUSH", &k.unique("u"), "x"]).await;
+    redis_cmd(&mut con, &["LPUSH", &k.unique("u"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("u", 2)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
     let mut items: Vec<AckItem> = (0..2)
@@ -486,7 +468,7 @@ async fn a_burial_into_a_dead_set_of_the_wrong_type_writes_nothing_and_keeps_the
         mut con,
         b,
     } = scripted("baddead", &["w"]).await;
-    run(&mut con, &["SET", &k.dead, "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.dead, "x"]).await;
     lpush(&mut con, &q, &echo_jobs("d", 1)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
     let max_age = Duration::from_secs(3600);
@@ -499,7 +481,7 @@ async fn a_burial_into_a_dead_set_of_the_wrong_type_writes_nothing_and_keeps_the
     assert!(!exists(&mut con, &k.result("d0")).await);
     assert!(!exists(&mut con, &k.stats).await, "nothing counted");
     // Once the key is fixed the same burial goes through.
-    run(&mut con, &["DEL", &k.dead]).await;
+    redis_cmd(&mut con, &["DEL", &k.dead]).await;
     let buried = b.bury(&k, "w", &bury_item(1, 0, "d0"), 100, max_age).await;
     assert_eq!(buried.unwrap(), Some(String::new()));
     assert_eq!(zcard(&mut con, &k.dead).await, 1);
@@ -517,7 +499,7 @@ async fn a_burial_skips_a_notification_list_of_the_wrong_type() {
         mut con,
         b,
     } = scripted("badlist", &["w"]).await;
-    run(&mut con, &["SET", &k.batch("evil"), "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("s", 1)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
     let mut item = bury_item(1, 0, "s0");
@@ -543,7 +525,7 @@ async fn a_retry_into_a_delayed_set_of_the_wrong_type_writes_nothing_and_keeps_t
         mut con,
         b,
     } = scripted("baddelayed", &["w"]).await;
-    run(&mut con, &["SET", &k.delayed, "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.delayed, "x"]).await;
     lpush(&mut con, &q, &echo_jobs("r", 1)).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
     let item = toolq::queue::RetryItem {
@@ -599,7 +581,7 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
     .await;
     // "a" is declared dead and recovered while its wait is still blocked.
     let stale = redis_time_ms(&mut con).await - 60_000;
-    run(&mut con, &["ZADD", &k.workers, &stale.to_string(), "a"]).await;
+    redis_cmd(&mut con, &["ZADD", &k.workers, &stale.to_string(), "a"]).await;
     assert_eq!(
         b.recover(&k, "a", Duration::from_secs(1), 3, 100)
             .await
@@ -638,12 +620,12 @@ async fn a_stop_puts_held_jobs_back_and_deregisters_in_one_step_or_not_at_all() 
         .await
         .unwrap();
     assert!(jobs_left.is_empty());
-    run(&mut con, &["SET", &k.pending, "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.pending, "x"]).await;
     assert!(b.requeue(&k, "w", Requeue::Stop).await.is_err());
     assert_eq!(held_count(&mut con, &k.active("w")).await, 3);
     assert_eq!(zcard(&mut con, &k.workers).await, 1, "still registered");
 
-    run(&mut con, &["DEL", &k.pending]).await;
+    redis_cmd(&mut con, &["DEL", &k.pending]).await;
     assert_eq!(b.requeue(&k, "w", Requeue::Stop).await.unwrap(), 3);
     assert_eq!(zcard(&mut con, &k.workers).await, 0, "deregistered");
     assert!(!exists(&mut con, &k.active("w")).await);
@@ -704,16 +686,16 @@ async fn a_recovery_that_cannot_bury_its_poison_job_writes_nothing() {
     ];
     lpush(&mut con, &q, &jobs).await;
     assert_eq!(b.fetch(&k, "w", 10, 1, 9).await.unwrap().len(), 2);
-    run(&mut con, &["SET", &k.dead, "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.dead, "x"]).await;
     let stale = redis_time_ms(&mut con).await - 60_000;
-    run(&mut con, &["ZADD", &k.workers, &stale.to_string(), "w"]).await;
+    redis_cmd(&mut con, &["ZADD", &k.workers, &stale.to_string(), "w"]).await;
     assert!(b
         .recover(&k, "w", Duration::from_secs(1), 3, 100)
         .await
         .is_err());
     assert_eq!(llen(&mut con, &k.pending).await, 0);
     assert_eq!(held_count(&mut con, &k.active("w")).await, 2);
-    run(&mut con, &["DEL", &k.dead]).await;
+    redis_cmd(&mut con, &["DEL", &k.dead]).await;
     let (recovered, buried) = b
         .recover(&k, "w", Duration::from_secs(1), 3, 100)
         .await
@@ -737,7 +719,7 @@ async fn a_unique_lock_is_released_only_by_the_job_it_names() {
         b,
         ..
     } = scripted("unlock", &[]).await;
-    run(&mut con, &["SET", &k.unique("u"), "job-a"]).await;
+    redis_cmd(&mut con, &["SET", &k.unique("u"), "job-a"]).await;
     assert!(!b.release_unique(&k, "u", "job-b").await.unwrap());
     assert!(exists(&mut con, &k.unique("u")).await);
     assert!(b.release_unique(&k, "u", "job-a").await.unwrap());
@@ -755,7 +737,7 @@ async fn a_fetch_that_cannot_hold_its_jobs_takes_none() {
         mut con,
         b,
     } = scripted("badactive", &["w"]).await;
-    run(&mut con, &["SET", &k.active("w"), "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.active("w"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("f", 3)).await;
     assert!(b.fetch(&k, "w", 10, 1, 3).await.is_err());
     assert_eq!(llen(&mut con, &k.pending).await, 3);
@@ -805,8 +787,8 @@ async fn a_promotion_that_cannot_push_keeps_the_jobs_delayed() {
         ..
     } = scripted("badpromote", &[]).await;
     let due = (redis_time_ms(&mut con).await - 10).to_string();
-    run(&mut con, &["ZADD", &k.delayed, &due, "job"]).await;
-    run(&mut con, &["SET", &k.pending, "x"]).await;
+    redis_cmd(&mut con, &["ZADD", &k.delayed, &due, "job"]).await;
+    redis_cmd(&mut con, &["SET", &k.pending, "x"]).await;
     assert!(b.promote(&k, 100).await.is_err());
     assert_eq!(zcard(&mut con, &k.delayed).await, 1);
 }

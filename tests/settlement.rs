@@ -31,14 +31,6 @@ fn fast_config(url: &str, q: &str, concurrency: usize) -> Config {
     }
 }
 
-async fn cmd(con: &mut Con, args: &[&str]) {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    let _: redis::Value = c.query_async(con).await.unwrap();
-}
-
 async fn stat(con: &mut Con, q: &str, field: &str) -> u64 {
     let n: Option<u64> = redis::cmd("HGET")
         .arg(&QueueKeys::new(q).stats)
@@ -47,15 +39,6 @@ async fn stat(con: &mut Con, q: &str, field: &str) -> u64 {
         .await
         .unwrap();
     n.unwrap_or(0)
-}
-
-async fn exists(con: &mut Con, key: &str) -> bool {
-    let n: u64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(con)
-        .await
-        .unwrap();
-    n == 1
 }
 
 /// Waits for an in-process worker to stop on its own; its result.
@@ -99,8 +82,8 @@ async fn a_job_naming_a_key_of_the_wrong_type_is_buried_alone_and_the_rest_succe
     let q = queue_name("wedge");
     let k = QueueKeys::new(&q);
     let mut con = raw(&url).await;
-    cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
-    cmd(&mut con, &["LPUSH", &k.unique("evil"), "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
+    redis_cmd(&mut con, &["LPUSH", &k.unique("evil"), "x"]).await;
     let mut jobs: Vec<String> = (0..20)
         .map(|i| json!({"tool": "echo", "args": {}, "id": format!("g{i}")}).to_string())
         .collect();
@@ -151,7 +134,7 @@ async fn a_burial_redis_refuses_keeps_the_job_and_stalls_the_worker_visibly() {
     let q = queue_name("refused");
     let k = QueueKeys::new(&q);
     let mut con = raw(&url).await;
-    cmd(&mut con, &["SET", &k.dead, "x"]).await;
+    redis_cmd(&mut con, &["SET", &k.dead, "x"]).await;
     let job = json!({"tool": "fail", "args": {"permanent": true}, "id": "p"}).to_string();
     lpush(&mut con, &q, &[job]).await;
     let worker = start_worker(config(&url, &q, 2));
@@ -165,7 +148,7 @@ async fn a_burial_redis_refuses_keeps_the_job_and_stalls_the_worker_visibly() {
     assert_eq!(llen(&mut con, &k.pending).await, 1, "put back, not lost");
     assert!(!exists(&mut con, &k.result("p")).await);
 
-    cmd(&mut con, &["DEL", &k.dead]).await;
+    redis_cmd(&mut con, &["DEL", &k.dead]).await;
     let worker = start_worker(config(&url, &q, 2));
     let r = wait_result(&mut con, &q, "p", WAIT).await;
     assert_eq!(r["status"], "dead", "{r}");
@@ -199,7 +182,7 @@ async fn a_worker_that_may_not_write_results_stalls_and_its_jobs_run_elsewhere()
         "~toolq:catalog:*",
     ];
     acl.extend(patterns.iter().map(String::as_str));
-    cmd(&mut con, &acl).await;
+    redis_cmd(&mut con, &acl).await;
     let ids: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
     let jobs: Vec<String> = ids
         .iter()
@@ -248,12 +231,12 @@ async fn a_worker_whose_outcomes_hit_maxmemory_stalls_and_loses_nothing() {
         async move { llen(&mut con, &key).await == 0 }
     })
     .await;
-    cmd(
+    redis_cmd(
         &mut con,
         &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
     )
     .await;
-    cmd(&mut con, &["CONFIG", "SET", "maxmemory", "1"]).await;
+    redis_cmd(&mut con, &["CONFIG", "SET", "maxmemory", "1"]).await;
     match stopped_by_itself(worker, WAIT).await {
         Err(WorkerError::Stalled(why)) => assert!(why.to_lowercase().contains("oom"), "{why}"),
         other => panic!("expected a stall, got {other:?}"),
@@ -261,7 +244,7 @@ async fn a_worker_whose_outcomes_hit_maxmemory_stalls_and_loses_nothing() {
     for id in &ids {
         assert!(!exists(&mut con, &k.result(id)).await);
     }
-    cmd(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    redis_cmd(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).await;
     let worker = start_worker(fast_config(&url, &q, 6));
     for id in &ids {
         let r = wait_result(&mut con, &q, id, Duration::from_secs(30)).await;
@@ -362,7 +345,7 @@ async fn a_job_buried_as_poison_releases_its_unique_lock() {
     let mut con = raw(&url).await;
     let env = [("TOOLQ_MAX_RECOVERIES", "1"), FAST_BEAT[0], FAST_BEAT[1]];
     // As a producer enqueues a unique job: the lock names the job's id.
-    cmd(
+    redis_cmd(
         &mut con,
         &["SET", &k.unique("once"), "poison", "EX", "3600"],
     )

@@ -67,6 +67,21 @@ impl ToolError {
         }
     }
 
+    /// The same error with its message passed through `f` (masking secrets).
+    pub fn map_message(self, f: impl Fn(String) -> String) -> Self {
+        match self {
+            ToolError::InvalidArgs(m) => ToolError::InvalidArgs(f(m)),
+            ToolError::Permanent(m) => ToolError::Permanent(f(m)),
+            ToolError::Retryable {
+                message,
+                retry_after,
+            } => ToolError::Retryable {
+                message: f(message),
+                retry_after,
+            },
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, ToolError::Retryable { .. })
     }

@@ -172,6 +172,24 @@ pub async fn held_count(con: &mut redis::aio::MultiplexedConnection, key: &str) 
     n.unwrap_or(0)
 }
 
+/// A raw Redis command whose reply does not matter (seeding a test).
+pub async fn redis_cmd(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(con).await.unwrap();
+}
+
+pub async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(con)
+        .await
+        .unwrap();
+    n == 1
+}
+
 pub async fn zcard(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
     redis::cmd("ZCARD").arg(key).query_async(con).await.unwrap()
 }

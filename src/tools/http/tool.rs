@@ -197,18 +197,7 @@ impl HttpTool {
 
     /// Masks every secret header value, wherever a message picked it up.
     fn mask(&self, err: ToolError) -> ToolError {
-        let clean = |m: String| self.mask_text(m);
-        match err {
-            ToolError::InvalidArgs(m) => ToolError::InvalidArgs(clean(m)),
-            ToolError::Permanent(m) => ToolError::Permanent(clean(m)),
-            ToolError::Retryable {
-                message,
-                retry_after,
-            } => ToolError::Retryable {
-                message: clean(message),
-                retry_after,
-            },
-        }
+        err.map_message(|m| self.mask_text(m))
     }
 }
 

@@ -174,17 +174,7 @@ fn redact(err: ToolError, key: &str) -> ToolError {
             message.replace(key, REDACTED)
         }
     };
-    match err {
-        ToolError::InvalidArgs(message) => ToolError::InvalidArgs(clean(message)),
-        ToolError::Permanent(message) => ToolError::Permanent(clean(message)),
-        ToolError::Retryable {
-            message,
-            retry_after,
-        } => ToolError::Retryable {
-            message: clean(message),
-            retry_after,
-        },
-    }
+    err.map_message(clean)
 }
 
 #[cfg(test)]
