@@ -651,3 +651,22 @@ async fn a_server_that_stops_answering_is_restarted() {
     assert_eq!(r["output"], json!({"result": 4}), "{r}");
     worker.stop().await;
 }
+
+/// A server whose tools change while it runs (`notifications/tools/list_changed`):
+/// the worker lists them again and serves the new tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_the_server_adds_while_running_is_served() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("grow");
+    let mut con = raw(&url).await;
+    let worker = start_worker(with_servers(&url, &q, &[("fx", python_server(&[]))]));
+    let r = run_one(&mut con, &q, "fx.grow", "grow", json!({})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let late = json!({"tool": "fx.late", "id": "late", "args": {"x": 4}, "max_attempts": 10});
+    lpush(&mut con, &q, &[late.to_string()]).await;
+    let r = wait_result(&mut con, &q, "late", WAIT).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"], json!({"result": 40}), "{r}");
+    worker.stop().await;
+}

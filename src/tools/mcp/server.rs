@@ -392,6 +392,9 @@ impl McpServer {
         use reqwest::header::{HeaderName, HeaderValue};
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         use rmcp::transport::StreamableHttpClientTransport;
+        // rmcp's HTTP client takes the process's default TLS provider; ring
+        // is the one this build has (an error means one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
         for (name, spec) in &self.config.headers {
             let value = crate::tools::http::header_value(spec)
