@@ -426,3 +426,36 @@ async fn a_pending_retry_reads_retrying_and_totals_use_the_same_words() {
     );
     worker.stop().await;
 }
+
+/// Redis turned read-only for a while (a failover: the server became a
+/// replica, `READONLY` to every write) is waited out like an outage, not
+/// counted as refused writes: the worker does not stall, and every job
+/// finishes once Redis takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_moment_of_a_failover_is_waited_out_not_taken_for_a_refusal() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("readonly");
+    let mut con = raw(&url).await;
+    let worker = start_worker(config(&url, &q, 8));
+    let ids: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    let jobs: Vec<String> = ids
+        .iter()
+        .map(|id| json!({"tool": "sleep", "args": {"ms": 300}, "id": id}).to_string())
+        .collect();
+    lpush(&mut con, &q, &jobs).await;
+    // A replica of a master that never answers: every write is refused
+    // with READONLY, for longer than five refusals take.
+    redis_cmd(&mut con, &["REPLICAOF", "127.0.0.1", "1"]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    redis_cmd(&mut con, &["REPLICAOF", "NO", "ONE"]).await;
+    for id in &ids {
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    assert!(
+        worker.health.not_ready_reason() != Some("settle"),
+        "not stalled"
+    );
+    worker.stop().await;
+}
