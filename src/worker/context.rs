@@ -47,7 +47,6 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         broker: Arc<Broker>,
         worker_id: String,

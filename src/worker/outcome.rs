@@ -130,19 +130,6 @@ impl Attempt {
         self.bury(info, Some(timing))
     }
 
-    fn result_doc(
-        &self,
-        status: &str,
-        output: Option<&Value>,
-        error: Option<&ErrorInfo>,
-        timing: Option<Timing>,
-        cached: bool,
-    ) -> String {
-        result_doc(
-            &self.ctx, &self.job, &self.id, status, output, error, timing, cached,
-        )
-    }
-
     fn result_ttl(&self) -> u64 {
         self.job
             .result_ttl_s
@@ -150,7 +137,14 @@ impl Attempt {
     }
 
     pub(super) fn succeed(&self, output: Value, t: Timing, cached: bool) -> Settle {
-        let result = self.result_doc("succeeded", Some(&output), None, Some(t), cached);
+        let doc = Doc {
+            status: "succeeded",
+            output: Some(&output),
+            error: None,
+            timing: Some(t),
+            cached,
+        };
+        let result = result_doc(&self.ctx, &self.job, &self.id, doc);
         Settle::Ack {
             item: AckItem {
                 seq: self.slot,
@@ -176,7 +170,12 @@ impl Attempt {
             Ok(p) => p,
             Err(e) => return self.bury(error("internal", e.to_string()), Some(t)),
         };
-        let result = self.result_doc("retrying", None, Some(&info), Some(t), false);
+        let result = result_doc(
+            &self.ctx,
+            &self.job,
+            &self.id,
+            Doc::failed("retrying", &info, Some(t)),
+        );
         Settle::Retry {
             item: RetryItem {
                 seq: self.slot,
@@ -227,7 +226,7 @@ fn bury_job(
         None => DeadJob::Raw(b.payload),
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info, &ctx.worker_id, b.slot);
-    let result = result_doc(ctx, b.job, b.id, "dead", None, Some(&info), t, false);
+    let result = result_doc(ctx, b.job, b.id, Doc::failed("dead", &info, t));
     Settle::Bury {
         item: BuryItem {
             seq: b.slot,
@@ -267,17 +266,36 @@ pub(super) fn bury_unwritable(
     bury_job(ctx, &buried, error("unwritable", why), None, tm)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn result_doc(
-    ctx: &Ctx,
-    job: &Job,
-    id: &str,
-    status: &str,
-    output: Option<&Value>,
-    error: Option<&ErrorInfo>,
+/// What a result document says of the attempt, besides the job itself.
+struct Doc<'a> {
+    status: &'a str,
+    output: Option<&'a Value>,
+    error: Option<&'a ErrorInfo>,
+    /// `None` when nothing ran (the job was refused before its call).
     timing: Option<Timing>,
     cached: bool,
-) -> String {
+}
+
+impl<'a> Doc<'a> {
+    fn failed(status: &'a str, error: &'a ErrorInfo, timing: Option<Timing>) -> Self {
+        Doc {
+            status,
+            output: None,
+            error: Some(error),
+            timing,
+            cached: false,
+        }
+    }
+}
+
+fn result_doc(ctx: &Ctx, job: &Job, id: &str, doc: Doc<'_>) -> String {
+    let Doc {
+        status,
+        output,
+        error,
+        timing,
+        cached,
+    } = doc;
     let timing = timing.unwrap_or(Timing {
         started_at: job::now_ms(),
         elapsed: Duration::ZERO,

@@ -13,6 +13,18 @@ use reqwest::{Response, StatusCode};
 
 use crate::tools::ToolError;
 
+/// The client of one HTTP-backed tool: rustls, a per-request timeout, and
+/// no redirects (one would replay the request's secrets, a key in the query
+/// string or a token in a header, to whatever host it names).
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("toolq/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Reads the body, failing permanently past `max` bytes (without
 /// buffering more than that).
 pub async fn read_body(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{redirect, Method, Url};
+use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -120,15 +120,7 @@ impl HttpTool {
             }
         };
         let timeout = Duration::from_millis(c.timeout_ms);
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            // A redirect would replay the headers (and their secrets) to
-            // whatever host it names.
-            .redirect(redirect::Policy::none())
-            .user_agent(concat!("toolq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| fail("url", exchange::describe(&e)))?;
+        let http = exchange::client(timeout).map_err(|e| fail("url", exchange::describe(&e)))?;
         Ok(HttpTool {
             name: name.to_owned(),
             service: format!("HTTP tool `{name}`"),

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use reqwest::{redirect, Response, StatusCode, Url};
+use reqwest::{Response, StatusCode, Url};
 use serde_json::Value;
 
 use super::args::{Location, Request};
@@ -41,14 +41,8 @@ impl WeatherClient {
             return Err(ConfigError::ZeroTimeout);
         }
         let endpoint = endpoint(base_url)?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            // A redirect would replay the key, in the query string, to
-            // whatever host it names; OpenWeather never redirects.
-            .redirect(redirect::Policy::none())
-            .user_agent(concat!("toolq/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // OpenWeather never redirects; one would replay the key elsewhere.
+        let http = exchange::client(timeout)
             .map_err(|err| ConfigError::Client(describe(&err.without_url())))?;
         Ok(WeatherClient {
             http,
