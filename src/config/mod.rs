@@ -5,7 +5,10 @@
 //! make, and the messages naming where a bad value came from, are in
 //! `validate`.
 
+mod serve;
 mod validate;
+
+pub use serve::ServeConfig;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,6 +98,8 @@ pub struct Config {
     pub tools: crate::tools::ToolsConfig,
     /// MCP servers whose tools the worker runs (`[mcp.servers.<name>]`).
     pub mcp: crate::tools::mcp::McpConfig,
+    /// The gateway (`toolq serve`).
+    pub serve: ServeConfig,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             unique_ttl_s: DEFAULT_UNIQUE_TTL_S,
             tools: Default::default(),
             mcp: Default::default(),
+            serve: Default::default(),
         }
     }
 }
