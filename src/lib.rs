@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod health;
 pub mod job;
 pub mod logging;

@@ -70,6 +70,8 @@ enum Command {
         #[arg(long)]
         no_check: bool,
     },
+    /// Serve the HTTP API and the MCP endpoint (/mcp): every call becomes a job
+    Serve(cli::serve::ServeArgs),
     /// The tools live workers serve, with their sources and workers
     Tools(cli::tools::ToolsArgs),
     /// Submit jobs from a JSON-lines file (or `-` for stdin); --wait prints each result
@@ -157,7 +159,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
     // The benchmark starts its own Redis unless one is named on the command line.
     let config_redis_url = explicit_redis;
     let default_filter = match args.command {
-        Command::Worker { .. } => "info",
+        Command::Worker { .. } | Command::Serve(_) => "info",
         // The demo buries bad jobs on purpose; its output says so.
         Command::Demo => "error",
         _ => "warn",
@@ -188,6 +190,10 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             cli::enqueue::run(&config, a).await
         }
         Command::Submit(a) => cli::submit::run(&config, a).await,
+        Command::Serve(a) => {
+            let shutdown = signals();
+            cli::serve::run(config, a, async move { shutdown.begun().await }).await
+        }
         Command::Tools(a) => cli::tools::run(&config, a).await,
         Command::Stats(a) => cli::stats::run(&config, a).await,
         Command::Dead(a) => cli::dead::run(&config, a).await,

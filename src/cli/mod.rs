@@ -9,6 +9,7 @@ mod duration;
 pub mod enqueue;
 mod progress;
 pub mod result;
+pub mod serve;
 pub mod stats;
 pub mod submit;
 pub mod tools;

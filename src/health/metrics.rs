@@ -45,6 +45,11 @@ pub const STALE_ACKS: &str = "toolq_stale_acks_total";
 pub const SETTLE_REFUSED: &str = "toolq_settle_refused_total";
 /// Counter `{server}`: times an MCP server process was started again.
 pub const MCP_RESTARTS: &str = "toolq_mcp_server_restarts_total";
+/// Counter `{route,status}`: gateway (`toolq serve`) requests answered.
+pub const HTTP_REQUESTS: &str = "toolq_http_requests_total";
+/// Histogram `{route}`: gateway request time, seconds (a waiting
+/// `/execute` includes the job's run).
+pub const HTTP_REQUEST_DURATION: &str = "toolq_http_request_duration_seconds";
 /// Gauge: 1 while the worker runs.
 pub const WORKER_UP: &str = "toolq_worker_up";
 /// Gauge `{version}`: always 1; carries the build version.
@@ -71,6 +76,8 @@ pub const ALL: &[&str] = &[
     STALE_ACKS,
     SETTLE_REFUSED,
     MCP_RESTARTS,
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
     WORKER_UP,
     WORKER_INFO,
 ];

@@ -67,7 +67,8 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
         .set_buckets(DEFAULT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(JOB_DURATION.into()), JOB_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(JOB_WAIT.into()), JOB_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(REDIS_RTT.into()), REDIS_RTT_BUCKETS)
+        .set_buckets_for_metric(Matcher::Full(REDIS_RTT.into()), REDIS_RTT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), JOB_BUCKETS)
 }
 
 /// A plain thread rather than a task: the recorder may be installed before
@@ -139,6 +140,15 @@ pub fn describe_metrics() {
     describe_counter!(
         MCP_RESTARTS,
         "Times an MCP server process was started again after it exited."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Gateway requests answered, by route pattern and status code."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Gateway request time; a waiting /execute includes the job's run."
     );
     describe_gauge!(WORKER_UP, "1 while the worker runs.");
     describe_gauge!(

@@ -1,0 +1,159 @@
+//! The gateway as an MCP server (streamable HTTP at `/mcp`): `tools/list`
+//! is the catalog the token may use, `tools/call` is a durable job whose
+//! result comes back as the call's result. A client that cancels stops the
+//! wait; the job itself runs to its end (cancelling jobs is an operator
+//! feature of its own).
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::Value;
+
+use super::api::ApiError;
+use super::auth::Principal;
+use super::core::{Call, Gateway, Reply};
+use crate::config::DEFAULT_QUEUE;
+use crate::job::JobResult;
+
+#[derive(Clone)]
+pub struct McpEndpoint {
+    gateway: Arc<Gateway>,
+}
+
+impl McpEndpoint {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        McpEndpoint { gateway }
+    }
+}
+
+/// The principal the auth middleware left on the HTTP request.
+fn principal(context: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .cloned()
+        .ok_or_else(|| McpError::invalid_request("not authenticated", None))
+}
+
+/// A refusal the agent should read (a tool error), or a protocol error for
+/// what the client cannot fix by changing arguments.
+fn refused(e: ApiError) -> Result<CallToolResponse, McpError> {
+    match e {
+        ApiError::Unavailable(_) | ApiError::Internal(_) => {
+            Err(McpError::internal_error(e.to_string(), None))
+        }
+        e => Ok(
+            CallToolResult::error(vec![ContentBlock::text(format!("{}: {e}", e.kind()))]).into(),
+        ),
+    }
+}
+
+impl ServerHandler for McpEndpoint {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("toolq", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Every tool call runs as a durable toolq job: queued, retried, \
+                 rate-limited and cached by a worker fleet.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let who = principal(&context)?;
+        let catalog = self
+            .gateway
+            .catalog()
+            .await
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let tools = catalog
+            .tools()
+            .filter(|t| who.grant.may_use_tool(&t.entry.name))
+            .map(|t| {
+                let schema: JsonObject = match &t.entry.input_schema {
+                    Value::Object(o) => o.clone(),
+                    _ => JsonObject::new(),
+                };
+                Tool::new(t.entry.name.clone(), t.entry.description.clone(), schema)
+            })
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let who = principal(&context)?;
+        let tool = request.name.to_string();
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let queue = DEFAULT_QUEUE.to_owned();
+        let gw = &self.gateway;
+        if let Err(e) = gw.authorize(&who, &tool, &queue) {
+            return refused(e);
+        }
+        if let Err(e) = gw.admit(&who).await {
+            return refused(e);
+        }
+        if let Err(e) = gw.check(&tool, &args).await {
+            return refused(e);
+        }
+        let call = Call {
+            tool,
+            args,
+            queue,
+            timeout_ms: None,
+            max_attempts: None,
+            id: None,
+            meta: None,
+        };
+        let wait = gw.wait_for(&who, Some(gw.serve.max_wait_ms));
+        let reply = match gw.submit(call, wait, context.ct.cancelled()).await {
+            Ok(r) => r,
+            Err(e) => return refused(e),
+        };
+        Ok(match reply {
+            Reply::Finished { raw, .. } => result_of(&raw),
+            Reply::Pending { id } => CallToolResult::error(vec![ContentBlock::text(format!(
+                "job {id} has not finished yet; its result will be at GET /jobs/{id}"
+            ))]),
+        }
+        .into())
+    }
+}
+
+/// A result document as an MCP tool result: the output (structured when it
+/// is an object), or the job's error as a tool error.
+fn result_of(raw: &str) -> CallToolResult {
+    let Ok(doc) = serde_json::from_str::<JobResult>(raw) else {
+        return CallToolResult::error(vec![ContentBlock::text(raw.to_owned())]);
+    };
+    if doc.status == "succeeded" {
+        let output = doc.output.unwrap_or(Value::Null);
+        let text = match &output {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        if output.is_object() {
+            result.structured_content = Some(output);
+        }
+        result
+    } else {
+        let message = match doc.error {
+            Some(e) => format!("{}: {}", e.kind, e.message),
+            None => format!("job {} ended {}", doc.id, doc.status),
+        };
+        CallToolResult::error(vec![ContentBlock::text(message)])
+    }
+}
