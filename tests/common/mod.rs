@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fault_process;
+pub mod gateway;
 pub mod process;
 
 use std::sync::Arc;
