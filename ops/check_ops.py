@@ -14,10 +14,13 @@ Checks (each prints what it looked at and exits non-zero on a finding):
                     so `promtool check rules OUT` parses them all
   alerts            the required alerts exist, each with a severity, summary,
                     description and a runbook anchor that ops/README.md has
-  compose           the services exist, the worker can scale, and no secret
+  compose           the services exist, the worker and the gateway can scale,
+                    the gateway is reached only through nginx and reads its
+                    JWT key from a git-ignored secret file, and no secret
                     literal is written in docker-compose.yml; every ${VAR} it
                     reads is documented in .env.example
-  env               .env.example documents every setting toolq reads
+  env               .env.example documents every setting .env can set (every
+                    worker setting, and whatever a service passes through)
   dockerfile        the final stage runs as a non-root USER, with a HEALTHCHECK
   acl               ops/redis/users.acl: default user off, placeholder
                     passwords only, no key or command wildcards
@@ -45,6 +48,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 ACL = ROOT / "ops/redis/users.acl"
 CONFIG_RS = ROOT / "src/config/mod.rs"
 WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
+SERVE_CONFIG_RS = ROOT / "src/config/serve.rs"
 
 REQUIRED_ALERTS = [
     "ToolqNoLiveWorkers",
@@ -54,7 +58,7 @@ REQUIRED_ALERTS = [
     "ToolqDeadJobsGrowing",
     "ToolqRedisErrors",
 ]
-REQUIRED_SERVICES = ["redis", "worker", "prometheus", "grafana"]
+REQUIRED_SERVICES = ["redis", "worker", "prometheus", "grafana", "gateway", "nginx"]
 # Settings toolq reads from the environment (DESIGN.md, Configuration).
 REQUIRED_ENV = [
     "TOOLQ_REDIS_URL", "TOOLQ_CONCURRENCY", "TOOLQ_HTTP_ADDR", "TOOLQ_QUEUES",
@@ -238,6 +242,8 @@ def check_alerts(f: Findings) -> None:
 # ---- compose --------------------------------------------------------------------
 
 SECRET_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL)", re.I)
+# A *_FILE variable that names a compose secret's mount holds a path, not a secret.
+SECRET_FILE = re.compile(r"^/run/secrets/[A-Za-z0-9_.-]+$")
 INTERPOLATION_ONLY = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}$")
 URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://([^/@\s:]+):([^@\s]+)@", re.I)
 
@@ -272,16 +278,19 @@ def check_compose(f: Findings) -> None:
     if "env_file" in worker:
         f.fail("worker has env_file: it would get every password in .env")
     passed = {k for k, _ in env_items(worker.get("environment"))}
-    for var in sorted(config_env_names() - passed):
+    for var in sorted(worker_env_names() - passed):
         f.fail(f"worker does not pass {var} (a key of src/config/mod.rs) from .env")
     f.note(f"worker passes {len(passed)} variables through, no env_file")
     if "healthcheck" not in services.get("redis", {}):
         f.fail("redis has no healthcheck")
+    check_compose_gateway(f, doc)
 
     # Secrets: a secret-named variable must be pure ${VAR} interpolation, and
     # a URL's password must be one too.
     for sname, svc in services.items():
         for key, val in env_items(svc.get("environment")):
+            if key.endswith("_FILE") and SECRET_FILE.match(val):
+                continue
             if SECRET_KEY.search(key) and val and not INTERPOLATION_ONLY.match(val):
                 f.fail(f"{sname}: {key} holds a literal value")
     for s in strings_in(doc):
@@ -300,18 +309,65 @@ def check_compose(f: Findings) -> None:
     f.note(f"{len(used)} interpolated variables checked against .env.example")
 
 
+def check_compose_gateway(f: Findings, doc: dict) -> None:
+    """`toolq serve` behind nginx: only nginx is published, the JWT key is a
+    secret file, and the secret files are git-ignored."""
+    services = doc.get("services", {})
+    secrets = doc.get("secrets", {}) or {}
+    gateway, nginx = services.get("gateway", {}), services.get("nginx", {})
+    if gateway.get("command") != ["serve"]:
+        f.fail("gateway: command is not [\"serve\"]")
+    if "ports" in gateway or "container_name" in gateway:
+        f.fail("gateway has ports or container_name: it must be reached through nginx "
+               "(TLS) only, and scale")
+    if gateway.get("depends_on", {}).get("redis", {}).get("condition") != "service_healthy":
+        f.fail("gateway does not wait for redis to be healthy")
+    for key in ("healthcheck", "stop_grace_period", "restart"):
+        if key not in gateway:
+            f.fail(f"gateway has no {key}")
+    if "env_file" in gateway:
+        f.fail("gateway has env_file: it would get every password in .env")
+    env = dict(env_items(gateway.get("environment")))
+    if not env.get("TOOLQ_SERVE__ADDR", "").startswith("0.0.0.0:"):
+        f.fail("gateway: TOOLQ_SERVE__ADDR does not listen on 0.0.0.0 (nginx could not reach it)")
+    if not re.match(r"rediss?://producer:", env.get("TOOLQ_REDIS_URL", "")):
+        f.fail("gateway: TOOLQ_REDIS_URL does not log in as the ACL user producer")
+    key_file = env.get("TOOLQ_SERVE__JWT_SECRET_FILE", "")
+    mounted = {s if isinstance(s, str) else s.get("source") for s in gateway.get("secrets", [])}
+    if not (key_file.startswith("/run/secrets/") and key_file.split("/")[-1] in mounted):
+        f.fail(f"gateway: TOOLQ_SERVE__JWT_SECRET_FILE {key_file!r} is not one of its secrets")
+    if "ports" in nginx and not any(str(p).endswith(":443") for p in nginx["ports"]):
+        f.fail("nginx does not publish 443")
+    if not any(str(v).startswith("./ops/nginx/toolq.conf:") for v in nginx.get("volumes", [])):
+        f.fail("nginx does not mount ops/nginx/toolq.conf")
+    for name, svc in services.items():
+        for s in svc.get("secrets", []):
+            src = s if isinstance(s, str) else s.get("source")
+            if src not in secrets:
+                f.fail(f"{name} uses secret {src}, which is not declared")
+    ignore = (ROOT / "ops/secrets/.gitignore").read_text() if (ROOT / "ops/secrets/.gitignore").exists() else ""
+    for name, sec in secrets.items():
+        path = str(sec.get("file", ""))
+        if not path.startswith("./ops/secrets/") or "*" not in ignore.split():
+            f.fail(f"secret {name}: {path!r} is not in ops/secrets/, which git ignores")
+    f.note(f"gateway: `serve`, unpublished, JWT key from /run/secrets; nginx in front; "
+           f"{len(secrets)} secret files in ops/secrets/ (git-ignored)")
+
+
 def struct_fields(path: Path, struct: str) -> list[str]:
     """The field names of `struct` (pub or not) in a Rust source file."""
     m = re.search(r"struct %s \{(.*?)\n\}" % struct, path.read_text(), re.S)
     return re.findall(r"^\s*(?:pub )?(\w+):", m.group(1), re.M) if m else []
 
 
-def config_env_names() -> set[str]:
-    """The TOOLQ_* variable of every configuration key, read from the Config
-    struct (and the weather tool's) so that this check follows the code."""
+def worker_env_names() -> set[str]:
+    """The TOOLQ_* variable of every configuration key but the gateway's,
+    read from the Config struct (and the weather tool's) so that this check
+    follows the code."""
     # `tools` and `mcp` are tables keyed by a tool's or a server's name
     # (`[tools.<name>]`, `[mcp.servers.<name>]`): no single variable to pass.
-    tables = {"tools", "mcp"}
+    # `serve` is the gateway's table (serve_env_names).
+    tables = {"tools", "mcp", "serve"}
     names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k not in tables}
     # The keys serde reads: the raw struct behind WeatherConfig's try_from,
     # less the old spellings kept only for compatibility.
@@ -321,16 +377,39 @@ def config_env_names() -> set[str]:
     return names
 
 
+def serve_env_names() -> set[str]:
+    """TOOLQ_SERVE__<KEY> for every key of `[serve]` (`toolq serve`)."""
+    return {f"TOOLQ_SERVE__{k.upper()}" for k in struct_fields(SERVE_CONFIG_RS, "ServeConfig")}
+
+
+def config_env_names() -> set[str]:
+    """Every TOOLQ_* variable toolq reads."""
+    return worker_env_names() | serve_env_names()
+
+
+def passed_through() -> set[str]:
+    """Variables a compose service takes from .env by name (no value)."""
+    services = yaml.safe_load(COMPOSE.read_text()).get("services", {})
+    return {k for svc in services.values() for k, v in env_items(svc.get("environment"))
+            if v == ""}
+
+
 def check_env(f: Findings) -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
     for var in REQUIRED_ENV:
         if var not in documented:
             f.fail(f".env.example does not document {var}")
     known = config_env_names()
-    if len(known) < 10:
-        f.fail(f"could not read the Config fields from {CONFIG_RS} (found {sorted(known)})")
-    for var in sorted(known - documented):
+    if len(worker_env_names()) < 10 or len(serve_env_names()) < 5:
+        f.fail(f"could not read the Config fields from {CONFIG_RS} or {SERVE_CONFIG_RS}")
+    # What .env can set: every worker setting (the worker passes each through)
+    # and whatever another service passes through. The gateway's [serve]
+    # keys are set in docker-compose.yml or the config file, so a copy in
+    # .env would do nothing.
+    for var in sorted(worker_env_names() - documented):
         f.fail(f".env.example does not document {var} (a key of src/config/mod.rs)")
+    for var in sorted(passed_through() - documented):
+        f.fail(f".env.example does not document {var}, which docker-compose.yml passes through")
     # figment ignores TOOLQ_ names that are no key: a typo would be silent.
     for path in (ENV_EXAMPLE, COMPOSE, DOCKERFILE):
         for var in sorted(set(re.findall(r"\bTOOLQ_[A-Z0-9_]+", path.read_text()))):
