@@ -2,6 +2,7 @@
 //! check the caller's rights and the arguments against the catalog, enqueue
 //! a durable job, and wait for its result up to a deadline.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,18 @@ pub struct Gateway {
     pub serve: ServeConfig,
     rate_limit: Option<RateLimit>,
     catalog: Mutex<Option<(Instant, Arc<Catalog>)>>,
+    /// MCP tool calls running now: shutdown ends MCP sessions only once
+    /// this is zero.
+    mcp_calls: AtomicUsize,
+}
+
+/// Counts one MCP call as in flight while it lives.
+pub struct McpCallGuard<'a>(&'a AtomicUsize);
+
+impl Drop for McpCallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Gateway {
@@ -60,7 +73,17 @@ impl Gateway {
             serve,
             rate_limit,
             catalog: Mutex::new(None),
+            mcp_calls: AtomicUsize::new(0),
         }
+    }
+
+    pub fn mcp_call(&self) -> McpCallGuard<'_> {
+        self.mcp_calls.fetch_add(1, Ordering::Relaxed);
+        McpCallGuard(&self.mcp_calls)
+    }
+
+    pub fn mcp_calls_in_flight(&self) -> usize {
+        self.mcp_calls.load(Ordering::Relaxed)
     }
 
     /// The catalog, read at most once per [`CATALOG_FRESH`].
@@ -131,15 +154,12 @@ impl Gateway {
             )));
         }
         let catalog = self.catalog().await?;
-        if !catalog.tools().any(|t| t.entry.name == tool) {
-            return Err(ApiError::UnknownTool(
-                catalog
-                    .check(tool, args)
-                    .err()
-                    .unwrap_or_else(|| format!("no live worker serves tool `{tool}`")),
-            ));
+        let known = catalog.tools().any(|t| t.entry.name == tool);
+        match catalog.check(tool, args) {
+            Ok(()) => Ok(()),
+            Err(m) if known => Err(ApiError::InvalidArgs(m)),
+            Err(m) => Err(ApiError::UnknownTool(m)),
         }
-        catalog.check(tool, args).map_err(ApiError::InvalidArgs)
     }
 
     /// The `wait_ms` a request gets: its own (or the default), capped.

@@ -94,6 +94,7 @@ impl ServerHandler for McpEndpoint {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let _in_flight = self.gateway.mcp_call();
         let who = principal(&context)?;
         let tool = request.name.to_string();
         let args = Value::Object(request.arguments.unwrap_or_default());

@@ -135,20 +135,30 @@ pub async fn run(
         plan.rate_limit,
     ));
     let open = matches!(plan.auth, Auth::Open);
-    let app = router(gateway, Arc::new(plan.auth), metrics, open, stop.clone());
+    // Ends MCP sessions (their idle event streams would hold the shutdown
+    // for the whole grace) once no MCP call is in flight.
+    let sessions = CancellationToken::new();
+    let app = router(
+        gateway.clone(),
+        Arc::new(plan.auth),
+        metrics,
+        open,
+        sessions.clone(),
+    );
     ready(bound);
     tracing::info!(addr = %bound, auth = if open { "none (loopback)" } else { "jwt" }, "gateway listening");
 
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = {
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("gateway: shutting down; finishing in-flight requests");
-            let _ = signalled_tx.send(());
-            // Long-lived MCP streams end now; plain requests finish.
-            stop.cancel();
-        }
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("gateway: shutting down; finishing in-flight requests");
+        let _ = signalled_tx.send(());
+        tokio::spawn(async move {
+            while gateway.mcp_calls_in_flight() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sessions.cancel();
+        });
     };
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
@@ -168,6 +178,7 @@ pub async fn run(
             Ok(())
         }
     };
+    // Only now: requests still waiting must hear their jobs finish.
     stop.cancel();
     // Let listeners delete their notification lists.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,10 +190,10 @@ fn router(
     auth: Arc<Auth>,
     prometheus: PrometheusHandle,
     open: bool,
-    stop: CancellationToken,
+    sessions: CancellationToken,
 ) -> Router {
     let mut mcp_config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(stop.child_token())
+        .with_cancellation_token(sessions)
         .with_max_request_body_bytes(gateway.serve.max_body_bytes);
     if !open {
         // Host checks guard unauthenticated local servers against DNS

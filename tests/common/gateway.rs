@@ -65,7 +65,10 @@ pub async fn start_gateway(redis_url: &str, env: &[(&str, &str)], args: &[&str])
 pub async fn start_worker_for(gateway: &GatewayProcess, redis_url: &str) -> WorkerProcess {
     let worker = spawn_worker_process(redis_url, "default", 8, &[]);
     let client = reqwest::Client::new();
-    let token = token(&grant_all());
+    // With an audience too, for gateways that require one.
+    let mut c = claims(&grant_all());
+    c["aud"] = json!("toolq-test");
+    let token = sign(&c);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let listed = client

@@ -62,7 +62,7 @@ pub enum TokenError {
     Issuer,
     #[error("token signature or algorithm is not accepted")]
     Signature,
-    #[error("malformed token")]
+    #[error("malformed token, or an algorithm that is not accepted")]
     Malformed,
 }
 
@@ -146,17 +146,22 @@ impl Verifier {
         if !algorithms.contains(&header.alg) {
             return Err(TokenError::Signature);
         }
+        // One algorithm: the token's, once it is known to be acceptable (the
+        // crate also refuses one whose family does not match the key's).
         let mut validation = Validation::new(header.alg);
-        validation.algorithms = algorithms;
         validation.leeway = self.leeway_s;
         validation.validate_nbf = true;
         validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
