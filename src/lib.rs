@@ -13,9 +13,11 @@
 //! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
 //!   and the metric names.
 //! - [`job`]: the wire format, results and dead entries.
-//! - [`config`]: defaults, `config/toolq.toml`, `TOOLQ_*` variables, flags.
+//! - [`config`]: defaults, `config/toolq.toml`, the profile's file,
+//!   `TOOLQ_*` variables and `*_FILE` secrets, flags; unknown keys refused;
+//!   where each value came from (`toolq config`).
 //! - [`spec`]: small values config and the modules share (queue specs, the
-//!   side port's address, masked Redis URLs); a leaf.
+//!   side port's address, masked Redis URLs, loopback addresses); a leaf.
 //! - [`cli`]: the subcommands behind `src/main.rs`.
 //! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
 //! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.

@@ -74,6 +74,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// The tools live workers serve, with their sources and workers
     Tools(cli::tools::ToolsArgs),
+    /// Print the effective configuration, each value with its source (secrets masked)
+    Config(cli::config::ConfigArgs),
     /// Submit jobs from a JSON-lines file (or `-` for stdin); --wait prints each result
     Submit(cli::submit::SubmitArgs),
     /// Per queue: pending, active, delayed and dead jobs, live workers, totals
@@ -195,6 +197,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             cli::serve::run(config, a, async move { shutdown.begun().await }).await
         }
         Command::Tools(a) => cli::tools::run(&config, a).await,
+        Command::Config(a) => cli::config::run(args.config.as_deref(), &overrides, a),
         Command::Stats(a) => cli::stats::run(&config, a).await,
         Command::Dead(a) => cli::dead::run(&config, a).await,
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,

@@ -3,6 +3,7 @@
 //! the documented exit codes (0 ok, 1 jobs failed, 2 bad input or
 //! configuration, 3 Redis unreachable).
 
+pub mod config;
 pub mod dead;
 pub mod demo;
 mod duration;

@@ -1,21 +1,35 @@
 //! Configuration: built-in defaults, then `config/toolq.toml` (or `--config
-//! FILE`), then `TOOLQ_*` environment variables (`__` for nesting), then
-//! command-line flags. Every default is a named constant here and is
-//! mirrored, commented, in `config/toolq.toml`. The checks serde cannot
-//! make, and the messages naming where a bad value came from, are in
-//! `validate`.
+//! FILE`), then the profile's file (`TOOLQ_PROFILE`), then environment
+//! variables (`TOOLQ_*` with `__` for nesting, secrets read from the files
+//! `*_FILE` variables name), then command-line flags. Every default is a
+//! named constant here and is mirrored, commented, in `config/toolq.toml`.
+//!
+//! - `load`: the layers in order, and where each value came from.
+//! - `variables`: the environment as configuration reads it (which `TOOLQ_`
+//!   names are keys, which belong to scripts and tests, the `*_FILE` secrets).
+//! - `profile`: development, testing, production, and what production refuses.
+//! - `validate`: the checks serde cannot make, and the messages naming where
+//!   a bad value came from; `unknown`: unknown keys, with a suggestion.
+//! - `show`: the effective configuration as `toolq config` prints it, masked.
 
+mod load;
+mod profile;
 mod serve;
+mod show;
+mod unknown;
 mod validate;
+mod variables;
 
+pub use load::Explained;
+pub use profile::Profile;
 pub use serve::ServeConfig;
+pub use show::Entry;
+pub use variables::{OTHER_VARIABLES, OTHER_VARIABLE_PREFIXES};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_CONFIG_FILE: &str = "config/toolq.toml";
@@ -52,16 +66,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything a worker or the CLI needs to know.
-/// `Debug` is written by hand below: the Redis URL may hold a password.
-#[derive(Clone, Deserialize)]
-#[serde(default)]
+/// Everything a worker or the CLI needs to know. An unknown key is an error
+/// (a misspelt one would otherwise leave its default in place unseen).
+/// `Debug` is written by hand below and `Serialize` masks the Redis URL's
+/// password: both may end up in front of people.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    #[serde(serialize_with = "masked_url")]
     pub redis_url: String,
     /// PEM file with the CA that signed the Redis server's certificate, when
     /// it is not in the system roots.
     pub redis_ca_file: Option<PathBuf>,
+    /// The production profile refuses a password sent over plain `redis://`
+    /// to a host that is not loopback; this says the network is trusted.
+    pub allow_insecure_redis: bool,
     /// Queues to serve, in priority order; `name=weight` on any of them
     /// switches from strict order to weighted random order.
     #[serde(deserialize_with = "list_or_csv")]
@@ -100,6 +120,9 @@ pub struct Config {
     pub mcp: crate::tools::mcp::McpConfig,
     /// The gateway (`toolq serve`).
     pub serve: ServeConfig,
+    /// The profile loaded (`TOOLQ_PROFILE`): not a key of the file.
+    #[serde(skip)]
+    pub profile: Option<Profile>,
 }
 
 impl Default for Config {
@@ -107,6 +130,7 @@ impl Default for Config {
         Config {
             redis_url: DEFAULT_REDIS_URL.into(),
             redis_ca_file: None,
+            allow_insecure_redis: false,
             queues: vec![DEFAULT_QUEUE.into()],
             concurrency: DEFAULT_CONCURRENCY,
             http_addr: DEFAULT_HTTP_ADDR.into(),
@@ -130,11 +154,13 @@ impl Default for Config {
             tools: Default::default(),
             mcp: Default::default(),
             serve: Default::default(),
+            profile: None,
         }
     }
 }
 
-/// Invalid configuration: names the key and where its value came from.
+/// Invalid configuration: names the key and where its value came from,
+/// never a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
@@ -143,6 +169,33 @@ pub enum ConfigError {
     Parse(String),
     #[error("invalid configuration: `{key}` (from {origin}): {message}")]
     Invalid {
+        key: &'static str,
+        origin: String,
+        message: String,
+    },
+    /// `hint` is a suggestion ("did you mean `concurrency`?") or where the
+    /// keys are listed.
+    #[error("invalid configuration: unknown key `{key}` (from {origin}): {hint}")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        hint: String,
+    },
+    #[error("invalid configuration: TOOLQ_PROFILE={0:?} is no profile: expected development, testing or production")]
+    UnknownProfile(String),
+    #[error("invalid configuration: {var}: cannot read {path}: {reason}")]
+    SecretFile {
+        var: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("invalid configuration: {0} and {1} are both set: keep one")]
+    Conflict(&'static str, &'static str),
+    #[error(
+        "invalid configuration: the {profile} profile refuses `{key}` (from {origin}): {message}"
+    )]
+    Refused {
+        profile: Profile,
         key: &'static str,
         origin: String,
         message: String,
@@ -169,6 +222,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("redis_url", &crate::spec::mask_url(&self.redis_url))
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("allow_insecure_redis", &self.allow_insecure_redis)
+            .field("profile", &self.profile)
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)
             .field("http_addr", &self.http_addr)
@@ -197,31 +252,6 @@ impl std::fmt::Debug for Overrides {
 }
 
 impl Config {
-    /// Loads and validates the configuration. `file` is `--config`; without
-    /// it `config/toolq.toml` is read when present.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let path = match file {
-            Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
-            Some(p) => p.to_path_buf(),
-            None => PathBuf::from(DEFAULT_CONFIG_FILE),
-        };
-        // Defaults come from `#[serde(default)]`, so they need no provider.
-        let figment = Figment::new()
-            .merge(Toml::file(&path))
-            .merge(
-                Env::raw()
-                    .only(&["OPENWEATHER_API_KEY"])
-                    .map(|_| "tools.weather.api_key".into()),
-            )
-            .merge(Env::prefixed("TOOLQ_").split("__"))
-            .merge(Serialized::defaults(overrides.clone()));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(validate::describe(&e, &path)))?;
-        config.validate(&|key| validate::source_of(&figment, key))?;
-        Ok(config)
-    }
-
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_s)
     }
@@ -234,6 +264,11 @@ impl Config {
     pub fn dead_max_age(&self) -> Duration {
         Duration::from_secs(self.dead_max_age_s)
     }
+}
+
+/// The Redis URL as it may be shown: its password masked.
+fn masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::spec::mask_url(url))
 }
 
 /// Accepts `["a", "b"]` or `"a,b"` (the usual shape of an env variable).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use figment::Figment;
 
-use super::{Config, ConfigError};
+use super::{unknown, Config, ConfigError};
 
 impl Config {
     /// Checks values serde cannot: ranges and relations between keys.
@@ -91,36 +91,63 @@ impl Config {
     }
 }
 
-/// Where a key's value came from, e.g. "`TOOLQ_` environment variable(s)".
+/// Where a key's value came from, e.g. "environment variable TOOLQ_QUEUES".
 pub(super) fn source_of(figment: &Figment, key: &str) -> String {
     match figment.find_metadata(key) {
-        Some(m) => origin(m),
+        Some(m) => origin(m, key),
         None => "default".into(),
     }
 }
 
 /// Names a provider as a user knows it. The flags are the only values set in
-/// code (`Serialized`), whose figment name would be a Rust type and a line.
-fn origin(m: &figment::Metadata) -> String {
+/// code (`Serialized`), whose figment name would be a Rust type and a line;
+/// the variables and secret files are layers labelled by `variables`.
+pub(super) fn origin(m: &figment::Metadata, key: &str) -> String {
     match &m.source {
-        Some(figment::Source::Code(_)) => "command-line flag".into(),
+        Some(figment::Source::Code(_)) => match flag_of(key) {
+            Some(flag) => format!("command-line flag {flag}"),
+            None => "command-line flag".into(),
+        },
         Some(src) => format!("{} {}", m.name, src),
         None => m.name.to_string(),
     }
 }
 
-pub(super) fn describe(e: &figment::Error, path: &Path) -> String {
+/// The flag that sets `key` (see `Overrides`).
+fn flag_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "redis_url" => "--redis-url",
+        "queues" => "--queue",
+        "concurrency" => "--concurrency",
+        "http_addr" => "--http-addr",
+        "log_format" => "--log-format",
+        _ => return None,
+    })
+}
+
+/// A figment error as a `ConfigError`: an unknown key first (its own
+/// variant, with a suggestion), else every problem with its key and source.
+pub(super) fn from_figment(e: &figment::Error, figment: &Figment, path: &Path) -> ConfigError {
+    unknown::first(e, figment).unwrap_or_else(|| ConfigError::Parse(describe(e, path)))
+}
+
+fn describe(e: &figment::Error, path: &Path) -> String {
     let mut out = Vec::new();
     for err in e.clone() {
         let key = err.path.join(".");
         let source = err
             .metadata
             .as_ref()
-            .map(origin)
+            .map(|m| origin(m, &key))
             .unwrap_or_else(|| path.display().to_string());
         let kind = err.kind.to_string();
         // Never echo a value that could be a secret (the Redis URL).
-        let kind = if key.contains("url") || key.contains("key") {
+        let kind = if [
+            "url", "key", "secret", "password", "token", "headers", "env",
+        ]
+        .iter()
+        .any(|s| key.contains(s))
+        {
             kind.split(" found ")
                 .next()
                 .unwrap_or("invalid value")

@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// At most `max` calls in any window of length `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,13 @@ impl fmt::Display for RateLimit {
             _ => format!("{}ms", self.per.as_millis()),
         };
         write!(f, "{}/{unit}", self.max)
+    }
+}
+
+/// As written in the configuration (`"60/min"`).
+impl Serialize for RateLimit {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -6,13 +6,14 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What [`Secret`] prints instead of its value.
 pub const REDACTED: &str = "***";
 
-/// A secret value. Deliberately not `Serialize`: writing a config back out
-/// (e.g. `toolq config show`) must not be able to leak it.
+/// A secret value. It serializes as [`REDACTED`], like its `Debug` and
+/// `Display`: writing a configuration back out (`toolq config`) must not be
+/// able to leak it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -58,6 +59,12 @@ impl fmt::Display for Secret {
     }
 }
 
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Secret)
@@ -75,6 +82,7 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(format!("{:?}", Some(secret.clone())), "Some(***)");
         assert_eq!(secret.expose(), "hunter2");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::http::{HttpTool, HttpToolConfig, HttpToolError};
 use super::rate::RateLimit;
@@ -18,7 +18,7 @@ use super::Registry;
 /// `[tools]` in the configuration: `[tools.weather]` has its own keys; any
 /// other `[tools.<name>]` (a built-in or a tool an embedding program
 /// registers) takes the generic [`ToolSettings`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ToolsConfig {
     pub weather: WeatherConfig,
@@ -29,7 +29,7 @@ pub struct ToolsConfig {
 }
 
 /// What the worker does around calls of one tool, whatever the tool is.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolSettings {
     /// Calls allowed across every worker sharing the Redis, e.g. `"60/min"`.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::tools::rate::RateLimit;
 use crate::tools::secret::Secret;
@@ -20,7 +20,9 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
 /// (`"500ms"`, `"10s"`, `"2m"`, `"1h"`), so both TOML and `TOOLQ_*` variables
 /// read naturally. Unknown keys are rejected: a misspelt `base_url` would
 /// otherwise silently send jobs to the real API.
-#[derive(Debug, Clone, Deserialize)]
+/// `Serialize` writes the keys as the file spells them (`timeout_ms`,
+/// `cache_ttl_s`), the API key masked.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(try_from = "RawWeatherConfig")]
 pub struct WeatherConfig {
     /// Without a key the tool is not registered; jobs naming it fail with
@@ -31,9 +33,11 @@ pub struct WeatherConfig {
     pub base_url: String,
     /// Per HTTP request (`timeout_ms`); the tool's own per-attempt limit sits
     /// a little above it so the clearer HTTP timeout error wins.
+    #[serde(rename = "timeout_ms", serialize_with = "as_millis")]
     pub timeout: Duration,
     /// How long the worker may reuse an answer (`cache_ttl_s`); 0 turns
     /// caching off.
+    #[serde(rename = "cache_ttl_s", serialize_with = "as_seconds")]
     pub cache_ttl: Duration,
     /// Calls allowed across all workers; tools know nothing of Redis, so the
     /// worker enforces it around the call, not here.
@@ -103,6 +107,14 @@ impl TryFrom<RawWeatherConfig> for WeatherConfig {
             rate_limit: raw.rate_limit,
         })
     }
+}
+
+fn as_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn as_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
