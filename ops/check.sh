@@ -295,6 +295,7 @@ check "docker-compose.yml and ops/compose.tls.yml against the Compose spec schem
 check "docker-compose.yml: services, scaling, gateway behind nginx, no secret literal" \
     "$PY" ops/check_ops.py compose
 check ".env.example documents every setting" "$PY" ops/check_ops.py env
+check "config/toolq.toml documents every key" "$PY" ops/check_ops.py config
 check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
 check "Dockerfile: non-root USER in the final stage" "$PY" ops/check_ops.py dockerfile
 check "users.acl: static rules" "$PY" ops/check_ops.py acl

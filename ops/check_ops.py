@@ -20,7 +20,10 @@ Checks (each prints what it looked at and exits non-zero on a finding):
                     literal is written in docker-compose.yml; every ${VAR} it
                     reads is documented in .env.example
   env               .env.example documents every setting .env can set (every
-                    worker setting, and whatever a service passes through)
+                    worker setting, and whatever a service passes through);
+                    the TOOLQ_ names these files set are keys or names
+                    src/config/variables.rs lets through
+  config            config/toolq.toml documents every key of every section
   dockerfile        the final stage runs as a non-root USER, with a HEALTHCHECK
   acl               ops/redis/users.acl: default user off, placeholder
                     passwords only, no key or command wildcards
@@ -49,6 +52,10 @@ ACL = ROOT / "ops/redis/users.acl"
 CONFIG_RS = ROOT / "src/config/mod.rs"
 WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
 SERVE_CONFIG_RS = ROOT / "src/config/serve.rs"
+VARIABLES_RS = ROOT / "src/config/variables.rs"
+CONFIG_TOML = ROOT / "config/toolq.toml"
+HTTP_TOOL_RS = ROOT / "src/tools/http/tool.rs"
+MCP_CONFIG_RS = ROOT / "src/tools/mcp/config.rs"
 
 REQUIRED_ALERTS = [
     "ToolqNoLiveWorkers",
@@ -355,9 +362,20 @@ def check_compose_gateway(f: Findings, doc: dict) -> None:
 
 
 def struct_fields(path: Path, struct: str) -> list[str]:
-    """The field names of `struct` (pub or not) in a Rust source file."""
+    """The field names of `struct` (pub or not) in a Rust source file, less
+    those serde skips (`#[serde(skip)]`: no key)."""
     m = re.search(r"struct %s \{(.*?)\n\}" % struct, path.read_text(), re.S)
-    return re.findall(r"^\s*(?:pub )?(\w+):", m.group(1), re.M) if m else []
+    if not m:
+        return []
+    body = re.sub(r"#\[serde\(skip\)\]\s*(?:pub )?\w+:", "", m.group(1))
+    return re.findall(r"^\s*(?:pub )?(\w+):", body, re.M)
+
+
+def other_variables() -> set[str]:
+    """The TOOLQ_ names that are no key but that toolq lets through (its
+    own, the scripts' and the tests'), as src/config/variables.rs lists them."""
+    code = VARIABLES_RS.read_text().split("#[cfg(test)]")[0]
+    return set(re.findall(r'"(TOOLQ_[A-Z0-9_]*[A-Z0-9])"', code))
 
 
 def worker_env_names() -> set[str]:
@@ -410,10 +428,14 @@ def check_env(f: Findings) -> None:
         f.fail(f".env.example does not document {var} (a key of src/config/mod.rs)")
     for var in sorted(passed_through() - documented):
         f.fail(f".env.example does not document {var}, which docker-compose.yml passes through")
-    # figment ignores TOOLQ_ names that are no key: a typo would be silent.
+    # toolq refuses TOOLQ_ names that are no key (start-up fails): these
+    # files must not hand it one.
+    others = other_variables()
+    if "TOOLQ_PROFILE" not in others:
+        f.fail(f"could not read the non-key TOOLQ_ names from {VARIABLES_RS}")
     for path in (ENV_EXAMPLE, COMPOSE, DOCKERFILE):
         for var in sorted(set(re.findall(r"\bTOOLQ_[A-Z0-9_]+", path.read_text()))):
-            if var not in known:
+            if var not in known and var not in others:
                 f.fail(f"{path.name} sets {var}, which is no configuration key")
     f.note(f"{len(documented)} variables documented; {len(known)} configuration keys checked")
 
@@ -494,12 +516,48 @@ def check_acl(f: Findings) -> None:
             f.fail(f"user {name}: no key pattern")
 
 
+def check_config(f: Findings) -> None:
+    """config/toolq.toml lists every key, commented at its default, in its
+    section; the keys are read from the structs, so this follows the code."""
+    sections: dict[str, set[str]] = {}
+    section = ""
+    for line in CONFIG_TOML.read_text().splitlines():
+        header = re.match(r"^#?\s*\[([a-z0-9_.]+)\]\s*(#.*)?$", line)
+        if header:
+            # `[tools.http.<name>]`, `[mcp.servers.<name>]`: any name.
+            section = re.sub(r"^(tools\.http|mcp\.servers)\.[a-z0-9_]+$", r"\1.*", header.group(1))
+            continue
+        key = re.match(r"^#?\s*([a-z_][a-z0-9_]*)\s*=", line)
+        if key:
+            sections.setdefault(section, set()).add(key.group(1))
+    legacy = {"timeout", "cache_ttl"}
+    expected = {
+        "": [k for k in struct_fields(CONFIG_RS, "Config") if k not in {"tools", "mcp", "serve"}],
+        "serve": struct_fields(SERVE_CONFIG_RS, "ServeConfig"),
+        "tools.weather": [k for k in struct_fields(WEATHER_CONFIG_RS, "RawWeatherConfig")
+                          if k not in legacy],
+        "tools.http.*": struct_fields(HTTP_TOOL_RS, "HttpToolConfig"),
+        "mcp.servers.*": struct_fields(MCP_CONFIG_RS, "McpServerConfig"),
+    }
+    total = 0
+    for name, keys in expected.items():
+        if len(keys) < 3:
+            f.fail(f"could not read the keys of [{name or 'top level'}] from the source")
+        for key in keys:
+            total += 1
+            if key not in sections.get(name, set()):
+                where = f"[{name}]" if name else "the top level"
+                f.fail(f"config/toolq.toml does not document `{key}` in {where}")
+    f.note(f"{total} keys in {len(expected)} sections documented in config/toolq.toml")
+
+
 CHECKS = {
     "metrics": check_metrics,
     "dashboard": check_dashboard,
     "alerts": check_alerts,
     "compose": check_compose,
     "env": check_env,
+    "config": check_config,
     "dockerfile": check_dockerfile,
     "acl": check_acl,
 }
