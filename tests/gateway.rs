@@ -105,7 +105,7 @@ async fn execute_answers_with_the_result_or_202_and_the_result_appears_at_its_lo
     let r = execute(
         &gw,
         &token,
-        json!({"tool": "fail", "args": {"message": "boom"}, "max_attempts": 1}),
+        json!({"tool": "fail", "args": {"permanent": true}, "max_attempts": 1}),
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -449,7 +449,7 @@ async fn batch_streams_one_line_per_job_in_completion_or_input_order() {
     let array = json!([
         {"tool": "sleep", "args": {"ms": 400}},
         {"tool": "calculator", "args": {"expression": "2*5"}},
-        {"tool": "fail", "args": {"message": "no"}, "max_attempts": 1},
+        {"tool": "fail", "args": {"permanent": true}, "max_attempts": 1},
     ]);
     let got = lines(
         post("?ordered=true", array.to_string())
@@ -491,8 +491,18 @@ async fn batch_streams_one_line_per_job_in_completion_or_input_order() {
     let (s, kind, m) = error_kind(r).await;
     assert_eq!((s, kind.as_str()), (422, "invalid_args"));
     assert!(m.starts_with("job 1:"), "{m}");
-    let (s, kind, _) = error_kind(post("", "[]".into()).await.unwrap()).await;
-    assert_eq!((s, kind.as_str()), (400, "bad_request"));
+    // An empty batch is an empty answer; a bad queue or meta is a 400.
+    let r = post("", "[]".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    let (s, kind, m) = error_kind(post("?queue=a%20b", "[]".into()).await.unwrap()).await;
+    assert_eq!((s, kind.as_str()), (400, "bad_request"), "{m}");
+    let (s, kind, m) = error_kind(post("?wait_ms=-1", "[]".into()).await.unwrap()).await;
+    assert_eq!((s, kind.as_str()), (400, "bad_request"), "{m}");
+    let bad_meta = json!([{"tool": "echo", "args": {}, "meta": [1]}]);
+    let (s, kind, m) = error_kind(post("", bad_meta.to_string()).await.unwrap()).await;
+    assert_eq!((s, kind.as_str()), (400, "bad_request"), "{m}");
+    assert!(m.starts_with("job 0:") && m.contains("meta"), "{m}");
 }
 
 #[tokio::test]

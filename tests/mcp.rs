@@ -18,20 +18,8 @@ use toolq::tools::mcp::{McpConfig, McpServerConfig};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Where the install script put the servers; a clear failure when absent.
 fn fixtures() -> PathBuf {
-    let dir = std::env::var("TOOLQ_MCP_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/toolq-mcp-fixtures")
-        });
-    assert!(
-        dir.join("venv/bin/python").exists(),
-        "MCP test servers missing in {}: run `bash scripts/install-mcp-fixtures.sh`",
-        dir.display()
-    );
-    dir
+    fixtures_dir()
 }
 
 fn python_server(env: &[(&str, String)]) -> McpServerConfig {

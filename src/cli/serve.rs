@@ -28,6 +28,11 @@ pub async fn run(
     if let Some(addr) = args.addr {
         config.serve.addr = addr;
     }
+    if args.no_auth && config.profile == Some(crate::config::Profile::Production) {
+        return Err(CliError::BadInput(
+            "--no-auth is refused with TOOLQ_PROFILE=production".into(),
+        ));
+    }
     config.serve.no_auth |= args.no_auth;
     let plan = Plan::from_config(&config.serve).map_err(|e| CliError::BadInput(e.to_string()))?;
     gateway::run(&config, plan, shutdown, |_| {})

@@ -12,17 +12,28 @@ use utoipa::ToSchema;
 use crate::producer::ProducerError;
 use crate::queue::QueueError;
 
+/// A queue name as the API accepts it (`routes::queue_of` checks the same).
+/// Repeated as a literal in the `#[schema]`/`#[param]` attributes (they
+/// take no constants); `openapi`'s test checks every copy against this.
+pub const QUEUE_PATTERN: &str = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$";
+
 /// `POST /execute`: one tool call, run as a durable job.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     /// The tool to run, as `GET /tools` lists it.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub tool: String,
     /// The tool's arguments (checked against its input schema).
     #[schema(value_type = Object)]
     pub args: Value,
     /// Queue to enqueue on [default: `default`].
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub queue: Option<String>,
     /// Per-attempt limit, milliseconds.
     #[serde(default)]
@@ -38,6 +49,7 @@ pub struct ExecuteRequest {
     pub max_attempts: Option<u32>,
     /// Your own job id (UUIDv7 when absent).
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub id: Option<String>,
     /// Free-form data copied into the result.
     #[serde(default)]
@@ -49,6 +61,7 @@ pub struct ExecuteRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub tool: String,
     #[schema(value_type = Object)]
     pub args: Value,
@@ -59,6 +72,7 @@ pub struct BatchItem {
     #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub id: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

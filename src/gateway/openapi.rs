@@ -62,3 +62,38 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `queue` in the document carries the one pattern the handlers
+    /// enforce (the attributes repeat it as a literal).
+    #[test]
+    fn every_queue_field_has_the_queue_pattern() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut found = 0;
+        let mut stack = vec![&doc];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if o.get("name").and_then(|n| n.as_str()) == Some("queue") {
+                        assert_eq!(o["schema"]["pattern"], api::QUEUE_PATTERN, "{v}");
+                        found += 1;
+                    }
+                    if let Some(q) = o.get("properties").and_then(|p| p.get("queue")) {
+                        assert_eq!(q["pattern"], api::QUEUE_PATTERN, "{v}");
+                        found += 1;
+                    }
+                    stack.extend(o.values());
+                }
+                serde_json::Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            found, 3,
+            "ExecuteRequest.queue, /batch and /jobs/{{id}} ?queue="
+        );
+    }
+}

@@ -17,6 +17,23 @@ use toolq::redis_server::RedisServer;
 use toolq::tools::Registry;
 use toolq::worker::{Shutdown, Worker};
 
+/// Where `scripts/install-mcp-fixtures.sh` put the MCP test servers and
+/// the Python tools (`TOOLQ_MCP_FIXTURES`); a clear failure when absent.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    let dir = std::env::var("TOOLQ_MCP_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/toolq-mcp-fixtures")
+        });
+    assert!(
+        dir.join("venv/bin/python").exists(),
+        "test fixtures missing in {}: run `bash scripts/install-mcp-fixtures.sh`",
+        dir.display()
+    );
+    dir
+}
+
 pub fn redis() -> RedisServer {
     RedisServer::start().expect("redis-server starts (apt-get install redis-server)")
 }

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use super::{body_bytes, queue_of};
+use super::{body_bytes, meta_of, query_of, queue_of};
 use crate::gateway::api::{ApiError, BatchItem, BatchLine, ErrorBody};
 use crate::gateway::auth::Principal;
 use crate::gateway::core::Gateway;
@@ -26,8 +26,14 @@ use crate::job::Job;
 use crate::producer::{BatchOptions, BatchWaiter, ProducerError, Submitted};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BatchQuery {
     /// Queue of every job [default: `default`].
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub queue: Option<String>,
     /// Answer in input order instead of completion order.
     #[serde(default)]
@@ -43,7 +49,7 @@ pub struct BatchQuery {
         content_type = "application/json"),
     responses(
         (status = 200, description = "One line per job (NDJSON)", body = BatchLine, content_type = "application/x-ndjson"),
-        (status = 400, description = "Bad JSON, an unknown tool or an empty batch", body = ErrorBody),
+        (status = 400, description = "Bad JSON or an unknown tool", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 403, description = "The token may not use a tool or the queue", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
@@ -56,9 +62,10 @@ pub struct BatchQuery {
 pub async fn batch(
     State(gw): State<Arc<Gateway>>,
     Extension(who): Extension<Principal>,
-    Query(query): Query<BatchQuery>,
+    query: Result<Query<BatchQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let query = query_of(query)?;
     let queue = queue_of(query.queue)?;
     let items = parse(&body_bytes(body)?, gw.serve.max_batch)?;
     for (i, item) in items.iter().enumerate() {
@@ -71,7 +78,14 @@ pub async fn batch(
             .await
             .map_err(|e| at(i, e))?;
     }
-    let jobs: Vec<Job> = items.into_iter().map(job_of).collect();
+    let jobs: Vec<Job> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| job_of(item).map_err(|e| at(i, e)))
+        .collect::<Result<_, _>>()?;
+    if jobs.is_empty() {
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], "").into_response());
+    }
     let wait = gw.wait_for(&who, query.wait_ms.or(Some(gw.serve.max_wait_ms)));
     let options = BatchOptions {
         awaitable: !wait.is_zero(),
@@ -111,6 +125,7 @@ fn at(index: usize, e: ApiError) -> ApiError {
         ApiError::UnknownTool(s) => ApiError::UnknownTool(m(s)),
         ApiError::InvalidArgs(s) => ApiError::InvalidArgs(m(s)),
         ApiError::Forbidden(s) => ApiError::Forbidden(m(s)),
+        ApiError::BadRequest(s) => ApiError::BadRequest(m(s)),
         e => e,
     }
 }
@@ -119,7 +134,11 @@ fn at(index: usize, e: ApiError) -> ApiError {
 fn parse(body: &[u8], max: usize) -> Result<Vec<BatchItem>, ApiError> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     let items: Vec<BatchItem> = match start.map(|i| body[i]) {
-        None => Vec::new(),
+        None => {
+            return Err(ApiError::BadRequest(
+                "the request body is empty: send a JSON array of jobs or one job per line".into(),
+            ))
+        }
         Some(b'[') => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON array: {e}")))?,
         Some(_) => {
@@ -138,9 +157,6 @@ fn parse(body: &[u8], max: usize) -> Result<Vec<BatchItem>, ApiError> {
             items
         }
     };
-    if items.is_empty() {
-        return Err(ApiError::BadRequest("the batch holds no job".into()));
-    }
     if items.len() > max {
         return Err(too_many(max));
     }
@@ -153,13 +169,13 @@ fn too_many(max: usize) -> ApiError {
     ))
 }
 
-fn job_of(item: BatchItem) -> Job {
+fn job_of(item: BatchItem) -> Result<Job, ApiError> {
     let mut job = Job::new(item.tool, item.args);
     job.id = item.id;
     job.timeout_ms = item.timeout_ms;
     job.max_attempts = item.max_attempts;
-    job.meta = item.meta;
-    job
+    job.meta = meta_of(item.meta)?;
+    Ok(job)
 }
 
 fn line(l: &BatchLine) -> Bytes {

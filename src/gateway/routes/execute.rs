@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::{json_body, queue_of};
+use super::{json_body, meta_of, queue_of};
 use crate::gateway::api::{ApiError, ErrorBody, ExecuteRequest, Pending};
 use crate::gateway::auth::Principal;
 use crate::gateway::core::{Call, Gateway, Reply};
@@ -40,6 +40,7 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     let request: ExecuteRequest = json_body(body)?;
     let queue = queue_of(request.queue)?;
+    let meta = meta_of(request.meta)?;
     gw.authorize(&who, &request.tool, &queue)?;
     gw.admit(&who).await?;
     gw.check(&request.tool, &request.args).await?;
@@ -51,7 +52,7 @@ pub async fn execute(
         timeout_ms: request.timeout_ms,
         max_attempts: request.max_attempts,
         id: request.id,
-        meta: request.meta,
+        meta,
     };
     Ok(match gw.submit(call, wait, std::future::pending()).await? {
         Reply::Finished { raw, .. } => {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -9,15 +10,21 @@ use axum::Extension;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::queue_of;
+use super::{query_of, queue_of};
 use crate::gateway::api::{ApiError, ErrorBody};
 use crate::gateway::auth::Principal;
 use crate::gateway::core::Gateway;
 use crate::job::JobResult;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// The job's queue [default: `default`].
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub queue: Option<String>,
 }
 
@@ -40,9 +47,9 @@ pub async fn show(
     State(gw): State<Arc<Gateway>>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-    Query(query): Query<JobQuery>,
+    query: Result<Query<JobQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let queue = queue_of(query.queue)?;
+    let queue = queue_of(query_of(query)?.queue)?;
     if !who.grant.results {
         return Err(ApiError::Forbidden(
             "this token may not read results".into(),

@@ -8,8 +8,10 @@ pub mod jobs;
 pub mod tools;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::Query;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::api::ApiError;
 
@@ -31,14 +33,36 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError
     })
 }
 
-/// A `queue` from a request: a plain queue name.
+/// A `queue` from a request: exactly a queue name, as the OpenAPI pattern
+/// says (1 to 100 characters; no braces, `=`, spaces or control
+/// characters); nothing is trimmed.
 pub fn queue_of(queue: Option<String>) -> Result<String, ApiError> {
-    let queue = queue.unwrap_or_else(|| crate::config::DEFAULT_QUEUE.to_owned());
-    let spec = crate::spec::QueueSpec::parse(&queue).map_err(ApiError::BadRequest)?;
-    if spec.weight.is_some() {
+    let Some(queue) = queue else {
+        return Ok(crate::config::DEFAULT_QUEUE.to_owned());
+    };
+    let length = queue.chars().count();
+    let bad = |c: char| matches!(c, '{' | '}' | '=') || c.is_whitespace() || c.is_control();
+    if !(1..=100).contains(&length) || queue.chars().any(bad) {
         return Err(ApiError::BadRequest(format!(
-            "queue {queue:?}: a weight only applies to workers"
+            "queue {queue:?}: a queue name is 1 to 100 characters without braces, `=`, spaces or control characters"
         )));
     }
-    Ok(spec.name)
+    Ok(queue)
+}
+
+/// `meta` must be an object when given.
+pub fn meta_of(meta: Option<Value>) -> Result<Option<Value>, ApiError> {
+    match meta {
+        Some(m) if !m.is_object() => {
+            Err(ApiError::BadRequest("`meta` must be a JSON object".into()))
+        }
+        m => Ok(m),
+    }
+}
+
+/// Query parameters, or the API's own 400 (axum's rejection is plain text).
+pub fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
 }
