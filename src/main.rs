@@ -82,6 +82,12 @@ enum Command {
     Stats(cli::stats::StatsArgs),
     /// Look at, retry or purge dead jobs
     Dead(cli::dead::DeadArgs),
+    /// One job by id: where it is, its payload, result and attempts; or cancel it
+    Job(cli::job::JobArgs),
+    /// List a queue's pending, scheduled, running or dead jobs
+    Jobs(cli::jobs::JobsArgs),
+    /// Pause, resume or delete a queue
+    Queue(cli::queue::QueueArgs),
     /// Print a job's result JSON
     Result {
         id: String,
@@ -200,6 +206,9 @@ async fn run(args: Args) -> Result<Exit, CliError> {
         Command::Config(a) => cli::config::run(args.config.as_deref(), &overrides, a),
         Command::Stats(a) => cli::stats::run(&config, a).await,
         Command::Dead(a) => cli::dead::run(&config, a).await,
+        Command::Job(a) => cli::job::run(&config, a).await,
+        Command::Jobs(a) => cli::jobs::run(&config, a).await,
+        Command::Queue(a) => cli::queue::run(&config, a).await,
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,
         Command::Demo => cli::demo::run(config).await,
         Command::Bench {

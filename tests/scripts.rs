@@ -453,6 +453,7 @@ fn bury_item(batch: u64, index: usize, id: &str) -> toolq::queue::BuryItem {
         result: format!(r#"{{"id":"{id}","status":"dead"}}"#),
         batch: None,
         unique_key: None,
+        cancelled: false,
     }
 }
 

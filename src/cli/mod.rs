@@ -8,14 +8,20 @@ pub mod dead;
 pub mod demo;
 mod duration;
 pub mod enqueue;
+pub mod job;
+pub mod jobs;
 mod progress;
+pub mod queue;
 pub mod result;
 pub mod serve;
 pub mod stats;
 pub mod submit;
+mod text;
 pub mod tools;
 mod wait;
 pub mod worker;
+
+pub use text::{safe, table};
 
 use crate::config::ConfigError;
 use crate::producer::ProducerError;
@@ -72,7 +78,7 @@ impl From<ProducerError> for CliError {
     fn from(e: ProducerError) -> Self {
         match e {
             ProducerError::Queue(q) => q.into(),
-            ProducerError::InvalidJob(m) => CliError::BadInput(m),
+            ProducerError::InvalidJob(m) | ProducerError::Refused(m) => CliError::BadInput(m),
             e => CliError::Failed(e.to_string()),
         }
     }

@@ -39,13 +39,22 @@ fn print_table(stats: &[QueueStats]) {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8}",
-        "QUEUE", "PENDING", "ACTIVE", "DELAYED", "DEAD", "WORKERS", "SUCCEEDED", "RETRYING", "DIED"
+        "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8} {:>9}  STATE",
+        "QUEUE",
+        "PENDING",
+        "ACTIVE",
+        "DELAYED",
+        "DEAD",
+        "WORKERS",
+        "SUCCEEDED",
+        "RETRYING",
+        "DIED",
+        "CANCELLED"
     );
     for s in stats {
         println!(
-            "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8}",
-            s.queue,
+            "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8} {:>9}  {}",
+            super::safe(&s.queue),
             s.pending,
             s.active,
             s.delayed,
@@ -53,7 +62,9 @@ fn print_table(stats: &[QueueStats]) {
             s.workers.len(),
             s.totals.succeeded,
             s.totals.retrying,
-            s.totals.dead
+            s.totals.dead,
+            s.totals.cancelled,
+            if s.paused { "paused" } else { "running" }
         );
     }
     let workers: Vec<_> = stats

@@ -45,6 +45,8 @@ pub const STALE_ACKS: &str = "toolq_stale_acks_total";
 pub const SETTLE_REFUSED: &str = "toolq_settle_refused_total";
 /// Counter `{server}`: times an MCP server process was started again.
 pub const MCP_RESTARTS: &str = "toolq_mcp_server_restarts_total";
+/// Gauge `{queue}`: 1 while an operator has the queue paused.
+pub const QUEUE_PAUSED: &str = "toolq_queue_paused";
 /// Counter `{route,status}`: gateway (`toolq serve`) requests answered.
 pub const HTTP_REQUESTS: &str = "toolq_http_requests_total";
 /// Histogram `{route}`: gateway request time, seconds (a waiting
@@ -76,6 +78,7 @@ pub const ALL: &[&str] = &[
     STALE_ACKS,
     SETTLE_REFUSED,
     MCP_RESTARTS,
+    QUEUE_PAUSED,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     WORKER_UP,

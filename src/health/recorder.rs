@@ -141,6 +141,7 @@ pub fn describe_metrics() {
         MCP_RESTARTS,
         "Times an MCP server process was started again after it exited."
     );
+    describe_gauge!(QUEUE_PAUSED, "1 while an operator has the queue paused.");
     describe_counter!(
         HTTP_REQUESTS,
         "Gateway requests answered, by route pattern and status code."

@@ -23,6 +23,8 @@ pub struct QueueStats {
     pub active: u64,
     pub delayed: u64,
     pub dead: u64,
+    /// An operator paused it: workers take no job from it.
+    pub paused: bool,
     /// Workers whose heartbeat is recent.
     pub workers: Vec<WorkerEntry>,
     pub totals: Totals,
@@ -43,6 +45,8 @@ pub struct Totals {
     /// Attempts that failed with a retry scheduled.
     pub retrying: u64,
     pub dead: u64,
+    /// Jobs an operator cancelled.
+    pub cancelled: u64,
 }
 
 /// A dead-set entry: the stored JSON and what a listing shows of it.
@@ -83,10 +87,11 @@ pub struct RetryAll {
 }
 
 impl Producer {
-    /// Every queue found in Redis, with its numbers.
+    /// Every registered queue, with its numbers: O(queues + workers), never
+    /// a walk of the keyspace.
     pub async fn stats(&self, heartbeat_timeout: Duration) -> Result<Vec<QueueStats>> {
         let mut out = Vec::new();
-        for queue in self.broker.discover_queues().await? {
+        for queue in self.broker.registered_queues().await? {
             out.push(self.queue_stats(&queue, heartbeat_timeout).await?);
         }
         Ok(out)
@@ -113,12 +118,14 @@ impl Producer {
             active: depths.active,
             delayed: depths.delayed,
             dead: depths.dead,
+            paused: self.is_paused(queue).await?,
             workers,
             totals: Totals {
                 // Workers before 0.2 counted under `processed` and `retried`.
                 succeeded: total("succeeded") + total("processed"),
                 retrying: total("retrying") + total("retried"),
                 dead: total("dead"),
+                cancelled: total("cancelled"),
             },
         })
     }

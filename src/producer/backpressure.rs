@@ -26,6 +26,7 @@ pub(super) async fn enqueue(
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> Result<Vec<usize>> {
     let cap = cap.max(1);
+    broker.register_queues(&[&keys.name]).await?;
     let mut duplicates = Vec::new();
     let mut done = 0;
     while done < items.len() {

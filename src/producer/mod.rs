@@ -10,11 +10,14 @@
 //!   ([`BatchWaiter`], also a `Stream`).
 //! - `admin`: queue stats and dead jobs (list, retry, purge).
 //! - `catalog`: the tools live workers serve, and checking jobs against it.
+//! - `control`: a job by id (state, cancel), pausing, listing and deleting
+//!   queues.
 
 mod admin;
 mod backpressure;
 mod batch;
 mod catalog;
+mod control;
 mod lines;
 mod valid;
 mod waiter;
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 pub use admin::{DeadEntry, QueueStats, RetryAll, Totals, WorkerEntry};
 pub use batch::{BatchOptions, Submitted};
 pub use catalog::{Catalog, CatalogTool};
+pub use control::{CancelOutcome, JobFilter, JobPage, JobState, JobSummary, JobView, ListState};
 pub use lines::{read_lines, Defaults, JobLines, LineError};
 pub use valid::ValidJob;
 pub use waiter::{BatchWaiter, Finished};
@@ -54,6 +58,10 @@ pub enum ProducerError {
     NoResult { id: String },
     #[error("producer: the batch was not enqueued with `awaitable`, so it cannot be awaited")]
     NotAwaitable,
+    /// An operator action that would break something (e.g. deleting a
+    /// queue live workers serve).
+    #[error("{0}")]
+    Refused(String),
     #[error("producer: result of job {id} is not valid JSON: {message}")]
     BadResult { id: String, message: String },
 }

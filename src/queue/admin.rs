@@ -25,7 +25,9 @@ pub struct DeadRetry {
 }
 
 impl Broker {
-    /// Every queue that has a pending, delayed, dead or workers key, sorted.
+    /// Every queue that has a pending, delayed, dead or workers key, sorted:
+    /// a walk of the whole keyspace, only for a Redis that has no queue
+    /// registry yet (see `registered_queues`).
     pub async fn discover_queues(&self) -> Result<Vec<String>> {
         let mut found = BTreeSet::new();
         for pattern in keys::queue_patterns() {
@@ -38,7 +40,7 @@ impl Broker {
         Ok(found.into_iter().collect())
     }
 
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+    pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         loop {

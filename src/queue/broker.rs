@@ -60,6 +60,9 @@ pub struct BuryItem {
     pub batch: Option<String>,
     /// The job's unique key, whose lock is released with the burial.
     pub unique_key: Option<String>,
+    /// Cancelled by an operator: settled like a burial (result, notification,
+    /// lock) but kept out of the dead set and counted as `cancelled`.
+    pub cancelled: bool,
 }
 
 /// A job to park in the delayed set until `due_ms` (a `run_at` still ahead,

@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use redis::ScriptInvocation;
 
 use super::broker::Broker;
-use super::keys::QueueKeys;
+use super::keys::{self, QueueKeys};
 use super::scripts;
 use super::{QueueError, Result};
 
@@ -45,6 +45,8 @@ impl Broker {
     ) -> Result<Vec<Vec<usize>>> {
         let has_lock = |c: &[EnqueueItem]| c.iter().any(|i| i.unique_key.is_some());
         let mut pipe = redis::pipe();
+        // The queue registry: O(1), one command per round trip.
+        pipe.sadd(keys::QUEUES, &keys.name).ignore();
         if chunks.iter().any(|c| has_lock(c)) {
             // Loaded in the same round trip: EVALSHA in a pipeline does not
             // retry on NOSCRIPT, and a restarted Redis forgets scripts.

@@ -198,8 +198,13 @@ impl Broker {
         } else {
             0
         };
+        // An empty dead entry tells the script the job was cancelled.
+        let entry = match item.cancelled {
+            true => "",
+            false => item.dead_entry_prefix.as_str(),
+        };
         inv.arg(item.seq)
-            .arg(&item.dead_entry_prefix)
+            .arg(entry)
             .arg(ttl)
             .arg(&item.result)
             .arg(max_jobs)

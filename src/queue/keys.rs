@@ -18,9 +18,16 @@ pub struct QueueKeys {
     pub dead: String,
     /// sorted set: worker ids, score = last heartbeat (Redis clock, ms).
     pub workers: String,
-    /// hash: running totals by outcome (`succeeded`, `retrying`, `dead`).
+    /// hash: running totals by outcome (`succeeded`, `retrying`, `dead`,
+    /// `cancelled`).
     pub stats: String,
-    tag: String,
+    /// string: present while the queue is paused (workers take no job).
+    pub paused: String,
+    /// sorted set: ids of running jobs an operator cancelled, score = when
+    /// (Redis ms); workers read it with their heartbeat.
+    pub cancel: String,
+    /// The prefix of every key of the queue, `toolq:{Q}:`.
+    pub tag: String,
 }
 
 impl QueueKeys {
@@ -33,6 +40,8 @@ impl QueueKeys {
             dead: format!("{tag}dead"),
             workers: format!("{tag}workers"),
             stats: format!("{tag}stats"),
+            paused: format!("{tag}paused"),
+            cancel: format!("{tag}cancel"),
             tag,
         }
     }
@@ -76,6 +85,11 @@ impl QueueKeys {
         format!("{}active:*", self.tag)
     }
 }
+
+/// set: the name of every queue producers enqueued on or workers served:
+/// how `stats`, the console and the gateway find queues without walking the
+/// keyspace.
+pub const QUEUES: &str = "toolq:queues";
 
 /// string: a worker's registration (JSON), expiring unless refreshed.
 pub fn worker_info(worker: &str) -> String {

@@ -9,6 +9,8 @@
 //!   (heartbeats, registration, recovery), `inspect` (depths, totals,
 //!   results), `enqueue` (bulk, unique and capped enqueueing, batch
 //!   notifications) and `admin` (queue discovery, dead jobs).
+//! - `control`: operator control: the queue registry, pause, finding,
+//!   cancelling and listing jobs, deleting a queue.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
@@ -18,6 +20,7 @@ mod broker;
 mod cache;
 mod catalog;
 mod connection;
+mod control;
 mod enqueue;
 mod inspect;
 mod jobs;
@@ -30,6 +33,7 @@ pub use admin::DeadRetry;
 pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::RedisTarget;
+pub use control::{CancelReply, Located};
 pub use enqueue::{ChunkOutcome, EnqueueItem};
 pub use jobs::{slot, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;

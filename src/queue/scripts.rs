@@ -13,6 +13,15 @@ macro_rules! script {
         pub static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
     };
+    ($name:ident, $file:literal, held_find) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/held.lua"),
+                include_str!("scripts/find.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
+    };
     ($name:ident, $file:literal, held) => {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
@@ -39,3 +48,5 @@ script!(ENQUEUE, "enqueue.lua");
 script!(DEAD_RETRY, "dead_retry.lua");
 script!(DEAD_PURGE, "dead_purge.lua");
 script!(HELD_JOBS, "held_jobs.lua", held);
+script!(LOCATE, "locate.lua", held_find);
+script!(CANCEL, "cancel.lua", held_find);

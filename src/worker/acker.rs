@@ -180,8 +180,12 @@ impl Writer {
                     .await;
                 if let Some((buried, retried)) = written {
                     if let Some(skipped) = buried.as_deref() {
-                        tm.dead.increment(1);
-                        tm.dead_total.increment(1);
+                        if item.cancelled {
+                            tm.cancelled.increment(1);
+                        } else {
+                            tm.dead.increment(1);
+                            tm.dead_total.increment(1);
+                        }
                         if !skipped.is_empty() {
                             tracing::warn!(queue = %keys.name, job_id = ?item.id, reason = %skipped,
                                 "buried a job without writing a key of its own");

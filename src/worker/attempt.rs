@@ -275,6 +275,10 @@ impl Attempt {
     /// is buried as `interrupted`, for an operator to decide. Either write is
     /// fenced by the slot, so a job already taken over is left alone.
     fn interrupted(self, tool: &dyn Tool) -> Outcome {
+        if self.cancel.by_operator() {
+            let settle = self.cancelled();
+            return self.finish(settle);
+        }
         if tool.redeliver() {
             return self.put_back();
         }
@@ -286,8 +290,12 @@ impl Attempt {
         self.finish(settle)
     }
 
-    /// Hands the job back to pending, unspent (fenced by its slot).
+    /// Hands the job back to pending, unspent (fenced by its slot); a job
+    /// an operator cancelled is settled as cancelled instead.
     fn put_back(&self) -> Outcome {
+        if self.cancel.by_operator() {
+            return Outcome::new(self.queue, self.cancelled());
+        }
         Outcome::put_back(self.queue, self.slot)
     }
 }

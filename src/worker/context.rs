@@ -44,6 +44,8 @@ pub struct Ctx {
     guarded: std::collections::HashSet<String>,
     /// The MCP servers whose tools are registered (for `/health`).
     pub mcp: Arc<McpServers>,
+    /// Paused queues and cancelled jobs, as the heartbeat last read them.
+    pub control: super::control::Control,
 }
 
 impl Ctx {
@@ -89,6 +91,7 @@ impl Ctx {
             stalled: CancellationToken::new(),
             stall_reason: Mutex::new(None),
             mcp: Arc::new(McpServers::default()),
+            control: super::control::Control::new(&names),
             unconfigured,
         }
     }

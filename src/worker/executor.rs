@@ -34,6 +34,8 @@ pub struct Cancel {
     pub generation: CancellationToken,
     /// Fires at the end of the shutdown grace period.
     pub stop: CancellationToken,
+    /// Fires when an operator cancels this job (`toolq job cancel`).
+    pub operator: CancellationToken,
 }
 
 impl Cancel {
@@ -41,11 +43,17 @@ impl Cancel {
         tokio::select! {
             _ = self.generation.cancelled() => {}
             _ = self.stop.cancelled() => {}
+            _ = self.operator.cancelled() => {}
         }
     }
 
     pub(super) fn is_cancelled(&self) -> bool {
-        self.generation.is_cancelled() || self.stop.is_cancelled()
+        self.generation.is_cancelled() || self.stop.is_cancelled() || self.operator.is_cancelled()
+    }
+
+    /// An operator's cancel, and the job still ours to settle.
+    pub(super) fn by_operator(&self) -> bool {
+        self.operator.is_cancelled() && !self.generation.is_cancelled()
     }
 }
 
@@ -77,6 +85,7 @@ pub async fn execute(
         Some(_) => ctx.metrics.tool(taken.queue, &job.tool),
         None => ctx.metrics.tool(taken.queue, UNKNOWN_TOOL_LABEL),
     };
+    let _running = ctx.control.running(taken.queue, &id, &cancel.operator);
     let attempt = Attempt {
         tool: ctx.registry.get(&job.tool).cloned(),
         ctx,

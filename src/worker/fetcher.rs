@@ -144,6 +144,9 @@ impl Fetcher {
         let ctx = &self.ctx;
         let solo_at = ctx.config.max_recoveries.max(1);
         for qi in ctx.queues.order() {
+            if ctx.control.is_paused(qi) {
+                continue;
+            }
             let want = permits.num_permits();
             if want == 0 {
                 break;
@@ -231,6 +234,7 @@ impl Fetcher {
         let cancel = Cancel {
             generation: job.generation,
             stop: self.stop_jobs.clone(),
+            operator: CancellationToken::new(),
         };
         let Fetched { taken, permit, .. } = job;
         // Boxed: the job's future is large, and tokio would otherwise copy

@@ -23,6 +23,10 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Registers in every queue once; the worker must not fetch before this.
     pub async fn register(ctx: &Ctx, info: &str, tools: &str) -> Result<(), QueueError> {
+        let names: Vec<&str> = ctx.queues.keys.iter().map(|k| k.name.as_str()).collect();
+        ctx.broker.register_queues(&names).await?;
+        ctx.control
+            .apply(ctx.broker.control_flags(&ctx.queues.keys).await?);
         for keys in &ctx.queues.keys {
             ctx.broker.heartbeat(keys, &ctx.worker_id, true).await?;
         }
@@ -93,6 +97,8 @@ impl Heartbeat {
                 self.lost(broker, qi, keys).await?;
             }
         }
+        ctx.control
+            .apply(broker.control_flags(&ctx.queues.keys).await?);
         let ttl = ctx.config.heartbeat_timeout() * 3;
         broker
             .set_worker_info(&ctx.worker_id, &self.info, ttl)

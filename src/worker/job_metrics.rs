@@ -25,6 +25,7 @@ pub struct ToolMetrics {
     pub succeeded: Counter,
     pub retried: Counter,
     pub dead: Counter,
+    pub cancelled: Counter,
     pub retries: Counter,
     pub dead_total: Counter,
 }
@@ -39,6 +40,7 @@ impl ToolMetrics {
             succeeded: finished("succeeded"),
             retried: finished("retrying"),
             dead: finished("dead"),
+            cancelled: finished("cancelled"),
             retries: counter!(m::JOB_RETRIES, "queue" => q.clone(), "tool" => t.clone()),
             dead_total: counter!(m::JOBS_DEAD, "queue" => q.clone(), "tool" => t.clone()),
         }

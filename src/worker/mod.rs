@@ -18,6 +18,7 @@ mod attempt;
 pub mod backoff;
 mod cache;
 mod context;
+mod control;
 mod executor;
 mod fetcher;
 mod guard;

@@ -189,6 +189,31 @@ impl Attempt {
         }
     }
 
+    /// Cancelled by an operator while it ran: its result says `cancelled`,
+    /// a waiting producer is told, and it stays out of the dead set.
+    pub(super) fn cancelled(&self) -> Settle {
+        let info = error("cancelled", "cancelled by an operator".to_owned());
+        let result = result_doc(
+            &self.ctx,
+            &self.job,
+            &self.id,
+            Doc::failed("cancelled", &info, None),
+        );
+        Settle::Bury {
+            item: BuryItem {
+                seq: self.slot,
+                id: Some(self.id.clone()),
+                dead_entry_prefix: String::new(),
+                result_ttl_s: self.result_ttl(),
+                result,
+                batch: self.job.batch.clone(),
+                unique_key: self.job.unique_key.clone(),
+                cancelled: true,
+            },
+            tm: self.tm.clone(),
+        }
+    }
+
     pub(super) fn bury(&self, info: ErrorInfo, t: Option<Timing>) -> Settle {
         bury_job(
             &self.ctx,
@@ -236,6 +261,7 @@ fn bury_job(
             result,
             batch: b.job.batch.clone(),
             unique_key: b.job.unique_key.clone(),
+            cancelled: false,
         },
         tm,
     }
@@ -352,6 +378,7 @@ fn bury_invalid_at(
             result: String::new(),
             batch: None,
             unique_key: None,
+            cancelled: false,
         },
         tm: ctx.metrics.tool(qi, INVALID_TOOL_LABEL),
     }

@@ -23,6 +23,9 @@ pub struct Waiter {
     pub wake: Arc<Notify>,
 }
 
+/// How often a waiter of a paused queue looks whether it was resumed.
+const PAUSED_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Waiter {
     pub async fn run(self, stop: CancellationToken) {
         let keys = &self.ctx.queues.keys[self.queue];
@@ -33,6 +36,12 @@ impl Waiter {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 r = idle.wait_for(|v| *v) => if r.is_err() { return },
+            }
+            // A paused queue's jobs stay where they are: waiting on them
+            // would wake the fetcher for nothing, over and over.
+            if self.ctx.control.is_paused(self.queue) {
+                sleep_or_stop(PAUSED_RECHECK, &stop).await;
+                continue;
             }
             let c = match conn.as_mut() {
                 Some(c) => c,

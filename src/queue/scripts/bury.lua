@@ -16,7 +16,9 @@
 -- KEYS[#KEYS] the job's unique lock, when ARGV[8] is given
 -- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},...,"died_at":'
---         the script appends the time of death (Redis clock, ms) and '}'
+--         the script appends the time of death (Redis clock, ms) and '}';
+--         empty for a job an operator cancelled: it is settled the same
+--         way but not added to the dead set, and counted as 'cancelled'
 -- ARGV[3] result TTL in seconds; 0 stores no result
 -- ARGV[4] result JSON (status "dead")
 -- ARGV[5] most entries kept in the dead set
@@ -58,14 +60,17 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+local cancelled = ARGV[2] == ''
+if not cancelled then
+  redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
 end
-redis.call('HINCRBY', KEYS[4], 'dead', 1)
+redis.call('HINCRBY', KEYS[4], cancelled and 'cancelled' or 'dead', 1)
 if release then
   redis.call('DEL', KEYS[#KEYS])
 end

@@ -1,0 +1,101 @@
+//! `toolq queue pause|resume|delete Q`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::config::Config;
+use crate::producer::Producer;
+
+use super::{ensure_reachable, queue_name, CliError, Exit};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    toolq queue pause emails      # workers stop taking its jobs within a second\n  \
+    toolq queue resume emails\n  \
+    toolq queue delete old-queue --yes")]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueAction {
+    /// Workers stop taking jobs from the queue (running jobs finish);
+    /// producers can still enqueue
+    #[command(after_help = "Example:\n  toolq queue pause emails")]
+    Pause {
+        /// The queue
+        queue: String,
+    },
+    /// Workers take jobs from the queue again
+    #[command(after_help = "Example:\n  toolq queue resume emails")]
+    Resume {
+        /// The queue
+        queue: String,
+    },
+    /// Delete the queue and everything in it (pending, scheduled and dead
+    /// jobs, results, totals); refused while live workers serve it
+    #[command(after_help = "Examples:\n  \
+        toolq queue delete old-queue          # asks for the name on a terminal\n  \
+        toolq queue delete old-queue --yes")]
+    Delete {
+        /// The queue
+        queue: String,
+        /// Do not ask for confirmation (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(config: &Config, args: QueueArgs) -> Result<Exit, CliError> {
+    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    match args.action {
+        QueueAction::Pause { queue } => {
+            let queue = queue_name(&queue)?;
+            ensure_reachable(producer.broker()).await?;
+            producer.pause(&queue).await?;
+            println!("paused queue {queue}: workers take no new job from it (running jobs finish)");
+        }
+        QueueAction::Resume { queue } => {
+            let queue = queue_name(&queue)?;
+            ensure_reachable(producer.broker()).await?;
+            producer.resume(&queue).await?;
+            println!("resumed queue {queue}");
+        }
+        QueueAction::Delete { queue, yes } => {
+            let queue = queue_name(&queue)?;
+            if !yes {
+                confirm(&format!(
+                    "This deletes queue `{queue}` and every job, result and dead job in it.\nType the queue name to confirm: "
+                ), &queue)?;
+            }
+            ensure_reachable(producer.broker()).await?;
+            let deleted = producer
+                .delete_queue(&queue, config.heartbeat_timeout())
+                .await?;
+            println!("deleted queue {queue} ({deleted} keys)");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Asks on the terminal for `expected`; refuses when not on a terminal.
+pub fn confirm(prompt: &str, expected: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::BadInput(
+            "refusing to delete without confirmation: pass --yes (stdin is not a terminal)".into(),
+        ));
+    }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
+    if line.trim() != expected {
+        return Err(CliError::BadInput(
+            "not confirmed: nothing was deleted".into(),
+        ));
+    }
+    Ok(())
+}

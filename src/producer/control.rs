@@ -1,0 +1,438 @@
+//! Operator control by job id and by queue: where a job is and what became
+//! of it, cancelling it, pausing a queue, listing jobs, deleting a queue.
+//! The CLI (`toolq job`, `jobs`, `queue`), the gateway and the console all
+//! call these. Lookups cost O(depth) in Redis: operator paths only.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::queue::{CancelReply, Located, QueueKeys};
+
+use super::{Producer, ProducerError, Result};
+
+/// Entries read per round trip while filtering a list.
+const SCAN_PAGE: usize = 1000;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    /// In the delayed set for its `run_at`.
+    Scheduled,
+    Running,
+    /// In the delayed set for its next attempt after a failure.
+    Retrying,
+    Succeeded,
+    Dead,
+    Cancelled,
+    Unknown,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+            JobState::Unknown => "unknown",
+        }
+    }
+
+    fn of_status(status: &str) -> JobState {
+        match status {
+            "succeeded" => JobState::Succeeded,
+            "dead" => JobState::Dead,
+            "cancelled" => JobState::Cancelled,
+            "retrying" => JobState::Retrying,
+            _ => JobState::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything known about one job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub queue: String,
+    pub state: JobState,
+    /// The job as queued (for a dead job: as it died).
+    pub payload: Option<Value>,
+    /// Its result document (the latest attempt's while it retries).
+    pub result: Option<Value>,
+    /// Attempts made so far.
+    pub attempts: Option<u32>,
+    /// When a scheduled or retrying job is due (unix ms, Redis clock).
+    pub due_at: Option<u64>,
+    /// The worker running it.
+    pub worker: Option<String>,
+    /// When a dead job died (unix ms).
+    pub died_at: Option<u64>,
+    /// `{kind, message}` of a dead or failed job.
+    pub error: Option<Value>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "state", rename_all = "lowercase")]
+pub enum CancelOutcome {
+    /// Removed while pending or scheduled (its state then): it never runs.
+    Removed(JobState),
+    /// Running: its worker stops the call and settles it as cancelled
+    /// within a heartbeat interval.
+    Requested,
+    /// It had finished already, in this state.
+    Finished(JobState),
+    Unknown,
+}
+
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ListState {
+    Pending,
+    /// Scheduled and retrying jobs (the delayed set), soonest first.
+    Scheduled,
+    Running,
+    /// Newest first.
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobFilter {
+    pub state: ListState,
+    pub tool: Option<String>,
+    /// Dead jobs only: the error kind (`tool_error`, `timeout`, ...).
+    pub error_kind: Option<String>,
+    /// 0 = no limit.
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One job of a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    pub id: Option<String>,
+    pub tool: Option<String>,
+    pub state: JobState,
+    pub attempt: u32,
+    /// Enqueued (pending, running), due (scheduled) or died (dead), unix ms.
+    pub at: Option<u64>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub worker: Option<String>,
+}
+
+/// A page of a listing and how many jobs match in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    pub total: u64,
+    pub jobs: Vec<JobSummary>,
+}
+
+impl Producer {
+    /// Every queue in the registry, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        Ok(self.broker.registered_queues().await?)
+    }
+
+    /// Where job `id` of `queue` is and what became of it.
+    pub async fn job(&self, queue: &str, id: &str) -> Result<JobView> {
+        let keys = QueueKeys::new(queue);
+        let located = self.broker.locate(&keys, id).await?;
+        let mut view = JobView {
+            id: id.to_owned(),
+            queue: queue.to_owned(),
+            state: JobState::Unknown,
+            payload: None,
+            result: None,
+            attempts: None,
+            due_at: None,
+            worker: None,
+            died_at: None,
+            error: None,
+        };
+        match located {
+            Located::Pending { payload } => {
+                view.state = JobState::Pending;
+                view.payload = parse(&payload);
+            }
+            Located::Scheduled { payload, due_ms } => {
+                view.payload = parse(&payload);
+                view.state = match attempt_of(view.payload.as_ref()) {
+                    0 => JobState::Scheduled,
+                    _ => JobState::Retrying,
+                };
+                view.due_at = Some(due_ms);
+            }
+            Located::Running { payload, worker } => {
+                view.state = JobState::Running;
+                view.payload = parse(&payload);
+                view.worker = Some(worker);
+            }
+            Located::Dead { entry, died_ms } => {
+                view.state = JobState::Dead;
+                let entry = parse(&entry).unwrap_or(Value::Null);
+                view.payload = Some(entry["job"].clone());
+                view.error = Some(entry["error"].clone());
+                view.died_at = Some(died_ms);
+            }
+            Located::Result { doc } => {
+                let doc = parse(&doc).unwrap_or(Value::Null);
+                view.state = JobState::of_status(doc["status"].as_str().unwrap_or(""));
+            }
+            Located::Unknown => return Ok(view),
+        }
+        if view.result.is_none() {
+            view.result = self.broker.result(&keys, id).await?.and_then(|t| parse(&t));
+        }
+        if let Some(doc) = &view.result {
+            if view.error.is_none() && doc["error"].is_object() {
+                view.error = Some(doc["error"].clone());
+            }
+            view.attempts = doc["attempts"].as_u64().map(|a| a as u32);
+        }
+        if view.attempts.is_none() {
+            view.attempts = Some(attempt_of(view.payload.as_ref()));
+        }
+        Ok(view)
+    }
+
+    /// Cancels job `id`: a pending or scheduled job is removed at once and
+    /// never runs; a running one is stopped by its worker.
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
+        let keys = QueueKeys::new(queue);
+        let prefix = serde_json::json!({
+            "id": id,
+            "status": "cancelled",
+            "error": {"kind": "cancelled", "message": "cancelled by an operator"},
+        })
+        .to_string();
+        // The script appends the fields it reads from the job.
+        let prefix = prefix.strip_suffix('}').unwrap_or(&prefix);
+        let ttl = crate::config::DEFAULT_RESULT_TTL_S;
+        Ok(match self.broker.cancel(&keys, id, ttl, prefix).await? {
+            CancelReply::Removed(state) => CancelOutcome::Removed(match state.as_str() {
+                "scheduled" => JobState::Scheduled,
+                _ => JobState::Pending,
+            }),
+            CancelReply::Requested => CancelOutcome::Requested,
+            CancelReply::Finished(status) => CancelOutcome::Finished(JobState::of_status(&status)),
+            CancelReply::Unknown => CancelOutcome::Unknown,
+        })
+    }
+
+    /// [`Producer::cancel`], then for a running job waits up to `within`
+    /// for its worker to settle it; returns the job as it then is.
+    pub async fn cancel_and_wait(
+        &self,
+        queue: &str,
+        id: &str,
+        within: Duration,
+    ) -> Result<(CancelOutcome, JobView)> {
+        let outcome = self.cancel(queue, id).await?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let view = self.job(queue, id).await?;
+            let settled = view.state != JobState::Running;
+            if outcome != CancelOutcome::Requested
+                || settled
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok((outcome, view));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Workers stop taking jobs from `queue` within a heartbeat interval;
+    /// jobs already running finish.
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        let keys = QueueKeys::new(queue);
+        self.broker.register_queues(&[queue]).await?;
+        Ok(self.broker.set_paused(&keys, true).await?)
+    }
+
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        Ok(self
+            .broker
+            .set_paused(&QueueKeys::new(queue), false)
+            .await?)
+    }
+
+    pub async fn is_paused(&self, queue: &str) -> Result<bool> {
+        let flags = self.broker.control_flags(&[QueueKeys::new(queue)]).await?;
+        Ok(flags.first().is_some_and(|(p, _)| *p))
+    }
+
+    /// Deletes every key of `queue` (jobs, results, dead set, totals) and
+    /// unregisters it. Refused while a live worker serves it: its jobs in
+    /// flight could not be settled.
+    pub async fn delete_queue(&self, queue: &str, heartbeat_timeout: Duration) -> Result<u64> {
+        let keys = QueueKeys::new(queue);
+        let live = self.broker.live_workers(&keys, heartbeat_timeout).await?;
+        if !live.is_empty() {
+            return Err(ProducerError::Refused(format!(
+                "queue `{queue}` has {} live worker(s) ({}): stop them first",
+                live.len(),
+                live.join(", ")
+            )));
+        }
+        Ok(self.broker.delete_queue(&keys).await?)
+    }
+
+    /// A page of the jobs of `queue` in one state, filtered.
+    pub async fn list_jobs(&self, queue: &str, filter: &JobFilter) -> Result<JobPage> {
+        let keys = QueueKeys::new(queue);
+        let mut page = Pager::new(filter);
+        match filter.state {
+            ListState::Pending => {
+                let mut start = 0;
+                loop {
+                    let chunk = self.broker.pending_page(&keys, start, SCAN_PAGE).await?;
+                    for p in &chunk {
+                        page.offer(summary(p, JobState::Pending, None, None));
+                    }
+                    if chunk.len() < SCAN_PAGE {
+                        break;
+                    }
+                    start += SCAN_PAGE;
+                }
+            }
+            ListState::Scheduled => {
+                let mut start = 0;
+                loop {
+                    let chunk = self.broker.scheduled_page(&keys, start, SCAN_PAGE).await?;
+                    for (p, due) in &chunk {
+                        let mut s = summary(p, JobState::Scheduled, Some(*due as u64), None);
+                        if s.attempt > 0 {
+                            s.state = JobState::Retrying;
+                        }
+                        page.offer(s);
+                    }
+                    if chunk.len() < SCAN_PAGE {
+                        break;
+                    }
+                    start += SCAN_PAGE;
+                }
+            }
+            ListState::Running => {
+                for worker in self.broker.queue_workers(&keys).await? {
+                    for p in self.broker.held_jobs(&keys, &worker).await? {
+                        let text = String::from_utf8_lossy(&p);
+                        page.offer(summary(&text, JobState::Running, None, Some(&worker)));
+                    }
+                }
+            }
+            ListState::Dead => {
+                let mut start = 0;
+                loop {
+                    let chunk = self.broker.dead_page(&keys, start, SCAN_PAGE, true).await?;
+                    for entry in &chunk {
+                        page.offer(dead_summary(entry));
+                    }
+                    if chunk.len() < SCAN_PAGE {
+                        break;
+                    }
+                    start += SCAN_PAGE;
+                }
+            }
+        }
+        Ok(page.finish())
+    }
+}
+
+/// Counts the jobs that pass the filter and keeps the requested page.
+struct Pager<'a> {
+    filter: &'a JobFilter,
+    total: u64,
+    jobs: Vec<JobSummary>,
+}
+
+impl<'a> Pager<'a> {
+    fn new(filter: &'a JobFilter) -> Self {
+        Pager {
+            filter,
+            total: 0,
+            jobs: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, job: JobSummary) {
+        let f = self.filter;
+        if f.tool
+            .as_deref()
+            .is_some_and(|t| job.tool.as_deref() != Some(t))
+        {
+            return;
+        }
+        if f.error_kind
+            .as_deref()
+            .is_some_and(|k| job.error_kind.as_deref() != Some(k))
+        {
+            return;
+        }
+        let index = self.total as usize;
+        self.total += 1;
+        if index >= f.offset && (f.limit == 0 || index < f.offset + f.limit) {
+            self.jobs.push(job);
+        }
+    }
+
+    fn finish(self) -> JobPage {
+        JobPage {
+            total: self.total,
+            jobs: self.jobs,
+        }
+    }
+}
+
+fn parse(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
+}
+
+fn attempt_of(payload: Option<&Value>) -> u32 {
+    payload.and_then(|p| p["attempt"].as_u64()).unwrap_or(0) as u32
+}
+
+fn summary(payload: &str, state: JobState, due: Option<u64>, worker: Option<&str>) -> JobSummary {
+    let v = parse(payload).unwrap_or(Value::Null);
+    let text = |k: &str| v[k].as_str().map(str::to_owned);
+    JobSummary {
+        id: text("id"),
+        tool: text("tool"),
+        state,
+        attempt: v["attempt"].as_u64().unwrap_or(0) as u32,
+        at: due.or_else(|| v["enqueued_at"].as_u64()),
+        error_kind: None,
+        error_message: None,
+        worker: worker.map(str::to_owned),
+    }
+}
+
+fn dead_summary(entry: &str) -> JobSummary {
+    let v = parse(entry).unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    JobSummary {
+        id: text(&v["job"]["id"]),
+        tool: text(&v["job"]["tool"]),
+        state: JobState::Dead,
+        attempt: v["job"]["attempt"].as_u64().unwrap_or(0) as u32,
+        at: v["died_at"].as_u64(),
+        error_kind: text(&v["error"]["kind"]),
+        error_message: text(&v["error"]["message"]),
+        worker: text(&v["worker"]),
+    }
+}

@@ -1,0 +1,275 @@
+//! Operator control: the queue registry, pausing, finding and cancelling a
+//! job by id, listing jobs, deleting a queue. Off the job path: the lookups
+//! cost O(depth) and are meant for people, not for every job.
+
+use std::collections::BTreeSet;
+
+use super::broker::Broker;
+use super::keys::{self, QueueKeys};
+use super::scripts;
+use super::Result;
+
+/// Keys deleted per `DEL` when a queue is deleted.
+const DELETE_CHUNK: usize = 500;
+
+/// Where `locate` found a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Located {
+    Pending {
+        payload: String,
+    },
+    Scheduled {
+        payload: String,
+        due_ms: u64,
+    },
+    Running {
+        payload: String,
+        worker: String,
+    },
+    Dead {
+        entry: String,
+        died_ms: u64,
+    },
+    /// Only its result document is left (succeeded, cancelled, or a dead
+    /// job purged from the dead set).
+    Result {
+        doc: String,
+    },
+    Unknown,
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelReply {
+    /// Removed from `pending` or `scheduled` (the state it was in).
+    Removed(String),
+    /// Running: its worker was asked to stop it.
+    Requested,
+    /// Already finished with this status.
+    Finished(String),
+    Unknown,
+}
+
+impl Broker {
+    /// Adds queues to the registry.
+    pub async fn register_queues(&self, queues: &[&str]) -> Result<()> {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        self.query::<i64>("registry", redis::cmd("SADD").arg(keys::QUEUES).arg(queues))
+            .await
+            .map(drop)
+    }
+
+    /// Every registered queue, sorted. A Redis written by toolq before the
+    /// registry existed has none: its queues are found once by a `SCAN`
+    /// and registered.
+    pub async fn registered_queues(&self) -> Result<Vec<String>> {
+        let names: BTreeSet<String> = self
+            .query("registry", redis::cmd("SMEMBERS").arg(keys::QUEUES))
+            .await?;
+        if !names.is_empty() {
+            return Ok(names.into_iter().collect());
+        }
+        let found = self.discover_queues().await?;
+        let refs: Vec<&str> = found.iter().map(String::as_str).collect();
+        self.register_queues(&refs).await?;
+        Ok(found)
+    }
+
+    pub async fn set_paused(&self, keys: &QueueKeys, paused: bool) -> Result<()> {
+        let cmd = match paused {
+            true => redis::cmd("SET").arg(&keys.paused).arg("1").clone(),
+            false => redis::cmd("DEL").arg(&keys.paused).clone(),
+        };
+        self.query::<redis::Value>("pause", &cmd).await.map(drop)
+    }
+
+    /// Per queue: whether it is paused, and the ids of its running jobs an
+    /// operator cancelled in the last minute. One round trip for all.
+    pub async fn control_flags(&self, queues: &[QueueKeys]) -> Result<Vec<(bool, Vec<String>)>> {
+        let mut pipe = redis::pipe();
+        for k in queues {
+            pipe.exists(&k.paused).zrange(&k.cancel, 0, -1);
+        }
+        let flat: Vec<redis::Value> = self.query_pipe("control", &pipe).await?;
+        let mut out = Vec::with_capacity(queues.len());
+        let mut it = flat.into_iter();
+        while let (Some(paused), Some(ids)) = (it.next(), it.next()) {
+            let paused: bool = redis::from_redis_value(paused).unwrap_or(false);
+            let ids: Vec<String> = redis::from_redis_value(ids).unwrap_or_default();
+            out.push((paused, ids));
+        }
+        Ok(out)
+    }
+
+    /// Finds a job by id (O(depth)).
+    pub async fn locate(&self, keys: &QueueKeys, id: &str) -> Result<Located> {
+        let mut c = self.conn().await?;
+        let reply: Vec<String> = scripts::LOCATE
+            .key(&keys.pending)
+            .key(&keys.delayed)
+            .key(&keys.workers)
+            .key(&keys.dead)
+            .key(keys.result(id))
+            .arg(id)
+            .arg(&keys.tag)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("locate", e))?;
+        let mut it = reply.into_iter();
+        let (state, text, detail) = (
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+        );
+        let ms = |d: &str| d.parse::<f64>().map(|v| v as u64).unwrap_or(0);
+        Ok(match state.as_str() {
+            "pending" => Located::Pending { payload: text },
+            "scheduled" => Located::Scheduled {
+                payload: text,
+                due_ms: ms(&detail),
+            },
+            "running" => Located::Running {
+                payload: text,
+                worker: detail,
+            },
+            "dead" => Located::Dead {
+                entry: text,
+                died_ms: ms(&detail),
+            },
+            "result" => Located::Result { doc: text },
+            _ => Located::Unknown,
+        })
+    }
+
+    /// Cancels a job by id (O(depth)); `doc_prefix` is the cancelled result
+    /// document up to its closing (see `cancel.lua`).
+    pub async fn cancel(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+        result_ttl_s: u64,
+        doc_prefix: &str,
+    ) -> Result<CancelReply> {
+        let mut c = self.conn().await?;
+        let reply: Vec<String> = scripts::CANCEL
+            .key(&keys.pending)
+            .key(&keys.delayed)
+            .key(&keys.workers)
+            .key(keys.result(id))
+            .key(&keys.stats)
+            .key(&keys.cancel)
+            .arg(id)
+            .arg(&keys.tag)
+            .arg(result_ttl_s)
+            .arg(doc_prefix)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("cancel", e))?;
+        let mut it = reply.into_iter();
+        Ok(match (it.next().as_deref(), it.next()) {
+            (Some("removed"), Some(state)) => CancelReply::Removed(state),
+            (Some("requested"), _) => CancelReply::Requested,
+            (Some("finished"), Some(status)) => CancelReply::Finished(status),
+            _ => CancelReply::Unknown,
+        })
+    }
+
+    /// `count` pending payloads from the oldest, skipping `skip`.
+    pub async fn pending_page(
+        &self,
+        keys: &QueueKeys,
+        skip: usize,
+        count: usize,
+    ) -> Result<Vec<String>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // Oldest at the right: index -1 is the next job to run.
+        let stop = -(skip as i64) - 1;
+        let start = stop - count as i64 + 1;
+        let mut page: Vec<String> = self
+            .query(
+                "list",
+                redis::cmd("LRANGE").arg(&keys.pending).arg(start).arg(stop),
+            )
+            .await?;
+        page.reverse();
+        Ok(page)
+    }
+
+    /// `count` scheduled payloads with their due time, soonest first.
+    pub async fn scheduled_page(
+        &self,
+        keys: &QueueKeys,
+        skip: usize,
+        count: usize,
+    ) -> Result<Vec<(String, f64)>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.query(
+            "list",
+            redis::cmd("ZRANGE")
+                .arg(&keys.delayed)
+                .arg(skip)
+                .arg(skip + count - 1)
+                .arg("WITHSCORES"),
+        )
+        .await
+    }
+
+    /// Workers registered on the queue (live or not yet recovered).
+    pub async fn queue_workers(&self, keys: &QueueKeys) -> Result<Vec<String>> {
+        self.query(
+            "list",
+            redis::cmd("ZRANGE").arg(&keys.workers).arg(0).arg(-1),
+        )
+        .await
+    }
+
+    /// Deletes every key of the queue (results included, found by a `SCAN`
+    /// of the queue's own prefix) and unregisters it; returns the keys
+    /// deleted.
+    pub async fn delete_queue(&self, keys: &QueueKeys) -> Result<u64> {
+        let pattern = format!("{}*", glob_escape(&keys.tag));
+        let found = self.scan(&pattern).await?;
+        let mut deleted = 0;
+        for chunk in found.chunks(DELETE_CHUNK) {
+            deleted += self
+                .query::<u64>("delete", redis::cmd("DEL").arg(chunk))
+                .await?;
+        }
+        self.query::<i64>(
+            "registry",
+            redis::cmd("SREM").arg(keys::QUEUES).arg(&keys.name),
+        )
+        .await?;
+        Ok(deleted)
+    }
+}
+
+/// Escapes `SCAN MATCH` glob characters, so a queue named `a*` deletes only
+/// its own keys.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_escape_keeps_a_queue_to_its_own_keys() {
+        assert_eq!(glob_escape("toolq:{a*}:"), "toolq:{a\\*}:");
+        assert_eq!(glob_escape("toolq:{q}:"), "toolq:{q}:");
+    }
+}
