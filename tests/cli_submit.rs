@@ -1,7 +1,8 @@
 //! The `toolq` binary's producer and operator commands, run as a real
 //! process against a real redis-server and an in-process worker: `submit`
 //! (with `--wait`, stdin, bad lines, duplicates, exit codes), `stats
-//! --json`, and `dead list|retry|purge`.
+//! --json`, and `dead list|retry|purge`; and every option of these
+//! commands documented in `--help`, with examples.
 
 mod common;
 
@@ -508,4 +509,151 @@ async fn stats_json_matches_the_real_depths_and_workers() {
     assert_eq!(workers[0]["info"]["queues"], json!([b]));
     assert!(workers[0]["info"]["pid"].as_u64().is_some());
     worker.stop().await;
+}
+
+/// Subcommands whose arguments live in `src/cli/*.rs`.
+const DOCUMENTED: &[&[&str]] = &[
+    &["submit"],
+    &["stats"],
+    &["dead"],
+    &["dead", "list"],
+    &["dead", "retry"],
+    &["dead", "purge"],
+    &["tools"],
+    &["config"],
+];
+
+/// The description of an option or argument line of clap's help (`  --limit
+/// <N>  Most jobs ... [default: 20]`), without the bracketed defaults, env
+/// and possible values; `None` when the line is no option line.
+fn description(line: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    if line.len() == trimmed.len() || !trimmed.starts_with(['-', '<', '[']) {
+        return None;
+    }
+    let rest = trimmed.split_once("  ").map_or("", |(_, d)| d);
+    let mut text = rest.trim().to_owned();
+    for tag in ["[default: ", "[env: ", "[possible values: ", "[aliases: "] {
+        while let Some(at) = text.find(tag) {
+            let end = text[at..].find(']').map_or(text.len(), |e| at + e + 1);
+            text.replace_range(at..end, "");
+        }
+    }
+    Some(text.trim().to_owned())
+}
+
+#[tokio::test]
+async fn every_option_has_a_description_and_every_help_an_example() {
+    for args in DOCUMENTED {
+        let mut argv = args.to_vec();
+        argv.push("--help");
+        let o = toolq("redis://127.0.0.1:1", &argv, None).await;
+        assert_eq!(code(&o), 0, "{argv:?}: {}", stderr(&o));
+        let help = String::from_utf8_lossy(&o.stdout);
+        let options: Vec<_> = help
+            .lines()
+            .filter_map(|l| description(l).map(|d| (l, d)))
+            .collect();
+        assert!(!options.is_empty(), "{argv:?}: no options in\n{help}");
+        for (line, text) in options {
+            assert!(
+                !text.is_empty(),
+                "toolq {}: {:?} has no description",
+                args.join(" "),
+                line.trim()
+            );
+        }
+        let example = help.split_once("\nExample").map(|(_, e)| {
+            e.lines()
+                .skip(1)
+                .any(|l| l.trim_start().starts_with("toolq "))
+        });
+        assert_eq!(
+            example,
+            Some(true),
+            "toolq {}: --help shows no example:\n{help}",
+            args.join(" ")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_list_shows_a_header_aligned_rows_the_total_and_all_with_limit_zero() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("dead-list");
+    let keys = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let now = redis_time_ms(&mut con).await;
+    // 630 dead jobs, one with a long tool name, the newest d629.
+    for chunk in (0..630u64).collect::<Vec<_>>().chunks(100) {
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&keys.dead);
+        for i in chunk {
+            let tool = if *i == 628 {
+                "a-rather-long-tool"
+            } else {
+                "fail"
+            };
+            let died = now - 630_000 + i * 1000;
+            let entry = json!({
+                "job": {"id": format!("d{i}"), "tool": tool, "attempt": 2},
+                "error": {"kind": "permanent", "message": format!("boom {i}")},
+                "worker": "w", "slot": i, "died_at": died,
+            });
+            zadd.arg(died).arg(entry.to_string());
+        }
+        let _: u64 = zadd.query_async(&mut con).await.unwrap();
+    }
+
+    let o = toolq(&url, &["dead", "list", "--queue", &q], None).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 20 + 1, "header, 20 rows, total:\n{text}");
+    let header = lines[0];
+    for column in ["DIED", "ID", "TOOL", "ATTEMPTS", "ERROR"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        lines[1].contains("d629") && lines[20].contains("d610"),
+        "{text}"
+    );
+    // Aligned: every row starts its id, tool and error where the header's
+    // column does.
+    for column in ["ID", "TOOL", "ERROR"] {
+        let at = header.find(column).unwrap();
+        for row in &lines[1..21] {
+            let cell = &row[at..];
+            assert!(
+                at > 0 && row.as_bytes()[at - 1] == b' ' && !cell.starts_with(' '),
+                "{column} not aligned at {at} in {row:?}:\n{text}"
+            );
+        }
+    }
+    assert!(lines[2].contains("a-rather-long-tool"));
+    assert!(lines[1].contains("permanent: boom 629"));
+    assert!(
+        lines[21].contains("20 of 630 dead jobs"),
+        "the total: {:?}",
+        lines[21]
+    );
+
+    let o = toolq(&url, &["dead", "list", "--queue", &q, "--limit", "0"], None).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 630 + 1, "--limit 0 lists all:\n{text}");
+    assert!(lines[630].contains("d0 ") && lines[631].contains("630 dead job"));
+    let o = toolq(
+        &url,
+        &["dead", "list", "--queue", &q, "--limit", "0", "--json"],
+        None,
+    )
+    .await;
+    let ids: HashSet<String> = stdout_lines(&o)
+        .iter()
+        .map(|e| e["job"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 630);
 }

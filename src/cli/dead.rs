@@ -5,11 +5,15 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::producer::{DeadEntry, Producer};
+use crate::producer::{DeadEntry, DeadList, Producer};
 
 use super::{ensure_reachable, queue_name, CliError, Exit};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    toolq dead list --queue emails\n  \
+    toolq dead retry 0190c3a2-7f7e-7b1a-9f3e-2d5c1e0a4b6d --queue emails\n  \
+    toolq dead purge --older-than 7d --queue emails")]
 pub struct DeadArgs {
     /// Queue whose dead jobs to act on
     #[arg(long, default_value = "default", global = true)]
@@ -20,15 +24,23 @@ pub struct DeadArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DeadAction {
-    /// The newest dead jobs, newest first
+    /// The newest dead jobs, newest first, with how many the queue holds
+    #[command(after_help = "Examples:\n  \
+        toolq dead list --queue emails\n  \
+        toolq dead list --limit 0              # every dead job\n  \
+        toolq dead list --json | jq -r '.error.message'")]
     List {
-        #[arg(long, default_value_t = 20)]
+        /// Most dead jobs to show, newest first; 0 shows them all
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
         /// One dead entry JSON per line, as stored
         #[arg(long)]
         json: bool,
     },
     /// Put a dead job (or all) back on pending, attempts reset to 0
+    #[command(after_help = "Examples:\n  \
+        toolq dead retry 0190c3a2-7f7e-7b1a-9f3e-2d5c1e0a4b6d --queue emails\n  \
+        toolq dead retry --all --queue emails")]
     Retry {
         /// Id of the dead job
         #[arg(required_unless_present = "all")]
@@ -39,7 +51,12 @@ pub enum DeadAction {
         all: bool,
     },
     /// Remove dead jobs (all, or those older than DUR, e.g. 7d)
+    #[command(after_help = "Examples:\n  \
+        toolq dead purge --older-than 7d --queue emails\n  \
+        toolq dead purge --queue emails        # every dead job")]
     Purge {
+        /// Remove only jobs that died longer ago than this (30s, 15m, 12h,
+        /// 7d) [default: all of them]
         #[arg(long, value_name = "DUR", value_parser = super::duration::parse)]
         older_than: Option<Duration>,
     },
@@ -52,13 +69,15 @@ pub async fn run(config: &Config, a: DeadArgs) -> Result<Exit, CliError> {
     let unique_ttl = Duration::from_secs(config.unique_ttl_s);
     match a.action {
         DeadAction::List { limit, json } => {
-            let entries = producer.dead_list(&queue, limit).await?;
+            let list = producer
+                .dead_list(&queue, (limit > 0).then_some(limit))
+                .await?;
             if json {
-                for e in &entries {
+                for e in &list.entries {
                     println!("{}", e.raw);
                 }
             } else {
-                print_list(&queue, &entries);
+                print!("{}", table(&queue, &list, crate::job::now_ms()));
             }
             Ok(Exit::Success)
         }
@@ -93,26 +112,69 @@ pub async fn run(config: &Config, a: DeadArgs) -> Result<Exit, CliError> {
     }
 }
 
-fn print_list(queue: &str, entries: &[DeadEntry]) {
-    if entries.is_empty() {
-        println!("no dead jobs in queue {queue}");
-        return;
+/// Longest error message a table row shows (`--json` has all of it).
+const MESSAGE_WIDTH: usize = 100;
+
+/// The listing as a table: a header, one aligned row per dead job, and a
+/// closing line with the queue's total.
+fn table(queue: &str, list: &DeadList, now_ms: u64) -> String {
+    if list.total == 0 {
+        return format!("no dead jobs in queue {queue}\n");
     }
-    let now = crate::job::now_ms();
-    for e in entries {
-        let age = e
-            .died_at
-            .map(|t| age(now.saturating_sub(t)))
-            .unwrap_or_else(|| "?".into());
-        println!(
-            "{age:>8} ago  {}  {}  attempts {}  {}: {}",
-            e.id.as_deref().unwrap_or("(no id: not a valid job)"),
-            e.tool.as_deref().unwrap_or("-"),
-            e.attempt.map_or("?".into(), |a| (a + 1).to_string()),
-            e.error_kind.as_deref().unwrap_or("?"),
-            e.error_message.as_deref().unwrap_or("?")
+    let rows: Vec<[String; 5]> = list.entries.iter().map(|e| row(e, now_ms)).collect();
+    let header = ["DIED", "ID", "TOOL", "ATTEMPTS", "ERROR"].map(String::from);
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    let mut out = String::new();
+    for r in [&header].into_iter().chain(&rows) {
+        let line = format!(
+            "{:>w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}",
+            r[0], r[1], r[2], r[3], r[4]
         );
+        out += line.trim_end();
+        out.push('\n');
     }
+    let shown = list.entries.len() as u64;
+    out += &if shown < list.total {
+        format!(
+            "{shown} of {} dead jobs in queue {queue}, newest first (--limit 0 lists all)\n",
+            list.total
+        )
+    } else {
+        format!("{} dead job(s) in queue {queue}\n", list.total)
+    };
+    out
+}
+
+/// One dead job's cells: how long ago it died, id, tool, attempts made, and
+/// `kind: message` cut to one line.
+fn row(e: &DeadEntry, now_ms: u64) -> [String; 5] {
+    let died = e
+        .died_at
+        .map(|t| format!("{} ago", age(now_ms.saturating_sub(t))))
+        .unwrap_or_else(|| "?".into());
+    let message = e.error_message.as_deref().unwrap_or("?");
+    let mut message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MESSAGE_WIDTH)
+        .collect();
+    if e.error_message.as_deref().map_or(0, |m| m.chars().count()) > MESSAGE_WIDTH {
+        message.push('…');
+    }
+    [
+        died,
+        e.id.as_deref().unwrap_or("(no id: not a valid job)").into(),
+        e.tool.as_deref().unwrap_or("-").into(),
+        e.attempt.map_or("?".into(), |a| (a + 1).to_string()),
+        format!("{}: {message}", e.error_kind.as_deref().unwrap_or("?")),
+    ]
 }
 
 fn age(ms: u64) -> String {
@@ -122,5 +184,57 @@ fn age(ms: u64) -> String {
         60..=3599 => format!("{}m", s / 60),
         3600..=86399 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, tool: &str, died_at: u64, message: &str) -> DeadEntry {
+        DeadEntry {
+            raw: String::new(),
+            id: Some(id.into()),
+            tool: Some(tool.into()),
+            attempt: Some(2),
+            error_kind: Some("permanent".into()),
+            error_message: Some(message.into()),
+            died_at: Some(died_at),
+        }
+    }
+
+    #[test]
+    fn a_header_aligned_rows_and_the_total() {
+        let list = DeadList {
+            total: 630,
+            entries: vec![
+                entry("a", "calculator", 9_995_000, "division by zero"),
+                entry("job-long-id", "echo", 10_000_000 - 7_200_000, "bad\nline"),
+            ],
+        };
+        let text = table("q", &list, 10_000_000);
+        let expected = [
+            "  DIED  ID           TOOL        ATTEMPTS  ERROR",
+            "5s ago  a            calculator         3  permanent: division by zero",
+            "2h ago  job-long-id  echo               3  permanent: bad line",
+            "2 of 630 dead jobs in queue q, newest first (--limit 0 lists all)",
+        ];
+        assert_eq!(text, expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn every_job_shown_says_so_and_none_says_none() {
+        let list = DeadList {
+            total: 1,
+            entries: vec![entry("a", "echo", 0, &"x".repeat(150))],
+        };
+        let text = table("q", &list, 0);
+        assert!(text.ends_with("1 dead job(s) in queue q\n"), "{text}");
+        assert!(text.contains(&format!("{}…", "x".repeat(MESSAGE_WIDTH))));
+        let empty = DeadList {
+            total: 0,
+            entries: vec![],
+        };
+        assert_eq!(table("q", &empty, 0), "no dead jobs in queue q\n");
     }
 }

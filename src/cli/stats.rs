@@ -9,6 +9,9 @@ use crate::producer::{Producer, QueueStats};
 use super::{ensure_reachable, CliError, Exit};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    toolq stats\n  \
+    toolq stats --json | jq '.queues[] | {queue, pending, dead}'")]
 pub struct StatsArgs {
     /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, workers, totals}]}
     #[arg(long)]

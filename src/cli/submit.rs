@@ -15,6 +15,11 @@ use super::progress::Progress;
 use super::{ensure_reachable, queue_name, CliError, Exit};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    echo '{\"tool\":\"calculator\",\"args\":{\"expression\":\"2+2\"}}' > jobs.jsonl\n  \
+    toolq submit jobs.jsonl --queue default --wait\n  \
+    toolq submit jobs.jsonl --dry-run          # check every line, enqueue nothing\n  \
+    cat jobs.jsonl | toolq submit - --max-attempts 5 > ids.txt")]
 pub struct SubmitArgs {
     /// JSON-lines file, one job per line (`-` for stdin); blank lines and
     /// `#` comments are skipped

@@ -12,7 +12,7 @@ use crate::queue::{DeadRetry, QueueKeys};
 
 use super::{Producer, Result};
 
-/// Dead entries read per round trip by `dead_retry_all`.
+/// Dead entries read per round trip by `dead_list` and `dead_retry_all`.
 const DEAD_PAGE: usize = 500;
 
 /// One queue's depths, live workers and running totals.
@@ -77,6 +77,14 @@ impl DeadEntry {
     }
 }
 
+/// A page of a queue's dead jobs, newest first, and how many it holds.
+#[derive(Debug, Clone)]
+pub struct DeadList {
+    /// Dead jobs in the queue when the listing began.
+    pub total: u64,
+    pub entries: Vec<DeadEntry>,
+}
+
 /// What `dead_retry_all` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetryAll {
@@ -130,11 +138,28 @@ impl Producer {
         })
     }
 
-    /// The newest `limit` dead jobs, newest first.
-    pub async fn dead_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadEntry>> {
+    /// The newest `limit` dead jobs (all of them when `None`), newest
+    /// first, read a page at a time, with how many the queue holds.
+    pub async fn dead_list(&self, queue: &str, limit: Option<usize>) -> Result<DeadList> {
         let keys = QueueKeys::new(queue);
-        let raw = self.broker.dead_page(&keys, 0, limit, true).await?;
-        Ok(raw.into_iter().map(DeadEntry::parse).collect())
+        let total = self.broker.depths(&keys).await?.dead;
+        // Jobs dying meanwhile push older ones down a rank: read no more
+        // than were there when we counted.
+        let wanted = limit.map_or(total as usize, |l| l.min(total as usize));
+        let mut entries = Vec::with_capacity(wanted);
+        while entries.len() < wanted {
+            let count = (wanted - entries.len()).min(DEAD_PAGE);
+            let page = self
+                .broker
+                .dead_page(&keys, entries.len(), count, true)
+                .await?;
+            let short = page.len() < count;
+            entries.extend(page.into_iter().map(DeadEntry::parse));
+            if short {
+                break;
+            }
+        }
+        Ok(DeadList { total, entries })
     }
 
     /// Puts the dead job `id` back on `pending` with its attempts reset;

@@ -25,7 +25,7 @@ mod waiter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use admin::{DeadEntry, QueueStats, RetryAll, Totals, WorkerEntry};
+pub use admin::{DeadEntry, DeadList, QueueStats, RetryAll, Totals, WorkerEntry};
 pub use batch::{BatchOptions, Submitted};
 pub use catalog::{Catalog, CatalogTool};
 pub use control::{CancelOutcome, JobFilter, JobPage, JobState, JobSummary, JobView, ListState};
