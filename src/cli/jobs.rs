@@ -85,14 +85,12 @@ pub async fn run(config: &Config, args: JobsArgs) -> Result<Exit, CliError> {
                 j.state.to_string(),
                 j.attempt.to_string(),
                 j.at.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                // A dead job's error says more than the worker it died on.
                 super::safe(
-                    &j.worker
-                        .clone()
-                        .or_else(|| {
-                            j.error_kind.as_ref().map(|k| {
-                                format!("{k}: {}", j.error_message.as_deref().unwrap_or(""))
-                            })
-                        })
+                    &j.error_kind
+                        .as_ref()
+                        .map(|k| format!("{k}: {}", j.error_message.as_deref().unwrap_or("")))
+                        .or_else(|| j.worker.clone())
                         .unwrap_or_default(),
                 ),
             ]

@@ -87,6 +87,21 @@ pub struct Pending {
     pub status: String,
 }
 
+/// `GET /jobs/{id}` for a job that has no final result yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStatus {
+    pub id: String,
+    pub queue: String,
+    /// `pending`, `scheduled`, `running` or `retrying`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: Option<u32>,
+    /// When a scheduled or retrying job is due (unix ms).
+    pub due_at: Option<u64>,
+    /// The worker running it.
+    pub worker: Option<String>,
+}
+
 /// One NDJSON line of `POST /batch`: the job's position in the request and
 /// its result document (or its id and `pending` if the stream's time ran
 /// out first).

@@ -44,6 +44,8 @@ pub struct Gateway {
     pub producer: Producer,
     pub completions: Arc<Completions>,
     pub serve: ServeConfig,
+    /// The workers' heartbeat timeout: who counts as live.
+    pub heartbeat_timeout_ms: u64,
     rate_limit: Option<RateLimit>,
     catalog: Mutex<Option<(Instant, Arc<Catalog>)>>,
     /// MCP tool calls running now: shutdown ends MCP sessions only once
@@ -65,12 +67,14 @@ impl Gateway {
         producer: Producer,
         completions: Arc<Completions>,
         serve: ServeConfig,
+        heartbeat_timeout_ms: u64,
         rate_limit: Option<RateLimit>,
     ) -> Self {
         Gateway {
             producer,
             completions,
             serve,
+            heartbeat_timeout_ms,
             rate_limit,
             catalog: Mutex::new(None),
             mcp_calls: AtomicUsize::new(0),

@@ -1,8 +1,7 @@
 //! The gateway as an MCP server (streamable HTTP at `/mcp`): `tools/list`
 //! is the catalog the token may use, `tools/call` is a durable job whose
-//! result comes back as the call's result. A client that cancels stops the
-//! wait; the job itself runs to its end (cancelling jobs is an operator
-//! feature of its own).
+//! result comes back as the call's result. A client that cancels the call
+//! cancels its job: pending, it never runs; running, its worker stops it.
 
 use std::sync::Arc;
 
@@ -123,6 +122,12 @@ impl ServerHandler for McpEndpoint {
             Ok(r) => r,
             Err(e) => return refused(e),
         };
+        if let (Reply::Pending { id }, true) = (&reply, context.ct.is_cancelled()) {
+            // The client cancelled the call: so is its job.
+            if let Err(e) = gw.producer.cancel(DEFAULT_QUEUE, id).await {
+                tracing::warn!(job_id = %id, error = %e, "gateway.mcp: could not cancel the job of a cancelled call");
+            }
+        }
         Ok(match reply {
             Reply::Finished { raw, .. } => result_of(&raw),
             Reply::Pending { id } => CallToolResult::error(vec![ContentBlock::text(format!(

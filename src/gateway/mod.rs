@@ -132,6 +132,7 @@ pub async fn run(
         producer,
         completions,
         config.serve.clone(),
+        config.heartbeat_timeout_ms,
         plan.rate_limit,
     ));
     let open = matches!(plan.auth, Auth::Open);
@@ -211,6 +212,14 @@ fn router(
         .route("/execute", post(routes::execute::execute))
         .route("/batch", post(routes::batch::batch))
         .route("/jobs/{id}", get(routes::jobs::show))
+        .route("/jobs/{id}/cancel", post(routes::queues::cancel))
+        .route("/queues", get(routes::queues::list))
+        .route(
+            "/queues/{queue}",
+            axum::routing::delete(routes::queues::delete),
+        )
+        .route("/queues/{queue}/pause", post(routes::queues::pause))
+        .route("/queues/{queue}/resume", post(routes::queues::resume))
         .nest_service("/mcp", mcp_service)
         .layer(middleware::from_fn_with_state(auth, auth::authenticate));
     let body_limit = gateway.serve.max_body_bytes;

@@ -16,6 +16,11 @@ use super::routes;
         routes::batch::batch,
         routes::jobs::show,
         routes::health::health,
+        routes::queues::list,
+        routes::queues::pause,
+        routes::queues::resume,
+        routes::queues::delete,
+        routes::queues::cancel,
     ),
     components(schemas(
         api::ExecuteRequest,
@@ -29,12 +34,18 @@ use super::routes;
         api::ErrorDetail,
         crate::job::JobResult,
         crate::job::ErrorInfo,
+        routes::queues::QueueInfo,
+        routes::queues::QueueList,
+        routes::queues::Done,
+        routes::queues::CancelReply,
+        api::JobStatus,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Run tools as jobs and read their results"),
         (name = "tools", description = "The tool catalog"),
         (name = "health", description = "Liveness of the gateway and its Redis"),
+        (name = "queues", description = "Operator control: list, pause, resume, delete"),
     )
 )]
 pub struct ApiDoc;

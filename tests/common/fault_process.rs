@@ -118,7 +118,11 @@ pub fn spawn_worker_on(
     let out = std::fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolq"));
-    cmd.args(["worker", "--http-addr", "off"]);
+    cmd.arg("worker");
+    // No side port unless the test asks for one (TOOLQ_HTTP_ADDR).
+    if !extra_env.iter().any(|(k, _)| *k == "TOOLQ_HTTP_ADDR") {
+        cmd.args(["--http-addr", "off"]);
+    }
     for queue in queues {
         cmd.args(["--queue", queue]);
     }

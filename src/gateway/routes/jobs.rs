@@ -4,17 +4,18 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{query_of, queue_of};
-use crate::gateway::api::{ApiError, ErrorBody};
+use crate::gateway::api::{ApiError, ErrorBody, JobStatus};
 use crate::gateway::auth::Principal;
 use crate::gateway::core::Gateway;
 use crate::job::JobResult;
+use crate::producer::JobState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,16 +29,19 @@ pub struct JobQuery {
     pub queue: Option<String>,
 }
 
-/// The job's result: final (`succeeded`, `dead`) or its latest attempt's
-/// (`retrying`).
+/// The job's result document once it finished (`succeeded`, `dead`,
+/// `cancelled`); before that, where it is (`pending`, `scheduled`,
+/// `running`, `retrying`). Finding an unfinished job costs Redis O(queue
+/// depth).
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id"), JobQuery),
     responses(
-        (status = 200, description = "The result document", body = JobResult),
+        (status = 200, description = "The result document, or the state of an unfinished job", body = JobResult),
+        (status = 202, description = "Not finished: its state", body = JobStatus),
         (status = 400, description = "Bad queue name", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 403, description = "The token may not read results, or not of this queue", body = ErrorBody),
-        (status = 404, description = "No result: still queued or running, expired, or unknown", body = ErrorBody),
+        (status = 404, description = "Unknown id (or its result expired)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),
@@ -61,10 +65,39 @@ pub async fn show(
         )));
     }
     gw.admit(&who).await?;
-    match gw.producer.result_text(&queue, &id).await? {
-        Some(raw) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
-        None => Err(ApiError::NotFound(format!(
-            "job {id} has no result in queue `{queue}`: it is still queued or running, its result expired, or the id is unknown"
+    if let Some(raw) = gw.producer.result_text(&queue, &id).await? {
+        if serde_json::from_str::<JobResult>(&raw).is_ok_and(|r| r.is_final()) {
+            return Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response());
+        }
+    }
+    let view = gw.producer.job(&queue, &id).await?;
+    match view.state {
+        JobState::Unknown => Err(ApiError::NotFound(format!(
+            "no job {id} in queue `{queue}` (unknown id, or its result expired)"
         ))),
+        // Finished between the two reads.
+        JobState::Succeeded | JobState::Dead | JobState::Cancelled => {
+            match gw.producer.result_text(&queue, &id).await? {
+                Some(raw) => {
+                    Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response())
+                }
+                None => Err(ApiError::NotFound(format!(
+                    "job {id} finished {} but its result expired",
+                    view.state
+                ))),
+            }
+        }
+        state => Ok((
+            StatusCode::ACCEPTED,
+            Json(JobStatus {
+                id,
+                queue,
+                status: state.to_string(),
+                attempts: view.attempts,
+                due_at: view.due_at,
+                worker: view.worker,
+            }),
+        )
+            .into_response()),
     }
 }

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod execute;
 pub mod health;
 pub mod jobs;
+pub mod queues;
 pub mod tools;
 
 use axum::body::Bytes;
