@@ -641,3 +641,143 @@ async fn health_metrics_and_openapi_need_no_token_and_no_auth_is_loopback_only()
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("jwt_secret_file"), "{err}");
 }
+
+#[tokio::test]
+async fn operators_list_pause_and_cancel_over_http_with_admin_tokens_only() {
+    let redis = redis();
+    let gw = start_gateway(&redis.url(), &[], &[]).await;
+    let _worker = start_worker_for(&gw, &redis.url()).await;
+    let reader = token(&grant_all());
+    let mut admin_grant = grant_all();
+    admin_grant["admin"] = json!(true);
+    let admin = token(&admin_grant);
+    let post = |path: &str, token: &str| {
+        client()
+            .post(gw.url(path))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+
+    let queues: Value = client()
+        .get(gw.url("/queues"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["queue"] == "default"),
+        "{queues}"
+    );
+    let (s, kind, _) = error_kind(post("/queues/default/pause", &reader).await.unwrap()).await;
+    assert_eq!((s, kind.as_str()), (403, "forbidden"));
+
+    // Paused: a job waits; its state is pending; cancelled, it never runs.
+    assert_eq!(
+        post("/queues/default/pause", &admin)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = execute(
+        &gw,
+        &admin,
+        json!({"tool": "echo", "args": {"text": "x"}, "wait_ms": 300}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state: Value = client()
+        .get(gw.url(&format!("/jobs/{id}")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["status"], "pending", "{state}");
+    let queues: Value = client()
+        .get(gw.url("/queues"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let default = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(default["paused"], true, "{default}");
+    assert_eq!(default["pending"], 1, "{default}");
+
+    let (s, _, _) = error_kind(post(&format!("/jobs/{id}/cancel"), &reader).await.unwrap()).await;
+    assert_eq!(s, 403);
+    let r: Value = post(&format!("/jobs/{id}/cancel"), &admin)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["outcome"].as_str(), r["state"].as_str()),
+        (Some("removed"), Some("pending")),
+        "{r}"
+    );
+    let doc: Value = client()
+        .get(gw.url(&format!("/jobs/{id}")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+
+    // Resumed: work flows again. Deleting needs the name repeated, and no
+    // live worker.
+    assert_eq!(
+        post("/queues/default/resume", &admin)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = execute(&gw, &admin, json!({"tool": "echo", "args": {"text": "y"}})).await;
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .delete(gw.url("/queues/default?confirm=other"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, _, m) = error_kind(
+        client()
+            .delete(gw.url("/queues/default?confirm=default"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(m.contains("live worker"), "{m}");
+}

@@ -248,6 +248,7 @@ impl From<ProducerError> for ApiError {
             ProducerError::Queue(q) => q.into(),
             ProducerError::InvalidJob(m) => ApiError::BadRequest(m),
             ProducerError::Duplicate { .. } => ApiError::BadRequest(e.to_string()),
+            ProducerError::Refused(m) => ApiError::BadRequest(m),
             e => ApiError::Internal(e.to_string()),
         }
     }
