@@ -8,6 +8,7 @@
 //! - `routes`: the REST API; `openapi`: its generated document.
 //! - `mcp`: the MCP endpoint at `/mcp`.
 //! - `metrics`: request counters and durations.
+//! - `ui`: the operator console at `/ui` (its own cookie sessions).
 
 pub mod api;
 pub mod auth;
@@ -17,6 +18,7 @@ mod mcp;
 mod metrics;
 pub mod openapi;
 mod routes;
+mod ui;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -139,9 +141,12 @@ pub async fn run(
     // Ends MCP sessions (their idle event streams would hold the shutdown
     // for the whole grace) once no MCP call is in flight.
     let sessions = CancellationToken::new();
+    let auth = Arc::new(plan.auth);
+    let console = ui::Console::new(config, gateway.producer.clone(), auth.clone());
     let app = router(
         gateway.clone(),
-        Arc::new(plan.auth),
+        auth,
+        console,
         metrics,
         open,
         sessions.clone(),
@@ -189,6 +194,7 @@ pub async fn run(
 fn router(
     gateway: Arc<Gateway>,
     auth: Arc<Auth>,
+    console: Arc<ui::Console>,
     prometheus: PrometheusHandle,
     open: bool,
     sessions: CancellationToken,
@@ -242,6 +248,7 @@ fn router(
             }),
         )
         .merge(authenticated)
+        .nest("/ui", ui::router(console))
         .fallback(|| async {
             api::ApiError::NotFound("no such route; see /openapi.json".into()).into_response()
         })

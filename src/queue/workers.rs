@@ -104,6 +104,39 @@ impl Broker {
             .map_err(|e| self.fail("workers", e))
     }
 
+    /// For each of `workers`: its last heartbeat on this queue (Redis ms;
+    /// `None` once it left) and how many of the queue's jobs it holds now.
+    /// One round trip, for the operator console.
+    pub async fn worker_activity(
+        &self,
+        keys: &QueueKeys,
+        workers: &[String],
+    ) -> Result<Vec<(Option<u64>, u64)>> {
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for w in workers {
+            // The active hash counts its jobs (it stores batches).
+            pipe.zscore(&keys.workers, w)
+                .hget(keys.active(w), "jobs")
+                .llen(keys.landing(w));
+        }
+        let mut c = self.conn().await?;
+        // Three replies per worker: score, held count, landing length.
+        let flat: Vec<Option<f64>> = pipe
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.fail("workers", e))?;
+        Ok(flat
+            .chunks(3)
+            .map(|r| {
+                let n = |i: usize| r.get(i).copied().flatten().unwrap_or(0.0) as u64;
+                (r[0].map(|b| b as u64), n(1) + n(2))
+            })
+            .collect())
+    }
+
     /// A worker's registration document, if it is still there.
     pub async fn worker_info(&self, worker: &str) -> Result<Option<String>> {
         let mut c = self.conn().await?;

@@ -86,6 +86,9 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     toolq: Option<Grant>,
+    /// Required by the validation; read back for the console's session.
+    #[serde(default)]
+    exp: u64,
 }
 
 /// A checked token: who it is (for per-token rate limits) and its rights.
@@ -128,6 +131,12 @@ impl Verifier {
 
     /// Checks `token` and returns who it is and what it may do.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.verify_until(token).map(|(principal, _)| principal)
+    }
+
+    /// [`Verifier::verify`], and until when the token is valid (its `exp`,
+    /// unix seconds): the console's session cookie lasts no longer.
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, u64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let (key, algorithms): (DecodingKey, Vec<Algorithm>) = match &self.keys {
             Keys::Secret(k) => (k.clone(), vec![Algorithm::HS256]),
@@ -182,10 +191,11 @@ impl Verifier {
             Some(sub) => sub,
             None => digest(token),
         };
-        Ok(Principal {
+        let principal = Principal {
             subject,
             grant: data.claims.toolq.unwrap_or_default(),
-        })
+        };
+        Ok((principal, data.claims.exp))
     }
 }
 
