@@ -17,6 +17,8 @@ pub struct Control {
     paused: Vec<AtomicBool>,
     /// Per queue: the running jobs by id, with the token that stops each.
     running: Vec<Arc<Mutex<Running>>>,
+    /// Whether a failed read of the flags was logged (once per failure run).
+    warned: AtomicBool,
 }
 
 type Running = HashMap<String, CancellationToken>;
@@ -46,6 +48,7 @@ impl Control {
                 .iter()
                 .map(|_| Arc::new(Mutex::new(HashMap::new())))
                 .collect(),
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -67,6 +70,24 @@ impl Control {
         RunningJob {
             map,
             id: id.to_owned(),
+        }
+    }
+
+    /// Takes the heartbeat's read of the flags. A failed read changes
+    /// nothing (pauses and cancels wait for the next one) and is logged once:
+    /// it must not fail the heartbeat, e.g. under a Redis user without rights
+    /// to these keys.
+    pub fn read(&self, flags: Result<Vec<(bool, Vec<String>)>, crate::queue::QueueError>) {
+        match flags {
+            Ok(flags) => {
+                self.warned.store(false, Ordering::Relaxed);
+                self.apply(flags);
+            }
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "could not read the queues' pause and cancel flags; pausing and cancelling running jobs wait until it works");
+                }
+            }
         }
     }
 

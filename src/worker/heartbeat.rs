@@ -24,9 +24,13 @@ impl Heartbeat {
     /// Registers in every queue once; the worker must not fetch before this.
     pub async fn register(ctx: &Ctx, info: &str, tools: &str) -> Result<(), QueueError> {
         let names: Vec<&str> = ctx.queues.keys.iter().map(|k| k.name.as_str()).collect();
-        ctx.broker.register_queues(&names).await?;
+        // Operator conveniences: a Redis user without rights to these keys
+        // (an ACL from before them) must not keep the worker from working.
+        if let Err(e) = ctx.broker.register_queues(&names).await {
+            tracing::warn!(error = %e, "could not add this worker's queues to the queue registry (toolq:queues); `toolq stats` may not list them");
+        }
         ctx.control
-            .apply(ctx.broker.control_flags(&ctx.queues.keys).await?);
+            .read(ctx.broker.control_flags(&ctx.queues.keys).await);
         for keys in &ctx.queues.keys {
             ctx.broker.heartbeat(keys, &ctx.worker_id, true).await?;
         }
@@ -98,7 +102,7 @@ impl Heartbeat {
             }
         }
         ctx.control
-            .apply(broker.control_flags(&ctx.queues.keys).await?);
+            .read(broker.control_flags(&ctx.queues.keys).await);
         let ttl = ctx.config.heartbeat_timeout() * 3;
         broker
             .set_worker_info(&ctx.worker_id, &self.info, ttl)
