@@ -35,6 +35,10 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run a worker until SIGTERM/SIGINT (a second signal skips the grace period)
+    #[command(after_help = "Examples:\n  \
+        toolq worker\n  \
+        toolq worker --queue high=5 --queue default=1 --concurrency 50\n  \
+        TOOLQ_REDIS_URL=redis://worker:secret@redis:6379 toolq worker --http-addr 0.0.0.0:9464")]
     Worker {
         /// Queue to serve, in priority order; `name=weight` for weighted order [env: TOOLQ_QUEUES]
         #[arg(long = "queue", value_name = "Q")]
@@ -47,11 +51,15 @@ enum Command {
         http_addr: Option<String>,
     },
     /// Enqueue one job; prints its id, or its result with --wait
+    #[command(after_help = "Examples:\n  \
+        toolq enqueue calculator '{\"expression\": \"(1+2)*3\"}' --wait\n  \
+        toolq enqueue sleep '{\"ms\": 500}' --queue low --max-attempts 3")]
     Enqueue {
         /// Tool name, e.g. calculator
         tool: String,
         /// The tool's arguments as a JSON object
         args_json: String,
+        /// Queue to put the job on
         #[arg(long, default_value = "default")]
         queue: String,
         /// Wait for the result and print it as JSON
@@ -89,16 +97,25 @@ enum Command {
     /// Pause, resume or delete a queue
     Queue(cli::queue::QueueArgs),
     /// Print a job's result JSON
+    #[command(
+        after_help = "Example:\n  toolq result 01a2379c-6c65-7051-a6cb-f9b0fb0f3bff --queue emails"
+    )]
     Result {
+        /// The job id (as `toolq enqueue` printed it)
         id: String,
+        /// The job's queue
         #[arg(long, default_value = "default")]
         queue: String,
     },
     /// Start a worker, submit sample jobs and print their results (starts a
     /// throw-away redis-server when none answers)
+    #[command(after_help = "Example:\n  toolq demo")]
     Demo,
     /// Measure drain, enqueue and latency against a throw-away redis-server
     /// and compare with redis-benchmark (build with --release)
+    #[command(after_help = "Examples:\n  \
+        cargo build --release && ./target/release/toolq bench\n  \
+        ./target/release/toolq bench --jobs 100000 --runs 1 --no-latency")]
     Bench {
         /// Jobs per drain run
         #[arg(long, default_value_t = 500_000)]
