@@ -190,7 +190,7 @@ async fn an_admin_signs_in_browses_every_page_and_each_action_changes_redis() {
     let worker = start_worker_for(&gw, &url).await;
     // Jobs that die, on a queue of their own with its own worker.
     let doomed = queue_name("doomed");
-    let _doomed_worker = spawn_worker_process(&url, &doomed, 2, &[]);
+    let doomed_worker = spawn_worker_process(&url, &doomed, 2, &[]);
     // A queue no worker serves: its jobs stay pending.
     let idle = queue_name("idle");
     let producer = Producer::connect(&url, None).unwrap();
@@ -338,6 +338,12 @@ async fn an_admin_signs_in_browses_every_page_and_each_action_changes_redis() {
     b.find(&format!("{doomed_row} [data-state=paused]")).await;
     let paused_key = QueueKeys::new(&doomed).paused;
     assert!(exists(&mut con, &paused_key).await);
+    // Workers learn of it with their heartbeat: wait until this one has.
+    eventually(WAIT, "the worker to see the pause", || {
+        let seen = doomed_worker.log_lines("queue paused") > 0;
+        async move { seen }
+    })
+    .await;
 
     // Dead jobs: listed, filtered by error kind, one retried, then all.
     b.open(&format!("/ui/queues/{doomed}/jobs?state=dead"))

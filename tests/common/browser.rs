@@ -1,6 +1,6 @@
 //! Headless Chromium driven over WebDriver (chromedriver, both from
-//! Debian's `chromium` and `chromium-driver`, installed by
-//! scripts/install-deps.sh), for the console tests. Each browser is its own
+//! Debian's `chromium` and `chromium-driver`, which scripts/test.sh
+//! installs), for the console tests. Each browser is its own
 //! chromedriver process with its own profile; dropping it ends both.
 
 use std::io::{BufRead, BufReader};
@@ -38,7 +38,7 @@ fn chromium() -> &'static str {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .expect("chromium missing: run scripts/install-deps.sh (apt-get install chromium chromium-driver)")
+        .expect("chromium missing: scripts/test.sh installs it (apt-get install chromium chromium-driver)")
 }
 
 impl Browser {
@@ -46,19 +46,7 @@ impl Browser {
     /// with a laptop-sized window.
     pub async fn start(base: &str) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut driver = Command::new("chromedriver");
-        driver
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group: dropping the browser ends chromedriver
-            // and the Chromium it started, even after a failed assertion.
-            .process_group(0);
-        let mut driver = driver
-            .spawn()
-            .expect("chromedriver starts (apt-get install chromium-driver)");
-        let port = driver_port(&mut driver);
+        let (driver, port) = start_driver();
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -194,20 +182,66 @@ impl Drop for Browser {
     }
 }
 
-/// The port chromedriver chose, from its start-up line.
-fn driver_port(driver: &mut Child) -> u16 {
+/// Starts chromedriver on a port it picks. Tried up to three times: with
+/// `--port=0` it picks an IPv4 port and gives up when the same port is
+/// taken on IPv6, which another process may have just done.
+fn start_driver() -> (Child, u16) {
+    let mut output = String::new();
+    for _ in 0..3 {
+        let mut driver = Command::new("chromedriver");
+        driver
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own process group: dropping the browser ends chromedriver
+            // and the Chromium it started, even after a failed assertion.
+            .process_group(0);
+        let mut driver = driver
+            .spawn()
+            .expect("chromedriver starts (apt-get install chromium-driver)");
+        match driver_port(&mut driver) {
+            Ok(port) => return (driver, port),
+            Err(said) => {
+                output += &said;
+                let _ = driver.kill();
+                let _ = driver.wait();
+            }
+        }
+    }
+    panic!("chromedriver did not start; it said:\n{output}");
+}
+
+/// The port chromedriver chose, from its start-up line; what it said
+/// instead if it stopped or took longer than [`BROWSER_WAIT`].
+fn driver_port(driver: &mut Child) -> Result<u16, String> {
     let out = driver.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                let _ = tx.send(port.parse::<u16>().ok());
+            let port = line
+                .split("started successfully on port ")
+                .nth(1)
+                .and_then(|rest| {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<u16>().ok()
+                });
+            if tx.send((line, port)).is_err() {
+                return;
             }
         }
     });
-    rx.recv_timeout(BROWSER_WAIT)
-        .ok()
-        .flatten()
-        .expect("chromedriver reports its port")
+    let deadline = Instant::now() + BROWSER_WAIT;
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((_, Some(port))) => return Ok(port),
+            Ok((line, None)) => {
+                said += &line;
+                said.push('\n');
+            }
+            Err(_) => return Err(said),
+        }
+    }
 }
