@@ -24,7 +24,20 @@ async fn fails_with(mut cmd: std::process::Command, needles: &[&str]) {
 async fn a_wrong_type_in_an_env_variable_names_the_key_and_the_variable() {
     let mut cmd = toolq(&["worker", "--http-addr", "off"]);
     cmd.env("TOOLQ_CONCURRENCY", "lots");
-    fails_with(cmd, &["concurrency", "TOOLQ_"]).await;
+    fails_with(
+        cmd,
+        &[
+            "`concurrency`",
+            "TOOLQ_CONCURRENCY",
+            "expected a positive integer",
+        ],
+    )
+    .await;
+    // In words, never Rust's type names.
+    let mut cmd = toolq(&["config"]);
+    cmd.env("TOOLQ_CONCURRENCY", "abc");
+    let (_, _, stderr) = run(cmd, WITHIN).await;
+    assert!(!stderr.contains("usize"), "{stderr}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::producer::{DeadEntry, DeadList, Producer};
 
-use super::{ensure_reachable, queue_name, CliError, Exit};
+use super::{queue_name, CliError, Exit};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -59,13 +59,16 @@ pub enum DeadAction {
         /// 7d) [default: all of them]
         #[arg(long, value_name = "DUR", value_parser = super::duration::parse)]
         older_than: Option<Duration>,
+        /// Do not ask for confirmation (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
     },
 }
 
 pub async fn run(config: &Config, a: DeadArgs) -> Result<Exit, CliError> {
     let queue = queue_name(&a.queue)?;
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     let unique_ttl = Duration::from_secs(config.unique_ttl_s);
     match a.action {
         DeadAction::List { limit, json } => {
@@ -104,7 +107,17 @@ pub async fn run(config: &Config, a: DeadArgs) -> Result<Exit, CliError> {
                 )))
             }
         }
-        DeadAction::Purge { older_than } => {
+        DeadAction::Purge { older_than, yes } => {
+            if !yes {
+                let which = match older_than {
+                    Some(d) => format!("the dead jobs older than {d:?}"),
+                    None => "every dead job".to_owned(),
+                };
+                super::queue::confirm(
+                    &format!("This deletes {which} of queue `{queue}`.\nType the queue name to confirm: "),
+                    &queue,
+                )?;
+            }
             let n = producer.dead_purge(&queue, older_than).await?;
             println!("purged {n} dead job(s) from queue {queue}");
             Ok(Exit::Success)

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::job::Job;
 use crate::producer::{BatchOptions, Producer, ProducerError};
 
-use super::{ensure_reachable, queue_name, CliError, Exit};
+use super::{queue_name, CliError, Exit};
 
 pub struct EnqueueArgs {
     pub tool: String,
@@ -31,7 +31,7 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
     }
     let queue = queue_name(&a.queue)?;
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     if !a.no_check {
         let catalog = producer.catalog().await?;
         if !catalog.is_empty() {

@@ -3,11 +3,11 @@
 use crate::config::Config;
 use crate::producer::Producer;
 
-use super::{ensure_reachable, CliError, Exit};
+use super::{CliError, Exit};
 
 pub async fn run(config: &Config, queue: &str, id: &str) -> Result<Exit, CliError> {
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     let keys = crate::queue::QueueKeys::new(queue);
     match producer.broker().result(&keys, id).await? {
         Some(text) => {

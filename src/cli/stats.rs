@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::producer::{Producer, QueueStats};
 
-use super::{ensure_reachable, CliError, Exit};
+use super::{CliError, Exit};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -20,7 +20,7 @@ pub struct StatsArgs {
 
 pub async fn run(config: &Config, a: StatsArgs) -> Result<Exit, CliError> {
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     let stats = producer.stats(config.heartbeat_timeout()).await?;
     if a.json {
         println!("{}", json!({ "queues": stats }));

@@ -12,7 +12,7 @@ use crate::job::ParseLimits;
 use crate::producer::{read_lines, BatchOptions, Defaults, JobLines, Producer, Submitted};
 
 use super::progress::Progress;
-use super::{ensure_reachable, queue_name, CliError, Exit};
+use super::{queue_name, CliError, Exit};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -92,7 +92,7 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
     }
 
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     let mut lines = lines;
     if !a.no_check {
         let refused = check_catalog(&producer, &mut lines).await?;

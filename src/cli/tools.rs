@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::producer::Producer;
 
-use super::{ensure_reachable, CliError, Exit};
+use super::{CliError, Exit};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  toolq tools\n  toolq tools --json | jq '.tools[].name'")]
@@ -18,7 +18,7 @@ pub struct ToolsArgs {
 
 pub async fn run(config: &Config, a: ToolsArgs) -> Result<Exit, CliError> {
     let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
-    ensure_reachable(producer.broker()).await?;
+    producer.broker().check_reachable().await?;
     let catalog = producer.catalog().await?;
     if a.json {
         let tools: Vec<_> = catalog.tools().collect();

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use figment::error::Kind;
 use figment::Figment;
 
 use super::{unknown, Config, ConfigError};
@@ -140,20 +141,28 @@ fn describe(e: &figment::Error, path: &Path) -> String {
             .as_ref()
             .map(|m| origin(m, &key))
             .unwrap_or_else(|| path.display().to_string());
-        let kind = err.kind.to_string();
         // Never echo a value that could be a secret (the Redis URL).
-        let kind = if [
+        let secret = [
             "url", "key", "secret", "password", "token", "headers", "env",
         ]
         .iter()
-        .any(|s| key.contains(s))
-        {
-            kind.split(" found ")
+        .any(|s| key.contains(s));
+        let kind = match &err.kind {
+            Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                let expected = expected_text(&key, expected);
+                if secret {
+                    format!("expected {expected}")
+                } else {
+                    format!("expected {expected}, found {actual}")
+                }
+            }
+            kind if secret => kind
+                .to_string()
+                .split(" found ")
                 .next()
                 .unwrap_or("invalid value")
-                .to_owned()
-        } else {
-            kind
+                .to_owned(),
+            kind => kind.to_string(),
         };
         out.push(if key.is_empty() {
             format!("{kind} (from {source})")
@@ -162,4 +171,80 @@ fn describe(e: &figment::Error, path: &Path) -> String {
         });
     }
     out.join("; ")
+}
+
+/// Keys that [`Config::validate`] requires to be at least 1.
+const AT_LEAST_ONE: &[&str] = &[
+    "concurrency",
+    "heartbeat_interval_ms",
+    "max_attempts",
+    "max_payload_bytes",
+    "max_json_depth",
+    "fetch_batch",
+    "ack_batch",
+    "dead_max_jobs",
+    "max_recoveries",
+    "unique_ttl_s",
+];
+
+/// What a key takes, in words rather than Rust's type names (`usize`).
+fn expected_text(key: &str, expected: &str) -> String {
+    let whole = |range: &str| {
+        if AT_LEAST_ONE.contains(&key) {
+            "a positive integer".to_owned()
+        } else {
+            range.to_owned()
+        }
+    };
+    match expected {
+        "u8" => whole("an integer from 0 to 255"),
+        "u16" => whole("an integer from 0 to 65535"),
+        "u32" | "u64" | "u128" | "usize" => whole("a non-negative integer"),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::Explained;
+    use super::super::variables::Environment;
+    use super::*;
+    use crate::config::Overrides;
+
+    fn load_with(vars: &[(&str, &str)]) -> String {
+        let env = Environment::from_pairs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("toolq.toml");
+        std::fs::write(&file, "").unwrap();
+        Explained::load(Some(&file), &Overrides::default(), &env)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_variable_and_says_what_it_takes_in_words() {
+        let text = load_with(&[("TOOLQ_CONCURRENCY", "abc")]);
+        assert!(text.contains("TOOLQ_CONCURRENCY"), "{text}");
+        assert!(text.contains("expected a positive integer"), "{text}");
+        assert!(!text.contains("usize"), "{text}");
+        let text = load_with(&[("TOOLQ_BACKOFF_BASE_MS", "-5")]);
+        assert!(text.contains("expected a non-negative integer"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_type_of_a_secret_key_does_not_echo_the_value() {
+        let text = load_with(&[("TOOLQ_REDIS_URL", "[\"redis://:s3cret@h\"]")]);
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn keys_that_must_be_at_least_one_are_refused_at_zero() {
+        for key in AT_LEAST_ONE {
+            let var = format!("TOOLQ_{}", key.to_uppercase());
+            let text = load_with(&[(&var, "0")]);
+            assert!(text.contains(key), "{key} = 0 is refused: {text}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use deadpool_redis::{Connection, Pool};
 use redis::aio::MultiplexedConnection;
 
-use super::connection::RedisTarget;
+use super::connection::{RedisTarget, CHECK_TIMEOUT};
 use super::{is_connection_error, QueueError, Result};
 
 /// A succeeded job, its result to record.
@@ -111,10 +111,10 @@ impl Broker {
 
     /// A connection from the pool, for calls off the hot path.
     pub async fn pooled(&self) -> Result<Connection> {
-        self.pool.get().await.map_err(|e| QueueError::Unavailable {
-            op: "connect",
-            message: e.to_string(),
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| QueueError::pool("connect", e))
     }
 
     pub(super) async fn conn(&self) -> Result<MultiplexedConnection> {
@@ -142,6 +142,37 @@ impl Broker {
     /// A connection for blocking commands (see [`RedisTarget::dedicated`]).
     pub async fn dedicated(&self, block: Duration) -> Result<MultiplexedConnection> {
         self.target.dedicated(block).await
+    }
+
+    /// The check a command makes before it starts: a `PING` answered
+    /// within [`CHECK_TIMEOUT`]. Redis down, refusing connections or silent
+    /// is [`QueueError::Unavailable`] naming the (masked) URL; a refusal of
+    /// our credentials is [`QueueError::Config`], since at start-up it is a
+    /// configuration mistake that no retry fixes (exit code 2, where an
+    /// unreachable Redis is 3).
+    pub async fn check_reachable(&self) -> Result<Duration> {
+        let (url, within) = (self.target.masked_url(), CHECK_TIMEOUT);
+        match tokio::time::timeout(within, self.ping()).await {
+            Ok(Ok(rtt)) => Ok(rtt),
+            Ok(Err(QueueError::Auth { message, .. })) => Err(QueueError::Config(format!(
+                "redis authentication failed for {url}: {message} (check the user name and password in the Redis URL)"
+            ))),
+            Ok(Err(QueueError::Unavailable { op, message })) => Err(QueueError::Unavailable {
+                op,
+                message: format!("{url}: {message}"),
+            }),
+            Ok(Err(QueueError::Redis { op, source })) if is_connection_error(&source) => {
+                Err(QueueError::Unavailable {
+                    op,
+                    message: format!("{url}: {source}"),
+                })
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(QueueError::Unavailable {
+                op: "ping",
+                message: format!("{url}: no answer within {} s", within.as_secs()),
+            }),
+        }
     }
 
     pub async fn ping(&self) -> Result<Duration> {

@@ -14,6 +14,8 @@ use crate::spec::mask_url;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a non-blocking call may take; a stalled Redis is an outage too.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a start-up check waits for Redis to answer `PING`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections the pool keeps; multiplexed, so a handful serve many tasks.
 pub const POOL_SIZE: usize = 16;
 
@@ -72,7 +74,7 @@ impl RedisTarget {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| QueueError::Config(format!("redis pool: {e}")))
+            .map_err(|e| QueueError::Config(format!("redis client: {e}")))
     }
 
     /// A connection of its own for blocking commands, so a `BLMOVE` never

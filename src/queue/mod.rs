@@ -48,9 +48,18 @@ pub enum QueueError {
         #[source]
         source: redis::RedisError,
     },
-    /// No connection could be had (Redis down or unreachable).
-    #[error("queue.{op}: redis unreachable: {message}")]
+    /// No connection could be had (Redis down or unreachable). The
+    /// message says why in words (no connection-pool terms): callers add
+    /// "redis unreachable" to it.
+    #[error("queue.{op}: {message}")]
     Unavailable { op: &'static str, message: String },
+    /// Redis refused our credentials: a wrong user name or password, or
+    /// none given to a server that requires one. Counted as unavailable
+    /// (a running worker waits for it to pass, and /health says Redis is
+    /// down), but at start-up it is a configuration mistake: see
+    /// [`Broker::check_reachable`].
+    #[error("queue.{op}: redis authentication failed: {message}")]
+    Auth { op: &'static str, message: String },
     /// This worker is not in the queue's worker set (it was declared dead
     /// and has not re-registered yet), so it may not take jobs.
     #[error("queue.fetch: worker is not registered")]
@@ -64,15 +73,46 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// A Redis error during `op`; a refusal of our credentials becomes
+    /// [`QueueError::Auth`].
     pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
-        QueueError::Redis { op, source }
+        match auth_failure(&source) {
+            Some(message) => QueueError::Auth {
+                op,
+                message: message.into(),
+            },
+            None => QueueError::Redis { op, source },
+        }
+    }
+
+    /// No connection from the pool, said without the pool's terms
+    /// ("creating a new object", "waiting for a slot").
+    pub(crate) fn pool(op: &'static str, e: deadpool_redis::PoolError) -> Self {
+        use deadpool_redis::PoolError;
+        let message = match e {
+            PoolError::Backend(source) => return QueueError::redis(op, source),
+            PoolError::Timeout(_) => format!(
+                "no connection within {} s",
+                connection::CONNECT_TIMEOUT.as_secs()
+            ),
+            PoolError::Closed => "the client was closed".into(),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                format!("cannot open a connection ({e})")
+            }
+        };
+        QueueError::Unavailable { op, message }
+    }
+
+    /// True when Redis refused our credentials.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, QueueError::Auth { .. })
     }
 
     /// True when the error means Redis could not be reached (as opposed to a
     /// command Redis refused): callers back off and try again.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            QueueError::Unavailable { .. } => true,
+            QueueError::Unavailable { .. } | QueueError::Auth { .. } => true,
             QueueError::Redis { source, .. } => {
                 is_connection_error(source) || is_transient_state(source)
             }
@@ -98,6 +138,20 @@ fn is_transient_state(e: &redis::RedisError) -> bool {
                 | "CLUSTERDOWN"
         )
     )
+}
+
+/// Why Redis refused our credentials, when it did: `AUTH` failing while a
+/// connection is set up, or a command refused with `NOAUTH` (the URL has no
+/// password) or `WRONGPASS`.
+fn auth_failure(e: &redis::RedisError) -> Option<&'static str> {
+    match e.code() {
+        Some("NOAUTH") => Some("the server requires a password and the URL has none"),
+        Some("WRONGPASS") => Some("wrong user name or password"),
+        _ if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+            Some("wrong user name or password")
+        }
+        _ => None,
+    }
 }
 
 pub fn is_connection_error(e: &redis::RedisError) -> bool {

@@ -145,10 +145,11 @@ impl Worker {
             }
         };
         let reg = startup::registration(&ctx);
-        if !startup::register(&ctx, &reg, &shutdown).await {
+        let registered = startup::register(&ctx, &reg, &shutdown).await;
+        if !matches!(registered, Ok(true)) {
             http_stop.cancel();
             mcp.shutdown().await;
-            return Ok(());
+            return registered.map(|_| ());
         }
         startup::warn_on_eviction(&ctx).await;
         let result = run_registered(ctx.clone(), reg, shutdown).await;

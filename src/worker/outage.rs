@@ -16,6 +16,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub struct Outage {
     down: AtomicBool,
+    /// The last failure was Redis refusing our credentials.
+    auth: AtomicBool,
     ended_at: Mutex<Option<Instant>>,
     last_failure: Mutex<Option<Instant>>,
     health: Arc<HealthState>,
@@ -25,6 +27,7 @@ impl Outage {
     pub fn new(health: Arc<HealthState>) -> Self {
         Outage {
             down: AtomicBool::new(false),
+            auth: AtomicBool::new(false),
             ended_at: Mutex::new(None),
             last_failure: Mutex::new(None),
             health,
@@ -43,8 +46,17 @@ impl Outage {
         if let Ok(mut t) = self.last_failure.lock() {
             *t = Some(Instant::now());
         }
-        if !self.down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(op, error = %err, "redis unreachable; retrying with backoff");
+        let was_down = self.down.swap(true, Ordering::Relaxed);
+        // The cause is logged again when it turns into a refusal of our
+        // credentials (a dropped connection that cannot log in again).
+        let auth = err.is_auth();
+        let auth_before = self.auth.swap(auth, Ordering::Relaxed);
+        if !was_down || (auth && !auth_before) {
+            if auth {
+                tracing::warn!(op, error = %err, "redis refuses this worker's credentials; retrying with backoff");
+            } else {
+                tracing::warn!(op, error = %err, "redis unreachable; retrying with backoff");
+            }
         }
     }
 
@@ -57,6 +69,7 @@ impl Outage {
             return;
         }
         self.health.set_redis_ok(true);
+        self.auth.store(false, Ordering::Relaxed);
         if self.down.swap(false, Ordering::Relaxed) {
             tracing::info!("redis reachable again; resuming");
             if let Ok(mut t) = self.ended_at.lock() {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Ctx;
 use super::{heartbeat, metrics_init, outage, Shutdown, WorkerError};
 use crate::health;
+use crate::queue::QueueError;
 use crate::spec::HttpAddr;
 use crate::tools::catalog::{self, WorkerTools};
 
@@ -47,19 +48,30 @@ pub(super) async fn start_side_port(
 }
 
 /// Registers before any fetch, retrying while Redis is unreachable. False
-/// when shutdown came first.
-pub(super) async fn register(ctx: &Ctx, reg: &Registration, shutdown: &Shutdown) -> bool {
+/// when shutdown came first; an error when Redis refuses the credentials
+/// (a configuration mistake: waiting cannot fix it, exit code 2).
+pub(super) async fn register(
+    ctx: &Ctx,
+    reg: &Registration,
+    shutdown: &Shutdown,
+) -> Result<bool, WorkerError> {
     let mut failures = 0;
     loop {
         match heartbeat::Heartbeat::register(ctx, &reg.info, &reg.tools).await {
             Ok(()) => {
                 ctx.outage.ok();
-                return true;
+                return Ok(true);
+            }
+            Err(QueueError::Auth { message, .. }) => {
+                return Err(WorkerError::Config(format!(
+                    "redis authentication failed for {}: {message} (check the user name and password in the Redis URL)",
+                    ctx.broker.target().masked_url()
+                )));
             }
             Err(e) => {
                 ctx.outage.failed("register", &e);
                 tokio::select! {
-                    _ = shutdown.begun() => return false,
+                    _ = shutdown.begun() => return Ok(false),
                     _ = tokio::time::sleep(outage::retry_delay(failures)) => {}
                 }
                 failures += 1;
