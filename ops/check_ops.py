@@ -337,8 +337,8 @@ def check_compose_gateway(f: Findings, doc: dict) -> None:
     env = dict(env_items(gateway.get("environment")))
     if not env.get("TOOLQ_SERVE__ADDR", "").startswith("0.0.0.0:"):
         f.fail("gateway: TOOLQ_SERVE__ADDR does not listen on 0.0.0.0 (nginx could not reach it)")
-    if not re.match(r"rediss?://producer:", env.get("TOOLQ_REDIS_URL", "")):
-        f.fail("gateway: TOOLQ_REDIS_URL does not log in as the ACL user producer")
+    if not re.match(r"rediss?://gateway:", env.get("TOOLQ_REDIS_URL", "")):
+        f.fail("gateway: TOOLQ_REDIS_URL does not log in as the ACL user gateway")
     key_file = env.get("TOOLQ_SERVE__JWT_SECRET_FILE", "")
     mounted = {s if isinstance(s, str) else s.get("source") for s in gateway.get("secrets", [])}
     if not (key_file.startswith("/run/secrets/") and key_file.split("/")[-1] in mounted):
@@ -501,7 +501,7 @@ def check_acl(f: Findings) -> None:
     f.note("users: " + ", ".join(users))
     if "off" not in users.get("default", []):
         f.fail("the default user is not `off`")
-    for name in ("worker", "producer", "monitor"):
+    for name in ("worker", "producer", "gateway", "monitor"):
         if name not in users:
             f.fail(f"user {name} is missing")
     for name, rules in users.items():

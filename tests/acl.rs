@@ -350,3 +350,89 @@ async fn each_user_is_refused_what_it_must_not_do() {
         .unwrap();
     assert_eq!(kept.as_deref(), Some("{}"));
 }
+
+/// The gateway's user (`gateway`) can do every operator action the gateway
+/// and the console offer, with a worker logged in as `worker` beside it:
+/// nothing is refused by the ACL (per `ACL LOG`).
+#[tokio::test]
+async fn the_gateway_user_runs_every_operator_action() {
+    let (server, _dir) = acl_redis();
+    let q = queue_name("ops");
+    let mut admin = raw(&url_as(&server, "admin")).await;
+    let gateway = url_as(&server, "gateway");
+    let mut cmd = toolq(&[
+        "worker",
+        "--queue",
+        &q,
+        "--concurrency",
+        "1",
+        "--http-addr",
+        "off",
+    ]);
+    cmd.arg("--redis-url").arg(url_as(&server, "worker"));
+    let mut worker = Toolq::spawn(cmd);
+    worker.wait_for_stderr("starting worker", WAIT).await;
+
+    let producer = Producer::connect(&gateway, None).unwrap();
+    let long = producer
+        .enqueue(&q, Job::new("sleep", json!({"ms": 20000})))
+        .await
+        .unwrap();
+    let queued = producer
+        .enqueue(&q, Job::new("echo", json!({"text": "x"})))
+        .await
+        .unwrap();
+    let mut dead = Job::new("fail", json!({"permanent": true}));
+    dead.max_attempts = Some(1);
+    producer.enqueue(&q, dead).await.unwrap();
+    let start = std::time::Instant::now();
+    while producer.job(&q, &long).await.unwrap().state != toolq::producer::JobState::Running {
+        assert!(start.elapsed() < WAIT, "the long job never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = |args: Vec<String>| {
+        let gateway = gateway.clone();
+        async move {
+            let mut cmd = toolq(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            cmd.arg("--redis-url").arg(&gateway);
+            let (status, out, err) = run(cmd, WAIT).await;
+            assert!(status.success(), "toolq {args:?}: {out}{err}");
+            out
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    run(s(&["stats", "--json"])).await;
+    run(s(&["job", "show", &queued, "--queue", &q])).await;
+    run(s(&["jobs", "list", "--queue", &q, "--state", "running"])).await;
+    run(s(&["queue", "pause", &q])).await;
+    run(s(&["job", "cancel", &queued, "--queue", &q])).await;
+    run(s(&["job", "cancel", &long, "--queue", &q])).await;
+    run(s(&["queue", "resume", &q])).await;
+    let start = std::time::Instant::now();
+    while producer
+        .list_jobs(
+            &q,
+            &toolq::producer::JobFilter {
+                state: toolq::producer::ListState::Dead,
+                tool: None,
+                error_kind: None,
+                limit: 0,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap()
+        .total
+        == 0
+    {
+        assert!(start.elapsed() < WAIT, "the failing job never died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run(s(&["jobs", "list", "--queue", &q, "--state", "dead"])).await;
+    run(s(&["dead", "retry", "--all", "--queue", &q])).await;
+    worker.terminate();
+    worker.wait(WAIT).await;
+    run(s(&["dead", "purge", "--queue", &q, "--yes"])).await;
+    run(s(&["queue", "delete", &q, "--yes"])).await;
+    assert_eq!(acl_denials(&mut admin).await, Vec::<String>::new());
+}

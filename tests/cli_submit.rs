@@ -399,7 +399,15 @@ async fn dead_retry_brings_jobs_back_once_fixed_and_purge_drops_them() {
     assert_eq!(zcard(&mut con, &keys.dead).await, 3);
     let o = toolq(
         &url,
-        &["dead", "purge", "--older-than", "1h", "--queue", &q],
+        &[
+            "dead",
+            "purge",
+            "--older-than",
+            "1h",
+            "--queue",
+            &q,
+            "--yes",
+        ],
         None,
     )
     .await;
@@ -431,7 +439,15 @@ async fn dead_retry_brings_jobs_back_once_fixed_and_purge_drops_them() {
     assert_eq!(zcard(&mut con, &keys.dead).await, 4);
     let o = toolq(
         &url,
-        &["dead", "purge", "--older-than", "1s", "--queue", &q],
+        &[
+            "dead",
+            "purge",
+            "--older-than",
+            "1s",
+            "--queue",
+            &q,
+            "--yes",
+        ],
         None,
     )
     .await;
@@ -442,7 +458,7 @@ async fn dead_retry_brings_jobs_back_once_fixed_and_purge_drops_them() {
     let left = dead_entries(&mut con, &q).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["job"]["id"], "late");
-    let o = toolq(&url, &["dead", "purge", "--queue", &q], None).await;
+    let o = toolq(&url, &["dead", "purge", "--queue", &q, "--yes"], None).await;
     assert!(String::from_utf8_lossy(&o.stdout).contains("purged 1"));
     assert_eq!(zcard(&mut con, &keys.dead).await, 0);
     worker.stop().await;

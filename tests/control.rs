@@ -388,8 +388,12 @@ async fn deleting_a_queue_needs_confirmation_and_no_live_worker() {
         .unwrap();
     let mut con = raw(&url).await;
 
-    // Not on a terminal and no --yes: refused, nothing deleted.
+    // Not on a terminal and no --yes: refused, nothing deleted (a dead-job
+    // purge asks the same).
     let (code, _, err) = cli(&url, &["queue", "delete", &q]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--yes"), "{err}");
+    let (code, _, err) = cli(&url, &["dead", "purge", "--queue", &q]).await;
     assert_eq!(code, 2);
     assert!(err.contains("--yes"), "{err}");
     // A live worker serves it: refused.

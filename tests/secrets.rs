@@ -134,7 +134,7 @@ fn one_shot_commands(url: &str) -> Vec<std::process::Command> {
         &["stats"],
         &["tools"],
         &["dead", "list", "--queue", &q],
-        &["dead", "purge", "--queue", &q],
+        &["dead", "purge", "--queue", &q, "--yes"],
     ];
     runs.iter()
         .map(|args| {
