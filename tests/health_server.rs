@@ -1,6 +1,7 @@
 //! The side port over real sockets: every route, readiness flips, metrics
 //! rendering, and abuse (junk paths, bad methods, raw garbage) that must not
-//! take the probes down.
+//! take the probes down; and a real worker's `/health` while its
+//! redis-server is killed and started again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -179,7 +180,13 @@ async fn readiness_follows_redis_shutdown_and_heartbeat() {
             json!({"status": "not_ready", "failing": "redis"})
         )
     );
-    assert_eq!(health_status(c.clone(), s.base.clone()).await, "degraded");
+    let (st, _, h) = get_json(&c, &format!("{}/health", s.base)).await;
+    assert_eq!(
+        (st, &h["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("down"))
+    );
+    assert_eq!(h["redis"]["ok"], false);
+    assert_eq!(h["redis"]["ping_ms"], Value::Null, "no stale round trip");
     // Liveness must not follow Redis, or an outage restarts every worker.
     assert_eq!(
         get_json(&c, &format!("{}/healthz", s.base)).await.0,
@@ -194,6 +201,8 @@ async fn readiness_follows_redis_shutdown_and_heartbeat() {
     assert_eq!(health_status(c.clone(), s.base.clone()).await, "ok");
 
     state.set_shutting_down();
+    let (st, _, h) = get_json(&c, &format!("{}/health", s.base)).await;
+    assert_eq!((st, &h["status"]), (StatusCode::OK, &json!("degraded")));
     state.set_redis_ok(false);
     let (st, body) = readyz(&c, &s).await;
     assert_eq!(
@@ -408,4 +417,96 @@ async fn stop(mut s: Server) {
         TcpStream::connect(s.addr).await.is_err(),
         "still accepting after stop"
     );
+}
+
+/// `/health` of a worker until `done` holds for its status and body.
+async fn health_until(
+    c: &Client,
+    base: &str,
+    what: &str,
+    done: impl Fn(StatusCode, &Value) -> bool,
+) -> (StatusCode, Value) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = c.get(format!("{base}/health")).send().await {
+            let st = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if done(st, &body) {
+                return (st, body);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no {what} within 30 s; last {st}: {body}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_worker_reports_redis_down_while_its_server_is_killed() {
+    let mut server = toolq::redis_server::RedisServer::start().expect("redis-server starts");
+    let port = toolq::redis_server::free_port().unwrap();
+    let config = toolq::config::Config {
+        redis_url: server.url(),
+        queues: vec![format!("health-{}", std::process::id())],
+        concurrency: 2,
+        http_addr: format!("127.0.0.1:{port}"),
+        shutdown_grace_s: 5,
+        ..toolq::config::Config::default()
+    };
+    let shutdown = toolq::worker::Shutdown::new();
+    let worker = toolq::worker::Worker::new(config, toolq::tools::Registry::with_builtins());
+    let handle = tokio::spawn(worker.run(shutdown.clone()));
+    let (c, base) = (client(), format!("http://127.0.0.1:{port}"));
+
+    let (_, up) = health_until(&c, &base, "ok", |st, b| {
+        st == StatusCode::OK && b["status"] == "ok" && b["redis"]["ping_ms"].is_f64()
+    })
+    .await;
+    assert_eq!(up["redis"]["ok"], true, "{up}");
+
+    server.stop();
+    let (st, down) = health_until(&c, &base, "redis down", |st, _| {
+        st == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down["status"], "down", "{down}");
+    assert_eq!(down["redis"]["ok"], false, "{down}");
+    assert_eq!(
+        down["redis"]["ping_ms"],
+        Value::Null,
+        "no stale ping: {down}"
+    );
+    assert!(down["redis"]["down_for_ms"].is_u64(), "{down}");
+    assert!(
+        !down["redis"]["error"].as_str().unwrap_or("").is_empty(),
+        "says why: {down}"
+    );
+    let r = c.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Still down a few seconds later: nothing flips it back on its own.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (st, later) = health_until(&c, &base, "an answer", |_, _| true).await;
+    assert_eq!(
+        (st, &later["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("down"))
+    );
+    assert!(later["redis"]["down_for_ms"].as_u64() >= down["redis"]["down_for_ms"].as_u64());
+
+    server.restart().expect("redis-server restarts");
+    let (_, back) = health_until(&c, &base, "ok again", |st, b| {
+        st == StatusCode::OK && b["redis"]["ok"] == true
+    })
+    .await;
+    assert!(back["redis"]["ping_ms"].is_f64(), "{back}");
+    assert!(back["redis"].get("error").is_none(), "{back}");
+
+    shutdown.begin();
+    timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("worker stops")
+        .unwrap()
+        .unwrap();
 }

@@ -188,9 +188,11 @@ async fn readyz_fails_on_redis_while_it_is_down_and_recovers_on_its_own() {
     let (status, body) = get_json(&base, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, json!({"status": "not_ready", "failing": "redis"}));
-    let (_, health) = get_json(&base, "/health").await;
-    assert_eq!(health["status"], "degraded");
+    let (status, health) = get_json(&base, "/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["status"], "down");
     assert_eq!(health["redis"]["ok"], false);
+    assert_eq!(health["redis"]["ping_ms"], Value::Null);
     // Liveness does not depend on Redis: restarting the pod would not help.
     assert_eq!(get(&base, "/healthz").await.0, StatusCode::OK);
     let errors = value(&scrape(&base).await, m::REDIS_ERRORS, &[]).unwrap();

@@ -124,10 +124,17 @@ struct Health<'a> {
     mcp_servers: std::collections::BTreeMap<String, &'static str>,
 }
 
+/// `{"ok": true, "ping_ms": 0.8}` while Redis answers; while it does not,
+/// `{"ok": false, "ping_ms": null, "down_for_ms": …, "error": "…"}`: no
+/// round trip from before the outage passed off as current.
 #[derive(Serialize)]
 struct RedisHealth {
     ok: bool,
-    ping_ms: f64,
+    ping_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_for_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -139,8 +146,11 @@ struct QueueDepth {
     dead: u64,
 }
 
-/// Everything an operator checks first, in one `curl`; always 200 so the body
-/// is readable even while the worker is degraded.
+/// Everything an operator checks first, in one `curl`. 200 `ok`, or 200
+/// `degraded` while not ready for another reason (shutting down, a stale
+/// heartbeat, settling refused); 503 `down` while Redis does not answer, as
+/// the gateway's `/health` says it. The body is the same JSON either way
+/// (queue depths as last read).
 async fn health(State(app): State<App>) -> Response {
     let s = &app.state;
     let queues = s
@@ -154,18 +164,23 @@ async fn health(State(app): State<App>) -> Response {
             dead,
         })
         .collect();
+    let redis_ok = s.redis_ok();
     let body = Health {
-        status: if s.not_ready_reason().is_none() {
-            "ok"
-        } else {
-            "degraded"
+        status: match s.not_ready_reason() {
+            None => "ok",
+            Some(_) if !redis_ok => "down",
+            Some(_) => "degraded",
         },
         version: s.version,
         worker_id: &s.worker_id,
         uptime_s: s.uptime().as_secs(),
         redis: RedisHealth {
-            ok: s.redis_ok(),
-            ping_ms: s.redis_ping().as_secs_f64() * 1000.0,
+            ok: redis_ok,
+            ping_ms: redis_ok.then(|| s.redis_ping().as_secs_f64() * 1000.0),
+            down_for_ms: s
+                .redis_down_for()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            error: s.redis_error(),
         },
         in_flight: s.in_flight(),
         concurrency: s.concurrency,
@@ -180,7 +195,12 @@ async fn health(State(app): State<App>) -> Response {
             .map(|(name, up)| (name, if up { "up" } else { "restarting" }))
             .collect(),
     };
-    Json(body).into_response()
+    let code = if redis_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn prometheus(State(app): State<App>) -> Response {

@@ -16,6 +16,11 @@ pub struct HealthState {
     /// Whether the last Redis call succeeded; flipped by every loop that talks
     /// to Redis, so readiness follows outages within a second.
     redis_ok: AtomicBool,
+    /// Milliseconds since `started` when Redis went down (0: not reached
+    /// yet since start-up); meaningless while `redis_ok`.
+    redis_down_at_ms: AtomicU64,
+    /// Why the last Redis call failed, while Redis is down.
+    redis_error: Mutex<Option<String>>,
     /// Milliseconds since `started` of the last successful heartbeat.
     last_heartbeat_ms: AtomicU64,
     /// Microseconds of the last PING.
@@ -43,6 +48,8 @@ impl HealthState {
             concurrency,
             started: Instant::now(),
             redis_ok: AtomicBool::new(false),
+            redis_down_at_ms: AtomicU64::new(0),
+            redis_error: Mutex::new(None),
             last_heartbeat_ms: AtomicU64::new(u64::MAX),
             redis_ping_us: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
@@ -58,11 +65,45 @@ impl HealthState {
     }
 
     pub fn set_redis_ok(&self, ok: bool) {
-        self.redis_ok.store(ok, Ordering::Relaxed);
+        let was_ok = self.redis_ok.swap(ok, Ordering::Relaxed);
+        if ok {
+            if let Ok(mut e) = self.redis_error.lock() {
+                *e = None;
+            }
+        } else if was_ok {
+            self.redis_down_at_ms
+                .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Redis is down: `error` says why (the failed call's message).
+    pub fn set_redis_down(&self, error: &str) {
+        self.set_redis_ok(false);
+        if let Ok(mut e) = self.redis_error.lock() {
+            *e = Some(error.to_owned());
+        }
     }
 
     pub fn redis_ok(&self) -> bool {
         self.redis_ok.load(Ordering::Relaxed)
+    }
+
+    /// How long Redis has been down (since start-up when it was never
+    /// reached); `None` while it answers.
+    pub fn redis_down_for(&self) -> Option<Duration> {
+        if self.redis_ok() {
+            return None;
+        }
+        let at = Duration::from_millis(self.redis_down_at_ms.load(Ordering::Relaxed));
+        Some(self.started.elapsed().saturating_sub(at))
+    }
+
+    /// Why the last Redis call failed, while Redis is down.
+    pub fn redis_error(&self) -> Option<String> {
+        if self.redis_ok() {
+            return None;
+        }
+        self.redis_error.lock().ok().and_then(|e| e.clone())
     }
 
     pub fn record_ping(&self, rtt: Duration) {

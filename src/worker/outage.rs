@@ -42,7 +42,7 @@ impl Outage {
             tracing::warn!(op, error = %err, "redis call failed");
             return;
         }
-        self.health.set_redis_ok(false);
+        self.health.set_redis_down(&err.to_string());
         if let Ok(mut t) = self.last_failure.lock() {
             *t = Some(Instant::now());
         }
