@@ -157,7 +157,7 @@ impl Broker {
 }
 
 /// Escapes the glob characters of Redis `MATCH` patterns.
-fn glob_escape(text: &str) -> String {
+pub(super) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -176,5 +176,6 @@ mod tests {
     fn glob_characters_are_escaped() {
         assert_eq!(glob_escape("a*b?[c]\\d"), "a\\*b\\?\\[c\\]\\\\d");
         assert_eq!(glob_escape("0190-ab"), "0190-ab");
+        assert_eq!(glob_escape("toolq:{a*}:"), "toolq:{a\\*}:");
     }
 }

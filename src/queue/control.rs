@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::admin::glob_escape;
 use super::broker::Broker;
 use super::keys::{self, QueueKeys};
 use super::scripts;
@@ -233,6 +234,7 @@ impl Broker {
     /// of the queue's own prefix) and unregisters it; returns the keys
     /// deleted.
     pub async fn delete_queue(&self, keys: &QueueKeys) -> Result<u64> {
+        // Escaped, so a queue named `a*` deletes only its own keys.
         let pattern = format!("{}*", glob_escape(&keys.tag));
         let found = self.scan(&pattern).await?;
         let mut deleted = 0;
@@ -247,29 +249,5 @@ impl Broker {
         )
         .await?;
         Ok(deleted)
-    }
-}
-
-/// Escapes `SCAN MATCH` glob characters, so a queue named `a*` deletes only
-/// its own keys.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_escape_keeps_a_queue_to_its_own_keys() {
-        assert_eq!(glob_escape("toolq:{a*}:"), "toolq:{a\\*}:");
-        assert_eq!(glob_escape("toolq:{q}:"), "toolq:{q}:");
     }
 }
