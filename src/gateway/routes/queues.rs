@@ -168,14 +168,7 @@ pub async fn pause(
     Extension(who): Extension<Principal>,
     Path(queue): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
-    let queue = queue_of(Some(queue))?;
-    admin(&who)?;
-    gw.admit(&who).await?;
-    gw.producer.pause(&queue).await?;
-    Ok(Json(Done {
-        queue,
-        done: "paused".into(),
-    }))
+    set_paused(&gw, &who, queue, true).await
 }
 
 #[utoipa::path(post, path = "/queues/{queue}/resume", tag = "queues",
@@ -195,13 +188,31 @@ pub async fn resume(
     Extension(who): Extension<Principal>,
     Path(queue): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
+    set_paused(&gw, &who, queue, false).await
+}
+
+async fn set_paused(
+    gw: &Gateway,
+    who: &Principal,
+    queue: String,
+    paused: bool,
+) -> Result<Json<Done>, ApiError> {
     let queue = queue_of(Some(queue))?;
-    admin(&who)?;
-    gw.admit(&who).await?;
-    gw.producer.resume(&queue).await?;
+    admin(who)?;
+    gw.admit(who).await?;
+    let done = match paused {
+        true => {
+            gw.producer.pause(&queue).await?;
+            "paused"
+        }
+        false => {
+            gw.producer.resume(&queue).await?;
+            "resumed"
+        }
+    };
     Ok(Json(Done {
         queue,
-        done: "resumed".into(),
+        done: done.into(),
     }))
 }
 
