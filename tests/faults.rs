@@ -871,3 +871,81 @@ async fn a_worker_stopped_during_an_outage_exits_and_its_jobs_are_recovered_late
     stop_all([b]);
     assert_drained(&mut con, &q).await;
 }
+
+/// A Redis restart that lost everything (no persistence): the worker says
+/// Redis lost its registration, not that it was declared dead, registers
+/// again (worker set and queue registry) and serves new jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_that_lost_everything_is_logged_as_such_and_the_worker_goes_on() {
+    let mut server = toolq::redis_server::RedisServer::start().expect("redis-server starts");
+    let url = server.url();
+    let q = queue_name("lost");
+    let k = QueueKeys::new(&q);
+    let w = spawn_worker_process(&url, &q, 4, &FAST_BEAT);
+    let registered = |url: String, key: String| async move {
+        let mut con = raw(&url).await;
+        zcard(&mut con, &key).await == 1
+    };
+    eventually(Duration::from_secs(20), "the worker's registration", || {
+        registered(url.clone(), k.workers.clone())
+    })
+    .await;
+    // A beat after the registration: the heartbeat has seen the server.
+    let mut con = raw(&url).await;
+    let first = worker_score(&mut con, &k.workers).await;
+    eventually(Duration::from_secs(20), "a heartbeat", || {
+        let mut con = con.clone();
+        let key = k.workers.clone();
+        async move { worker_score(&mut con, &key).await != first }
+    })
+    .await;
+    drop(con);
+
+    // No --appendonly, no --save: the new server starts empty.
+    server.restart().expect("redis-server restarts");
+    eventually(Duration::from_secs(30), "the log line", || {
+        let n = w.log_lines("Redis lost this worker's registration");
+        async move { n >= 1 }
+    })
+    .await;
+    assert_eq!(
+        w.log_lines("declared dead"),
+        0,
+        "nobody declared it dead; log {}",
+        w.log.display()
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the worker registered again",
+        || registered(url.clone(), k.workers.clone()),
+    )
+    .await;
+    let mut con = raw(&url).await;
+    let queues: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(toolq::queue::keys::QUEUES)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        queues.contains(&q),
+        "back in the queue registry: {queues:?}"
+    );
+    let job = json!({"tool": "echo", "args": {"after": "restart"}, "id": "after-restart"});
+    lpush(&mut con, &q, &[job.to_string()]).await;
+    let r = wait_result(&mut con, &q, "after-restart", Duration::from_secs(30)).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    stop_all([w]);
+}
+
+/// The score of the only member of a worker set (its last heartbeat).
+async fn worker_score(con: &mut Con, key: &str) -> Option<f64> {
+    let v: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query_async(con)
+        .await
+        .unwrap();
+    v.first().map(|(_, s)| *s)
+}

@@ -74,9 +74,18 @@ impl Heartbeat {
         };
         let interval = self.ctx.config.heartbeat_interval();
         let mut failures = 0;
+        // The server we registered with, to tell a Redis that lost our
+        // registration (restarted or failed over) from one where another
+        // worker declared us dead.
+        let mut server = run_id(&broker).await;
         loop {
-            let wait = match self.beat(&broker).await {
+            let wait = match self.beat(&broker, &mut server).await {
                 Ok(()) => {
+                    if failures > 0 || server.is_none() {
+                        // After an outage the server may be another one
+                        // that kept our registration (persistence).
+                        server = run_id(&broker).await;
+                    }
                     failures = 0;
                     self.ctx.health.record_heartbeat();
                     interval
@@ -94,11 +103,11 @@ impl Heartbeat {
         }
     }
 
-    async fn beat(&self, broker: &Broker) -> Result<(), QueueError> {
+    async fn beat(&self, broker: &Broker, server: &mut Option<String>) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         for (qi, keys) in ctx.queues.keys.iter().enumerate() {
             if !broker.heartbeat(keys, &ctx.worker_id, false).await? {
-                self.lost(broker, qi, keys).await?;
+                self.lost(broker, qi, keys, server).await?;
             }
         }
         ctx.control
@@ -118,20 +127,96 @@ impl Heartbeat {
         Ok(())
     }
 
-    /// Another worker declared us dead on queue `qi` (we were paused or cut
-    /// off) and took our jobs there: stop running those (only those), then
-    /// register again.
-    async fn lost(&self, broker: &Broker, qi: usize, keys: &QueueKeys) -> Result<(), QueueError> {
-        tracing::warn!(queue = %keys.name,
-            "this worker was declared dead on this queue and its jobs there recovered elsewhere; cancelling them");
+    /// This worker is no longer in queue `qi`'s worker set: another worker
+    /// declared it dead (it was paused or cut off) and took its jobs there,
+    /// or Redis lost the set (a restart without persistence, a failover to a
+    /// server without it). Either way the jobs it runs there are no longer
+    /// its own: stop running those (only those), then register again.
+    async fn lost(
+        &self,
+        broker: &Broker,
+        qi: usize,
+        keys: &QueueKeys,
+        server: &mut Option<String>,
+    ) -> Result<(), QueueError> {
+        let now = run_id(broker).await;
+        let fresh = self
+            .ctx
+            .health
+            .heartbeat_age()
+            .is_some_and(|age| age < self.ctx.config.heartbeat_timeout());
+        match Loss::of(server.as_deref(), now.as_deref(), fresh) {
+            Loss::DeclaredDead => tracing::warn!(queue = %keys.name,
+                "this worker was declared dead on this queue and its jobs there recovered elsewhere; cancelling them"),
+            Loss::RedisLostIt => tracing::warn!(queue = %keys.name,
+                "Redis lost this worker's registration: the server restarted (or failed over) without its data; registering again, and cancelling the jobs this worker was running on this queue, whose records went with it"),
+            Loss::Unknown => tracing::warn!(queue = %keys.name,
+                "this worker is no longer registered on this queue (declared dead by another worker, or Redis lost its data); cancelling its jobs there and registering again"),
+        }
+        *server = now.or(server.take());
         self.ctx.lose_jobs(qi);
         broker.heartbeat(keys, &self.ctx.worker_id, true).await?;
+        // The queue registry may be gone with the rest (`toolq stats`).
+        if let Err(e) = broker.register_queues(&[keys.name.as_str()]).await {
+            tracing::debug!(error = %e, "could not add the queue to the queue registry again");
+        }
         Ok(())
     }
+}
+
+/// Why a worker found itself missing from a queue's worker set.
+#[derive(Debug, PartialEq, Eq)]
+enum Loss {
+    /// The same server: another worker's reaper removed it.
+    DeclaredDead,
+    /// Another server (a restart or a failover): Redis lost the set.
+    RedisLostIt,
+    /// Cannot tell.
+    Unknown,
+}
+
+impl Loss {
+    /// From the server's `run_id` when this worker registered and now
+    /// (new at every start of a server); when one is unknown (`INFO` not
+    /// answered), from whether its last heartbeat is `fresh` (younger than
+    /// the heartbeat timeout), since reapers take only stale workers.
+    fn of(registered_with: Option<&str>, now: Option<&str>, fresh: bool) -> Loss {
+        match (registered_with, now) {
+            (Some(a), Some(b)) if a == b => Loss::DeclaredDead,
+            (Some(_), Some(_)) => Loss::RedisLostIt,
+            _ if fresh => Loss::RedisLostIt,
+            _ => Loss::Unknown,
+        }
+    }
+}
+
+/// The Redis server's `run_id` (new at every start), if `INFO` answers.
+async fn run_id(broker: &Broker) -> Option<String> {
+    broker.info_field("server", "run_id").await.ok().flatten()
 }
 
 /// How long after an outage ends before this worker reaps others: everyone
 /// gets a chance to heartbeat again first.
 pub fn reap_grace(ctx: &Ctx) -> Duration {
     ctx.config.heartbeat_timeout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Loss;
+
+    #[test]
+    fn a_new_server_lost_the_registration_the_same_one_declared_us_dead() {
+        for fresh in [true, false] {
+            assert_eq!(Loss::of(Some("a1"), Some("a1"), fresh), Loss::DeclaredDead);
+            assert_eq!(Loss::of(Some("a1"), Some("b2"), fresh), Loss::RedisLostIt);
+        }
+    }
+
+    #[test]
+    fn without_run_ids_only_a_fresh_heartbeat_tells() {
+        assert_eq!(Loss::of(None, Some("b2"), true), Loss::RedisLostIt);
+        assert_eq!(Loss::of(None, Some("b2"), false), Loss::Unknown);
+        assert_eq!(Loss::of(Some("a1"), None, false), Loss::Unknown);
+    }
 }
