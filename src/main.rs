@@ -139,6 +139,20 @@ enum Command {
         /// With --mcp: the tool's arguments
         #[arg(long, value_name = "JSON", default_value = "{}")]
         mcp_args: String,
+        /// Instead, measure a running `toolq serve` at this URL: /execute
+        /// beside the producer at a fixed rate (Redis: --redis-url or
+        /// TOOLQ_REDIS_URL, the gateway's; a worker serves `default`)
+        #[arg(long, value_name = "URL", requires = "token_file")]
+        gateway: Option<String>,
+        /// With --gateway: a file holding a bearer token for it
+        #[arg(long, value_name = "FILE", requires = "gateway")]
+        token_file: Option<PathBuf>,
+        /// With --gateway: calls per second
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// With --gateway: seconds each path is measured per run
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
     },
 }
 
@@ -236,6 +250,10 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             mcp,
             mcp_tool,
             mcp_args,
+            gateway,
+            token_file,
+            rate,
+            seconds,
         } => {
             let mcp = match (mcp, mcp_tool) {
                 (Some(command), Some(tool)) => Some(toolq::bench::mcp::McpBench {
@@ -248,13 +266,35 @@ async fn run(args: Args) -> Result<Exit, CliError> {
                 }),
                 _ => None,
             };
+            let gateway = match (gateway, token_file) {
+                (Some(url), Some(file)) => Some(toolq::bench::gateway::GatewayBench {
+                    url: url.trim_end_matches('/').to_owned(),
+                    token: std::fs::read_to_string(&file)
+                        .map_err(|e| {
+                            CliError::BadInput(format!("--token-file {}: {e}", file.display()))
+                        })?
+                        .trim()
+                        .to_owned(),
+                    rate: rate.max(1),
+                    duration: Duration::from_secs_f64(seconds.clamp(0.1, 3600.0)),
+                    runs: runs.max(1),
+                    concurrency,
+                }),
+                _ => None,
+            };
             let opts = toolq::bench::BenchOptions {
                 jobs,
                 concurrency,
                 runs: runs.max(1),
-                redis_url: config_redis_url,
+                // The gateway's Redis, as configured; otherwise a throw-away
+                // one unless named on the command line.
+                redis_url: match gateway {
+                    Some(_) => Some(config.redis_url.clone()),
+                    None => config_redis_url,
+                },
                 latency: !no_latency,
                 mcp,
+                gateway,
             };
             toolq::bench::run(opts)
                 .await

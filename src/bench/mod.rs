@@ -5,6 +5,7 @@
 
 mod ceiling;
 mod drain;
+pub mod gateway;
 mod latency;
 pub mod mcp;
 pub mod procstat;
@@ -44,6 +45,8 @@ pub struct BenchOptions {
     pub latency: bool,
     /// Measure an MCP server's tool instead of the queue itself.
     pub mcp: Option<mcp::McpBench>,
+    /// Measure a running gateway instead (`redis_url` is its Redis).
+    pub gateway: Option<gateway::GatewayBench>,
 }
 
 pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
@@ -65,6 +68,9 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
     let producer = Producer::connect(&url, None)?;
     if let Some(b) = &opts.mcp {
         return mcp::run(b, &producer, &url).await;
+    }
+    if let Some(g) = &opts.gateway {
+        return gateway::run(g, &producer).await;
     }
     header(&producer, &opts).await?;
 
