@@ -114,8 +114,8 @@ enum Command {
     /// Measure drain, enqueue and latency against a throw-away redis-server
     /// and compare with redis-benchmark (build with --release)
     #[command(after_help = "Examples:\n  \
-        cargo build --release && ./target/release/toolq bench\n  \
-        ./target/release/toolq bench --jobs 100000 --runs 1 --no-latency")]
+        toolq bench                       # a release build: cargo build --release\n  \
+        toolq bench --jobs 100000 --runs 1 --no-latency")]
     Bench {
         /// Jobs per drain run
         #[arg(long, default_value_t = 500_000)]

@@ -527,8 +527,23 @@ async fn stats_json_matches_the_real_depths_and_workers() {
     worker.stop().await;
 }
 
-/// Subcommands whose arguments live in `src/cli/*.rs`.
+/// Every subcommand.
 const DOCUMENTED: &[&[&str]] = &[
+    &["worker"],
+    &["enqueue"],
+    &["serve"],
+    &["result"],
+    &["demo"],
+    &["bench"],
+    &["job"],
+    &["job", "show"],
+    &["job", "cancel"],
+    &["jobs"],
+    &["jobs", "list"],
+    &["queue"],
+    &["queue", "pause"],
+    &["queue", "resume"],
+    &["queue", "delete"],
     &["submit"],
     &["stats"],
     &["dead"],
@@ -545,6 +560,14 @@ const DOCUMENTED: &[&[&str]] = &[
 fn description(line: &str) -> Option<String> {
     let trimmed = line.trim_start();
     if line.len() == trimmed.len() || !trimmed.starts_with(['-', '<', '[']) {
+        return None;
+    }
+    // A description's own continuation line (`[default: …]` on a line of
+    // its own, or a `- value` of its possible values) is no option line.
+    if ["[default: ", "[env: ", "[possible values: ", "[aliases: ", "- "]
+        .iter()
+        .any(|t| trimmed.starts_with(t))
+    {
         return None;
     }
     let rest = trimmed.split_once("  ").map_or("", |(_, d)| d);
@@ -566,9 +589,24 @@ async fn every_option_has_a_description_and_every_help_an_example() {
         let o = toolq("redis://127.0.0.1:1", &argv, None).await;
         assert_eq!(code(&o), 0, "{argv:?}: {}", stderr(&o));
         let help = String::from_utf8_lossy(&o.stdout);
-        let options: Vec<_> = help
-            .lines()
-            .filter_map(|l| description(l).map(|d| (l, d)))
+        // clap puts a description on the next line when option names are
+        // long: take that line then.
+        let lines: Vec<&str> = help.lines().collect();
+        let options: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                description(l).map(|d| match d.is_empty() {
+                    true => (
+                        *l,
+                        lines
+                            .get(i + 1)
+                            .filter(|n| description(n).is_none())
+                            .map_or(String::new(), |n| n.trim().to_owned()),
+                    ),
+                    false => (*l, d),
+                })
+            })
             .collect();
         assert!(!options.is_empty(), "{argv:?}: no options in\n{help}");
         for (line, text) in options {
