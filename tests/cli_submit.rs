@@ -564,9 +564,15 @@ fn description(line: &str) -> Option<String> {
     }
     // A description's own continuation line (`[default: …]` on a line of
     // its own, or a `- value` of its possible values) is no option line.
-    if ["[default: ", "[env: ", "[possible values: ", "[aliases: ", "- "]
-        .iter()
-        .any(|t| trimmed.starts_with(t))
+    if [
+        "[default: ",
+        "[env: ",
+        "[possible values: ",
+        "[aliases: ",
+        "- ",
+    ]
+    .iter()
+    .any(|t| trimmed.starts_with(t))
     {
         return None;
     }
