@@ -40,6 +40,7 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "TOOLQ_MCP_FIXTURES",
     "TOOLQ_PROMETHEUS",
     "TOOLQ_OPS_VENV",
+    "TOOLQ_OPS_NPM",
 ];
 
 /// Prefixes of `TOOLQ_` names left to tests and benchmarks.
