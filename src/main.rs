@@ -1,6 +1,7 @@
 //! The `toolq` binary: parses arguments, sets up logging and signals, and
 //! calls into the library. Exit codes: 0 success, 1 some jobs failed, 2 bad
-//! input or configuration, 3 Redis unreachable.
+//! input or configuration (a refused Redis password included), 3 Redis
+//! unreachable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

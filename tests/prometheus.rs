@@ -232,7 +232,12 @@ async fn check_template_variables(prom: &Prometheus, dashboard: &Value, q: &str)
         .cloned()
         .unwrap_or_default();
     for v in vars.iter().filter(|v| v["type"] == "query") {
-        let def = v["definition"].as_str().unwrap_or_default();
+        // Grafana keeps the query in `definition`, in `query` (a string), or
+        // in `query.query` (its Prometheus query editor), by version.
+        let def = [&v["definition"], &v["query"], &v["query"]["query"]]
+            .into_iter()
+            .find_map(|d| d.as_str().filter(|d| !d.is_empty()))
+            .unwrap_or_default();
         let inner = def
             .strip_prefix("label_values(")
             .and_then(|s| s.strip_suffix(')'))

@@ -1,7 +1,7 @@
 //! What the `toolq` subcommands do, below argument parsing: each command is
 //! a function that returns an [`Exit`] status or a [`CliError`] that maps to
 //! the documented exit codes (0 ok, 1 jobs failed, 2 bad input or
-//! configuration, 3 Redis unreachable).
+//! configuration, a refused Redis password included; 3 Redis unreachable).
 
 pub mod config;
 pub mod dead;
@@ -111,15 +111,8 @@ pub fn queue_name(queue: &str) -> Result<String, CliError> {
 /// Fails fast with exit code 3 when Redis does not answer, so one-shot
 /// commands do not hang on a dead server.
 pub async fn ensure_reachable(broker: &crate::queue::Broker) -> Result<(), CliError> {
-    match tokio::time::timeout(std::time::Duration::from_secs(5), broker.ping()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(CliError::RedisDown(format!(
-            "{}: {e}",
-            broker.target().masked_url()
-        ))),
-        Err(_) => Err(CliError::RedisDown(format!(
-            "{}: no answer within 5 s",
-            broker.target().masked_url()
-        ))),
-    }
+    // Unreachable is exit 3; a refused user name or password is bad
+    // configuration (exit 2), which no retry fixes.
+    broker.check_reachable().await?;
+    Ok(())
 }
