@@ -274,7 +274,7 @@ impl Producer {
 
     pub async fn is_paused(&self, queue: &str) -> Result<bool> {
         let flags = self.broker.control_flags(&[QueueKeys::new(queue)]).await?;
-        Ok(flags.first().is_some_and(|(p, _)| *p))
+        Ok(flags.first().is_some_and(|f| f.paused))
     }
 
     /// Deletes every key of `queue` (jobs, results, dead set, totals) and

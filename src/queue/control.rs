@@ -51,6 +51,35 @@ pub enum CancelReply {
     Unknown,
 }
 
+/// A queue's operator flags, as `control_flags` reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFlags {
+    pub paused: bool,
+    pub cancels: Vec<CancelRequest>,
+}
+
+/// A running job an operator cancelled: which worker holds it, in which
+/// slot of its active hash (`cancel.lua` found both), so the worker stops it
+/// without keeping an index of its jobs by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub worker: String,
+    pub slot: u64,
+    pub id: String,
+}
+
+impl CancelRequest {
+    /// Reads a member of the cancel set: `["worker", "slot", "id"]`.
+    fn parse(member: &str) -> Option<Self> {
+        let (worker, slot, id): (String, String, String) = serde_json::from_str(member).ok()?;
+        Some(CancelRequest {
+            worker,
+            slot: slot.parse().ok()?,
+            id,
+        })
+    }
+}
+
 impl Broker {
     /// Adds queues to the registry.
     pub async fn register_queues(&self, queues: &[&str]) -> Result<()> {
@@ -86,9 +115,9 @@ impl Broker {
         self.query::<redis::Value>("pause", &cmd).await.map(drop)
     }
 
-    /// Per queue: whether it is paused, and the ids of its running jobs an
-    /// operator cancelled in the last minute. One round trip for all.
-    pub async fn control_flags(&self, queues: &[QueueKeys]) -> Result<Vec<(bool, Vec<String>)>> {
+    /// Per queue: whether it is paused, and the running jobs an operator
+    /// cancelled in the last minute. One round trip for all.
+    pub async fn control_flags(&self, queues: &[QueueKeys]) -> Result<Vec<QueueFlags>> {
         let mut pipe = redis::pipe();
         for k in queues {
             pipe.exists(&k.paused).zrange(&k.cancel, 0, -1);
@@ -96,10 +125,15 @@ impl Broker {
         let flat: Vec<redis::Value> = self.query_pipe("control", &pipe).await?;
         let mut out = Vec::with_capacity(queues.len());
         let mut it = flat.into_iter();
-        while let (Some(paused), Some(ids)) = (it.next(), it.next()) {
-            let paused: bool = redis::from_redis_value(paused).unwrap_or(false);
-            let ids: Vec<String> = redis::from_redis_value(ids).unwrap_or_default();
-            out.push((paused, ids));
+        while let (Some(paused), Some(members)) = (it.next(), it.next()) {
+            let members: Vec<String> = redis::from_redis_value(members).unwrap_or_default();
+            out.push(QueueFlags {
+                paused: redis::from_redis_value(paused).unwrap_or(false),
+                cancels: members
+                    .iter()
+                    .filter_map(|m| CancelRequest::parse(m))
+                    .collect(),
+            });
         }
         Ok(out)
     }

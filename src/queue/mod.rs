@@ -33,7 +33,7 @@ pub use admin::DeadRetry;
 pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::RedisTarget;
-pub use control::{CancelReply, Located};
+pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
 pub use enqueue::{ChunkOutcome, EnqueueItem};
 pub use jobs::{slot, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;

@@ -28,10 +28,6 @@ pub struct Ctx {
     pub batch: AtomicU64,
     pub outage: Outage,
     pub metrics: JobMetrics,
-    /// Per queue: cancelled when this worker learns it was declared dead on
-    /// that queue. Its jobs there now belong to someone else, so those (and
-    /// only those) must stop; other queues' jobs run on.
-    generations: Vec<Mutex<CancellationToken>>,
     /// Cancelled when Redis keeps refusing to settle jobs (see `acker`):
     /// the worker stops and exits with an error.
     pub stalled: CancellationToken,
@@ -44,7 +40,9 @@ pub struct Ctx {
     guarded: std::collections::HashSet<String>,
     /// The MCP servers whose tools are registered (for `/health`).
     pub mcp: Arc<McpServers>,
-    /// Paused queues and cancelled jobs, as the heartbeat last read them.
+    /// Paused queues and cancelled jobs, as the heartbeat last read them,
+    /// and each queue's lifeline (which a lost queue also cuts: its jobs
+    /// there belong to someone else, so those, and only those, stop).
     pub control: super::control::Control,
 }
 
@@ -72,6 +70,7 @@ impl Ctx {
             })
             .map(str::to_owned)
             .collect();
+        let control = super::control::Control::new(&worker_id, &names);
         Ctx {
             guarded,
             metrics: JobMetrics::new(&names),
@@ -84,14 +83,10 @@ impl Ctx {
             health,
             limits,
             batch: AtomicU64::new(1),
-            generations: names
-                .iter()
-                .map(|_| Mutex::new(CancellationToken::new()))
-                .collect(),
             stalled: CancellationToken::new(),
             stall_reason: Mutex::new(None),
             mcp: Arc::new(McpServers::default()),
-            control: super::control::Control::new(&names),
+            control,
             unconfigured,
         }
     }
@@ -99,24 +94,6 @@ impl Ctx {
     /// Whether jobs of `tool` go through the cache or the rate limit.
     pub fn is_guarded(&self, tool: &str) -> bool {
         self.guarded.contains(tool)
-    }
-
-    /// The token a job fetched from queue `qi` from now on must watch.
-    pub fn generation(&self, qi: usize) -> CancellationToken {
-        self.generations[qi]
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    /// Cancels the running jobs of queue `qi`: they were recovered by
-    /// another worker.
-    pub fn lose_jobs(&self, qi: usize) {
-        let mut g = self.generations[qi]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        g.cancel();
-        *g = CancellationToken::new();
     }
 
     /// Stops the worker because Redis refuses to settle its jobs; the first

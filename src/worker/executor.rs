@@ -12,6 +12,7 @@ use super::acker::AckSender;
 use super::attempt::Attempt;
 use super::context::Ctx;
 use super::job_metrics::UNKNOWN_TOOL_LABEL;
+use super::lifeline::Lifeline;
 use super::outcome::{bury_invalid, Outcome, Settle};
 use crate::job;
 
@@ -29,31 +30,33 @@ pub struct Taken {
 /// Why a running job may have to stop early.
 #[derive(Clone)]
 pub struct Cancel {
-    /// Fires when this worker was declared dead on the job's queue: the job
-    /// may be someone else's now.
-    pub generation: CancellationToken,
+    /// Its queue's lifeline when it was fetched: lost when this worker was
+    /// declared dead on the queue (the job may be someone else's now), and
+    /// where an operator's cancel of this job arrives.
+    pub lifeline: Arc<Lifeline>,
+    /// The job's slot, which a cancel names.
+    pub slot: u64,
     /// Fires at the end of the shutdown grace period.
     pub stop: CancellationToken,
-    /// Fires when an operator cancels this job (`toolq job cancel`).
-    pub operator: CancellationToken,
 }
 
 impl Cancel {
     pub(super) async fn cancelled(&self) {
         tokio::select! {
-            _ = self.generation.cancelled() => {}
+            _ = self.lifeline.interrupted(self.slot) => {}
             _ = self.stop.cancelled() => {}
-            _ = self.operator.cancelled() => {}
         }
     }
 
-    pub(super) fn is_cancelled(&self) -> bool {
-        self.generation.is_cancelled() || self.stop.is_cancelled() || self.operator.is_cancelled()
+    /// Lost or stopping: the job goes back (or is left for its new owner).
+    /// An operator's cancel is not here: the attempt settles that one.
+    fn is_stopped(&self) -> bool {
+        self.lifeline.is_lost() || self.stop.is_cancelled()
     }
 
     /// An operator's cancel, and the job still ours to settle.
     pub(super) fn by_operator(&self) -> bool {
-        self.operator.is_cancelled() && !self.generation.is_cancelled()
+        self.lifeline.is_cancelled(self.slot) && !self.lifeline.is_lost()
     }
 }
 
@@ -66,7 +69,7 @@ pub async fn execute(
     acker: AckSender,
     cancel: Cancel,
 ) -> Option<Outcome> {
-    if cancel.is_cancelled() {
+    if cancel.is_stopped() {
         // Fetched just as its queue was taken over (or the stop began): put
         // back, fenced, so a job still ours is not stranded.
         return Some(Outcome::put_back(taken.queue, taken.slot));
@@ -85,7 +88,6 @@ pub async fn execute(
         Some(_) => ctx.metrics.tool(taken.queue, &job.tool),
         None => ctx.metrics.tool(taken.queue, UNKNOWN_TOOL_LABEL),
     };
-    let _running = ctx.control.running(taken.queue, &id, &cancel.operator);
     let attempt = Attempt {
         tool: ctx.registry.get(&job.tool).cloned(),
         ctx,

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::acker::AckSender;
 use super::context::Ctx;
 use super::executor::{self, Cancel, Taken};
+use super::lifeline::Lifeline;
 use super::outage::retry_delay;
 use super::outcome::{Outcome, Settle};
 use crate::job::recoveries_of;
@@ -46,10 +47,10 @@ pub struct Fetcher {
 struct Fetched {
     taken: Taken,
     permit: OwnedSemaphorePermit,
-    /// Its queue's generation when the fetch was sent: cancelled if this
-    /// worker is declared dead on that queue from then on, since the job may
-    /// then be someone else's.
-    generation: CancellationToken,
+    /// Its queue's lifeline when the fetch was sent: lost if this worker is
+    /// declared dead on that queue from then on, since the job may then be
+    /// someone else's.
+    lifeline: Arc<Lifeline>,
 }
 
 impl Fetcher {
@@ -155,7 +156,7 @@ impl Fetcher {
             // Taken before the fetch: a loss of ownership noticed at any
             // moment after the fetch was sent cancels these jobs (a cancelled
             // job that was still ours is put back, fenced).
-            let generation = ctx.generation(qi);
+            let lifeline = ctx.control.lifeline(qi);
             let fetched = ctx
                 .broker
                 .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, batch, solo_at)
@@ -181,7 +182,7 @@ impl Fetcher {
                         payload,
                     },
                     permit,
-                    generation: generation.clone(),
+                    lifeline: lifeline.clone(),
                 });
             }
         }
@@ -232,9 +233,9 @@ impl Fetcher {
         let ctx = self.ctx.clone();
         let acker = self.acker.clone();
         let cancel = Cancel {
-            generation: job.generation,
+            lifeline: job.lifeline,
+            slot: job.taken.slot,
             stop: self.stop_jobs.clone(),
-            operator: CancellationToken::new(),
         };
         let Fetched { taken, permit, .. } = job;
         // Boxed: the job's future is large, and tokio would otherwise copy

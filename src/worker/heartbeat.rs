@@ -154,7 +154,7 @@ impl Heartbeat {
                 "this worker is no longer registered on this queue (declared dead by another worker, or Redis lost its data); cancelling its jobs there and registering again"),
         }
         *server = now.or(server.take());
-        self.ctx.lose_jobs(qi);
+        self.ctx.control.lose_jobs(qi);
         broker.heartbeat(keys, &self.ctx.worker_id, true).await?;
         // The queue registry may be gone with the rest (`toolq stats`).
         if let Err(e) = broker.register_queues(&[keys.name.as_str()]).await {

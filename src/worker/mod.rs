@@ -24,6 +24,7 @@ mod fetcher;
 mod guard;
 mod heartbeat;
 mod job_metrics;
+mod lifeline;
 mod metrics_init;
 mod monitor;
 mod outage;

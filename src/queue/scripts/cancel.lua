@@ -8,7 +8,8 @@
 -- KEYS[3] workers sorted set
 -- KEYS[4] the job's result key
 -- KEYS[5] stats hash of the queue
--- KEYS[6] cancel requests sorted set (id -> time requested, Redis ms)
+-- KEYS[6] cancel requests sorted set: '["worker","slot","id"]' -> time
+--         requested (Redis ms); the worker stops the job in that slot
 -- ARGV[1] job id
 -- ARGV[2] the queue's key prefix, 'toolq:{Q}:'
 -- ARGV[3] result TTL in seconds for the cancelled job's result document
@@ -63,8 +64,10 @@ if member then
   settle_cancelled(member)
   return {'removed', 'scheduled'}
 end
-if find_running(KEYS[3], tag, id) then
-  redis.call('ZADD', KEYS[6], now, id)
+local running = find_running(KEYS[3], tag, id)
+if running then
+  local request = cjson.encode({running[1], string.format('%d', running[2]), id})
+  redis.call('ZADD', KEYS[6], now, request)
   -- Requests older than a minute were seen (or their job is gone).
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 60000)
   redis.call('PEXPIRE', KEYS[6], 120000)
