@@ -72,6 +72,16 @@ async fn bad(headers: HeaderMap) -> Response {
     (StatusCode::BAD_REQUEST, format!("{filler} {auth}")).into_response()
 }
 
+/// Echoes the caller's token in a success body: only the worker's scrubber
+/// can catch that.
+async fn echo_token(headers: HeaderMap) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Json(json!({"seen": auth, "token": auth.trim_start_matches("Bearer ")})).into_response()
+}
+
 async fn serve() -> (String, Arc<Calls>) {
     let calls = Arc::new(Calls::default());
     let app = Router::new()
@@ -79,6 +89,7 @@ async fn serve() -> (String, Arc<Calls>) {
         .route("/flaky", post(flaky))
         .route("/limited", post(limited))
         .route("/bad", post(bad))
+        .route("/echo-token", post(echo_token))
         .route("/text", post(|| async { "not json" }))
         .with_state(calls.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -124,6 +135,7 @@ async fn http_endpoints_run_as_tools_with_retries_and_masked_secrets() {
         ("api.limited".to_owned(), with_secret("/limited")),
         ("api.bad".to_owned(), with_secret("/bad")),
         ("api.text".to_owned(), with_secret("/text")),
+        ("api.echo".to_owned(), with_secret("/echo-token")),
     ]);
     let (registry, _) = configured_registry(&tools).unwrap();
 
@@ -206,6 +218,14 @@ async fn http_endpoints_run_as_tools_with_retries_and_masked_secrets() {
     assert!(
         !message.contains(&SECRET[..6]),
         "the token is masked, even cut: {message}"
+    );
+
+    let r = run("echo", "api.echo", json!({})).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(
+        r["output"],
+        json!({"seen": "***", "token": "***"}),
+        "a token echoed in a 2xx body is scrubbed: {r}"
     );
 
     let r = run("text", "api.text", json!({})).await;

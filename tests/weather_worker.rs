@@ -527,3 +527,82 @@ async fn dump_redis(con: &mut redis::aio::MultiplexedConnection) -> String {
     }
     out
 }
+
+/// The hostile-input trial's two leaks, through a real worker process: an
+/// API answering 400 with a 190-character message and then the key (a cut
+/// at 200 characters made before masking kept the key's first characters),
+/// and an API echoing the key in a 200 body (stored whole in the result and
+/// the cache). The Redis password, echoed by a job, is scrubbed the same way.
+#[tokio::test]
+async fn a_key_cut_by_truncation_or_echoed_in_a_success_body_is_stored_nowhere() {
+    const PASSWORD: &str = "redis-pw-7c1e90b2";
+    let redis = toolq::redis_server::RedisServer::start_with(&["--requirepass", PASSWORD]).unwrap();
+    let url = format!("redis://default:{PASSWORD}@127.0.0.1:{}", redis.port());
+    let server = FakeWeather::start(KEY).await;
+    let queue = queue_name("weather-scrub");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_toolq"))
+            .args(["worker", "--queue", &queue, "--http-addr", "off"])
+            .env("TOOLQ_REDIS_URL", &url)
+            .env("OPENWEATHER_API_KEY", KEY)
+            .env("TOOLQ_TOOLS__WEATHER__BASE_URL", server.base_url())
+            .env("RUST_LOG", "toolq=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut con = raw(&url).await;
+
+    let filler = "x".repeat(190);
+    server.reply(Reply::error(400, &format!("{filler}{KEY}")));
+    let cut = run_one(&mut con, &queue, "cut", json!({"city": "Oslo"})).await;
+    assert_eq!(cut["status"], "dead", "{cut}");
+    let message = cut["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with(&format!("{filler}***")), "{message}");
+
+    let echoed = fake_weather_current(&format!("Echo {KEY}"));
+    server.reply(Reply::json(200, echoed));
+    let ok = run_one(&mut con, &queue, "echoed", json!({"city": "Echo"})).await;
+    assert_eq!(ok["status"], "succeeded", "{ok}");
+    assert_eq!(ok["output"]["city"], "Echo ***", "{ok}");
+    let again = run_one(&mut con, &queue, "again", json!({"city": "Echo"})).await;
+    assert_eq!(
+        (&again["cached"], &again["output"]),
+        (&json!(true), &ok["output"])
+    );
+
+    let payload = json!({"id": "pw", "tool": "echo", "args": {"said": format!("pw={PASSWORD}")}});
+    lpush(&mut con, &queue, &[payload.to_string()]).await;
+    let pw = wait_result(&mut con, &queue, "pw", PATIENCE).await;
+    assert_eq!(pw["output"]["said"], "pw=***", "{pw}");
+
+    let stored = dump_redis(&mut con).await;
+    assert!(
+        stored.contains("toolq:cache:weather:"),
+        "no cache entry:\n{stored}"
+    );
+    for secret in [KEY, &KEY[..8], PASSWORD] {
+        assert!(
+            !stored.contains(secret),
+            "{secret} stored in Redis:\n{stored}"
+        );
+    }
+    let pid = child.0.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(child.0.wait().unwrap().success());
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logs.contains("attempt failed"),
+        "logs not captured:\n{logs}"
+    );
+    for secret in [KEY, &KEY[..8], PASSWORD] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
+
+/// A current-weather body for the place `name`, as the fake API sends it.
+fn fake_weather_current(name: &str) -> Value {
+    support::fake_weather::current_weather(name, "NO", 59.91, 10.75)
+}

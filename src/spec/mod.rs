@@ -12,4 +12,4 @@ mod redis_url;
 pub use host::{is_loopback_addr, is_loopback_host};
 pub use http_addr::{HttpAddr, InvalidAddr, DEFAULT_HTTP_ADDR};
 pub use queue_spec::QueueSpec;
-pub use redis_url::{mask_url, with_password, UrlParts};
+pub use redis_url::{mask_url, percent_encode, with_password, UrlParts};

@@ -102,6 +102,19 @@ impl<'a> UrlParts<'a> {
             .map_or(authority, |(host, _port)| host)
     }
 
+    /// The password, percent-decoded: `user:pass@`, or `pass=` on a socket
+    /// URL. For the worker's scrubber, which keeps it out of stored outputs.
+    pub fn password(&self) -> Option<String> {
+        let in_userinfo = self
+            .userinfo
+            .and_then(|u| u.split_once(':'))
+            .map(|(_, pass)| pass)
+            .filter(|pass| !pass.is_empty());
+        in_userinfo
+            .or_else(|| self.password_param())
+            .map(percent_decode)
+    }
+
     fn password_param(&self) -> Option<&'a str> {
         let (_, query) = self.rest.split_once('?')?;
         query.split('&').find_map(|kv| {
@@ -135,7 +148,7 @@ pub fn with_password(url: &str, password: &str) -> Result<String, String> {
 }
 
 /// Every byte but the URL-unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
-fn percent_encode(text: &str) -> String {
+pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -147,9 +160,45 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// `%XX` sequences as their bytes; anything else (a stray `%`) as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_password_decoded() {
+        let password = |u| UrlParts::parse(u).unwrap().password();
+        assert_eq!(
+            password("redis://w:p%40ss%3Aw%2Frd@redis:6379").as_deref(),
+            Some("p@ss:w/rd")
+        );
+        assert_eq!(password("unix:///s.sock?pass=x%").as_deref(), Some("x%"));
+        assert_eq!(password("redis://user@redis"), None);
+        assert_eq!(password("redis://u:@redis"), None);
+    }
 
     #[test]
     fn reads_password_and_host() {

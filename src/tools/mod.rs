@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod rate;
 mod registry;
 pub mod schema;
+pub mod scrub;
 pub mod secret;
 mod setup;
 mod sleep;
@@ -27,6 +28,7 @@ pub use echo::Echo;
 pub use fail::Fail;
 pub use rate::RateLimit;
 pub use registry::Registry;
+pub use scrub::Scrubber;
 pub use secret::Secret;
 pub use setup::{configured_registry, ToolSettings, ToolsConfig};
 pub use sleep::Sleep;
@@ -161,5 +163,13 @@ pub trait Tool: Send + Sync + 'static {
     /// such a job ends dead (kind `interrupted`) for an operator to retry.
     fn redeliver(&self) -> bool {
         true
+    }
+
+    /// The secrets this tool was configured with (an API key, a token in a
+    /// header). The worker takes them, and those of every other tool, out of
+    /// every output and error before anything is stored (see [`Scrubber`]):
+    /// an API may echo a key back where the tool cannot see it.
+    fn secrets(&self) -> Vec<Secret> {
+        Vec::new()
     }
 }

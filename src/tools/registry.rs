@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Calculator, Clock, Echo, Fail, Sleep, Tool};
+use super::{Calculator, Clock, Echo, Fail, Secret, Sleep, Tool};
 
 /// A shared, read-mostly map from tool name to implementation.
 #[derive(Clone, Default)]
@@ -59,6 +59,11 @@ impl Registry {
             .iter()
             .find(|(prefix, _)| name.starts_with(prefix.as_str()))
             .map(|(_, source)| source.as_str())
+    }
+
+    /// Every registered tool's secrets, for the worker's [`super::Scrubber`].
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.tools.values().flat_map(|t| t.secrets()).collect()
     }
 
     /// Registered names, sorted, for error messages and `--help`.

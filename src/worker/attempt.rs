@@ -88,7 +88,7 @@ impl Attempt {
                 ))
             });
         if let Err(e) = checked {
-            let settle = self.bury(tool_error(&e), None);
+            let settle = self.bury(tool_error(&self.ctx.scrub.error(e)), None);
             return Some(self.finish(settle));
         }
         let limits = self.limits(&*tool);
@@ -112,6 +112,9 @@ impl Attempt {
             Before::Parked => return None,
             Before::Cancelled => return Some(self.put_back()),
             Before::Cached(output) => {
+                // An entry written before a secret was configured, or by
+                // something else, is scrubbed like a fresh output.
+                let output = self.ctx.scrub.value(output);
                 self.record_wait(started_at);
                 let timing = Timing {
                     started_at,
@@ -213,6 +216,9 @@ impl Attempt {
         };
         in_flight.decrement(1.0);
         ctx.health.job_finished();
+        // Scrubbed before the cache sees it; the error's message is scrubbed
+        // where the outcome is built (`conclude`), with panics and timeouts.
+        let res = res.map(|r| r.map(|r| r.map(|r| r.map(|out| ctx.scrub.value(out)))));
         let output = match &res {
             Some(Ok(Ok(Ok(output)))) => Some(output),
             _ => None,

@@ -12,8 +12,9 @@ use crate::config::Config;
 use crate::health::HealthState;
 use crate::job::ParseLimits;
 use crate::queue::Broker;
+use crate::tools::http::header_value;
 use crate::tools::mcp::McpServers;
-use crate::tools::Registry;
+use crate::tools::{Registry, Scrubber, Secret};
 
 pub struct Ctx {
     pub broker: Arc<Broker>,
@@ -44,6 +45,10 @@ pub struct Ctx {
     /// and each queue's lifeline (which a lost queue also cuts: its jobs
     /// there belong to someone else, so those, and only those, stop).
     pub control: super::control::Control,
+    /// Every secret this worker was configured with (tools' keys and
+    /// tokens, MCP servers' header tokens, the Redis password), taken out
+    /// of each output and error before it is stored or logged.
+    pub scrub: Scrubber,
 }
 
 impl Ctx {
@@ -71,7 +76,9 @@ impl Ctx {
             .map(str::to_owned)
             .collect();
         let control = super::control::Control::new(&worker_id, &names);
+        let scrub = scrubber(&registry, &config);
         Ctx {
+            scrub,
             guarded,
             metrics: JobMetrics::new(&names),
             broker,
@@ -88,6 +95,15 @@ impl Ctx {
             mcp: Arc::new(McpServers::default()),
             control,
             unconfigured,
+        }
+    }
+
+    /// The dead set's caps, as the scripts that add to it take them.
+    pub fn dead_caps(&self) -> crate::queue::DeadCaps {
+        crate::queue::DeadCaps {
+            max_jobs: self.config.dead_max_jobs,
+            max_age: self.config.dead_max_age(),
+            max_bytes: self.config.dead_max_bytes,
         }
     }
 
@@ -110,4 +126,22 @@ impl Ctx {
     pub fn stall_reason(&self) -> Option<String> {
         self.stall_reason.lock().ok().and_then(|r| r.clone())
     }
+}
+
+/// The scrubber for everything secret in `config` and the tools of `registry`.
+fn scrubber(registry: &Registry, config: &Config) -> Scrubber {
+    let mut secrets = registry.secrets();
+    let redis_password = crate::spec::UrlParts::parse(&config.redis_url).and_then(|u| u.password());
+    secrets.extend(redis_password.map(Secret::from));
+    // MCP servers are started after the registry is built; their header
+    // tokens are read here the way the servers read them.
+    let mcp_headers = config.mcp.servers.values().flat_map(|s| s.headers.values());
+    for spec in mcp_headers.filter(|v| v.starts_with("env:") || v.starts_with("file:")) {
+        if let Ok(value) = header_value(spec) {
+            let words: Vec<&str> = value.split_whitespace().filter(|w| w.len() >= 8).collect();
+            secrets.extend(words.into_iter().map(Secret::from));
+            secrets.push(Secret::from(value));
+        }
+    }
+    Scrubber::new(&secrets)
 }

@@ -106,7 +106,7 @@ impl Attempt {
                 "timeout",
             ),
         };
-        let info = error(kind, failure.to_string());
+        let info = error(kind, self.ctx.scrub.text(failure.to_string()));
         tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
         if let ToolError::Retryable { retry_after, .. } = &failure {
             if self.job.attempt + 1 < limits.max_attempts {

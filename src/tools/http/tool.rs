@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::exchange;
 use crate::tools::schema::ArgsSchema;
-use crate::tools::secret::REDACTED;
+use crate::tools::secret::{Secret, REDACTED};
 use crate::tools::{Tool, ToolError};
 
 /// A response larger than this fails the attempt instead of filling Redis.
@@ -240,6 +240,18 @@ impl Tool for HttpTool {
 
     fn source(&self) -> &'static str {
         "http"
+    }
+
+    /// Each secret header value whole, and each long word of it (the token
+    /// without its `Bearer ` scheme), as [`HttpTool::mask_text`] masks them.
+    fn secrets(&self) -> Vec<Secret> {
+        self.secrets
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s.as_str()).chain(s.split_whitespace().filter(|w| w.len() >= 8))
+            })
+            .map(Secret::from)
+            .collect()
     }
 }
 

@@ -52,6 +52,11 @@ impl WeatherClient {
         })
     }
 
+    /// The key, for the worker's scrubber (never for a message).
+    pub fn api_key(&self) -> &Secret {
+        &self.api_key
+    }
+
     /// Current conditions for one location, as the tool's output JSON.
     pub async fn current(&self, request: &Request) -> Result<Value, ToolError> {
         self.fetch(request)
@@ -91,7 +96,7 @@ impl WeatherClient {
             .read_body(response)
             .await
             .ok()
-            .and_then(|body| api_message(&body));
+            .and_then(|body| api_message(&body, self.api_key.expose()));
         Err(status_error(
             status,
             retry_after,
@@ -128,13 +133,24 @@ fn endpoint(base_url: &str) -> Result<Url, ConfigError> {
 }
 
 /// OpenWeather errors look like `{"cod": "400", "message": "wrong latitude"}`.
-fn api_message(body: &[u8]) -> Option<String> {
+/// The key is masked before the message is cut: a cut through the key would
+/// leave its first characters, which no later masking can recognise.
+fn api_message(body: &[u8], key: &str) -> Option<String> {
     let body: Value = serde_json::from_slice(body).ok()?;
     let message = body.get("message")?.as_str()?.trim();
     if message.is_empty() {
         return None;
     }
-    Some(message.chars().take(MAX_MESSAGE_CHARS).collect())
+    let masked = mask(message.to_owned(), key);
+    Some(masked.chars().take(MAX_MESSAGE_CHARS).collect())
+}
+
+fn mask(message: String, key: &str) -> String {
+    if key.is_empty() {
+        message
+    } else {
+        message.replace(key, REDACTED)
+    }
 }
 
 /// The weather API's own statuses (a rejected key, an unknown place), then
@@ -161,20 +177,14 @@ fn status_error(
 
 /// The last line of defence: whatever built the message, the key leaves masked.
 fn redact(err: ToolError, key: &str) -> ToolError {
-    let clean = |message: String| {
-        if key.is_empty() {
-            message
-        } else {
-            message.replace(key, REDACTED)
-        }
-    };
-    err.map_message(clean)
+    err.map_message(|message| mask(message, key))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, RETRY_AFTER};
+    use serde_json::json;
 
     #[test]
     fn joins_the_endpoint_onto_the_base() {
@@ -221,6 +231,15 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn masks_the_key_before_cutting_the_message() {
+        let key = "TESTKEY-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        let body = json!({"cod": "400", "message": format!("{} {key}", "x".repeat(190))});
+        let message = api_message(body.to_string().as_bytes(), key).unwrap();
+        assert_eq!(message, format!("{} ***", "x".repeat(190)));
+        assert!(!message.contains(&key[..4]), "{message}");
     }
 
     #[test]

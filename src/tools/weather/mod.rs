@@ -129,6 +129,10 @@ impl Tool for WeatherTool {
         "builtin"
     }
 
+    fn secrets(&self) -> Vec<super::Secret> {
+        vec![self.client.api_key().clone()]
+    }
+
     /// A zero TTL turns caching off rather than writing entries that expire
     /// at once.
     fn cache_ttl(&self) -> Option<Duration> {
