@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fault_process::held_jobs;
 use common::*;
 use serde_json::Value;
-use toolq::queue::{slot, AckItem, AckReply, QueueKeys};
+use toolq::queue::{slot, AckItem, AckReply, DeadCaps, FetchLimits, QueueKeys};
 
 type Con = redis::aio::MultiplexedConnection;
 
@@ -49,6 +49,29 @@ fn echo_jobs(prefix: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!(r#"{{"tool":"echo","args":{{}},"id":"{prefix}{i}"}}"#))
         .collect()
+}
+
+/// Fetch limits that hand over every payload whole, with suspects at
+/// `solo_at` recoveries.
+fn limits(solo_at: u32) -> FetchLimits {
+    FetchLimits {
+        solo_at,
+        max_bytes: 1 << 20,
+        head_bytes: 64,
+    }
+}
+
+/// Dead set caps of `max_jobs` entries, a week and a gigabyte.
+fn caps(max_jobs: u64) -> DeadCaps {
+    caps_aged(max_jobs, Duration::from_secs(7 * 86_400))
+}
+
+fn caps_aged(max_jobs: u64, max_age: Duration) -> DeadCaps {
+    DeadCaps {
+        max_jobs,
+        max_age,
+        max_bytes: 1 << 30,
+    }
 }
 
 /// A succeeded job `id`, the `index`-th of fetched batch `batch`.
@@ -107,7 +130,10 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
         .await
         .unwrap();
     assert_eq!(b.stale_workers(&k, timeout, 10).await.unwrap(), ["gone"]);
-    assert_eq!(b.recover(&k, "quiet", timeout, 3, 100).await.unwrap(), None);
+    assert_eq!(
+        b.recover(&k, "quiet", timeout, 3, caps(100)).await.unwrap(),
+        None
+    );
 
     // The dead worker's two jobs go to the front, oldest first, ahead of the backlog.
     lpush(
@@ -119,7 +145,7 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
         ],
     )
     .await;
-    assert_eq!(b.fetch(&k, "gone", 2, 7, 3).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "gone", 2, 7, limits(3)).await.unwrap().len(), 2);
     lpush(
         &mut con,
         &q,
@@ -127,10 +153,10 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
     )
     .await;
     assert_eq!(
-        b.recover(&k, "gone", timeout, 3, 100).await.unwrap(),
+        b.recover(&k, "gone", timeout, 3, caps(100)).await.unwrap(),
         Some((2, vec![]))
     );
-    let fetched = b.fetch(&k, "live", 3, 1, 3).await.unwrap();
+    let fetched = b.fetch(&k, "live", 3, 1, limits(3)).await.unwrap();
     let ids: Vec<String> = fetched
         .iter()
         .map(|p| {
@@ -189,9 +215,18 @@ async fn a_suspect_job_is_fetched_alone() {
             })
             .collect()
     };
-    assert_eq!(ids(b.fetch(&k, "w", 10, 1, 2).await.unwrap()), ["1", "2"]);
-    assert_eq!(ids(b.fetch(&k, "w", 10, 3, 2).await.unwrap()), ["3"]);
-    assert_eq!(ids(b.fetch(&k, "w", 10, 4, 2).await.unwrap()), ["4"]);
+    assert_eq!(
+        ids(b.fetch(&k, "w", 10, 1, limits(2)).await.unwrap()),
+        ["1", "2"]
+    );
+    assert_eq!(
+        ids(b.fetch(&k, "w", 10, 3, limits(2)).await.unwrap()),
+        ["3"]
+    );
+    assert_eq!(
+        ids(b.fetch(&k, "w", 10, 4, limits(2)).await.unwrap()),
+        ["4"]
+    );
     assert_eq!(held_count(&mut con, &k.active("w")).await, 4);
 }
 
@@ -222,7 +257,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     };
 
     lpush(&mut con, &q, &echo_jobs("j", 2)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 2);
     assert_eq!(b.depths(&k).await.unwrap().active, 2);
     assert_eq!(
         b.ack(&k, "w", &[ack(1, 1), ack(1, 0)]).await.unwrap(),
@@ -235,7 +270,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     assert_eq!(b.depths(&k).await.unwrap().active, 0);
 
     lpush(&mut con, &q, &echo_jobs("j", 5)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 2, 3).await.unwrap().len(), 5);
+    assert_eq!(b.fetch(&k, "w", 10, 2, limits(3)).await.unwrap().len(), 5);
     assert_eq!(
         b.ack(&k, "w", &[ack(2, 0), ack(2, 3)]).await.unwrap(),
         AckReply::default()
@@ -254,7 +289,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
         .unwrap();
     let timeout = Duration::from_secs(5);
     assert_eq!(
-        b.recover(&k, "w", timeout, 3, 100).await.unwrap(),
+        b.recover(&k, "w", timeout, 3, caps(100)).await.unwrap(),
         Some((3, vec![]))
     );
     assert!(!exists(k.active("w")).await);
@@ -263,7 +298,7 @@ async fn recovery_puts_back_only_the_unsettled_jobs_of_a_batch() {
     assert!(!exists(k.result("2-j1")).await);
     assert!(exists(k.result("2-j0")).await && exists(k.result("2-j3")).await);
     let rerun: Vec<String> = b
-        .fetch(&k, "live", 10, 1, 3)
+        .fetch(&k, "live", 10, 1, limits(3))
         .await
         .unwrap()
         .iter()
@@ -303,11 +338,11 @@ async fn jobs_held_in_the_earlier_one_field_per_job_layout_are_recovered() {
         .unwrap();
     let timeout = Duration::from_secs(5);
     assert_eq!(
-        b.recover(&k, "old", timeout, 3, 100).await.unwrap(),
+        b.recover(&k, "old", timeout, 3, caps(100)).await.unwrap(),
         Some((2, vec![]))
     );
     let ids: Vec<String> = b
-        .fetch(&k, "live", 10, 1, 3)
+        .fetch(&k, "live", 10, 1, limits(3))
         .await
         .unwrap()
         .iter()
@@ -329,8 +364,14 @@ async fn a_large_ack_is_split_and_reports_stale_items_by_their_index() {
         b,
     } = scripted("large", &["w"]).await;
     lpush(&mut con, &q, &echo_jobs("l", 1500)).await;
-    assert_eq!(b.fetch(&k, "w", 1000, 1, 3).await.unwrap().len(), 1000);
-    assert_eq!(b.fetch(&k, "w", 1000, 2, 3).await.unwrap().len(), 500);
+    assert_eq!(
+        b.fetch(&k, "w", 1000, 1, limits(3)).await.unwrap().len(),
+        1000
+    );
+    assert_eq!(
+        b.fetch(&k, "w", 1000, 2, limits(3)).await.unwrap().len(),
+        500
+    );
     let mut items: Vec<AckItem> = (0..1500)
         .map(|i| {
             let (batch, index) = if i < 1000 { (1, i) } else { (2, i - 1000) };
@@ -358,7 +399,7 @@ async fn one_ack_call_settles_jobs_with_their_own_ttl_and_outcome() {
         b,
     } = scripted("mixed", &["w"]).await;
     lpush(&mut con, &q, &echo_jobs("m", 4)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 4);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 4);
     let item = |i: usize, ttl: u64| ack_item(1, i, format!("m{i}"), ttl);
     let items = [item(0, 600), item(1, 0), item(2, 30), item(3, 600)];
     assert_eq!(b.ack(&k, "w", &items).await.unwrap(), AckReply::default());
@@ -395,7 +436,7 @@ async fn an_ack_leaves_a_job_with_an_unwritable_notification_list_held_and_settl
     } = scripted("evil", &["w"]).await;
     redis_cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("e", 3)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 3);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 3);
     let mut items: Vec<AckItem> = (0..3)
         .map(|i| ack_item(1, i, format!("e{i}"), 60))
         .collect();
@@ -430,7 +471,7 @@ async fn an_ack_leaves_a_job_whose_unique_lock_is_not_a_string_held() {
     } = scripted("evillock", &["w"]).await;
     redis_cmd(&mut con, &["LPUSH", &k.unique("u"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("u", 2)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 2);
     let mut items: Vec<AckItem> = (0..2)
         .map(|i| ack_item(1, i, format!("u{i}"), 60))
         .collect();
@@ -471,10 +512,10 @@ async fn a_burial_into_a_dead_set_of_the_wrong_type_writes_nothing_and_keeps_the
     } = scripted("baddead", &["w"]).await;
     redis_cmd(&mut con, &["SET", &k.dead, "x"]).await;
     lpush(&mut con, &q, &echo_jobs("d", 1)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
     let max_age = Duration::from_secs(3600);
     let err = b
-        .bury(&k, "w", &bury_item(1, 0, "d0"), 100, max_age)
+        .bury(&k, "w", &bury_item(1, 0, "d0"), caps_aged(100, max_age))
         .await
         .unwrap_err();
     assert!(err.to_string().contains(&k.dead), "{err}");
@@ -483,8 +524,10 @@ async fn a_burial_into_a_dead_set_of_the_wrong_type_writes_nothing_and_keeps_the
     assert!(!exists(&mut con, &k.stats).await, "nothing counted");
     // Once the key is fixed the same burial goes through.
     redis_cmd(&mut con, &["DEL", &k.dead]).await;
-    let buried = b.bury(&k, "w", &bury_item(1, 0, "d0"), 100, max_age).await;
-    assert_eq!(buried.unwrap(), Some(String::new()));
+    let buried = b
+        .bury(&k, "w", &bury_item(1, 0, "d0"), caps_aged(100, max_age))
+        .await;
+    assert_eq!(buried.unwrap(), Some((String::new(), 0)));
     assert_eq!(zcard(&mut con, &k.dead).await, 1);
     assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
 }
@@ -502,14 +545,15 @@ async fn a_burial_skips_a_notification_list_of_the_wrong_type() {
     } = scripted("badlist", &["w"]).await;
     redis_cmd(&mut con, &["SET", &k.batch("evil"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("s", 1)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
     let mut item = bury_item(1, 0, "s0");
     item.batch = Some("evil".into());
     let skipped = b
-        .bury(&k, "w", &item, 100, Duration::from_secs(3600))
+        .bury(&k, "w", &item, caps_aged(100, Duration::from_secs(3600)))
         .await
         .unwrap()
-        .expect("ours");
+        .expect("ours")
+        .0;
     assert!(skipped.contains(&k.batch("evil")), "{skipped}");
     assert_eq!(zcard(&mut con, &k.dead).await, 1);
     assert!(exists(&mut con, &k.result("s0")).await);
@@ -528,7 +572,7 @@ async fn a_retry_into_a_delayed_set_of_the_wrong_type_writes_nothing_and_keeps_t
     } = scripted("baddelayed", &["w"]).await;
     redis_cmd(&mut con, &["SET", &k.delayed, "x"]).await;
     lpush(&mut con, &q, &echo_jobs("r", 1)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
     let item = toolq::queue::RetryItem {
         seq: slot(1, 0),
         id: "r0".into(),
@@ -584,7 +628,7 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
     let stale = redis_time_ms(&mut con).await - 60_000;
     redis_cmd(&mut con, &["ZADD", &k.workers, &stale.to_string(), "a"]).await;
     assert_eq!(
-        b.recover(&k, "a", Duration::from_secs(1), 3, 100)
+        b.recover(&k, "a", Duration::from_secs(1), 3, caps(100))
             .await
             .unwrap(),
         Some((0, vec![]))
@@ -593,7 +637,10 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
     assert!(handle.await.unwrap().unwrap(), "the wait saw the job");
     assert_eq!(llen(&mut con, &k.pending).await, 1, "still pending");
     assert!(!exists(&mut con, &k.landing("a")).await);
-    assert_eq!(b.fetch(&k, "live", 10, 1, 3).await.unwrap().len(), 1);
+    assert_eq!(
+        b.fetch(&k, "live", 10, 1, limits(3)).await.unwrap().len(),
+        1
+    );
 }
 
 /// A graceful stop puts back every held job and leaves the worker set in
@@ -610,8 +657,8 @@ async fn a_stop_puts_held_jobs_back_and_deregisters_in_one_step_or_not_at_all() 
         b,
     } = scripted("stop", &["w"]).await;
     lpush(&mut con, &q, &echo_jobs("s", 3)).await;
-    assert_eq!(b.fetch(&k, "w", 2, 1, 3).await.unwrap().len(), 2);
-    assert_eq!(b.fetch(&k, "w", 2, 2, 3).await.unwrap().len(), 1);
+    assert_eq!(b.fetch(&k, "w", 2, 1, limits(3)).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "w", 2, 2, limits(3)).await.unwrap().len(), 1);
     // Nothing can be written while pending holds the wrong type.
     let jobs_left: Vec<String> = redis::cmd("LRANGE")
         .arg(&k.pending)
@@ -633,7 +680,7 @@ async fn a_stop_puts_held_jobs_back_and_deregisters_in_one_step_or_not_at_all() 
     // Back at the front, oldest first.
     b.heartbeat(&k, "next", true).await.unwrap();
     let ids: Vec<String> = b
-        .fetch(&k, "next", 10, 1, 3)
+        .fetch(&k, "next", 10, 1, limits(3))
         .await
         .unwrap()
         .iter()
@@ -655,7 +702,7 @@ async fn a_batch_put_back_by_its_number_returns_only_its_unsettled_jobs() {
         b,
     } = scripted("batchback", &["w"]).await;
     lpush(&mut con, &q, &echo_jobs("p", 4)).await;
-    assert_eq!(b.fetch(&k, "w", 3, 7, 3).await.unwrap().len(), 3);
+    assert_eq!(b.fetch(&k, "w", 3, 7, limits(3)).await.unwrap().len(), 3);
     b.ack(&k, "w", &[ack_item(7, 1, "p1".into(), 60)])
         .await
         .unwrap();
@@ -686,19 +733,19 @@ async fn a_recovery_that_cannot_bury_its_poison_job_writes_nothing() {
         r#"{"tool":"echo","args":{},"id":"fine"}"#.to_owned(),
     ];
     lpush(&mut con, &q, &jobs).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 9).await.unwrap().len(), 2);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(9)).await.unwrap().len(), 2);
     redis_cmd(&mut con, &["SET", &k.dead, "x"]).await;
     let stale = redis_time_ms(&mut con).await - 60_000;
     redis_cmd(&mut con, &["ZADD", &k.workers, &stale.to_string(), "w"]).await;
     assert!(b
-        .recover(&k, "w", Duration::from_secs(1), 3, 100)
+        .recover(&k, "w", Duration::from_secs(1), 3, caps(100))
         .await
         .is_err());
     assert_eq!(llen(&mut con, &k.pending).await, 0);
     assert_eq!(held_count(&mut con, &k.active("w")).await, 2);
     redis_cmd(&mut con, &["DEL", &k.dead]).await;
     let (recovered, buried) = b
-        .recover(&k, "w", Duration::from_secs(1), 3, 100)
+        .recover(&k, "w", Duration::from_secs(1), 3, caps(100))
         .await
         .unwrap()
         .unwrap();
@@ -740,7 +787,7 @@ async fn a_fetch_that_cannot_hold_its_jobs_takes_none() {
     } = scripted("badactive", &["w"]).await;
     redis_cmd(&mut con, &["SET", &k.active("w"), "x"]).await;
     lpush(&mut con, &q, &echo_jobs("f", 3)).await;
-    assert!(b.fetch(&k, "w", 10, 1, 3).await.is_err());
+    assert!(b.fetch(&k, "w", 10, 1, limits(3)).await.is_err());
     assert_eq!(llen(&mut con, &k.pending).await, 3);
 }
 
@@ -757,7 +804,7 @@ async fn a_retried_park_whose_first_try_landed_is_stale_not_due() {
         b,
     } = scripted("repark", &["w"]).await;
     lpush(&mut con, &q, &echo_jobs("p", 1)).await;
-    assert_eq!(b.fetch(&k, "w", 10, 1, 3).await.unwrap().len(), 1);
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
     let now = redis_time_ms(&mut con).await;
     let park = |due_ms: u64| toolq::queue::DeferItem {
         seq: slot(1, 0),
@@ -792,4 +839,183 @@ async fn a_promotion_that_cannot_push_keeps_the_jobs_delayed() {
     redis_cmd(&mut con, &["SET", &k.pending, "x"]).await;
     assert!(b.promote(&k, 100).await.is_err());
     assert_eq!(zcard(&mut con, &k.delayed).await, 1);
+}
+
+/// A payload over the fetch's byte limit never leaves Redis: the fetch holds
+/// and hands over a stand-in (size, SHA-1, head) in its place, between the
+/// ordinary jobs around it, and the payload is gone from pending.
+#[tokio::test]
+async fn an_oversized_payload_is_held_and_handed_over_as_a_stand_in() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("oversized", &["w"]).await;
+    let big = format!(
+        r#"{{"id":"big","batch":"b1","tool":"echo","args":{{"s":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let jobs = echo_jobs("n", 2);
+    lpush(
+        &mut con,
+        &q,
+        &[jobs[0].clone(), big.clone(), jobs[1].clone()],
+    )
+    .await;
+    let limits = FetchLimits {
+        solo_at: 3,
+        max_bytes: 1 << 20,
+        head_bytes: 40,
+    };
+    let fetched = b.fetch(&k, "w", 10, 1, limits).await.unwrap();
+    assert_eq!(fetched.len(), 3);
+    assert_eq!(fetched[0], jobs[0].as_bytes());
+    assert_eq!(fetched[2], jobs[1].as_bytes());
+    let o = toolq::queue::Oversized::decode(&fetched[1]).expect("a stand-in");
+    assert_eq!(o.bytes, big.len() as u64);
+    assert_eq!(o.sha1, sha1_smol::Sha1::from(&big).digest().to_string());
+    assert_eq!(o.head, &big.as_bytes()[..40]);
+    assert_eq!(llen(&mut con, &k.pending).await, 0);
+    // The active hash holds the stand-in, not the payload.
+    let held: Vec<Vec<u8>> = redis::cmd("HVALS")
+        .arg(k.active("w"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let bytes: usize = held.iter().map(Vec::len).sum();
+    assert!(bytes < 1024, "active hash holds {bytes} bytes");
+    // A stand-in recovered to pending is small: fetched again as it is.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        b.recover(&k, "w", Duration::ZERO, 3, caps(100))
+            .await
+            .unwrap()
+            .map(|r| r.0),
+        Some(3)
+    );
+    assert!(b.heartbeat(&k, "w2", true).await.unwrap());
+    let again = b.fetch(&k, "w2", 10, 1, limits).await.unwrap();
+    assert_eq!(again[1], fetched[1]);
+}
+
+/// Seeds `n` held echo jobs on worker `w` and buries them one by one with
+/// dead entries of about `size` bytes; returns the entries' lengths.
+async fn bury_sized(
+    b: &toolq::queue::Broker,
+    con: &mut Con,
+    q: &str,
+    n: usize,
+    size: usize,
+    caps: DeadCaps,
+) -> Vec<usize> {
+    let k = QueueKeys::new(q);
+    lpush(con, q, &echo_jobs("z", n)).await;
+    assert_eq!(b.fetch(&k, "w", n, 1, limits(3)).await.unwrap().len(), n);
+    let mut lengths = Vec::new();
+    for i in 0..n {
+        let mut item = bury_item(1, i, &format!("z{i}"));
+        item.dead_entry_prefix = format!(
+            r#"{{"job":{{"id":"z{i}","pad":"{}"}},"error":{{"kind":"k","message":"m"}},"died_at":"#,
+            "p".repeat(size)
+        );
+        b.bury(&k, "w", &item, caps).await.unwrap().expect("ours");
+        let t = redis_time_ms(con).await;
+        lengths.push(item.dead_entry_prefix.len() + t.to_string().len() + 1);
+    }
+    lengths
+}
+
+async fn dead_set_bytes(con: &mut Con, k: &QueueKeys) -> (usize, Vec<String>) {
+    let entries: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&k.dead)
+        .arg(0)
+        .arg(-1)
+        .query_async(con)
+        .await
+        .unwrap();
+    (entries.iter().map(String::len).sum(), entries)
+}
+
+async fn stat(con: &mut Con, k: &QueueKeys, field: &str) -> Option<u64> {
+    redis::cmd("HGET")
+        .arg(&k.stats)
+        .arg(field)
+        .query_async(con)
+        .await
+        .unwrap()
+}
+
+/// The dead set is capped in bytes as well as by count: burials drop the
+/// oldest entries beyond `max_bytes`, keep the byte count exact in the
+/// stats hash and count what they dropped in `dead_trimmed`.
+#[tokio::test]
+async fn the_dead_set_is_trimmed_to_its_byte_cap_oldest_first() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("deadbytes", &["w"]).await;
+    let caps = DeadCaps {
+        max_bytes: 3500,
+        ..caps(100)
+    };
+    bury_sized(&b, &mut con, &q, 10, 1000, caps).await;
+    let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
+    assert_eq!(entries.len(), 3, "three entries of ~1,070 bytes fit 3,500");
+    assert!(bytes <= 3500);
+    assert!(entries[2].contains(r#""id":"z9""#), "the newest stays");
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
+    assert_eq!(stat(&mut con, &k, "dead_trimmed").await, Some(7));
+    assert_eq!(stat(&mut con, &k, "dead").await, Some(10));
+    // A lone entry over the cap stays: a burial always leaves its record.
+    let tiny = DeadCaps {
+        max_bytes: 10,
+        ..caps
+    };
+    bury_sized(&b, &mut con, &q, 1, 1000, tiny).await;
+    let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
+    // A purge drops the count; the next burial sums the set again.
+    b.dead_purge(&k, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, None);
+    bury_sized(&b, &mut con, &q, 2, 10, caps).await;
+    let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
+    assert_eq!(entries.len(), 3);
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
+}
+
+/// A dead set written before the byte count (no `dead_bytes`) is summed by
+/// the first burial, so the cap holds from then on.
+#[tokio::test]
+async fn a_dead_set_without_a_byte_count_is_summed_by_the_next_burial() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("deadsum", &["w"]).await;
+    let now = redis_time_ms(&mut con).await;
+    for i in 0..5u64 {
+        let entry = format!(r#"{{"job":"old{i}{}","died_at":1}}"#, "o".repeat(500));
+        let score = (now - 1000 + i).to_string();
+        redis_cmd(&mut con, &["ZADD", &k.dead, &score, &entry]).await;
+    }
+    let caps = DeadCaps {
+        max_bytes: 2000,
+        ..caps(100)
+    };
+    bury_sized(&b, &mut con, &q, 1, 10, caps).await;
+    let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
+    assert!(bytes <= 2000, "{bytes}");
+    assert_eq!(entries.len(), 4, "two old entries went");
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
+    assert_eq!(stat(&mut con, &k, "dead_trimmed").await, Some(2));
 }

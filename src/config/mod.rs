@@ -46,6 +46,12 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_MAX_RECOVERIES: u32 = 3;
 pub const DEFAULT_DEAD_MAX_JOBS: u64 = 100_000;
 pub const DEFAULT_DEAD_MAX_AGE_S: u64 = 7 * 24 * 3600;
+/// The dead set's size in bytes, besides its count: 100,000 entries of a
+/// megabyte each would otherwise be 100 GB of Redis memory.
+pub const DEFAULT_DEAD_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Most bytes of a raw payload (one that was not a valid job) a dead entry
+/// keeps; a longer one is kept as this prefix, its size and its SHA-1.
+pub const DEFAULT_DEAD_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_BACKOFF_BASE_MS: u64 = 1000;
 pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_600_000;
 /// Most jobs taken per fetch round trip (bounded by free permits too).
@@ -105,6 +111,11 @@ pub struct Config {
     pub max_recoveries: u32,
     pub dead_max_jobs: u64,
     pub dead_max_age_s: u64,
+    /// Total bytes of dead entries kept; the oldest go first beyond it.
+    pub dead_max_bytes: u64,
+    /// Most bytes of a raw payload a dead entry keeps (the rest is summed
+    /// up by its size and SHA-1), so hostile payloads cannot fill Redis.
+    pub dead_max_payload_bytes: usize,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub fetch_batch: usize,
@@ -145,6 +156,8 @@ impl Default for Config {
             max_recoveries: DEFAULT_MAX_RECOVERIES,
             dead_max_jobs: DEFAULT_DEAD_MAX_JOBS,
             dead_max_age_s: DEFAULT_DEAD_MAX_AGE_S,
+            dead_max_bytes: DEFAULT_DEAD_MAX_BYTES,
+            dead_max_payload_bytes: DEFAULT_DEAD_MAX_PAYLOAD_BYTES,
             backoff_base_ms: DEFAULT_BACKOFF_BASE_MS,
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             fetch_batch: DEFAULT_FETCH_BATCH,

@@ -61,13 +61,15 @@ impl Config {
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
             ));
         }
-        let positive: [(&'static str, u64); 8] = [
+        let positive: [(&'static str, u64); 10] = [
             ("max_attempts", self.max_attempts as u64),
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("max_json_depth", self.max_json_depth as u64),
             ("fetch_batch", self.fetch_batch as u64),
             ("ack_batch", self.ack_batch as u64),
             ("dead_max_jobs", self.dead_max_jobs),
+            ("dead_max_bytes", self.dead_max_bytes),
+            ("dead_max_payload_bytes", self.dead_max_payload_bytes as u64),
             ("max_recoveries", self.max_recoveries as u64),
             ("unique_ttl_s", self.unique_ttl_s),
         ];
@@ -183,6 +185,8 @@ const AT_LEAST_ONE: &[&str] = &[
     "fetch_batch",
     "ack_batch",
     "dead_max_jobs",
+    "dead_max_bytes",
+    "dead_max_payload_bytes",
     "max_recoveries",
     "unique_ttl_s",
 ];

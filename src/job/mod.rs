@@ -4,13 +4,15 @@
 //! producer; the queue itself only moves opaque payloads.
 
 mod dead;
+mod head;
 mod result;
 mod rewrite;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use dead::{dead_entry_prefix, DeadJob};
+pub use dead::{dead_entry_prefix, DeadJob, Truncated};
+pub use head::{read_head, Head};
 pub use result::{ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::job;
 use crate::queue::{DeadRetry, QueueKeys};
 
-use super::{Producer, Result};
+use super::{Producer, ProducerError, Result};
 
 /// Dead entries read per round trip by `dead_list` and `dead_retry_all`.
 const DEAD_PAGE: usize = 500;
@@ -23,6 +23,12 @@ pub struct QueueStats {
     pub active: u64,
     pub delayed: u64,
     pub dead: u64,
+    /// The dead set's size in bytes, as the burials keep count of it (see
+    /// `dead_max_bytes`); 0 before the first burial of this build.
+    pub dead_bytes: u64,
+    /// Dead entries dropped, oldest first, to keep the dead set within its
+    /// count and byte caps (`dead_max_jobs`, `dead_max_bytes`).
+    pub dead_trimmed: u64,
     /// An operator paused it: workers take no job from it.
     pub paused: bool,
     /// Workers whose heartbeat is recent.
@@ -66,7 +72,9 @@ impl DeadEntry {
         let v: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
         let text = |v: &Value| v.as_str().map(str::to_owned);
         DeadEntry {
-            id: text(&v["job"]["id"]),
+            // A payload kept only in part has its id, if it was readable,
+            // beside it (`truncated.id`).
+            id: text(&v["job"]["id"]).or_else(|| text(&v["truncated"]["id"])),
             tool: text(&v["job"]["tool"]),
             attempt: v["job"]["attempt"].as_u64(),
             error_kind: text(&v["error"]["kind"]),
@@ -126,6 +134,8 @@ impl Producer {
             active: depths.active,
             delayed: depths.delayed,
             dead: depths.dead,
+            dead_bytes: total("dead_bytes"),
+            dead_trimmed: total("dead_trimmed"),
             paused: self.is_paused(queue).await?,
             workers,
             totals: Totals {
@@ -163,7 +173,8 @@ impl Producer {
     }
 
     /// Puts the dead job `id` back on `pending` with its attempts reset;
-    /// false when no dead job has that id.
+    /// false when no dead job has that id. Refused when its payload was
+    /// kept only in part (over a size limit): it cannot be rebuilt.
     pub async fn dead_retry(&self, queue: &str, id: &str, unique_ttl: Duration) -> Result<bool> {
         let keys = QueueKeys::new(queue);
         // The id as it appears inside the stored JSON (escaped).
@@ -177,7 +188,17 @@ impl Producer {
             .map(DeadEntry::parse)
             .filter(|e| e.id.as_deref() == Some(id))
             .max_by_key(|e| e.died_at);
-        let Some(item) = newest.and_then(|e| fresh_run(e.raw)) else {
+        let Some(entry) = newest else {
+            return Ok(false);
+        };
+        if let Some(bytes) = truncated_bytes(&entry.raw) {
+            return Err(ProducerError::Refused(format!(
+                "dead job {id} cannot be retried: its payload was {bytes} bytes, over a size \
+                 limit, and the dead set keeps only its first bytes, size and SHA-1; \
+                 enqueue it again from its source"
+            )));
+        }
+        let Some(item) = fresh_run(entry.raw) else {
             return Ok(false);
         };
         Ok(self.broker.dead_retry(&keys, &[item], unique_ttl).await? == 1)
@@ -218,6 +239,12 @@ impl Producer {
             .dead_purge(&QueueKeys::new(queue), older_than)
             .await?)
     }
+}
+
+/// The size of the payload a dead entry keeps only in part, if it does.
+fn truncated_bytes(entry: &str) -> Option<u64> {
+    let v: Value = serde_json::from_str(entry).ok()?;
+    v.get("truncated")?.get("bytes")?.as_u64()
 }
 
 /// The job of a dead entry, rewritten to run afresh: attempts and

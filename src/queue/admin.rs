@@ -129,6 +129,7 @@ impl Broker {
             let lock = item.unique_key.as_deref().map(|u| keys.unique(u));
             inv.key(&result).key(lock.unwrap_or(result.clone()));
         }
+        inv.key(&keys.stats);
         inv.arg(unique_ttl.as_secs().max(1));
         for item in items {
             inv.arg(&item.entry)
@@ -149,6 +150,7 @@ impl Broker {
         let mut c = self.conn().await?;
         scripts::DEAD_PURGE
             .key(&keys.dead)
+            .key(&keys.stats)
             .arg(age)
             .invoke_async(&mut c)
             .await

@@ -66,14 +66,15 @@ impl Broker {
     /// active hash as one batch; the i-th payload returned is held in slot
     /// [`slot`]`(batch, i)`. `batch` must be a number this worker has not
     /// fetched under before. A job already recovered `solo_at` times comes
-    /// back alone (see `fetch.lua`).
+    /// back alone (see `fetch.lua`). A payload over `limits.max_bytes`
+    /// comes back as an [`Oversized`](super::Oversized) stand-in.
     pub async fn fetch(
         &self,
         keys: &QueueKeys,
         worker: &str,
         max: usize,
         batch: u64,
-        solo_at: u32,
+        limits: FetchLimits,
     ) -> Result<Vec<Vec<u8>>> {
         let mut c = self.conn().await?;
         scripts::FETCH
@@ -83,7 +84,9 @@ impl Broker {
             .arg(max.min(BATCH_SLOTS as usize))
             .arg(batch)
             .arg(worker)
-            .arg(solo_at)
+            .arg(limits.solo_at)
+            .arg(limits.max_bytes)
+            .arg(limits.head_bytes)
             .invoke_async(&mut c)
             .await
             .map_err(|e| match e.code() {
@@ -171,17 +174,16 @@ impl Broker {
         Ok(done == 1)
     }
 
-    /// Buries a job in `dead`, capped at `max_jobs` entries and `max_age`.
-    /// `None` when it was no longer ours; otherwise why a key of the job's own
-    /// was skipped, if one was (empty when none).
+    /// Buries a job in `dead`, trimmed to `caps`. `None` when it was no
+    /// longer ours; otherwise why a key of the job's own was skipped, if one
+    /// was (empty when none), and how many entries the caps dropped.
     pub async fn bury(
         &self,
         keys: &QueueKeys,
         worker: &str,
         item: &BuryItem,
-        max_jobs: u64,
-        max_age: Duration,
-    ) -> Result<Option<String>> {
+        caps: DeadCaps,
+    ) -> Result<Option<(String, u64)>> {
         let mut inv = scripts::BURY.prepare_invoke();
         inv.key(keys.active(worker))
             .key(&keys.dead)
@@ -207,18 +209,19 @@ impl Broker {
             .arg(entry)
             .arg(ttl)
             .arg(&item.result)
-            .arg(max_jobs)
-            .arg(max_age.as_millis() as u64)
-            .arg(item.id.as_deref().unwrap_or(""));
+            .arg(caps.max_jobs)
+            .arg(caps.max_age.as_millis() as u64)
+            .arg(item.id.as_deref().unwrap_or(""))
+            .arg(caps.max_bytes);
         if item.unique_key.is_some() {
             inv.arg("1");
         }
         let mut c = self.conn().await?;
-        let (done, skipped): (i64, String) = inv
+        let (done, skipped, trimmed): (i64, String, u64) = inv
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("bury", e))?;
-        Ok((done == 1).then_some(skipped))
+        Ok((done == 1).then_some((skipped, trimmed)))
     }
 
     /// Parks a job in `delayed` unless it is due by Redis's clock. Returns
@@ -290,6 +293,27 @@ impl Broker {
             .await
             .map_err(|e| self.fail("held", e))
     }
+}
+
+/// How far the dead set may grow: entries older than `max_age`, beyond
+/// `max_jobs`, or (oldest first) beyond `max_bytes` in total are dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadCaps {
+    pub max_jobs: u64,
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+/// What a fetch hands over as it is and what it keeps back.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    /// Recoveries at which a job is a suspect and comes back alone.
+    pub solo_at: u32,
+    /// Longest payload handed over; a longer one comes back as a stand-in
+    /// (`Oversized`), so its bytes never leave Redis.
+    pub max_bytes: usize,
+    /// Bytes of an oversized payload's head its stand-in keeps.
+    pub head_bytes: usize,
 }
 
 /// Which held jobs [`Broker::requeue`] puts back.

@@ -12,6 +12,7 @@
 //! - `control`: operator control: the queue registry, pause, finding,
 //!   cancelling and listing jobs, deleting a queue.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
+//! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
@@ -25,6 +26,7 @@ mod enqueue;
 mod inspect;
 mod jobs;
 pub mod keys;
+mod oversized;
 mod scripts;
 mod workers;
 
@@ -35,8 +37,9 @@ pub use cache::{CacheClaim, RateSlot};
 pub use connection::RedisTarget;
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
 pub use enqueue::{ChunkOutcome, EnqueueItem};
-pub use jobs::{slot, Requeue, BATCH_SLOTS};
+pub use jobs::{slot, DeadCaps, FetchLimits, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;
+pub use oversized::Oversized;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 //! `redis::Script` sends EVALSHA and loads the script on NOSCRIPT, so a Redis
 //! restart (which forgets scripts) needs no special handling. Scripts that
 //! settle or read held jobs get `held.lua` (the active hash's layout and its
-//! helpers) prepended: Redis scripts cannot include one another.
+//! helpers) prepended, and those that add to the dead set `dead_set.lua`
+//! (its caps): Redis scripts cannot include one another.
 
 use std::sync::LazyLock;
 
@@ -22,6 +23,15 @@ macro_rules! script {
             ))
         });
     };
+    ($name:ident, $file:literal, held_dead) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/held.lua"),
+                include_str!("scripts/dead_set.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
+    };
     ($name:ident, $file:literal, held) => {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
@@ -35,12 +45,12 @@ macro_rules! script {
 script!(FETCH, "fetch.lua");
 script!(ACK, "ack.lua", held);
 script!(RETRY, "retry.lua", held);
-script!(BURY, "bury.lua", held);
+script!(BURY, "bury.lua", held_dead);
 script!(DEFER, "defer.lua", held);
 script!(PROMOTE, "promote.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(STALE_WORKERS, "stale_workers.lua");
-script!(RECOVER, "recover.lua", held);
+script!(RECOVER, "recover.lua", held_dead);
 script!(REQUEUE, "requeue.lua", held);
 script!(RATE_LIMIT, "rate_limit.lua");
 script!(UNLOCK, "unlock.lua");

@@ -61,7 +61,8 @@ impl Broker {
     }
 
     /// Moves a dead worker's jobs back to the front of pending (or buries
-    /// those recovered more than `max_recoveries` times). Returns how many
+    /// those recovered more than `max_recoveries` times, into a dead set
+    /// trimmed to `caps`). Returns how many
     /// were recovered and the payloads buried (the caller writes their
     /// results), or `None` when the worker turned out alive.
     pub async fn recover(
@@ -70,7 +71,7 @@ impl Broker {
         dead_worker: &str,
         timeout: Duration,
         max_recoveries: u32,
-        dead_max_jobs: u64,
+        caps: super::DeadCaps,
     ) -> Result<Option<(u64, Vec<String>)>> {
         let mut c = self.conn().await?;
         let (recovered, buried): (i64, Vec<String>) = scripts::RECOVER
@@ -84,7 +85,9 @@ impl Broker {
             .arg(dead_worker)
             .arg(timeout.as_millis() as u64)
             .arg(max_recoveries)
-            .arg(dead_max_jobs)
+            .arg(caps.max_jobs)
+            .arg(caps.max_age.as_millis() as u64)
+            .arg(caps.max_bytes)
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("reap", e))?;

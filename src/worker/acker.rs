@@ -172,14 +172,16 @@ impl Writer {
                 }
             }
             Settle::Bury { item, tm } => {
-                let (max, age) = (ctx.config.dead_max_jobs, ctx.config.dead_max_age());
+                let caps = ctx.dead_caps();
                 let written = self
-                    .persist(qi, "bury", || {
-                        ctx.broker.bury(keys, worker, &item, max, age)
-                    })
+                    .persist(qi, "bury", || ctx.broker.bury(keys, worker, &item, caps))
                     .await;
                 if let Some((buried, retried)) = written {
-                    if let Some(skipped) = buried.as_deref() {
+                    if let Some((skipped, trimmed)) = &buried {
+                        if *trimmed > 0 {
+                            tracing::debug!(queue = %keys.name, trimmed,
+                                "dropped the oldest dead entries to keep the dead set within its caps");
+                        }
                         if item.cancelled {
                             tm.cancelled.increment(1);
                         } else {

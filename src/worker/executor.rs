@@ -74,6 +74,9 @@ pub async fn execute(
         // back, fenced, so a job still ours is not stranded.
         return Some(Outcome::put_back(taken.queue, taken.slot));
     }
+    if let Some(o) = crate::queue::Oversized::decode(&taken.payload) {
+        return Some(super::oversized::bury_oversized(&ctx, &taken, &o));
+    }
     let job = match job::parse(&taken.payload, ctx.limits) {
         Ok(job) => job,
         Err(e) => return Some(bury_invalid(&ctx, &taken, e.kind(), e.to_string())),

@@ -23,7 +23,7 @@ use super::lifeline::Lifeline;
 use super::outage::retry_delay;
 use super::outcome::{Outcome, Settle};
 use crate::job::recoveries_of;
-use crate::queue::{slot, QueueError};
+use crate::queue::{slot, FetchLimits, QueueError};
 
 /// Longest idle wait without a wake-up before fetching again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -143,7 +143,11 @@ impl Fetcher {
         stop: &CancellationToken,
     ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
-        let solo_at = ctx.config.max_recoveries.max(1);
+        let limits = FetchLimits {
+            solo_at: ctx.config.max_recoveries.max(1),
+            max_bytes: ctx.limits.max_bytes,
+            head_bytes: ctx.config.dead_max_payload_bytes,
+        };
         for qi in ctx.queues.order() {
             if ctx.control.is_paused(qi) {
                 continue;
@@ -159,7 +163,7 @@ impl Fetcher {
             let lifeline = ctx.control.lifeline(qi);
             let fetched = ctx
                 .broker
-                .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, batch, solo_at)
+                .fetch(&ctx.queues.keys[qi], &ctx.worker_id, want, batch, limits)
                 .await;
             let payloads = match fetched {
                 Ok(p) => p,

@@ -3,7 +3,8 @@
 //! - `fetcher`: permits first, then one batch fetch per queue; a task per job.
 //! - `waiter`: blocking wake-ups while idle (no polling).
 //! - `executor`: one job's task: parse, then its `attempt` (park, validate,
-//!   guard, call, conclude), whose `outcome` goes to the acker.
+//!   guard, call, conclude), whose `outcome` goes to the acker; a payload
+//!   over the size limit arrives as a stand-in, buried by `oversized`.
 //! - `guard`: around the call: `cache` (tool result cache, stampede lock)
 //!   and `rate_limit` (per-tool limit shared by all workers).
 //! - `acker`: the one writer of outcomes (ack, retry, bury, park, put back),
@@ -29,6 +30,7 @@ mod metrics_init;
 mod monitor;
 mod outage;
 mod outcome;
+mod oversized;
 mod queues;
 mod rate_limit;
 mod reaper;

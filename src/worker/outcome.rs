@@ -248,7 +248,7 @@ fn bury_job(
     let with_id = job::rewrite_payload(b.payload, b.id, b.job.attempt, b.job.recoveries).ok();
     let dead_job = match &with_id {
         Some(p) => DeadJob::Parsed(p),
-        None => DeadJob::Raw(b.payload),
+        None => DeadJob::raw(b.payload, ctx.config.dead_max_payload_bytes),
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info, &ctx.worker_id, b.slot);
     let result = result_doc(ctx, b.job, b.id, Doc::failed("dead", &info, t));
@@ -290,6 +290,11 @@ pub(super) fn bury_unwritable(
         id: &item.id,
     };
     bury_job(ctx, &buried, error("unwritable", why), None, tm)
+}
+
+/// The `dead` result of a job refused before it ran (see `oversized`).
+pub(super) fn dead_result(ctx: &Ctx, job: &Job, id: &str, info: &ErrorInfo) -> String {
+    result_doc(ctx, job, id, Doc::failed("dead", info, None))
 }
 
 /// What a result document says of the attempt, besides the job itself.
@@ -369,7 +374,7 @@ fn bury_invalid_at(
             seq: slot,
             id: None,
             dead_entry_prefix: job::dead_entry_prefix(
-                &DeadJob::Raw(payload),
+                &DeadJob::raw(payload, ctx.config.dead_max_payload_bytes),
                 &info,
                 &ctx.worker_id,
                 slot,

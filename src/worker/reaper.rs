@@ -56,7 +56,7 @@ impl Reaper {
                         dead,
                         timeout,
                         ctx.config.max_recoveries,
-                        ctx.config.dead_max_jobs,
+                        ctx.dead_caps(),
                     )
                     .await?
                 else {

@@ -1,6 +1,6 @@
 -- Buries a job in the dead set (out of attempts, permanent error, or not a
--- valid job at all) and trims the set by age and size, so it cannot grow
--- without bound.
+-- valid job at all) and trims the set by age, count and bytes (dead_set.lua),
+-- so it cannot grow without bound.
 --
 -- Everything that can fail is checked before the first write, so the
 -- script either buries the job or leaves it held: Redis keeps the writes a
@@ -13,7 +13,7 @@
 -- KEYS[3] result key of the job (any key of the queue when there is no id)
 -- KEYS[4] stats hash of the queue
 -- KEYS[5] optional notification list
--- KEYS[#KEYS] the job's unique lock, when ARGV[8] is given
+-- KEYS[#KEYS] the job's unique lock, when ARGV[9] is given
 -- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},...,"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}';
@@ -24,21 +24,23 @@
 -- ARGV[5] most entries kept in the dead set
 -- ARGV[6] oldest entry kept, in milliseconds of age
 -- ARGV[7] job id for the notification list (and the lock's expected value)
--- ARGV[8] optional: present when the last key is the job's unique lock,
+-- ARGV[8] most bytes of entries kept in the dead set
+-- ARGV[9] optional: present when the last key is the job's unique lock,
 --         released if it still names the job
--- Returns {1, skipped} when buried (skipped: '' or why a key of the job's
--- own was not written), or {0, ''} when the job was no longer ours (stale,
--- nothing written).
+-- Returns {1, skipped, trimmed} when buried (skipped: '' or why a key of the
+-- job's own was not written; trimmed: entries the count and byte caps
+-- dropped), or {0, '', 0} when the job was no longer ours (stale, nothing
+-- written).
 
 if not settle_slot(KEYS[1], ARGV[1]) then
-  return {0, ''}
+  return {0, '', 0}
 end
 expect_type(KEYS[2], 'zset')
 expect_type(KEYS[4], 'hash')
 local skipped = {}
 local last = #KEYS
 local release = false
-if ARGV[8] then
+if ARGV[9] then
   local holder = redis.pcall('GET', KEYS[last])
   if type(holder) == 'table' and holder.err then
     skipped[#skipped + 1] = 'cannot write ' .. KEYS[last] .. ': it holds a ' ..
@@ -61,10 +63,10 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cancelled = ARGV[2] == ''
+local trimmed = 0
 if not cancelled then
-  redis.call('ZADD', KEYS[2], now, ARGV[2] .. now .. '}')
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+  trimmed = dead_add(KEYS[2], KEYS[4], ARGV[2] .. now .. '}', now,
+    tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]))
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
@@ -79,4 +81,4 @@ if notify then
   redis.call('EXPIRE', KEYS[5], 86400)
 end
 save_marks(KEYS[1])
-return {1, table.concat(skipped, '; ')}
+return {1, table.concat(skipped, '; '), trimmed}

@@ -2,11 +2,14 @@
 -- clock that stamped them), or all of them.
 --
 -- KEYS[1] dead sorted set
+-- KEYS[2] stats hash of the queue: its 'dead_bytes' (the dead set's size,
+--         see dead_set.lua) is dropped, and summed again by the next burial
 -- ARGV[1] age in milliseconds: entries older than this are removed; -1
 --         removes every entry
 -- Returns how many entries were removed.
 
 local age = tonumber(ARGV[1])
+redis.call('HDEL', KEYS[2], 'dead_bytes')
 if age < 0 then
   local n = redis.call('ZCARD', KEYS[1])
   redis.call('DEL', KEYS[1])

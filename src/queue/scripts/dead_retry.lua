@@ -8,6 +8,8 @@
 -- KEYS[2]          pending list
 -- KEYS[1 + 2i]     result key of item i (i = 1..N)
 -- KEYS[2 + 2i]     unique lock of item i (its result key again when none)
+-- KEYS[#KEYS]      stats hash of the queue: its 'dead_bytes' (the dead
+--                  set's size, see dead_set.lua) loses each moved entry
 -- ARGV[1]          unique lock TTL in seconds
 -- ARGV, per item i, starting at b = 2 + (i - 1) * 4:
 --   b     the dead entry, exactly as stored
@@ -17,7 +19,10 @@
 -- Returns how many jobs were moved.
 
 local n = (#ARGV - 1) / 4
-local moved = 0
+local moved, freed = 0, 0
+-- Read first (a stats key of the wrong type fails before any write). A set
+-- of an earlier build has no byte count yet: the next burial sums it.
+local bytes = redis.call('HGET', KEYS[#KEYS], 'dead_bytes')
 for i = 1, n do
   local b = 2 + (i - 1) * 4
   -- Pushed before removed: if pending cannot be written, the entry stays.
@@ -29,6 +34,10 @@ for i = 1, n do
       redis.call('SET', KEYS[2 + 2 * i], ARGV[b + 2], 'NX', 'EX', tonumber(ARGV[1]))
     end
     moved = moved + 1
+    freed = freed + #ARGV[b]
   end
+end
+if bytes and freed > 0 then
+  redis.call('HSET', KEYS[#KEYS], 'dead_bytes', math.max(0, tonumber(bytes) - freed))
 end
 return moved

@@ -13,6 +13,10 @@
 -- ARGV[4] recoveries at which a job is a suspect: its next worker death buries
 --         it as poison, so it must first get a run alone. A suspect is
 --         returned on its own (the batch stops before it otherwise).
+-- ARGV[5] most bytes a payload may have: a longer one is replaced, in the
+--         active hash and in the reply alike, by a stand-in (below), so the
+--         worker never downloads it and the batch entry never copies it
+-- ARGV[6] bytes of an oversized payload's head that its stand-in keeps
 -- Returns the payloads, oldest first, or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
@@ -22,6 +26,19 @@ if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
 end
 
 local out = {}
+
+-- An oversized payload's stand-in: a NUL byte (no JSON text starts with
+-- one, so it never parses as a job), a marker, the payload's size and
+-- SHA-1, and its head. The worker buries it as too large, with the id read
+-- from the head if it can, and the dead entry keeps only this. The payload
+-- itself is gone once trimmed from pending: nothing more of it would be
+-- kept anyway, and a recovered stand-in is buried the same way again.
+local max_bytes = tonumber(ARGV[5])
+local head = tonumber(ARGV[6])
+local function fit(p)
+  if #p <= max_bytes then return p end
+  return '\0toolq:oversized:' .. #p .. ':' .. redis.sha1hex(p) .. ':' .. string.sub(p, 1, head)
+end
 
 local solo_at = tonumber(ARGV[4])
 local function suspect(p)
@@ -40,12 +57,12 @@ local function take_from(list, want)
     if suspect(items[i]) then
       solo = true
       if #out == 0 then
-        out[1] = items[i]
+        out[1] = fit(items[i])
         n = n + 1
       end
       break
     end
-    out[#out + 1] = items[i]
+    out[#out + 1] = fit(items[i])
     n = n + 1
   end
   return n

@@ -45,7 +45,10 @@ local function in_dead_entry(entry, id)
     return false
   end
   local ok, e = pcall(cjson.decode, entry)
-  return ok and type(e) == 'table' and type(e.job) == 'table' and e.job.id == id
+  if not ok or type(e) ~= 'table' then return false end
+  if type(e.job) == 'table' then return e.job.id == id end
+  -- A payload kept only in part: its id, if readable, is beside it.
+  return type(e.truncated) == 'table' and e.truncated.id == id
 end
 
 -- The running job `id`: {worker, slot, payload}, or nil. `tag` is the

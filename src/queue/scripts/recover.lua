@@ -16,6 +16,8 @@
 -- ARGV[2] heartbeat timeout in ms
 -- ARGV[3] most recoveries before a job is buried
 -- ARGV[4] most entries kept in the dead set
+-- ARGV[5] oldest entry kept, in milliseconds of age
+-- ARGV[6] most bytes of entries kept in the dead set (dead_set.lua)
 -- Returns {recovered, {payloads buried}} (the caller writes their results:
 -- their keys are not known before the payloads are read), or {-1, {}} when
 -- the worker is alive after all.
@@ -85,11 +87,11 @@ for _, d in ipairs(dead) do
     cjson.encode('worker died while running this job ' .. d[2] .. ' times') ..
     '},"worker":' .. cjson.encode(ARGV[1]) .. ',"slot":' .. d[3] ..
     ',"died_at":' .. now .. '}'
-  redis.call('ZADD', KEYS[5], now, entry)
+  dead_add(KEYS[5], KEYS[6], entry, now, tonumber(ARGV[4]), tonumber(ARGV[5]),
+    tonumber(ARGV[6]))
   buried[#buried + 1] = d[1]
 end
 if #buried > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[4]) + 1))
   redis.call('HINCRBY', KEYS[6], 'dead', #buried)
 end
 redis.call('DEL', KEYS[2], KEYS[3])

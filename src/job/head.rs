@@ -1,0 +1,94 @@
+//! Reading what can be read of a payload's first bytes: an oversized
+//! payload reaches the worker only as its head (see `queue::Oversized`), and
+//! its dead result must still go to its id and its waiting producer.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+/// The job fields a burial needs, as far as the head holds them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Head {
+    pub id: Option<String>,
+    pub tool: Option<String>,
+    pub batch: Option<String>,
+    pub unique_key: Option<String>,
+    pub result_ttl_s: Option<u64>,
+    pub enqueued_at: Option<u64>,
+    pub attempt: Option<u32>,
+    pub recoveries: Option<u32>,
+}
+
+/// Reads the top-level fields of a JSON object's first bytes in order,
+/// until the bytes end or stop being JSON: a field cut short is not read,
+/// the ones before it are. Fields of the wrong type are left out; large
+/// values (`args`) are skipped, not built.
+pub fn read_head(head: &[u8]) -> Head {
+    let mut out = Head::default();
+    let mut de = serde_json::Deserializer::from_slice(head);
+    // The error is where the head was cut: what came before is kept.
+    let _ = (&mut de).deserialize_map(Fields(&mut out));
+    out
+}
+
+struct Fields<'a>(&'a mut Head);
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let text = |v: Value| v.as_str().map(str::to_owned);
+        let small = |v: Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let h = &mut *self.0;
+            match key.as_ref() {
+                "id" => h.id = text(map.next_value()?),
+                "tool" => h.tool = text(map.next_value()?),
+                "batch" => h.batch = text(map.next_value()?),
+                "unique_key" => h.unique_key = text(map.next_value()?),
+                "result_ttl_s" => h.result_ttl_s = map.next_value::<Value>()?.as_u64(),
+                "enqueued_at" => h.enqueued_at = map.next_value::<Value>()?.as_u64(),
+                "attempt" => h.attempt = small(map.next_value()?),
+                "recoveries" => h.recoveries = small(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_before_the_cut_are_read() {
+        let full = r#"{"id":"j\"1","batch":"b1","tool":"echo","result_ttl_s":60,"args":{"s":"xxxxxxxxxxxx"},"unique_key":"u"}"#;
+        let cut = &full.as_bytes()[..full.find("xxxx").unwrap()];
+        let h = read_head(cut);
+        assert_eq!(h.id.as_deref(), Some("j\"1"));
+        assert_eq!(h.batch.as_deref(), Some("b1"));
+        assert_eq!(h.tool.as_deref(), Some("echo"));
+        assert_eq!(h.result_ttl_s, Some(60));
+        assert_eq!(h.unique_key, None, "after the cut");
+        assert_eq!(read_head(full.as_bytes()).unique_key.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn a_value_cut_in_the_middle_is_not_read() {
+        let h = read_head(br#"{"tool":"echo","id":"abc"#);
+        assert_eq!((h.tool.as_deref(), h.id), (Some("echo"), None));
+    }
+
+    #[test]
+    fn anything_else_reads_as_nothing() {
+        for p in [&b""[..], b"[1,2]", b"not json", b"\"s\"", b"{\"id\":7}"] {
+            assert_eq!(read_head(p), Head::default(), "{p:?}");
+        }
+    }
+}
