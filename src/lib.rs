@@ -17,7 +17,8 @@
 //!   `TOOLQ_*` variables and `*_FILE` secrets, flags; unknown keys refused;
 //!   where each value came from (`toolq config`).
 //! - [`spec`]: small values config and the modules share (queue specs, the
-//!   side port's address, masked Redis URLs, loopback addresses); a leaf.
+//!   side port's address, masked Redis URLs, loopback addresses, text made
+//!   safe for a terminal); a leaf.
 //! - [`cli`]: the subcommands behind `src/main.rs`.
 //! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
 //! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.

@@ -183,10 +183,15 @@ fn row(e: &DeadEntry, now_ms: u64) -> [String; 5] {
     }
     [
         died,
-        e.id.as_deref().unwrap_or("(no id: not a valid job)").into(),
-        e.tool.as_deref().unwrap_or("-").into(),
-        e.attempt.map_or("?".into(), |a| (a + 1).to_string()),
-        format!("{}: {message}", e.error_kind.as_deref().unwrap_or("?")),
+        e.id.as_deref()
+            .map_or("(no id: not a valid job)".into(), super::safe),
+        e.tool.as_deref().map_or("-".into(), super::safe),
+        e.attempt
+            .map_or("?".into(), |a| a.saturating_add(1).to_string()),
+        format!(
+            "{}: {message}",
+            super::safe(e.error_kind.as_deref().unwrap_or("?"))
+        ),
     ]
 }
 
@@ -233,6 +238,14 @@ mod tests {
             "2 of 630 dead jobs in queue q, newest first (--limit 0 lists all)",
         ];
         assert_eq!(text, expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn ids_and_tools_cannot_drive_the_terminal() {
+        let e = entry("a\n2026 INFO forged", "\u{1b}[2Jcalc", 0, "m");
+        let [_, id, tool, _, _] = row(&e, 0);
+        assert_eq!(id, "a\\n2026 INFO forged");
+        assert_eq!(tool, "\\u{1b}[2Jcalc");
     }
 
     #[test]

@@ -86,8 +86,9 @@ fn print_table(stats: &[QueueStats]) {
                 .unwrap_or_else(|| "?".into())
         };
         println!(
-            "  {queue}: {}  host {}  pid {}  concurrency {}  version {}",
-            w.id,
+            "  {}: {}  host {}  pid {}  concurrency {}  version {}",
+            super::safe(queue),
+            super::safe(&w.id),
             field("host"),
             field("pid"),
             field("concurrency"),

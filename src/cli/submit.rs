@@ -150,7 +150,7 @@ async fn check_catalog(producer: &Producer, lines: &mut JobLines) -> Result<usiz
                 lines.line_numbers.push(line);
             }
             Err(why) => {
-                eprintln!("line {line}: {why}");
+                eprintln!("line {line}: {}", super::safe(&why));
                 refused += 1;
             }
         }

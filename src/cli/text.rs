@@ -4,15 +4,7 @@
 /// Escapes control characters (newlines, ESC sequences) so a payload cannot
 /// forge lines or drive the terminal.
 pub fn safe(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_owned();
-    }
-    s.chars()
-        .map(|c| match c {
-            c if c.is_control() => c.escape_default().collect::<String>(),
-            c => c.to_string(),
-        })
-        .collect()
+    crate::spec::escape_controls(s).into_owned()
 }
 
 /// Columns padded to their widest cell (in characters), two spaces apart;

@@ -46,8 +46,8 @@ pub async fn run(config: &Config, a: ToolsArgs) -> Result<Exit, CliError> {
         }
         println!(
             "{:<width$}  {:<8} {:>7}  {}",
-            t.entry.name,
-            t.entry.source,
+            super::safe(&t.entry.name),
+            super::safe(&t.entry.source),
             t.workers.len(),
             description.replace(|c: char| c.is_control(), " ")
         );

@@ -84,10 +84,10 @@ fn summarise(t: &Tally, unfinished: &[String], timed_out: Option<Duration>) {
     }
     eprintln!("{line}");
     if !unfinished.is_empty() {
-        let named: Vec<&str> = unfinished
+        let named: Vec<String> = unfinished
             .iter()
             .take(NAME_UNFINISHED)
-            .map(String::as_str)
+            .map(|id| super::safe(id))
             .collect();
         let more = unfinished.len().saturating_sub(NAME_UNFINISHED);
         let more = if more > 0 {

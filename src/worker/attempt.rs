@@ -162,7 +162,7 @@ impl Attempt {
             return self.finish(settle);
         }
         let message = unknown_tool_message(&self.ctx, &self.job.tool);
-        tracing::warn!(%message, "burying job");
+        tracing::warn!(error = %message, "burying job");
         let settle = self.bury(error("unknown_tool", message), None);
         self.finish(settle)
     }

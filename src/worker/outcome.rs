@@ -367,7 +367,7 @@ fn bury_invalid_at(
     kind: &str,
     message: String,
 ) -> Settle {
-    tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, %message, "burying invalid payload");
+    tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, error = %message, "burying invalid payload");
     let info = error(kind, message);
     Settle::Bury {
         item: BuryItem {

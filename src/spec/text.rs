@@ -1,0 +1,41 @@
+//! Text from outside (job ids, tool names, error messages) made safe for a
+//! terminal or a line-based log: shared by the CLI's human output and the
+//! pretty log format.
+
+use std::borrow::Cow;
+
+/// Escapes control characters (newlines, ESC sequences, C1 codes) so a
+/// payload can neither forge lines nor drive the terminal; other text,
+/// non-ASCII included, is kept as it is.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(
+            escape_controls("plain ø"),
+            Cow::Borrowed("plain ø")
+        ));
+        assert_eq!(escape_controls("a\nINFO forged\r"), "a\\nINFO forged\\r");
+        assert_eq!(
+            escape_controls("\u{1b}[31mred\u{9b}"),
+            "\\u{1b}[31mred\\u{9b}"
+        );
+    }
+}
