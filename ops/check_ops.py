@@ -553,6 +553,9 @@ def check_acl(f: Findings) -> None:
         if name not in users:
             f.fail(f"user {name} is missing")
     for name, rules in users.items():
+        # Redis 7 selectors, `(~pattern +cmd ...)`, are checked token by
+        # token like the root rules.
+        rules = [r.strip("()") for r in rules]
         for r in rules:
             if r.lower() in FORBIDDEN_RULES:
                 f.fail(f"user {name}: rule {r} is too broad")
@@ -560,7 +563,7 @@ def check_acl(f: Findings) -> None:
                 f.fail(f"user {name}: a plaintext password that is not a change-me- placeholder")
             if r.startswith("#") and not re.fullmatch(r"#[0-9a-f]{64}", r):
                 f.fail(f"user {name}: {r[:8]}… is not a sha256 hex hash")
-        if name != "default" and not any(r.startswith("~") for r in rules):
+        if name != "default" and not any(re.match(r"(%R|%W|%RW)?~", r) for r in rules):
             f.fail(f"user {name}: no key pattern")
 
 

@@ -5,6 +5,7 @@
 //! a single refused command, and each user is refused what it must not do.
 
 mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,8 +13,9 @@ use std::time::Duration;
 use common::process::{run, toolq, Toolq};
 use common::*;
 use serde_json::{json, Value};
+use support::fake_weather::FakeWeather;
 use toolq::job::{now_ms, Job, JobResult};
-use toolq::producer::Producer;
+use toolq::producer::{BatchOptions, Producer};
 use toolq::queue::QueueKeys;
 use toolq::redis_server::RedisServer;
 
@@ -643,4 +645,203 @@ async fn scripts_widen_no_one_s_access() {
     refused(&mut monitor, "monitor", &["EVALSHA", &"0".repeat(40), "0"]).await;
     assert_eq!(llen(&mut admin, &q.pending).await, 1);
     assert!(!exists(&mut admin, &cache).await);
+}
+
+/// The only `appid` the fake weather API accepts.
+const WEATHER_KEY: &str = "acl-test-weather-key";
+
+/// A `toolq worker` process logged in as `worker`, with the weather tool
+/// pointed at `weather` under a shared 2/s rate limit, and fast heartbeats
+/// so a killed worker's jobs come back within seconds.
+fn worker_as_worker(server: &RedisServer, q: &str, weather: &FakeWeather) -> Toolq {
+    let mut cmd = toolq(&["worker", "--queue", q, "--concurrency", "4"]);
+    cmd.args([
+        "--http-addr",
+        "off",
+        "--redis-url",
+        &url_as(server, "worker"),
+    ])
+    .env("OPENWEATHER_API_KEY", WEATHER_KEY)
+    .env("TOOLQ_TOOLS__WEATHER__BASE_URL", weather.base_url())
+    .env("TOOLQ_TOOLS__WEATHER__RATE_LIMIT", "2/s")
+    .env("TOOLQ_HEARTBEAT_INTERVAL_MS", "200")
+    .env("TOOLQ_HEARTBEAT_TIMEOUT_MS", "1500")
+    .env("TOOLQ_BACKOFF_BASE_MS", "20")
+    .env("TOOLQ_BACKOFF_MAX_MS", "200");
+    Toolq::spawn(cmd)
+}
+
+fn job(id: &str, tool: &str, args: Value) -> Job {
+    let mut job = Job::new(tool, args);
+    job.id = Some(id.into());
+    job
+}
+
+/// The product's own flows, each as its own user, with not one command
+/// refused (per `ACL LOG`): the producer enqueues plain, unique (the
+/// duplicate skipped), scheduled and capped jobs and waits on its batches;
+/// workers run them with the tool cache, the shared rate limit, retries and
+/// dead jobs, and one is SIGKILLed holding a job that the other recovers;
+/// the monitor reads stats, results, dead jobs and the catalog. First, the
+/// producer's attempt to plant a cache entry (the trial's poisoning) is
+/// refused, so the first London job is a miss and the second a real hit.
+#[tokio::test]
+async fn product_flows_run_as_their_users() {
+    use sha2::{Digest, Sha256};
+    let (server, _dir) = acl_redis();
+    let weather = FakeWeather::start(WEATHER_KEY).await;
+    let q = queue_name("flows");
+    let keys = QueueKeys::new(&q);
+    let mut admin = raw(&url_as(&server, "admin")).await;
+    let w1 = worker_as_worker(&server, &q, &weather);
+    w1.wait_for_stderr("starting worker", WAIT).await;
+
+    let mut producer_raw = raw(&url_as(&server, "producer")).await;
+    let london = json!({"city": "London"});
+    let digest: String = Sha256::digest(london.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let planted = toolq::queue::keys::cache("weather", &digest);
+    let poison = r#"{"poisoned":true}"#;
+    refused(&mut producer_raw, "producer", &["SET", &planted, poison]).await;
+    // That refusal was the test's; from here on the log must stay empty.
+    redis_cmd(&mut admin, &["ACL", "LOG", "RESET"]).await;
+
+    let producer = Producer::connect(&url_as(&server, "producer"), None).unwrap();
+    let wait = BatchOptions::default();
+    for (id, cached) in [("london-1", false), ("london-2", true)] {
+        let r = producer
+            .enqueue_and_wait(&q, job(id, "weather", london.clone()), &wait, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}\n{}", w1.stderr()));
+        assert_eq!(r.status, "succeeded", "{id}: {r:?}");
+        assert_eq!(r.cached, cached, "{id}: {r:?}");
+        assert!(!r.output.unwrap().to_string().contains("poisoned"));
+    }
+    // The key planted above is the very entry the worker filled.
+    assert!(exists(&mut admin, &planted).await, "{planted}");
+
+    // A capped, awaitable batch (enqueue.lua): three cities against 2/s,
+    // a scheduled job, a dead one and two jobs sharing a unique key.
+    let mut scheduled = job("scheduled", "echo", json!({"at": "later"}));
+    scheduled.run_at = Some(now_ms() + 1000);
+    let mut dead = job("dead", "fail", json!({"permanent": true}));
+    dead.max_attempts = Some(1);
+    let mut unique = job("unique-1", "echo", json!({"u": 1}));
+    unique.unique_key = Some("only-once".into());
+    let mut duplicate = job("unique-2", "echo", json!({"u": 2}));
+    duplicate.unique_key = Some("only-once".into());
+    let capped = [
+        job("bergen", "weather", json!({"city": "Bergen"})),
+        job("tromso", "weather", json!({"city": "Tromsø"})),
+        job("bodo", "weather", json!({"city": "Bodø"})),
+        scheduled,
+        dead,
+        unique,
+        duplicate,
+    ];
+    let options = BatchOptions {
+        awaitable: true,
+        max_pending: Some(1000),
+        ..Default::default()
+    };
+    let submitted = producer.enqueue_batch(&q, &capped, &options).await.unwrap();
+    assert_eq!(submitted.duplicates, vec![6], "unique-2 is a duplicate");
+    // And a plain awaitable batch (pipelined LPUSH, SCRIPT LOAD + EVALSHA
+    // for its unique job).
+    let mut plain: Vec<Job> = (0..5)
+        .map(|i| job(&format!("plain-{i}"), "fail", json!({"times": 1})))
+        .collect();
+    plain[0].unique_key = Some("plain-unique".into());
+    let options = BatchOptions {
+        awaitable: true,
+        ..Default::default()
+    };
+    let plain = producer.enqueue_batch(&q, &plain, &options).await.unwrap();
+    let mut statuses = std::collections::BTreeMap::new();
+    for submitted in [&submitted, &plain] {
+        let mut waiter = producer.await_batch(submitted, Some(WAIT)).unwrap();
+        while let Some(f) = waiter.next().await {
+            let f = f.unwrap_or_else(|e| panic!("{e}\n{}", w1.stderr()));
+            let r = f.result.expect("a stored result");
+            statuses.insert(f.id, (r.status, r.attempts));
+        }
+    }
+    for id in ["bergen", "tromso", "bodo", "scheduled", "unique-1"] {
+        assert_eq!(statuses[id], ("succeeded".into(), 1), "{id}: {statuses:?}");
+    }
+    assert_eq!(statuses["dead"].0, "dead");
+    for i in 0..5 {
+        assert_eq!(statuses[&format!("plain-{i}")], ("succeeded".into(), 2));
+    }
+
+    // Recovery: the worker is SIGKILLed while it holds a job; a second
+    // worker, as `worker` too, recovers and runs it.
+    let slow = producer
+        .enqueue(&q, job("slow", "sleep", json!({"ms": 1500})))
+        .await
+        .unwrap();
+    eventually(WAIT, "the slow job is taken", || {
+        let mut admin = admin.clone();
+        let pending = keys.pending.clone();
+        async move { llen(&mut admin, &pending).await == 0 }
+    })
+    .await;
+    drop(w1);
+    let mut w2 = worker_as_worker(&server, &q, &weather);
+    let r = settled(&producer, &q, &slow, &w2).await;
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    assert_eq!(r.recoveries, 1, "{r:?}");
+
+    // The monitor reads what an operator watches.
+    let monitor = url_as(&server, "monitor");
+    for args in [
+        vec!["stats", "--json"],
+        vec!["tools"],
+        vec!["result", "bergen", "--queue", &q],
+        vec!["dead", "list", "--queue", &q],
+        vec!["jobs", "list", "--queue", &q, "--state", "dead"],
+    ] {
+        let mut cmd = toolq(&args);
+        cmd.args(["--redis-url", &monitor]);
+        let (status, out, err) = run(cmd, WAIT).await;
+        assert!(status.success(), "toolq {args:?} as monitor: {out}{err}");
+    }
+
+    assert_eq!(acl_denials(&mut admin).await, Vec::<String>::new());
+    w2.terminate();
+    w2.wait(WAIT).await;
+    assert!(!w2.stderr().contains("NOPERM"), "{}", w2.stderr());
+}
+
+/// The hostile-input trial's writes, replayed as the producer: three jobs
+/// pushed, then `SET` over the queue, `dead`, `stats` and `workers`, `DEL`
+/// of them and a planted cache entry. Every one is refused and the three
+/// jobs are still there.
+#[tokio::test]
+async fn the_trial_s_hostile_writes_are_refused() {
+    let (server, _dir) = acl_redis();
+    let victim = QueueKeys::new(&queue_name("victim"));
+    let mut producer = raw(&url_as(&server, "producer")).await;
+    for i in 0..3 {
+        let job = json!({"tool": "echo", "args": {"i": i}}).to_string();
+        allowed(&mut producer, "producer", &["LPUSH", &victim.pending, &job]).await;
+    }
+    let cache = toolq::queue::keys::cache("weather", &"0".repeat(64));
+    for key in [
+        &victim.pending,
+        &victim.dead,
+        &victim.stats,
+        &victim.workers,
+        &victim.active("w1"),
+        &victim.delayed,
+        &cache,
+    ] {
+        refused(&mut producer, "producer", &["SET", key, "gone"]).await;
+        refused(&mut producer, "producer", &["DEL", key]).await;
+        refused(&mut producer, "producer", &["PEXPIRE", key, "1"]).await;
+    }
+    let mut monitor = raw(&url_as(&server, "monitor")).await;
+    assert_eq!(llen(&mut monitor, &victim.pending).await, 3);
 }
