@@ -1,9 +1,13 @@
 //! What a hostile-input trial found (issue 19), each against a real `toolq
 //! worker` process and a real `redis-server`: job ids and tool names that
 //! try to forge log lines or drive the operator's terminal (the pretty log,
-//! `toolq dead list`), and JSON log lines with two `message` keys.
+//! `toolq dead list`), JSON log lines with two `message` keys, and the job
+//! fields the parser let through (`attempt` that wraps, `max_attempts: 0`,
+//! `meta` that is not an object) or that left a producer waiting for ever
+//! (an invalid payload whose id can still be read).
 
 mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -11,10 +15,15 @@ use common::process::{run, toolq, Toolq};
 use common::*;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{json, Value};
+use support::fake_weather::{FakeWeather, Reply};
+use toolq::job::Job;
+use toolq::producer::{BatchOptions, Producer};
+use toolq::queue::QueueKeys;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// A line a job id tries to slip into the log, timestamp and all.
 const FORGED: &str = "2026-12-02T21:00:00.000000Z  INFO toolq: FORGED LINE";
+const KEY: &str = "hostile-input-test-key-0123456789";
 
 /// A worker process on `queue` logging in `format`; returned once started.
 async fn worker(url: &str, queue: &str, format: &str, env: &[(&str, &str)]) -> Toolq {
@@ -161,4 +170,93 @@ async fn json_log_lines_carry_one_message_key() {
         }
     }
     assert_eq!(buried, 2, "both burials logged:\n{log}");
+}
+
+#[tokio::test]
+async fn job_fields_out_of_range_are_refused_and_never_run_too_often() {
+    let redis = redis();
+    let url = redis.url();
+    let q = queue_name("fields");
+    let keys = QueueKeys::new(&q);
+    let server = FakeWeather::start(KEY).await;
+    server.reply(Reply::error(503, "maintenance"));
+    let base = server.base_url();
+    let env = [
+        ("OPENWEATHER_API_KEY", KEY),
+        ("TOOLQ_TOOLS__WEATHER__BASE_URL", base.as_str()),
+    ];
+    let worker = worker(&url, &q, "pretty", &env).await;
+    let mut con = raw(&url).await;
+
+    // attempt + 1 wrapped to 0: the job ran 4 times with max_attempts 3.
+    let wrap = json!({"id": "wrap", "tool": "weather", "args": {"city": "Oslo"},
+        "attempt": u32::MAX, "max_attempts": 3});
+    lpush(&mut con, &q, &[wrap.to_string()]).await;
+    let r = wait_result(&mut con, &q, "wrap", WAIT).await;
+    assert_eq!(r["status"], "dead", "{r}");
+    // Retries would come within the 100 ms backoff ceiling; give them 1 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.requests().len(), 1, "ran more than once");
+    assert_eq!(zcard(&mut con, &keys.delayed).await, 0);
+    assert_eq!(llen(&mut con, &keys.pending).await, 0);
+
+    let refused = [
+        (
+            json!({"id": "zero", "tool": "weather", "args": {"city": "Oslo"}, "max_attempts": 0}),
+            "job field `max_attempts` must be at least 1",
+        ),
+        (
+            json!({"id": "meta", "tool": "echo", "args": {}, "meta": "not an object"}),
+            "job field `meta` must be an object",
+        ),
+        (
+            json!({"id": "inv", "tool": 5, "args": {}, "batch": "b-inv"}),
+            "job field `tool` must be a string",
+        ),
+    ];
+    for (job, message) in refused {
+        let id = job["id"].as_str().unwrap().to_owned();
+        lpush(&mut con, &q, &[job.to_string()]).await;
+        let r = wait_result(&mut con, &q, &id, WAIT).await;
+        assert_eq!(r["status"], "dead", "{r}");
+        assert_eq!(r["id"], id.as_str());
+        assert_eq!(r["error"]["kind"], "wrong_type", "{r}");
+        assert_eq!(r["error"]["message"], message, "{r}");
+    }
+    assert_eq!(server.requests().len(), 1, "a refused job ran");
+    // The invalid job's batch was told, as a valid job's would be.
+    let told: Vec<String> = redis::cmd("LRANGE")
+        .arg(keys.batch("b-inv"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(told, ["inv"]);
+    let dead = dead_entries(&mut con, &q).await;
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    stop(worker).await;
+}
+
+#[tokio::test]
+async fn a_producer_waiting_on_a_job_the_worker_refuses_gets_its_dead_result() {
+    let redis = redis();
+    let url = redis.url();
+    let q = queue_name("refused-wait");
+    // The producer allows 64 levels of nesting; this worker only 4.
+    let worker = worker(&url, &q, "pretty", &[("TOOLQ_MAX_JSON_DEPTH", "4")]).await;
+    let producer = Producer::connect(&url, None).unwrap();
+    let job = Job::new("echo", json!({"a": {"b": {"c": {"d": {}}}}}));
+    let r = tokio::time::timeout(
+        WAIT,
+        producer.enqueue_and_wait(&q, job, &BatchOptions::default(), Duration::from_secs(20)),
+    )
+    .await
+    .expect("the producer returns")
+    .expect("with the job's dead result");
+    assert_eq!(r.status, "dead", "{r:?}");
+    let error = r.error.expect("an error");
+    assert_eq!(error.kind, "too_deep", "{error:?}");
+    assert_eq!(r.tool, "echo");
+    stop(worker).await;
 }

@@ -153,6 +153,14 @@ pub fn parse(payload: &[u8], limits: ParseLimits) -> Result<Job, JobError> {
     if !job.args.is_object() {
         return Err(wrong("args", "an object"));
     }
+    // The wire format says `max_attempts` ≥ 1 and `meta` an object; the
+    // typed parse alone would take 0 (run once anyway) and any JSON value.
+    if job.max_attempts == Some(0) {
+        return Err(wrong("max_attempts", "at least 1"));
+    }
+    if job.meta.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(wrong("meta", "an object"));
+    }
     if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
         return Err(wrong("result_ttl_s", "at most 315360000 (ten years)"));
     }
@@ -348,6 +356,12 @@ mod tests {
             ),
             (r#"{"tool":"echo","args":{},"attempt":-1}"#, "wrong_type"),
             (r#"{"tool":"echo","args":{},"id":7}"#, "wrong_type"),
+            (
+                r#"{"tool":"echo","args":{},"max_attempts":0}"#,
+                "wrong_type",
+            ),
+            (r#"{"tool":"echo","args":{},"meta":"m"}"#, "wrong_type"),
+            (r#"{"tool":"echo","args":{},"meta":[1]}"#, "wrong_type"),
         ];
         for (payload, kind) in cases {
             let err = p(payload).unwrap_err();
@@ -361,6 +375,22 @@ mod tests {
         assert_eq!(
             p(r#"{"args":{}}"#).unwrap_err().to_string(),
             "job has no `tool` field"
+        );
+        assert_eq!(
+            p(r#"{"tool":"echo","args":{},"max_attempts":0}"#)
+                .unwrap_err()
+                .to_string(),
+            "job field `max_attempts` must be at least 1"
+        );
+        assert_eq!(
+            p(r#"{"tool":"echo","args":{},"meta":"m"}"#)
+                .unwrap_err()
+                .to_string(),
+            "job field `meta` must be an object"
+        );
+        assert_eq!(
+            p(r#"{"tool":"echo","args":{},"meta":null}"#).unwrap().meta,
+            None
         );
         // Redis would refuse the expiry from inside the ack script.
         let ttl = |t: u64| {

@@ -98,6 +98,9 @@ pub(crate) fn check(job: &Job) -> Result<(), String> {
     if job.max_attempts == Some(0) {
         return Err("job field `max_attempts` must be at least 1".into());
     }
+    if job.meta.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err("job field `meta` must be an object".into());
+    }
     if job.timeout_ms == Some(0) {
         return Err("job field `timeout_ms` must be at least 1".into());
     }
@@ -156,6 +159,16 @@ mod tests {
     }
 
     #[test]
+    fn a_job_built_in_rust_with_a_meta_that_is_not_an_object_is_refused() {
+        let mut job = Job::new("echo", json!({}));
+        job.meta = Some(json!("m"));
+        assert_eq!(
+            ValidJob::from_job(&job).unwrap_err(),
+            "job field `meta` must be an object"
+        );
+    }
+
+    #[test]
     fn explains_what_is_wrong() {
         let cases = [
             ("{not json", "not valid JSON"),
@@ -170,6 +183,10 @@ mod tests {
                 "at least 1",
             ),
             (r#"{"tool":"","args":{}}"#, "must not be empty"),
+            (
+                r#"{"tool":"echo","args":{},"meta":1}"#,
+                "`meta` must be an object",
+            ),
             (
                 r#"{"tool":"echo","args":{},"id":""}"#,
                 "`id` must not be empty",

@@ -15,7 +15,7 @@ use super::backoff::backoff_random;
 use super::context::Ctx;
 use super::executor::{Taken, INVALID_TOOL_LABEL};
 use super::job_metrics::ToolMetrics;
-use crate::job::{self, DeadJob, ErrorInfo, Job, ResultRef};
+use crate::job::{self, DeadJob, ErrorInfo, Head, Job, ResultRef};
 use crate::queue::{AckItem, BuryItem, DeferItem, RetryItem};
 use crate::tools::ToolError;
 
@@ -109,7 +109,7 @@ impl Attempt {
         let info = error(kind, self.ctx.scrub.text(failure.to_string()));
         tracing::info!(error = %info.message, kind = %info.kind, "attempt failed");
         if let ToolError::Retryable { retry_after, .. } = &failure {
-            if self.job.attempt + 1 < limits.max_attempts {
+            if self.job.attempt.saturating_add(1) < limits.max_attempts {
                 let config = &self.ctx.config;
                 let max = Duration::from_millis(config.backoff_max_ms);
                 // A remote's Retry-After is honoured even above our own backoff
@@ -164,7 +164,7 @@ impl Attempt {
         let next = match job::rewrite_payload(
             &self.payload,
             &self.id,
-            self.job.attempt + 1,
+            self.job.attempt.saturating_add(1),
             self.job.recoveries,
         ) {
             Ok(p) => p,
@@ -337,7 +337,7 @@ fn result_doc(ctx: &Ctx, job: &Job, id: &str, doc: Doc<'_>) -> String {
         status,
         output,
         error,
-        attempts: job.attempt + 1,
+        attempts: job.attempt.saturating_add(1),
         recoveries: job.recoveries,
         enqueued_at: job.enqueued_at,
         started_at: timing.started_at,
@@ -367,25 +367,70 @@ fn bury_invalid_at(
     kind: &str,
     message: String,
 ) -> Settle {
-    tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, error = %message, "burying invalid payload");
+    // What can still be read of it: a producer waiting on its id or batch
+    // gets the dead result instead of waiting for ever.
+    let head = job::read_head(payload);
+    tracing::warn!(queue = %ctx.queues.keys[qi].name, kind, error = %message,
+        job_id = ?head.id, "burying invalid payload");
     let info = error(kind, message);
+    let named = named_by_head(ctx, &head, &info);
     Settle::Bury {
         item: BuryItem {
             seq: slot,
-            id: None,
             dead_entry_prefix: job::dead_entry_prefix(
                 &DeadJob::raw(payload, ctx.config.dead_max_payload_bytes),
                 &info,
                 &ctx.worker_id,
                 slot,
             ),
-            result_ttl_s: 0,
-            result: String::new(),
-            batch: None,
-            unique_key: None,
+            id: named.id,
+            result_ttl_s: named.result_ttl_s,
+            result: named.result,
+            batch: named.batch,
+            unique_key: named.unique_key,
             cancelled: false,
         },
         tm: ctx.metrics.tool(qi, INVALID_TOOL_LABEL),
+    }
+}
+
+/// What the burial of a payload that is not a valid job writes besides its
+/// dead entry, when its fields still name the job.
+pub(super) struct Named {
+    pub(super) id: Option<String>,
+    pub(super) result: String,
+    pub(super) result_ttl_s: u64,
+    pub(super) batch: Option<String>,
+    pub(super) unique_key: Option<String>,
+}
+
+/// The dead result under the id `head` names, its batch to notify and its
+/// unique lock to release; nothing without a (non-empty) id, since there is
+/// no result key to write nor a name to notify.
+pub(super) fn named_by_head(ctx: &Ctx, head: &Head, info: &ErrorInfo) -> Named {
+    let Some(id) = head.id.clone().filter(|id| !id.is_empty()) else {
+        return Named {
+            id: None,
+            result: String::new(),
+            result_ttl_s: 0,
+            batch: None,
+            unique_key: None,
+        };
+    };
+    let mut stub = Job::new(head.tool.clone().unwrap_or_default(), Value::Null);
+    stub.attempt = head.attempt.unwrap_or(0);
+    stub.recoveries = head.recoveries.unwrap_or(0);
+    stub.enqueued_at = head.enqueued_at;
+    let result_ttl_s = head
+        .result_ttl_s
+        .unwrap_or(ctx.config.result_ttl_s)
+        .min(job::MAX_RESULT_TTL_S);
+    Named {
+        result: dead_result(ctx, &stub, &id, info),
+        id: Some(id),
+        result_ttl_s,
+        batch: head.batch.clone(),
+        unique_key: head.unique_key.clone(),
     }
 }
 

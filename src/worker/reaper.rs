@@ -114,7 +114,7 @@ impl Reaper {
                     job.recoveries
                 ),
             }),
-            attempts: job.attempt + 1,
+            attempts: job.attempt.saturating_add(1),
             recoveries: job.recoveries,
             enqueued_at: job.enqueued_at,
             started_at: now,

@@ -146,7 +146,7 @@ pub async fn page(
                 has_id: !id.is_empty(),
                 id,
                 tool: j.tool.unwrap_or_else(|| "?".into()),
-                attempt: (j.attempt + 1).to_string(),
+                attempt: j.attempt.saturating_add(1).to_string(),
                 when: j.at.map(|t| view::ago(t, now)).unwrap_or_default(),
                 when_exact: j.at.map(view::utc).unwrap_or_default(),
                 worker: j.worker.unwrap_or_default(),
