@@ -9,10 +9,14 @@
 use std::fmt;
 use std::io::IsTerminal;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -30,7 +34,12 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(OneMessage(
+                tracing_subscriber::fmt::format().json().flatten_event(true),
+            ))
+            .try_init(),
         LogFormat::Pretty => builder.compact().fmt_fields(SafeFields).try_init(),
     };
 }
@@ -81,6 +90,90 @@ impl Visit for SafeVisitor<'_, '_> {
     }
 }
 
+/// The JSON format with one `message` key per line. An event with a field
+/// named `message` besides its text (`warn!(%message, "burying")`) would
+/// otherwise be written with two, which many JSON readers reject or read
+/// as either one; the field is renamed `fields.message`. Only such events
+/// pay for the rewrite.
+pub struct OneMessage<F>(pub F);
+
+/// What a second `message` key is renamed to.
+const SECOND_MESSAGE: &str = "fields.message";
+
+impl<S, N, F> FormatEvent<S, N> for OneMessage<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let fields = event.metadata().fields();
+        if fields.iter().filter(|f| f.name() == "message").count() < 2 {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(&one_message(&line))
+    }
+}
+
+/// `line` (one JSON object and a newline) with every `message` key after
+/// the first renamed; as it was when it does not parse.
+fn one_message(line: &str) -> String {
+    let Ok(Pairs(pairs)) = serde_json::from_str::<Pairs>(line) else {
+        return line.to_owned();
+    };
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut seen = false;
+    out.push('{');
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let key = match key.as_str() {
+            "message" if seen => SECOND_MESSAGE,
+            "message" => {
+                seen = true;
+                "message"
+            }
+            k => k,
+        };
+        out.push_str(&serde_json::Value::String(key.to_owned()).to_string());
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A JSON object's members in order, duplicates kept.
+struct Pairs(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor;
+        impl<'de> Visitor<'de> for PairsVisitor {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    pairs.push(entry);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(PairsVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +196,30 @@ mod tests {
         assert!(!out.contains('\u{1b}'), "{out:?}");
         assert!(out.contains(r"job_id=x\n2026"), "{out}");
         assert!(out.contains(r"burying x\n2026"), "{out}");
+    }
+
+    #[test]
+    fn a_json_line_has_one_message_key() {
+        let message = "unknown tool `x`";
+        tracing::subscriber::with_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(Capture)
+                .fmt_fields(JsonFields::new())
+                .event_format(OneMessage(
+                    tracing_subscriber::fmt::format().json().flatten_event(true),
+                ))
+                .finish(),
+            || tracing::warn!(%message, kind = "k", "burying job"),
+        );
+        let out = CAPTURED.with(|c| c.borrow().clone());
+        assert_eq!(out.matches("\"message\":").count(), 1, "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["message"], "burying job");
+        assert_eq!(v[SECOND_MESSAGE], "unknown tool `x`");
+        assert_eq!(v["kind"], "k");
+        assert_eq!(v["level"], "WARN");
     }
 
     thread_local! {
