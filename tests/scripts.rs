@@ -877,6 +877,7 @@ async fn an_oversized_payload_is_held_and_handed_over_as_a_stand_in() {
     assert_eq!(o.bytes, big.len() as u64);
     assert_eq!(o.sha1, sha1_smol::Sha1::from(&big).digest().to_string());
     assert_eq!(o.head, &big.as_bytes()[..40]);
+    assert_eq!(o.tail, &big.as_bytes()[big.len() - 4096..]);
     assert_eq!(llen(&mut con, &k.pending).await, 0);
     // The active hash holds the stand-in, not the payload.
     let held: Vec<Vec<u8>> = redis::cmd("HVALS")
@@ -885,7 +886,7 @@ async fn an_oversized_payload_is_held_and_handed_over_as_a_stand_in() {
         .await
         .unwrap();
     let bytes: usize = held.iter().map(Vec::len).sum();
-    assert!(bytes < 1024, "active hash holds {bytes} bytes");
+    assert!(bytes < 8192, "active hash holds {bytes} bytes");
     // A stand-in recovered to pending is small: fetched again as it is.
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(
@@ -897,6 +898,18 @@ async fn an_oversized_payload_is_held_and_handed_over_as_a_stand_in() {
     );
     assert!(b.heartbeat(&k, "w2", true).await.unwrap());
     let again = b.fetch(&k, "w2", 10, 1, limits).await.unwrap();
+    assert_eq!(again[1], fetched[1]);
+    // Even under a limit smaller than the stand-in itself.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.recover(&k, "w2", Duration::ZERO, 3, caps(100))
+        .await
+        .unwrap();
+    assert!(b.heartbeat(&k, "w3", true).await.unwrap());
+    let tiny = FetchLimits {
+        max_bytes: 100,
+        ..limits
+    };
+    let again = b.fetch(&k, "w3", 10, 1, tiny).await.unwrap();
     assert_eq!(again[1], fetched[1]);
 }
 

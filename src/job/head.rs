@@ -1,6 +1,7 @@
-//! Reading what can be read of a payload's first bytes: an oversized
-//! payload reaches the worker only as its head (see `queue::Oversized`), and
-//! its dead result must still go to its id and its waiting producer.
+//! Reading what can be read of a payload's first and last bytes: an
+//! oversized payload reaches the worker only as its head and tail (see
+//! `queue::Oversized`), and its dead result must still go to its id and its
+//! waiting producer.
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -28,6 +29,41 @@ pub fn read_head(head: &[u8]) -> Head {
     // The error is where the head was cut: what came before is kept.
     let _ = (&mut de).deserialize_map(Fields(&mut out));
     out
+}
+
+/// Reads the top-level fields in a JSON object's last bytes: those after
+/// the last top-level comma the bytes hold (a producer writing its keys in
+/// order puts `batch` and `id` after `args`). The longest suffix starting
+/// after a comma that parses as the rest of an object is the top level: a
+/// suffix starting inside a nested value leaves a closing bracket over, and
+/// one starting inside a string cannot parse.
+pub fn read_tail(tail: &[u8]) -> Head {
+    let mut rest = Vec::with_capacity(tail.len() + 1);
+    for (i, _) in tail.iter().enumerate().filter(|(_, b)| **b == b',') {
+        rest.clear();
+        rest.push(b'{');
+        rest.extend_from_slice(&tail[i + 1..]);
+        if serde_json::from_slice::<IgnoredAny>(&rest).is_ok() {
+            return read_head(&rest);
+        }
+    }
+    Head::default()
+}
+
+impl Head {
+    /// These fields, with those missing taken from `other`.
+    pub fn or(self, other: Head) -> Head {
+        Head {
+            id: self.id.or(other.id),
+            tool: self.tool.or(other.tool),
+            batch: self.batch.or(other.batch),
+            unique_key: self.unique_key.or(other.unique_key),
+            result_ttl_s: self.result_ttl_s.or(other.result_ttl_s),
+            enqueued_at: self.enqueued_at.or(other.enqueued_at),
+            attempt: self.attempt.or(other.attempt),
+            recoveries: self.recoveries.or(other.recoveries),
+        }
+    }
 }
 
 struct Fields<'a>(&'a mut Head);
@@ -83,6 +119,27 @@ mod tests {
     fn a_value_cut_in_the_middle_is_not_read() {
         let h = read_head(br#"{"tool":"echo","id":"abc"#);
         assert_eq!((h.tool.as_deref(), h.id), (Some("echo"), None));
+    }
+
+    #[test]
+    fn fields_after_the_last_top_level_comma_are_read_from_the_tail() {
+        let full = r#"{"args":{"s":"x,"id":"no"","n":{"a":1,"id":"nested"}},"batch":"b7","id":"j9","meta":{"k":[1,2]},"tool":"echo"}"#;
+        for cut in [10, 20, 30, 40] {
+            let h = read_tail(&full.as_bytes()[cut..]);
+            assert_eq!(h.id.as_deref(), Some("j9"), "cut at {cut}");
+            assert_eq!(h.batch.as_deref(), Some("b7"));
+            assert_eq!(h.tool.as_deref(), Some("echo"));
+        }
+        assert_eq!(read_tail(b"xxxx\"}"), Head::default());
+        let head = Head {
+            id: Some("h".into()),
+            ..Head::default()
+        };
+        let merged = head.or(read_tail(full.as_bytes()));
+        assert_eq!(
+            (merged.id.as_deref(), merged.batch.as_deref()),
+            (Some("h"), Some("b7"))
+        );
     }
 
     #[test]

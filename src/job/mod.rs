@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use dead::{dead_entry_prefix, DeadJob, Truncated};
-pub use head::{read_head, Head};
+pub use head::{read_head, read_tail, Head};
 pub use result::{ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
 

@@ -24,6 +24,11 @@ const ACK_CHUNK: usize = 1024;
 /// `held.lua`, which has the same constant).
 pub const BATCH_SLOTS: u64 = 1024;
 
+/// Bytes of an oversized payload's tail its stand-in carries besides the
+/// head: enough for the fields a producer writes after `args` in key order
+/// (`batch`, `id`, `tool`, `unique_key`).
+pub const OVERSIZED_TAIL_BYTES: usize = 4096;
+
 /// The slot of the `index`-th job of fetched batch `batch`: how settling
 /// scripts name a held job.
 pub fn slot(batch: u64, index: usize) -> u64 {
@@ -87,6 +92,7 @@ impl Broker {
             .arg(limits.solo_at)
             .arg(limits.max_bytes)
             .arg(limits.head_bytes)
+            .arg(OVERSIZED_TAIL_BYTES)
             .invoke_async(&mut c)
             .await
             .map_err(|e| match e.code() {

@@ -1,8 +1,9 @@
 //! A payload over `max_payload_bytes` reaches the worker only as the fetch
-//! script's stand-in (`queue::Oversized`): its size, SHA-1 and head. It is
-//! buried from that through the one settlement path, unread and never run:
-//! the dead entry keeps the head, size and digest, and when the head names
-//! the job's id its dead result is written and a waiting producer told.
+//! script's stand-in (`queue::Oversized`): its size, SHA-1, head and tail.
+//! It is buried from that through the one settlement path, unread and never
+//! run: the dead entry keeps the head, size and digest, and when the head or
+//! tail names the job's id its dead result is written and a waiting
+//! producer told.
 
 use serde_json::Value;
 
@@ -14,7 +15,7 @@ use crate::queue::{BuryItem, Oversized};
 
 /// The burial of the stand-in `o`, held in `taken`'s slot.
 pub(super) fn bury_oversized(ctx: &Ctx, taken: &Taken, o: &Oversized<'_>) -> Outcome {
-    let head = job::read_head(o.head);
+    let head = job::read_head(o.head).or(job::read_tail(o.tail));
     let too_large = JobError::TooLarge {
         size: usize::try_from(o.bytes).unwrap_or(usize::MAX),
         limit: ctx.limits.max_bytes,

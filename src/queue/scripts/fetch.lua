@@ -17,6 +17,8 @@
 --         active hash and in the reply alike, by a stand-in (below), so the
 --         worker never downloads it and the batch entry never copies it
 -- ARGV[6] bytes of an oversized payload's head that its stand-in keeps
+-- ARGV[7] bytes of its tail the stand-in keeps too (a producer that writes
+--         its fields in key order puts `id` and `batch` after `args`)
 -- Returns the payloads, oldest first, or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
@@ -28,16 +30,24 @@ end
 local out = {}
 
 -- An oversized payload's stand-in: a NUL byte (no JSON text starts with
--- one, so it never parses as a job), a marker, the payload's size and
--- SHA-1, and its head. The worker buries it as too large, with the id read
--- from the head if it can, and the dead entry keeps only this. The payload
--- itself is gone once trimmed from pending: nothing more of it would be
--- kept anyway, and a recovered stand-in is buried the same way again.
+-- one, so it never parses as a job), a marker, the payload's size, SHA-1
+-- and head length, its head and its tail:
+--   \0toolq:oversized:<bytes>:<sha1>:<head length>:<head><tail>
+-- The worker buries it as too large, with the id and batch read from the
+-- head or tail if it can, and the dead entry keeps only the head. The
+-- payload itself is gone once trimmed from pending: nothing more of it
+-- would be kept anyway, and a recovered stand-in is buried the same way.
 local max_bytes = tonumber(ARGV[5])
 local head = tonumber(ARGV[6])
+local tail = tonumber(ARGV[7])
+local mark = '\0toolq:oversized:'
 local function fit(p)
   if #p <= max_bytes then return p end
-  return '\0toolq:oversized:' .. #p .. ':' .. redis.sha1hex(p) .. ':' .. string.sub(p, 1, head)
+  -- A recovered stand-in can be over a small limit itself: kept as it is.
+  if #p <= head + tail + 128 and string.sub(p, 1, #mark) == mark then return p end
+  local h = string.sub(p, 1, head)
+  return mark .. #p .. ':' .. redis.sha1hex(p) .. ':' .. #h .. ':' ..
+    h .. string.sub(p, -tail)
 end
 
 local solo_at = tonumber(ARGV[4])
