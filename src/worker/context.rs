@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::health::HealthState;
 use crate::job::ParseLimits;
 use crate::queue::Broker;
-use crate::tools::http::header_value;
+use crate::tools::http::{header_value, is_secret_header};
 use crate::tools::mcp::McpServers;
 use crate::tools::{Registry, Scrubber, Secret};
 
@@ -135,8 +135,9 @@ fn scrubber(registry: &Registry, config: &Config) -> Scrubber {
     secrets.extend(redis_password.map(Secret::from));
     // MCP servers are started after the registry is built; their header
     // tokens are read here the way the servers read them.
-    let mcp_headers = config.mcp.servers.values().flat_map(|s| s.headers.values());
-    for spec in mcp_headers.filter(|v| v.starts_with("env:") || v.starts_with("file:")) {
+    let mcp_headers = config.mcp.servers.values().flat_map(|s| &s.headers);
+    let secret_headers = mcp_headers.filter(|(name, spec)| is_secret_header(name, spec));
+    for (_, spec) in secret_headers {
         if let Ok(value) = header_value(spec) {
             let words: Vec<&str> = value.split_whitespace().filter(|w| w.len() >= 8).collect();
             secrets.extend(words.into_iter().map(Secret::from));

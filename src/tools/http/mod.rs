@@ -6,4 +6,4 @@
 pub mod exchange;
 mod tool;
 
-pub use tool::{header_value, HttpTool, HttpToolConfig, HttpToolError};
+pub use tool::{header_value, is_secret_header, HttpTool, HttpToolConfig, HttpToolError};

@@ -99,7 +99,7 @@ impl HttpTool {
         let mut secrets = Vec::new();
         for (key, spec) in &c.headers {
             let value = header_value(spec).map_err(|m| fail("headers", format!("{key}: {m}")))?;
-            if spec.starts_with("env:") || spec.starts_with("file:") {
+            if is_secret_header(key, spec) {
                 secrets.push(value.clone());
             }
             let name = HeaderName::from_bytes(key.as_bytes())
@@ -193,6 +193,24 @@ impl HttpTool {
     }
 }
 
+/// Whether a configured header holds a secret: read from outside (`env:`,
+/// `file:`), or written literally under a name that says so
+/// (`Authorization`, `Cookie`, `X-Api-Key`, `*token*`, `*secret*`…). Those
+/// are masked in errors and scrubbed from outputs; an ordinary value
+/// (`Content-Type: application/json`) must not be, or every output naming it
+/// would turn to stars.
+pub fn is_secret_header(name: &str, spec: &str) -> bool {
+    if spec.starts_with("env:") || spec.starts_with("file:") {
+        return true;
+    }
+    let name = name.to_ascii_lowercase();
+    [
+        "auth", "cookie", "key", "token", "secret", "password", "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 /// A header value as configured: literal, `env:NAME` or `file:PATH`.
 pub fn header_value(spec: &str) -> Result<String, String> {
     if let Some(var) = spec.strip_prefix("env:") {
@@ -278,6 +296,20 @@ mod tests {
             "env:TOOLQ_TEST_UNSET_VARIABLE".into(),
         );
         let e = HttpTool::new("t", &bad_header).err().unwrap();
+        let mut literal = c("http://x", "GET");
+        literal
+            .headers
+            .insert("Authorization".into(), "Bearer literal-token-1".into());
+        literal
+            .headers
+            .insert("Content-Type".into(), "application/json".into());
+        let secrets: Vec<String> = HttpTool::new("t", &literal)
+            .unwrap()
+            .secrets()
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(secrets, ["Bearer literal-token-1", "literal-token-1"]);
         assert_eq!(e.to_string(), "tools.http.t.headers: Authorization: environment variable TOOLQ_TEST_UNSET_VARIABLE is not set");
         assert!(HttpTool::new("t", &c("https://x/api", "put")).is_ok());
     }
