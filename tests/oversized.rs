@@ -252,8 +252,9 @@ async fn twenty_ten_megabyte_payloads_are_buried_without_being_downloaded() {
     );
 }
 
-/// `toolq dead list` shows such an entry by its id and error, and `dead
-/// retry` refuses it with a reason instead of "no such job".
+/// `toolq dead list`, `jobs list` and `job show` show such an entry by its
+/// id and error, and `dead retry` refuses it with a reason instead of "no
+/// such job".
 #[tokio::test]
 async fn a_truncated_dead_entry_is_listed_and_its_retry_refused() {
     let redis = redis();
@@ -280,6 +281,19 @@ async fn a_truncated_dead_entry_is_listed_and_its_retry_refused() {
         out.contains("too_large: payload is 10485796 bytes"),
         "{out}"
     );
+
+    // The job lookups find it by that id too.
+    for args in [
+        &["jobs", "list", "--state", "dead", "--queue", &queue][..],
+        &["job", "show", "big-1", "--queue", &queue],
+    ] {
+        let mut cmd = common::process::toolq(args);
+        cmd.env("TOOLQ_REDIS_URL", &url);
+        let (status, out, err) = common::process::run(cmd, Duration::from_secs(30)).await;
+        assert!(status.success(), "{args:?}: {out}{err}");
+        assert!(out.contains("big-1"), "{args:?}: {out}");
+        assert!(out.contains("dead"), "{args:?}: {out}");
+    }
 
     let mut cmd = common::process::toolq(&["dead", "retry", "big-1", "--queue", &queue]);
     cmd.env("TOOLQ_REDIS_URL", &url);

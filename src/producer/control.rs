@@ -426,7 +426,8 @@ fn dead_summary(entry: &str) -> JobSummary {
     let v = parse(entry).unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().map(str::to_owned);
     JobSummary {
-        id: text(&v["job"]["id"]),
+        // A payload kept only in part has its id beside it, if readable.
+        id: text(&v["job"]["id"]).or_else(|| text(&v["truncated"]["id"])),
         tool: text(&v["job"]["tool"]),
         state: JobState::Dead,
         attempt: v["job"]["attempt"].as_u64().unwrap_or(0) as u32,
