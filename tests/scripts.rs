@@ -993,6 +993,20 @@ async fn the_dead_set_is_trimmed_to_its_byte_cap_oldest_first() {
     let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
+    // A retried entry leaves the count with the set.
+    bury_sized(&b, &mut con, &q, 1, 10, caps).await;
+    let (before, entries) = dead_set_bytes(&mut con, &k).await;
+    let retried = toolq::queue::DeadRetry {
+        entry: entries[1].clone(),
+        payload: echo_jobs("again", 1).remove(0),
+        id: "again0".into(),
+        unique_key: None,
+    };
+    let ttl = Duration::from_secs(60);
+    assert_eq!(b.dead_retry(&k, &[retried], ttl).await.unwrap(), 1);
+    let (bytes, _) = dead_set_bytes(&mut con, &k).await;
+    assert_eq!(bytes, before - entries[1].len());
+    assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
     // A purge drops the count; the next burial sums the set again.
     b.dead_purge(&k, Some(Duration::from_secs(3600)))
         .await
@@ -1000,7 +1014,7 @@ async fn the_dead_set_is_trimmed_to_its_byte_cap_oldest_first() {
     assert_eq!(stat(&mut con, &k, "dead_bytes").await, None);
     bury_sized(&b, &mut con, &q, 2, 10, caps).await;
     let (bytes, entries) = dead_set_bytes(&mut con, &k).await;
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 3, "the big one and the two new");
     assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
 }
 
