@@ -3,6 +3,8 @@
 //! take the probes down; and a real worker's `/health` while its
 //! redis-server is killed and started again.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -371,7 +373,11 @@ async fn abuse_gets_answers_or_closed_connections_and_the_server_survives() {
         res.unwrap();
     }
     let traversal = raw(s.addr, garbage[0].clone()).await;
-    assert!(String::from_utf8_lossy(&traversal).starts_with("HTTP/1.1 404"));
+    assert!(
+        String::from_utf8_lossy(&traversal).starts_with("HTTP/1.1 404"),
+        "{:?}",
+        String::from_utf8_lossy(&traversal)
+    );
 
     let (st, _, body) = get_json(&c, &format!("{}/healthz", s.base)).await;
     assert_eq!((st, body), (StatusCode::OK, json!({"status": "ok"})));
@@ -509,4 +515,204 @@ async fn a_real_worker_reports_redis_down_while_its_server_is_killed() {
         .expect("worker stops")
         .unwrap()
         .unwrap();
+}
+
+/// Reads from a connection the server should have closed: true once it
+/// has (EOF or reset), false while it is still open after `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let start = std::time::Instant::now();
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        match timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // An answer (a 408 or a response to a full request): read on.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The hostile-input trial, against a real `toolq worker` process with 64
+/// file descriptors (`ulimit -n 64`, so the cap is a quarter of them, 16):
+/// 120 connections that send nothing and 20 that send half a header are held
+/// open. Before the limits, the worker accepted them all, its weather calls
+/// failed with "Too many open files" and `/healthz` stopped answering. Now
+/// each probe is answered at once while they are held, the worker's outbound
+/// weather calls all succeed, and every held connection is closed by the
+/// worker: over the cap at once, the rest within the header timeout (1 s
+/// here), a kept-alive one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_64_fds_answers_probes_and_runs_jobs_while_140_idle_connections_are_held() {
+    const KEY: &str = "side-port-weather-key";
+    let redis = toolq::redis_server::RedisServer::start().expect("redis-server starts");
+    let weather = support::fake_weather::FakeWeather::start(KEY).await;
+    let port = toolq::redis_server::free_port().unwrap();
+    let queue = format!("side-{}", std::process::id());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_toolq"))
+        .args(["worker", "--queue", &queue, "--concurrency", "4"])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "toolq=info")
+        .env("TOOLQ_REDIS_URL", redis.url())
+        .env("TOOLQ_HTTP_HEADER_TIMEOUT_MS", "1000")
+        .env("OPENWEATHER_API_KEY", KEY)
+        .env("TOOLQ_TOOLS__WEATHER__BASE_URL", weather.base_url())
+        .env("TOOLQ_TOOLS__WEATHER__CACHE_TTL_S", "0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let worker_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    // A fresh connection per probe: a pooled one would dodge the cap.
+    let probe_client = Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while probe_client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no side port:\n{}",
+            worker_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut held = Vec::new();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    held_push_idle(&mut held, addr, 120, b"").await;
+    held_push_idle(&mut held, addr, 20, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+
+    // Probes while they are held, and jobs that need outbound connections.
+    let mut slowest = Duration::ZERO;
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = probe_client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("/healthz while held: {e}\n{}", worker_log()));
+        assert_eq!(r.status(), StatusCode::OK);
+        slowest = slowest.max(t.elapsed());
+        took.push(t.elapsed().as_millis());
+    }
+    eprintln!("probes while held (ms): {took:?}");
+    // The first waits while the worker works through the 140 ahead of it in
+    // its backlog (16 slots under `ulimit -n 64`, each freed once idle
+    // 100 ms); the others are answered at once.
+    assert!(slowest < Duration::from_secs(2), "probes (ms): {took:?}");
+    assert!(
+        took[1..].iter().all(|&ms| ms < 250),
+        "probes (ms): {took:?}"
+    );
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = toolq::queue::QueueKeys::new(&queue);
+    for i in 0..10 {
+        let job = json!({"id": format!("w{i}"), "tool": "weather", "args": {"city": format!("City {i}")}});
+        let _: () = redis::cmd("LPUSH")
+            .arg(&keys.pending)
+            .arg(job.to_string())
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        let key = keys.result(&format!("w{i}"));
+        let start = std::time::Instant::now();
+        let result: Value = loop {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            if let Some(r) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+                if r["status"] != "retrying" {
+                    break r;
+                }
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no result for w{i}:\n{}",
+                worker_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            result["status"],
+            "succeeded",
+            "w{i}: {result}\n{}",
+            worker_log()
+        );
+    }
+
+    // Every held connection is closed by the worker; timed from here.
+    let t = std::time::Instant::now();
+    let mut open = 0;
+    for stream in held.iter_mut() {
+        if !closed_within(stream, Duration::from_secs(3)).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 0, "connections still open after the header timeout");
+    assert!(
+        closed_within(&mut kept_alive, Duration::from_secs(3)).await,
+        "an idle kept-alive connection is closed too"
+    );
+    let all_closed = t.elapsed();
+    eprintln!(
+        "140 held connections, ulimit -n 64: slowest /healthz {slowest:?}, \
+         10 weather jobs succeeded, all held connections closed {all_closed:?} later"
+    );
+    assert!(
+        !worker_log().contains("Too many open files"),
+        "{}",
+        worker_log()
+    );
+
+    // SIGTERM: the worker still stops cleanly.
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("worker stops")
+        .unwrap();
+    assert!(status.success(), "{status}\n{}", worker_log());
+}
+
+/// Opens `n` connections that send `bytes` (maybe nothing) and then
+/// nothing more.
+async fn held_push_idle(held: &mut Vec<TcpStream>, addr: SocketAddr, n: usize, bytes: &[u8]) {
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if !bytes.is_empty() {
+            s.write_all(bytes).await.unwrap();
+        }
+        held.push(s);
+    }
 }

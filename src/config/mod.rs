@@ -35,7 +35,16 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_CONFIG_FILE: &str = "config/toolq.toml";
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_CONCURRENCY: usize = 10;
-pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:9464";
+/// Loopback: the side port answers without authentication, so a worker run
+/// on a host exposes nothing by default. The Docker image and compose set
+/// `0.0.0.0:9464`, since a container's probes and scrapers come from outside.
+pub const DEFAULT_HTTP_ADDR: &str = crate::spec::DEFAULT_HTTP_ADDR;
+/// Side-port connections open at once: a fixed share of the worker's file
+/// descriptors, whoever connects.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 32;
+/// How long a side-port connection may take to send a request header
+/// (also the longest a kept-alive one may sit idle).
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 5000;
 /// Fits inside the usual 30 s container stop timeout.
 pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 25;
 pub const DEFAULT_RESULT_TTL_S: u64 = 3600;
@@ -96,6 +105,13 @@ pub struct Config {
     pub concurrency: usize,
     /// Side port for health and metrics, or `off`.
     pub http_addr: String,
+    /// Most connections the side port keeps open at once (and never more
+    /// than a quarter of the fd limit); over it, the one idle longest is
+    /// closed (README "Run a fleet", side port).
+    pub http_max_connections: usize,
+    /// A side-port connection that sends no complete request header for this
+    /// long (fresh, or idle after a response) is closed.
+    pub http_header_timeout_ms: u64,
     pub log_format: LogFormat,
     /// How long in-flight jobs may finish after SIGTERM before they are put back.
     pub shutdown_grace_s: u64,
@@ -145,6 +161,8 @@ impl Default for Config {
             queues: vec![DEFAULT_QUEUE.into()],
             concurrency: DEFAULT_CONCURRENCY,
             http_addr: DEFAULT_HTTP_ADDR.into(),
+            http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            http_header_timeout_ms: DEFAULT_HTTP_HEADER_TIMEOUT_MS,
             log_format: LogFormat::Pretty,
             shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE_S,
             result_ttl_s: DEFAULT_RESULT_TTL_S,

@@ -61,7 +61,9 @@ impl Config {
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
             ));
         }
-        let positive: [(&'static str, u64); 10] = [
+        let positive: [(&'static str, u64); 12] = [
+            ("http_max_connections", self.http_max_connections as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
             ("max_attempts", self.max_attempts as u64),
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("max_json_depth", self.max_json_depth as u64),
@@ -178,6 +180,8 @@ fn describe(e: &figment::Error, path: &Path) -> String {
 /// Keys that [`Config::validate`] requires to be at least 1.
 const AT_LEAST_ONE: &[&str] = &[
     "concurrency",
+    "http_max_connections",
+    "http_header_timeout_ms",
     "heartbeat_interval_ms",
     "max_attempts",
     "max_payload_bytes",

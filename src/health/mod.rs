@@ -17,7 +17,9 @@ pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use recorder::{
     describe_metrics, install_recorder, mark_worker_down, mark_worker_up, set_concurrency_limit,
 };
-pub use server::{bind, serve, SHUTDOWN_GRACE};
+pub use server::{
+    bind, serve, serve_with, SideLimits, CONNECTION_MAX_AGE, EVICT_AFTER, SHUTDOWN_GRACE,
+};
 pub use state::{HealthState, HEARTBEAT_STALE_AFTER};
 
 /// Errors of the side port and the metrics recorder.

@@ -17,9 +17,10 @@ pub struct InvalidAddr {
     pub input: String,
 }
 
-/// The Prometheus-registry port for "toolq", on every interface so a
-/// container's probes and scrapers can reach it.
-pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:9464";
+/// The Prometheus-registry port for "toolq", on loopback: the side port has
+/// no authentication, so reaching it from elsewhere is a deployment's
+/// explicit choice (the Docker image and compose set `0.0.0.0:9464`).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9464";
 
 /// The side port's address, or no side port at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ impl HttpAddr {
 
 impl Default for HttpAddr {
     fn default() -> Self {
-        HttpAddr::Addr(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        HttpAddr::Addr(SocketAddr::from(([127, 0, 0, 1], 9464)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! registration document other processes read.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,13 +34,14 @@ pub(super) async fn start_side_port(
     let listener = health::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /health, /metrics");
     let state = ctx.health.clone();
+    let limits = health::SideLimits {
+        max_connections: ctx.config.http_max_connections,
+        header_timeout: Duration::from_millis(ctx.config.http_header_timeout_ms),
+    };
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = health::serve(
-            listener,
-            state,
-            handle,
-            async move { stop.cancelled().await },
-        )
+        if let Err(e) = health::serve_with(listener, state, handle, limits, async move {
+            stop.cancelled().await
+        })
         .await
         {
             tracing::error!(error = %e, "side port stopped");
