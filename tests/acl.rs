@@ -471,6 +471,7 @@ const MATRIX: &[(&str, [&str; 4])] = &[
     ("cache", ["rwsd", "----", "----", "----"]),
     ("cache_lock", ["rwsd", "----", "----", "----"]),
     ("rate_limit", ["rw-d", "----", "----", "----"]),
+    ("gateway_rate_limit", ["rw-d", "----", "rw-d", "----"]),
 ];
 
 /// The Redis type of each kind of key and its name in queue `q`, built by
@@ -497,6 +498,8 @@ fn kind_key(kind: &str, q: &QueueKeys) -> (&'static str, String) {
         "cache" => ("string", keys::cache("weather", "d1")),
         "cache_lock" => ("string", keys::cache_lock("weather", "d1")),
         "rate_limit" => ("zset", keys::rate_limit("weather")),
+        // `serve.rate_limit`: one window per token subject, shared by gateways.
+        "gateway_rate_limit" => ("zset", keys::rate_limit("gateway:alice")),
         other => panic!("no key kind {other}"),
     }
 }
@@ -844,4 +847,78 @@ async fn the_trial_s_hostile_writes_are_refused() {
     }
     let mut monitor = raw(&url_as(&server, "monitor")).await;
     assert_eq!(llen(&mut monitor, &victim.pending).await, 3);
+}
+
+/// `toolq serve` logged in as `gateway`, with a per-token rate limit (its
+/// window lives in Redis), in front of a worker logged in as `worker`: the
+/// catalog, `/execute` (answered, and 202 then `/jobs/{id}`), `/batch`,
+/// `/queues` and `/health` all work with not one command refused.
+#[tokio::test]
+async fn the_gateway_serves_its_api_as_the_gateway_user() {
+    use common::gateway::{grant_all, start_gateway, token};
+    let (server, _dir) = acl_redis();
+    let mut admin = raw(&url_as(&server, "admin")).await;
+    let gw = start_gateway(
+        &url_as(&server, "gateway"),
+        &[("TOOLQ_SERVE__RATE_LIMIT", "1000/min")],
+        &[],
+    )
+    .await;
+    let _worker =
+        common::fault_process::spawn_worker_process(&url_as(&server, "worker"), "default", 2, &[]);
+    let token = token(&grant_all());
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(gw.url(path)).bearer_auth(&token).send();
+    let start = std::time::Instant::now();
+    loop {
+        let tools: Value = get("/tools").await.unwrap().json().await.unwrap();
+        let names = tools["tools"].as_array().cloned().unwrap_or_default();
+        if names.iter().any(|t| t["name"] == "calculator") {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no catalog: {tools}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let execute = |body: Value| {
+        http.post(gw.url("/execute"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = execute(json!({"tool": "calculator", "args": {"expression": "6*7"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["output"]["result"], 42, "{doc}");
+    let r = execute(json!({"tool": "sleep", "args": {"ms": 300}, "wait_ms": 20}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let start = std::time::Instant::now();
+    loop {
+        let job: Value = get(&location).await.unwrap().json().await.unwrap();
+        if job["status"] == "succeeded" || job["result"]["status"] == "succeeded" {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{location}: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ndjson = "{\"tool\":\"echo\",\"args\":{\"a\":1}}\n{\"tool\":\"calculator\",\"args\":{\"expression\":\"1+2\"}}\n";
+    let r = http
+        .post(gw.url("/batch"))
+        .bearer_auth(&token)
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for path in ["/queues", "/health"] {
+        let r = get(path).await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    assert_eq!(acl_denials(&mut admin).await, Vec::<String>::new());
 }
