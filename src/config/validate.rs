@@ -136,6 +136,22 @@ pub(super) fn from_figment(e: &figment::Error, figment: &Figment, path: &Path) -
     unknown::first(e, figment).unwrap_or_else(|| ConfigError::Parse(describe(e, path)))
 }
 
+/// A TOML syntax error without the excerpt of the file it quotes (`2 | api_key
+/// = s3cret`, with a caret line under it): the line at fault may hold a
+/// secret. The position and the reason stay.
+fn without_excerpt(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| {
+            let rest = line
+                .trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit());
+            !rest.trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn describe(e: &figment::Error, path: &Path) -> String {
     let mut out = Vec::new();
     for err in e.clone() {
@@ -166,7 +182,7 @@ fn describe(e: &figment::Error, path: &Path) -> String {
                 .next()
                 .unwrap_or("invalid value")
                 .to_owned(),
-            kind => kind.to_string(),
+            kind => without_excerpt(&kind.to_string()),
         };
         out.push(if key.is_empty() {
             format!("{kind} (from {source})")
@@ -239,6 +255,27 @@ mod tests {
         assert!(!text.contains("usize"), "{text}");
         let text = load_with(&[("TOOLQ_BACKOFF_BASE_MS", "-5")]);
         assert!(text.contains("expected a non-negative integer"), "{text}");
+    }
+
+    /// Found by the `config` fuzz target: a TOML syntax error quoted the
+    /// line at fault, secret and all.
+    #[test]
+    fn a_syntax_error_does_not_quote_the_line_that_holds_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("toolq.toml");
+        for text in [
+            "[tools.weather]\napi_key = S3cr3tPa55w0rd\n",
+            "t#env OPENWEATHER_API_KEY=S3cr3tPa55w0rd\n",
+            "redis_url = \"redis://:S3cr3tPa55w0rd@h\n",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let env = Environment::from_pairs(Vec::new());
+            let err = Explained::load(Some(&file), &Overrides::default(), &env)
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("S3cr3t"), "{err}");
+            assert!(err.contains("TOML parse error at line"), "{err}");
+        }
     }
 
     #[test]

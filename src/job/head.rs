@@ -25,10 +25,19 @@ pub struct Head {
 /// values (`args`) are skipped, not built.
 pub fn read_head(head: &[u8]) -> Head {
     let mut out = Head::default();
-    let mut de = serde_json::Deserializer::from_slice(head);
+    let mut de = serde_json::Deserializer::from_slice(without_cut_number(head));
     // The error is where the head was cut: what came before is kept.
     let _ = (&mut de).deserialize_map(Fields(&mut out));
     out
+}
+
+/// `head` without the number it may end in: bytes that stop inside a number
+/// (`"result_ttl_s":3600` cut after `36`) would read as a smaller one. A
+/// whole payload ends in `}`, so only a cut head loses anything.
+fn without_cut_number(head: &[u8]) -> &[u8] {
+    let numeric = |b: &u8| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+    let end = head.len() - head.iter().rev().take_while(|b| numeric(b)).count();
+    &head[..end]
 }
 
 /// Reads the top-level fields in a JSON object's last bytes: those after
@@ -119,6 +128,20 @@ mod tests {
     fn a_value_cut_in_the_middle_is_not_read() {
         let h = read_head(br#"{"tool":"echo","id":"abc"#);
         assert_eq!((h.tool.as_deref(), h.id), (Some("echo"), None));
+    }
+
+    /// Found by the `job_head` fuzz target: a head cut inside a number read
+    /// the digits before the cut as the whole value (`60` as `6`), so an
+    /// oversized job's dead result could get a 6 s lifetime instead of 60.
+    #[test]
+    fn a_number_cut_in_the_middle_is_not_read() {
+        let full = br#"{"":"","tool":"","result_ttl_s":60,"args":{"":""},"u":""}"#;
+        let cut = &full[..full.iter().position(|&b| b == b'6').unwrap() + 1];
+        assert_eq!(read_head(cut).result_ttl_s, None);
+        assert_eq!(read_head(full).result_ttl_s, Some(60));
+        let h = read_head(br#"{"attempt":2,"enqueued_at":17000"#);
+        assert_eq!((h.attempt, h.enqueued_at), (Some(2), None));
+        assert_eq!(read_head(br#"{"attempt":-1e5"#), Head::default());
     }
 
     #[test]
