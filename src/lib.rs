@@ -21,10 +21,15 @@
 //!   safe for a terminal); a leaf.
 //! - [`cli`]: the subcommands behind `src/main.rs`.
 //! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
+//! - `fuzz` (feature `test-tools` only): property fuzz targets for the
+//!   parsers of outside data and their driver (`tests/fuzz.rs`,
+//!   `scripts/fuzz.sh`).
 //! - [`redis_server`]: a throw-away `redis-server` for the demo and tests.
 pub mod bench;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "test-tools")]
+pub mod fuzz;
 pub mod gateway;
 pub mod health;
 pub mod job;

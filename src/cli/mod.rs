@@ -7,6 +7,8 @@ pub mod config;
 pub mod dead;
 pub mod demo;
 mod duration;
+#[cfg(feature = "test-tools")]
+pub(crate) use duration::parse as parse_duration;
 pub mod enqueue;
 pub mod job;
 pub mod jobs;

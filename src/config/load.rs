@@ -111,6 +111,17 @@ impl Explained {
     }
 }
 
+/// Loads `file` with these variables as the whole environment and no flags:
+/// the configuration fuzz target's entry (`src/fuzz/config.rs`).
+#[cfg(feature = "test-tools")]
+pub(crate) fn load_with_env(
+    file: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env = Environment::from_pairs(vars);
+    Ok(Explained::load(Some(file), &Overrides::default(), &env)?.config)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

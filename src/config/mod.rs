@@ -20,6 +20,8 @@ mod unknown;
 mod validate;
 mod variables;
 
+#[cfg(feature = "test-tools")]
+pub(crate) use load::load_with_env;
 pub use load::Explained;
 pub use profile::Profile;
 pub use serve::ServeConfig;

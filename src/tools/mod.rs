@@ -22,6 +22,8 @@ mod sleep;
 pub mod testing;
 pub mod weather;
 
+#[cfg(feature = "test-tools")]
+pub(crate) use calculator::measure as calculator_measure;
 pub use calculator::Calculator;
 pub use clock::{unix_us, Clock};
 pub use echo::Echo;

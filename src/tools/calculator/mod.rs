@@ -9,6 +9,8 @@
 
 mod expr;
 mod lexer;
+#[cfg(feature = "test-tools")]
+pub(crate) mod measure;
 mod parser;
 
 use async_trait::async_trait;

@@ -16,6 +16,11 @@ mod client;
 mod config;
 mod response;
 
+#[cfg(feature = "test-tools")]
+pub(crate) use args::Units;
+#[cfg(feature = "test-tools")]
+pub(crate) use response::summarize;
+
 pub use config::{WeatherConfig, DEFAULT_BASE_URL, DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT};
 
 use std::time::Duration;
