@@ -200,6 +200,8 @@ acl_live() {
     try worker allow TIME
     try worker allow INFO memory
     try worker allow CLIENT SETNAME toolq-w1
+    try worker allow CLIENT LIST TYPE normal
+    try worker deny CLIENT KILL ID 1
     try worker deny SET "$q:paused" 1
     try worker deny DEL "$q:pending"
     try worker deny FLUSHALL
@@ -229,6 +231,7 @@ acl_live() {
     try producer deny SET toolq:cache:weather:abc '{"poisoned":true}'
     try producer deny EVAL "return redis.call('SET', KEYS[1], 'gone')" 1 "$q:pending"
     try producer deny FLUSHALL
+    try producer deny CLIENT LIST
     try producer deny GET other:key
     try gateway allow SET "$q:paused" 1
     try gateway allow HGETALL "$q:stats"

@@ -336,6 +336,24 @@ async fn each_user_is_refused_what_it_must_not_do() {
         refused(&mut monitor, "monitor", args).await;
     }
 
+    // Connections: the worker names its own and lists all (its reaper
+    // recovers a worker none of whose connections is left); it cannot
+    // kill, pause or rename others. The other users cannot list them.
+    allowed(&mut worker, "worker", &["CLIENT", "SETNAME", "toolq:w:w1"]).await;
+    allowed(&mut worker, "worker", &["CLIENT", "LIST", "TYPE", "normal"]).await;
+    for args in [
+        &["CLIENT", "KILL", "ID", "1"][..],
+        &["CLIENT", "PAUSE", "10"],
+        &["CLIENT", "NO-EVICT", "on"],
+    ] {
+        refused(&mut worker, "worker", args).await;
+    }
+    for (user, con) in [("producer", &mut producer), ("monitor", &mut monitor)] {
+        refused(con, user, &["CLIENT", "LIST"]).await;
+    }
+    let mut gateway = raw(&url_as(&server, "gateway")).await;
+    refused(&mut gateway, "gateway", &["CLIENT", "LIST"]).await;
+
     // Without logging in, nothing at all.
     let mut anonymous = raw(&server.url()).await;
     let err = redis::cmd("PING")

@@ -53,6 +53,11 @@ pub const DEFAULT_RESULT_TTL_S: u64 = 3600;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 5000;
+/// How much later than its next heartbeat was due a worker whose Redis
+/// connections are all closed is declared dead: a live worker whose
+/// connections were cut reconnects at its next beat (plus one 100 ms retry),
+/// so a quarter second past the interval tells it from a dead one.
+pub const DEFAULT_DISCONNECT_GRACE_MS: u64 = 250;
 /// A job whose worker died this many times is buried as poison.
 pub const DEFAULT_MAX_RECOVERIES: u32 = 3;
 pub const DEFAULT_DEAD_MAX_JOBS: u64 = 100_000;
@@ -126,6 +131,12 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     /// A worker silent this long is dead and its jobs are recovered.
     pub heartbeat_timeout_ms: u64,
+    /// A worker with none of its Redis connections left is dead once its
+    /// heartbeat is older than the interval plus this: a killed process is
+    /// seen within a second instead of after the timeout. 0 turns it off
+    /// (e.g. a fleet mid-upgrade from a version that did not name its
+    /// connections).
+    pub disconnect_grace_ms: u64,
     pub max_recoveries: u32,
     pub dead_max_jobs: u64,
     pub dead_max_age_s: u64,
@@ -173,6 +184,7 @@ impl Default for Config {
             max_json_depth: crate::job::DEFAULT_MAX_JSON_DEPTH,
             heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
             heartbeat_timeout_ms: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+            disconnect_grace_ms: DEFAULT_DISCONNECT_GRACE_MS,
             max_recoveries: DEFAULT_MAX_RECOVERIES,
             dead_max_jobs: DEFAULT_DEAD_MAX_JOBS,
             dead_max_age_s: DEFAULT_DEAD_MAX_AGE_S,
@@ -293,6 +305,17 @@ impl Config {
     }
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+    /// How old the heartbeat of a worker without connections must be before
+    /// it is declared dead; `None` when that detection is off.
+    pub fn disconnected_timeout(&self) -> Option<Duration> {
+        (self.disconnect_grace_ms > 0).then(|| {
+            Duration::from_millis(
+                self.heartbeat_interval_ms
+                    .saturating_add(self.disconnect_grace_ms),
+            )
+            .min(self.heartbeat_timeout())
+        })
     }
     pub fn dead_max_age(&self) -> Duration {
         Duration::from_secs(self.dead_max_age_s)

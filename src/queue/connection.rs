@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::{Hook, Manager, Pool, Runtime};
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 
 use super::{QueueError, Result};
@@ -25,6 +25,10 @@ pub const POOL_SIZE: usize = 16;
 pub struct RedisTarget {
     client: Client,
     masked: String,
+    /// Given to every connection made from this target (`CLIENT SETNAME`),
+    /// so that `CLIENT LIST` shows which worker holds it: a worker none of
+    /// whose named connections is left has died (see `worker::reaper`).
+    client_name: Option<String>,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -53,7 +57,18 @@ impl RedisTarget {
             }
             None => Client::open(info).map_err(bad)?,
         };
-        Ok(RedisTarget { client, masked })
+        Ok(RedisTarget {
+            client,
+            masked,
+            client_name: None,
+        })
+    }
+
+    /// The same target, naming each connection it makes `name` (no spaces:
+    /// Redis refuses them in a name).
+    pub fn with_client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
     }
 
     /// The URL with any password replaced by `***`.
@@ -67,7 +82,17 @@ impl RedisTarget {
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let manager = Manager::new_with_config(self.client.get_connection_info().clone(), config)
             .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
-        Pool::builder(manager)
+        let mut builder = Pool::builder(manager);
+        if let Some(name) = self.client_name.clone() {
+            builder = builder.post_create(Hook::async_fn(move |conn, _| {
+                let name = name.clone();
+                Box::pin(async move {
+                    set_name(conn, &name).await;
+                    Ok(())
+                })
+            }));
+        }
+        builder
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(CONNECT_TIMEOUT))
@@ -86,10 +111,31 @@ impl RedisTarget {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
-        self.client
+        let mut conn = self
+            .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| QueueError::redis("connect", e))
+            .map_err(|e| QueueError::redis("connect", e))?;
+        if let Some(name) = &self.client_name {
+            set_name(&mut conn, name).await;
+        }
+        Ok(conn)
+    }
+}
+
+/// Names a fresh connection. A refusal (an ACL without `client|setname`)
+/// leaves it unnamed rather than failing it: the worker still works, but to
+/// other reapers it looks disconnected, so only its heartbeat (every
+/// interval, inside the interval plus `disconnect_grace_ms`) keeps it from
+/// being declared dead; hence the warning.
+async fn set_name(conn: &mut redis::aio::MultiplexedConnection, name: &str) {
+    let named: redis::RedisResult<()> = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .query_async(conn)
+        .await;
+    if let Err(e) = named {
+        tracing::warn!(error = %e, name, "could not name a redis connection (CLIENT SETNAME); other workers may take this one for dead if a heartbeat is late");
     }
 }
 

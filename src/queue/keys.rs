@@ -96,6 +96,18 @@ pub fn worker_info(worker: &str) -> String {
     format!("{PREFIX}:worker:{worker}")
 }
 
+/// Not a key: the name every Redis connection of worker `worker` carries
+/// (`CLIENT SETNAME`), so `CLIENT LIST` tells whether the worker still has
+/// any. Worker ids hold no spaces (host, pid, random suffix), as names must.
+pub fn connection_name(worker: &str) -> String {
+    format!("{PREFIX}:w:{worker}")
+}
+
+/// The worker id a connection name of [`connection_name`] was made from.
+pub fn worker_of_connection(name: &str) -> Option<&str> {
+    name.strip_prefix(PREFIX)?.strip_prefix(":w:")
+}
+
 /// sorted set: workers that published their tools, score = when (ms).
 pub const CATALOG_WORKERS: &str = "toolq:catalog:workers";
 

@@ -111,6 +111,11 @@ impl QueueError {
         matches!(self, QueueError::Auth { .. })
     }
 
+    /// True when Redis's ACL refused the command (`NOPERM`).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, QueueError::Redis { source, .. } if source.code() == Some("NOPERM"))
+    }
+
     /// True when the error means Redis could not be reached (as opposed to a
     /// command Redis refused): callers back off and try again.
     pub fn is_unavailable(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Worker liveness in Redis: registration, heartbeats, finding stale workers
 //! and recovering their jobs, and listing the live ones.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -58,6 +59,24 @@ impl Broker {
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("reap", e))
+    }
+
+    /// The workers with at least one connection open to Redis, by the names
+    /// their connections carry (`CLIENT LIST TYPE normal`; see
+    /// [`super::keys::connection_name`]). Redis drops a client the moment
+    /// its socket closes, so a killed worker leaves this set at once. The
+    /// reply is a line of ~300 bytes per client: callers ask only when some
+    /// worker's heartbeat is already late, not every round.
+    pub async fn connected_workers(&self) -> Result<HashSet<String>> {
+        let mut c = self.conn().await?;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("normal")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.fail("reap", e))?;
+        Ok(connection_workers(&list))
     }
 
     /// Moves a dead worker's jobs back to the front of pending (or buries
@@ -146,5 +165,32 @@ impl Broker {
         c.get(super::keys::worker_info(worker))
             .await
             .map_err(|e| self.fail("workers", e))
+    }
+}
+
+/// The worker ids named by the connections of a `CLIENT LIST` reply.
+fn connection_workers(list: &str) -> HashSet<String> {
+    list.lines()
+        .filter_map(|line| {
+            let name = line.split(' ').find_map(|f| f.strip_prefix("name="))?;
+            super::keys::worker_of_connection(name).map(str::to_owned)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_workers;
+
+    #[test]
+    fn client_list_lines_give_the_workers_of_named_connections() {
+        let list = "id=3 addr=127.0.0.1:50000 laddr=127.0.0.1:6379 fd=8 name=toolq:w:host-12-ab12cd age=3 idle=0 cmd=evalsha user=worker\n\
+                    id=4 addr=127.0.0.1:50001 laddr=127.0.0.1:6379 fd=9 name= age=1 idle=0 cmd=client|list user=default\n\
+                    id=5 addr=127.0.0.1:50002 laddr=127.0.0.1:6379 fd=10 name=toolq:w:host-12-ab12cd age=3 idle=1 cmd=blmove\n\
+                    id=6 addr=127.0.0.1:50003 laddr=127.0.0.1:6379 fd=11 name=other age=3 idle=1 cmd=get\n";
+        let workers = connection_workers(list);
+        assert_eq!(workers.len(), 1, "{workers:?}");
+        assert!(workers.contains("host-12-ab12cd"));
+        assert!(connection_workers("").is_empty());
     }
 }

@@ -119,12 +119,16 @@ impl Worker {
             .map_err(WorkerError::Config)?;
         // Before any metric handle is made: handles taken earlier go nowhere.
         let metrics = health::install_recorder()?;
+        let health = self.health();
+        // Every connection of this process carries the worker's name, the
+        // heartbeat thread's too (it clones the target): once none is left
+        // the process is gone, and other reapers act within a second.
         let target =
-            RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?;
+            RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?
+                .with_client_name(crate::queue::keys::connection_name(&health.worker_id));
         let broker = Arc::new(Broker::new(target)?);
         let mcp = Arc::new(McpServers::start(&self.config.mcp).await);
         mcp.register(&mut self.registry);
-        let health = self.health();
         let mut ctx = Ctx::new(
             broker,
             health.worker_id.clone(),
@@ -194,7 +198,7 @@ async fn run_registered(
     }
     .spawn(loops_stop.clone())?;
     let loops = vec![
-        tokio::spawn(reaper::Reaper { ctx: ctx.clone() }.run(loops_stop.clone())),
+        tokio::spawn(reaper::Reaper::new(ctx.clone()).run(loops_stop.clone())),
         tokio::spawn(scheduler::Scheduler { ctx: ctx.clone() }.run(loops_stop.clone())),
         tokio::spawn(monitor::Monitor { ctx: ctx.clone() }.run(loops_stop.clone())),
     ];

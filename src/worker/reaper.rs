@@ -1,11 +1,19 @@
-//! The reaper: finds workers whose heartbeat stopped and moves their jobs
-//! back to the front of pending (the recover script re-checks staleness, so
-//! exactly one live worker recovers each job). Runs at start-up, then four
-//! times per heartbeat interval: a dead worker's jobs are back in pending at
-//! most a quarter interval after its heartbeat went stale (once per interval
-//! let a killed worker's jobs wait up to a whole extra interval); the check is
-//! one cheap `ZRANGEBYSCORE`.
-
+//! The reaper: finds dead workers and moves their jobs back to the front of
+//! pending (the recover script re-checks the heartbeat's age on Redis's
+//! clock, so exactly one live worker recovers each job). Runs at start-up,
+//! then four times per heartbeat interval; the usual round is one cheap
+//! `ZRANGEBYSCORE`.
+//!
+//! Two ways to be dead. A worker none of whose Redis connections is left (a
+//! killed process: the kernel closes its sockets and Redis drops them at
+//! once) is dead when its heartbeat is older than the interval plus
+//! `disconnect_grace_ms`: within about a second. One that keeps connections
+//! open but stops beating (paused, partitioned, stuck) is dead after the
+//! heartbeat timeout. The connections are read (`CLIENT LIST`) only in a
+//! round that found a heartbeat past the short limit, which a live fleet
+//! never shows; they only make a worker a candidate earlier, the fenced
+//! script still decides.
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -23,10 +31,35 @@ const BATCH: usize = 20;
 
 pub struct Reaper {
     pub ctx: Arc<Ctx>,
+    /// Redis refused `CLIENT LIST` (an ACL from before it): connections are
+    /// not looked at again, and only the heartbeat timeout declares death.
+    pub blind: bool,
+}
+
+/// Why a worker was declared dead, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// No connection of its left and its heartbeat past the short limit.
+    Disconnected,
+    /// Its heartbeat older than the timeout.
+    Heartbeat,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disconnected => "disconnected",
+            Reason::Heartbeat => "heartbeat_timeout",
+        }
+    }
 }
 
 impl Reaper {
-    pub async fn run(self, stop: CancellationToken) {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        Reaper { ctx, blind: false }
+    }
+
+    pub async fn run(mut self, stop: CancellationToken) {
         loop {
             if let Err(e) = self.round().await {
                 self.ctx.outage.failed("reap", &e);
@@ -38,23 +71,40 @@ impl Reaper {
         }
     }
 
-    async fn round(&self) -> Result<(), QueueError> {
-        let ctx = &self.ctx;
+    async fn round(&mut self) -> Result<(), QueueError> {
+        let ctx = self.ctx.clone();
         // Right after an outage every heartbeat is old: give live workers
         // time to beat again before judging them.
-        if ctx.outage.is_down() || ctx.outage.since_last().is_some_and(|d| d < reap_grace(ctx)) {
+        if ctx.outage.is_down()
+            || ctx
+                .outage
+                .since_last()
+                .is_some_and(|d| d < reap_grace(&ctx))
+        {
             return Ok(());
         }
         let timeout = ctx.config.heartbeat_timeout();
+        let fast = ctx.config.disconnected_timeout().filter(|_| !self.blind);
+        // Read once per round, and only if some heartbeat is late.
+        let mut connected: Option<HashSet<String>> = None;
         for keys in &ctx.queues.keys {
-            let stale = ctx.broker.stale_workers(keys, timeout, BATCH).await?;
-            for dead in stale.iter().filter(|w| **w != ctx.worker_id) {
+            let late = ctx
+                .broker
+                .stale_workers(keys, fast.unwrap_or(timeout), BATCH)
+                .await?;
+            for dead in late.iter().filter(|w| **w != ctx.worker_id) {
+                let (limit, reason) = match fast {
+                    Some(fast) if !self.is_connected(&mut connected, dead).await? => {
+                        (fast, Reason::Disconnected)
+                    }
+                    _ => (timeout, Reason::Heartbeat),
+                };
                 let Some((recovered, buried)) = ctx
                     .broker
                     .recover(
                         keys,
                         dead,
-                        timeout,
+                        limit,
                         ctx.config.max_recoveries,
                         ctx.dead_caps(),
                     )
@@ -63,7 +113,8 @@ impl Reaper {
                     continue;
                 };
                 tracing::info!(queue = %keys.name, worker = %dead, recovered,
-                    buried = buried.len(), "recovered the jobs of a dead worker");
+                    buried = buried.len(), reason = reason.as_str(),
+                    "recovered the jobs of a dead worker");
                 metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone())
                     .increment(recovered);
                 if !buried.is_empty() {
@@ -80,6 +131,28 @@ impl Reaper {
         }
         ctx.outage.ok();
         Ok(())
+    }
+
+    /// Whether `worker` has a connection open, from `CLIENT LIST` read at
+    /// most once per round. A refusal turns the check off for good (the
+    /// worker then counts as connected: the timeout alone decides).
+    async fn is_connected(
+        &mut self,
+        connected: &mut Option<HashSet<String>>,
+        worker: &str,
+    ) -> Result<bool, QueueError> {
+        if connected.is_none() {
+            match self.ctx.broker.connected_workers().await {
+                Ok(set) => *connected = Some(set),
+                Err(e) if e.is_refused() => {
+                    tracing::warn!(error = %e, "redis refuses CLIENT LIST to this worker's user: dead workers are found by the heartbeat timeout only (grant +client|list, see ops/redis/users.acl)");
+                    self.blind = true;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(connected.as_ref().is_none_or(|set| set.contains(worker)))
     }
 
     /// Writes the `dead` result of a job buried as poison, so whoever waits
