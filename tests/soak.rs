@@ -20,9 +20,15 @@ fn five_minutes_of_mixed_load_with_kills_and_a_redis_restart_lose_nothing_and_do
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("{text}{err}");
     assert!(out.status.success(), "soak failed:\n{text}\n{err}");
-    let kills = text.lines().filter(|l| l.contains("SIGKILL worker")).count();
+    let kills = text
+        .lines()
+        .filter(|l| l.contains("SIGKILL worker"))
+        .count();
     assert!(kills >= 5, "expected a kill every 45 s, saw {kills}");
-    assert!(text.contains("Redis restarted"), "no Redis restart:\n{text}");
+    assert!(
+        text.contains("Redis restarted"),
+        "no Redis restart:\n{text}"
+    );
     let summary = text
         .lines()
         .find(|l| l.starts_with("jobs enqueued"))
@@ -33,7 +39,10 @@ fn five_minutes_of_mixed_load_with_kills_and_a_redis_restart_lose_nothing_and_do
         .and_then(|n| n.trim_end_matches(',').parse().ok())
         .expect("a count");
     // 100 jobs/s for 300 s, less what a Redis restart refused.
-    assert!(enqueued > 25_000, "too little load to mean anything: {summary}");
+    assert!(
+        enqueued > 25_000,
+        "too little load to mean anything: {summary}"
+    );
     assert!(summary.ends_with("lost 0"), "{summary}");
     assert!(text.contains("soak: PASSED"));
 }
