@@ -20,9 +20,16 @@ use super::expr::{BinOp, Expr, Func};
 use super::lexer::{tokenize, Token, TokenKind};
 use crate::tools::ToolError;
 
-/// Longest expression accepted, in characters. Also bounds how deep a chain
-/// of `1+1+...` makes the tree the evaluator walks.
+/// Longest expression accepted, in characters other than white space. Also
+/// bounds how deep a chain of `1+1+...` makes the tree the evaluator walks.
+/// White space is not counted so that the normalised spelling of an
+/// expression, which spaces its operators, is accepted as well.
 pub const MAX_EXPRESSION_LEN: usize = 1000;
+
+/// Longest expression text accepted, white space included: room for the
+/// normalised spelling of the longest expression (at most three characters
+/// for each of its own: ` + `).
+pub const MAX_TEXT_LEN: usize = 4 * MAX_EXPRESSION_LEN;
 
 /// Deepest nesting of groups, calls, signs and exponents accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -36,10 +43,8 @@ pub(super) struct Parsed {
 }
 
 pub(super) fn parse(src: &str) -> Result<Parsed, ToolError> {
-    if src.len() > MAX_EXPRESSION_LEN && src.chars().nth(MAX_EXPRESSION_LEN).is_some() {
-        return Err(ToolError::InvalidArgs(format!(
-            "expression is longer than {MAX_EXPRESSION_LEN} characters"
-        )));
+    if src.len() > MAX_EXPRESSION_LEN {
+        check_length(src)?;
     }
     let tokens = tokenize(src)?;
     if tokens.is_empty() {
@@ -60,6 +65,27 @@ pub(super) fn parse(src: &str) -> Result<Parsed, ToolError> {
         expr,
         normalised: parser.out,
     })
+}
+
+/// Refuses an expression over [`MAX_EXPRESSION_LEN`] characters that are
+/// not white space, or over [`MAX_TEXT_LEN`] in all; stops counting there.
+fn check_length(src: &str) -> Result<(), ToolError> {
+    let (mut all, mut solid) = (0, 0);
+    for c in src.chars() {
+        all += 1;
+        solid += usize::from(!c.is_whitespace());
+        if solid > MAX_EXPRESSION_LEN {
+            return Err(ToolError::InvalidArgs(format!(
+                "expression is longer than {MAX_EXPRESSION_LEN} characters (white space aside)"
+            )));
+        }
+        if all > MAX_TEXT_LEN {
+            return Err(ToolError::InvalidArgs(format!(
+                "expression is longer than {MAX_TEXT_LEN} characters with its white space"
+            )));
+        }
+    }
+    Ok(())
 }
 
 struct Parser<'t, 's> {
@@ -411,6 +437,20 @@ mod tests {
     fn long_chains_within_the_length_limit_evaluate() {
         let src = vec!["1"; MAX_EXPRESSION_LEN / 2].join("+");
         assert_eq!(value(&src), (MAX_EXPRESSION_LEN / 2) as f64);
+    }
+
+    /// Found by the `calculator` fuzz target: the normalised spelling of a
+    /// long expression (which spaces its operators) was refused as too long,
+    /// so the `expression` a result reported did not parse again.
+    #[test]
+    fn the_normalised_spelling_of_the_longest_expression_parses_again() {
+        let src = vec!["1"; MAX_EXPRESSION_LEN / 2].join("+");
+        let spelled = normalised(&src);
+        assert_eq!(spelled.len(), 2 * src.len() - 1);
+        assert_eq!(normalised(&spelled), spelled);
+        assert_eq!(value(&spelled), (MAX_EXPRESSION_LEN / 2) as f64);
+        let padded = format!("{}1", " ".repeat(MAX_TEXT_LEN));
+        assert!(syntax_error(&padded).contains("longer than 4000"));
     }
 
     #[test]
