@@ -41,57 +41,57 @@ fn run(name: &str, ci_runs: u64) {
 
 #[test]
 fn job_parse() {
-    run("job_parse", 20_000);
+    run("job_parse", 60_000);
 }
 
 #[test]
 fn job_rewrite() {
-    run("job_rewrite", 20_000);
+    run("job_rewrite", 100_000);
 }
 
 #[test]
 fn job_head() {
-    run("job_head", 3_000);
+    run("job_head", 30_000);
 }
 
 #[test]
 fn calculator() {
-    run("calculator", 20_000);
+    run("calculator", 150_000);
 }
 
 #[test]
 fn calculator_args() {
-    run("calculator_args", 10_000);
+    run("calculator_args", 100_000);
 }
 
 #[test]
 fn weather_response() {
-    run("weather_response", 10_000);
+    run("weather_response", 100_000);
 }
 
 #[test]
 fn schema() {
-    run("schema", 2_000);
+    run("schema", 30_000);
 }
 
 #[test]
 fn config() {
-    run("config", 1_000);
+    run("config", 1_500);
 }
 
 #[test]
 fn duration() {
-    run("duration", 20_000);
+    run("duration", 100_000);
 }
 
 #[test]
 fn rate_limit() {
-    run("rate_limit", 20_000);
+    run("rate_limit", 100_000);
 }
 
 #[test]
 fn spec() {
-    run("spec", 20_000);
+    run("spec", 100_000);
 }
 
 #[test]
