@@ -51,14 +51,28 @@ impl Broker {
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<String>> {
+        Ok(self.late_workers(keys, timeout, limit).await?.0)
+    }
+
+    /// [`Broker::stale_workers`], and how long until the next worker's
+    /// heartbeat is older than `timeout` (`None`: no other worker), so the
+    /// reaper can look again right then. One script, one round trip.
+    pub async fn late_workers(
+        &self,
+        keys: &QueueKeys,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<Duration>)> {
         let mut c = self.conn().await?;
-        scripts::STALE_WORKERS
+        let (stale, wait): (Vec<String>, i64) = scripts::STALE_WORKERS
             .key(&keys.workers)
             .arg(timeout.as_millis() as u64)
             .arg(limit)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| self.fail("reap", e))
+            .map_err(|e| self.fail("reap", e))?;
+        let next = u64::try_from(wait).ok().map(Duration::from_millis);
+        Ok((stale, next))
     }
 
     /// The workers with at least one connection open to Redis, by the names

@@ -15,6 +15,7 @@
 //! script still decides.
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,9 @@ use crate::queue::{QueueError, QueueKeys};
 
 /// Most dead workers handled per queue per round.
 const BATCH: usize = 20;
+/// Added to the time until the next heartbeat passes the limit, so that it
+/// has when the reaper looks.
+const NEXT_SLACK: Duration = Duration::from_millis(5);
 
 pub struct Reaper {
     pub ctx: Arc<Ctx>,
@@ -61,17 +65,27 @@ impl Reaper {
 
     pub async fn run(mut self, stop: CancellationToken) {
         loop {
-            if let Err(e) = self.round().await {
-                self.ctx.outage.failed("reap", &e);
-            }
-            sleep_or_stop(self.ctx.config.heartbeat_interval() / 4, &stop).await;
+            let period = self.ctx.config.heartbeat_interval() / 4;
+            let wait = match self.round().await {
+                // A heartbeat about to pass the limit is looked at right
+                // then (a live fleet's never are: they beat first).
+                Ok(Some(next)) => (next + NEXT_SLACK).min(period),
+                Ok(None) => period,
+                Err(e) => {
+                    self.ctx.outage.failed("reap", &e);
+                    period
+                }
+            };
+            sleep_or_stop(wait, &stop).await;
             if stop.is_cancelled() {
                 return;
             }
         }
     }
 
-    async fn round(&mut self) -> Result<(), QueueError> {
+    /// One pass over every queue; returns how soon another heartbeat will
+    /// pass the (shortest) limit, if any will.
+    async fn round(&mut self) -> Result<Option<Duration>, QueueError> {
         let ctx = self.ctx.clone();
         // Right after an outage every heartbeat is old: give live workers
         // time to beat again before judging them.
@@ -81,17 +95,22 @@ impl Reaper {
                 .since_last()
                 .is_some_and(|d| d < reap_grace(&ctx))
         {
-            return Ok(());
+            return Ok(None);
         }
         let timeout = ctx.config.heartbeat_timeout();
         let fast = ctx.config.disconnected_timeout().filter(|_| !self.blind);
         // Read once per round, and only if some heartbeat is late.
         let mut connected: Option<HashSet<String>> = None;
+        let mut soonest: Option<Duration> = None;
         for keys in &ctx.queues.keys {
-            let late = ctx
+            let (late, next) = ctx
                 .broker
-                .stale_workers(keys, fast.unwrap_or(timeout), BATCH)
+                .late_workers(keys, fast.unwrap_or(timeout), BATCH)
                 .await?;
+            soonest = match (soonest, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             for dead in late.iter().filter(|w| **w != ctx.worker_id) {
                 let (limit, reason) = match fast {
                     Some(fast) if !self.is_connected(&mut connected, dead).await? => {
@@ -130,7 +149,7 @@ impl Reaper {
             }
         }
         ctx.outage.ok();
-        Ok(())
+        Ok(soonest)
     }
 
     /// Whether `worker` has a connection open, from `CLIENT LIST` read at
