@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs redis-server, headless Chromium and the
-# MCP test servers when missing, then the
+# Runs the whole test suite: installs redis-server, faketime, headless
+# Chromium and the MCP test servers when missing, then the
 # Rust tests (each starts its own redis-server on a free port) and the
 # deployment-file checks in ops/check.sh.
 set -euo pipefail

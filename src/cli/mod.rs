@@ -46,6 +46,12 @@ pub enum CliError {
     BadInput(String),
     #[error("redis unreachable: {0}")]
     RedisDown(String),
+    /// Redis refuses writes (out of memory: `maxmemory` with `noeviction`),
+    /// or went away part-way; the message says which. Exit code 3, like an
+    /// unreachable Redis: the operator must act on Redis, and the same
+    /// command works once they have.
+    #[error("{0}")]
+    Redis(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -54,7 +60,7 @@ impl CliError {
     pub fn exit(&self) -> Exit {
         match self {
             CliError::BadInput(_) => Exit::BadInput,
-            CliError::RedisDown(_) => Exit::RedisDown,
+            CliError::RedisDown(_) | CliError::Redis(_) => Exit::RedisDown,
             CliError::Failed(_) => Exit::JobsFailed,
         }
     }
@@ -71,9 +77,19 @@ impl From<QueueError> for CliError {
         match e {
             QueueError::Config(m) => CliError::BadInput(m),
             e if e.is_unavailable() => CliError::RedisDown(e.to_string()),
+            e if e.is_out_of_memory() => CliError::Redis(out_of_memory(&e)),
             e => CliError::Failed(e.to_string()),
         }
     }
+}
+
+/// What an operator needs to hear when Redis is out of memory.
+fn out_of_memory(e: &QueueError) -> String {
+    format!(
+        "redis is out of memory and refused the write ({e}): maxmemory is reached and \
+         maxmemory-policy noeviction refuses writes rather than evicting jobs. Free memory \
+         (results expire; `toolq dead purge`) or raise maxmemory, then try again"
+    )
 }
 
 impl From<ProducerError> for CliError {
@@ -81,6 +97,25 @@ impl From<ProducerError> for CliError {
         match e {
             ProducerError::Queue(q) => q.into(),
             ProducerError::InvalidJob(m) | ProducerError::Refused(m) => CliError::BadInput(m),
+            ProducerError::PartlyEnqueued(p) => {
+                let total = p.enqueued.len()
+                    + p.duplicates.len()
+                    + p.not_enqueued.len()
+                    + p.uncertain.len();
+                let doubt = match p.uncertain.len() {
+                    0 => String::new(),
+                    n => format!(", and {n} may or may not have been (the connection failed while they were sent)"),
+                };
+                let why = match CliError::from(p.source) {
+                    CliError::RedisDown(m) => format!("redis unreachable: {m}"),
+                    other => other.to_string(),
+                };
+                CliError::Redis(format!(
+                    "only {} of {total} jobs were enqueued (their ids are on stdout); {} were not{doubt}: {why}",
+                    p.enqueued.len() + p.duplicates.len(),
+                    p.not_enqueued.len(),
+                ))
+            }
             e => CliError::Failed(e.to_string()),
         }
     }

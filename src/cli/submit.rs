@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::job::ParseLimits;
-use crate::producer::{read_lines, BatchOptions, Defaults, JobLines, Producer, Submitted};
+use crate::producer::{
+    read_lines, BatchOptions, Defaults, JobLines, Producer, ProducerError, Submitted,
+};
 
 use super::progress::Progress;
 use super::{queue_name, CliError, Exit};
@@ -123,7 +125,15 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
         })
         .await;
     bar.finish();
-    let submitted = submitted?;
+    let submitted = match submitted {
+        Err(ProducerError::PartlyEnqueued(p)) => {
+            // Exactly the jobs that went in, so a script can follow them
+            // up and send the rest again.
+            write_lines(&p.enqueued)?;
+            return Err(ProducerError::PartlyEnqueued(p).into());
+        }
+        other => other?,
+    };
     report_enqueued(&submitted, started.elapsed(), bad);
     if a.wait {
         return super::wait::run(&producer, &submitted, a.ordered, a.timeout).await;
@@ -199,14 +209,28 @@ fn skipped_note(bad: usize) -> String {
 /// Without `--wait`, the ids of the enqueued jobs, so a script can fetch
 /// their results later.
 fn print_ids(s: &Submitted) -> Result<(), CliError> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut dup = s.duplicates.iter().peekable();
-    for (i, id) in s.ids.iter().enumerate() {
-        if dup.peek() == Some(&&i) {
-            dup.next();
-            continue;
-        }
-        writeln!(out, "{id}").map_err(|e| CliError::Failed(format!("stdout: {e}")))?;
+    let ids: Vec<&String> = s
+        .ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            let skip = dup.peek() == Some(&i);
+            if skip {
+                dup.next();
+            }
+            !skip
+        })
+        .map(|(_, id)| id)
+        .collect();
+    write_lines(&ids)
+}
+
+/// One line per id on stdout.
+fn write_lines(ids: &[impl AsRef<str>]) -> Result<(), CliError> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for id in ids {
+        writeln!(out, "{}", id.as_ref()).map_err(|e| CliError::Failed(format!("stdout: {e}")))?;
     }
     out.flush()
         .map_err(|e| CliError::Failed(format!("stdout: {e}")))

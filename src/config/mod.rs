@@ -104,6 +104,9 @@ pub struct Config {
     /// The production profile refuses a password sent over plain `redis://`
     /// to a host that is not loopback; this says the network is trusted.
     pub allow_insecure_redis: bool,
+    /// The worker refuses a Redis whose `maxmemory-policy` evicts keys (an
+    /// evicted queue key loses jobs); this says the operator accepts that.
+    pub allow_evicting_redis: bool,
     /// Queues to serve, in priority order; `name=weight` on any of them
     /// switches from strict order to weighted random order.
     #[serde(deserialize_with = "list_or_csv")]
@@ -171,6 +174,7 @@ impl Default for Config {
             redis_url: DEFAULT_REDIS_URL.into(),
             redis_ca_file: None,
             allow_insecure_redis: false,
+            allow_evicting_redis: false,
             queues: vec![DEFAULT_QUEUE.into()],
             concurrency: DEFAULT_CONCURRENCY,
             http_addr: DEFAULT_HTTP_ADDR.into(),
@@ -268,6 +272,7 @@ impl std::fmt::Debug for Config {
             .field("redis_url", &crate::spec::mask_url(&self.redis_url))
             .field("redis_ca_file", &self.redis_ca_file)
             .field("allow_insecure_redis", &self.allow_insecure_redis)
+            .field("allow_evicting_redis", &self.allow_evicting_redis)
             .field("profile", &self.profile)
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)

@@ -234,7 +234,8 @@ impl IntoResponse for ApiError {
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        if e.is_unavailable() {
+        // Out of memory passes once memory frees, like an outage: 503.
+        if e.is_unavailable() || e.is_out_of_memory() {
             ApiError::Unavailable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
@@ -249,6 +250,7 @@ impl From<ProducerError> for ApiError {
             ProducerError::InvalidJob(m) => ApiError::BadRequest(m),
             ProducerError::Duplicate { .. } => ApiError::BadRequest(e.to_string()),
             ProducerError::Refused(m) => ApiError::BadRequest(m),
+            ProducerError::PartlyEnqueued(p) => ApiError::Unavailable(p.to_string()),
             e => ApiError::Internal(e.to_string()),
         }
     }

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use crate::queue::{Broker, EnqueueItem, QueueKeys};
+use crate::queue::{Broker, EnqueueItem, QueueError, QueueKeys};
 
 use super::batch::{BatchOptions, CHUNK};
+use super::partial::{stopped, Sent};
 use super::Result;
 
 /// First pause when the queue is full: short, to refill promptly.
@@ -31,14 +32,26 @@ pub(super) async fn enqueue(
     let mut done = 0;
     while done < items.len() {
         let chunk = &items[done..items.len().min(done + CHUNK)];
-        let out = broker
+        // One script call: Redis takes the chunk whole or refuses it whole
+        // (out of memory); a lost reply leaves the chunk in doubt.
+        let out = match broker
             .enqueue_capped(keys, chunk, cap, options.unique_ttl)
-            .await?;
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.is_unavailable() => {
+                let sent = Sent::Unknown(chunk.len());
+                return Err(stopped(items, done, &duplicates, sent, e));
+            }
+            Err(e) => return Err(stopped(items, done, &duplicates, Sent::Fates(&[]), e)),
+        };
         duplicates.extend(out.duplicates.iter().map(|i| done + i));
         done += out.taken;
         progress(done);
         if out.taken < chunk.len() {
-            wait_for_room(broker, keys, cap).await?;
+            if let Err(e) = wait_for_room(broker, keys, cap).await {
+                return Err(stopped(items, done, &duplicates, Sent::Fates(&[]), e));
+            }
         }
     }
     Ok(duplicates)
@@ -46,7 +59,7 @@ pub(super) async fn enqueue(
 
 /// Returns once `pending` holds fewer than `cap` jobs. Polls the length
 /// (one cheap `LLEN`), not the jobs, backing off while nothing moves.
-async fn wait_for_room(broker: &Broker, keys: &QueueKeys, cap: u64) -> Result<()> {
+async fn wait_for_room(broker: &Broker, keys: &QueueKeys, cap: u64) -> Result<(), QueueError> {
     let mut pause = PAUSE_MIN;
     while broker.pending_len(keys).await? >= cap {
         tokio::time::sleep(pause).await;

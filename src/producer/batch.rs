@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::config::DEFAULT_UNIQUE_TTL_S;
 use crate::job::{self, Job};
-use crate::queue::{Broker, EnqueueItem, QueueKeys};
+use crate::queue::{Broker, EnqueueItem, Fate, QueueKeys};
 
+use super::partial::{stopped, Sent};
 use super::{backpressure, Producer, ProducerError, Result, ValidJob};
 
 /// Jobs per `LPUSH` (or per script call).
@@ -138,7 +139,9 @@ impl Producer {
     }
 }
 
-/// No cap: whole round trips of chunks, one after another.
+/// No cap: whole round trips of chunks, one after another. A trip Redis
+/// refused in part (out of memory) ends the batch with exactly which jobs
+/// went in ([`super::PartlyEnqueued`]); nothing after it is sent.
 async fn pipelined(
     broker: &Broker,
     keys: &QueueKeys,
@@ -150,10 +153,22 @@ async fn pipelined(
     let mut done = 0;
     for trip in items.chunks(CHUNK * CHUNKS_PER_TRIP) {
         let chunks: Vec<&[EnqueueItem]> = trip.chunks(CHUNK).collect();
-        let per_chunk = broker.enqueue_chunks(keys, &chunks, unique_ttl).await?;
-        for (ci, dups) in per_chunk.into_iter().enumerate() {
-            duplicates.extend(dups.into_iter().map(|i| done + ci * CHUNK + i));
+        let landed = match broker.enqueue_chunks(keys, &chunks, unique_ttl).await {
+            Ok(landed) => landed,
+            Err(e) => {
+                let sent = Sent::Unknown(trip.len());
+                return Err(stopped(items, done, &duplicates, sent, e));
+            }
+        };
+        if let Some(e) = landed.refusal {
+            let sent = Sent::Fates(&landed.fates);
+            return Err(stopped(items, done, &duplicates, sent, e));
         }
+        duplicates.extend(
+            (0..trip.len())
+                .filter(|&i| landed.fates[i] == Fate::Duplicate)
+                .map(|i| done + i),
+        );
         done += trip.len();
         progress(done);
     }

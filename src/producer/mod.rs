@@ -5,6 +5,7 @@
 //! - `valid`: [`ValidJob`], a checked job object (unknown fields kept).
 //! - `lines`: reading JSON lines with `line N:` errors ([`read_lines`]).
 //! - `batch`: enqueueing in pipelined chunks, unique jobs ([`BatchOptions`]).
+//! - `partial`: a batch Redis took only part of ([`PartlyEnqueued`]).
 //! - `backpressure`: waiting while a queue is at its pending cap.
 //! - `waiter`: awaiting a batch through its notification list
 //!   ([`BatchWaiter`], also a `Stream`).
@@ -19,6 +20,7 @@ mod batch;
 mod catalog;
 mod control;
 mod lines;
+mod partial;
 mod valid;
 mod waiter;
 
@@ -30,6 +32,7 @@ pub use batch::{BatchOptions, Submitted};
 pub use catalog::{Catalog, CatalogTool};
 pub use control::{CancelOutcome, JobFilter, JobPage, JobState, JobSummary, JobView, ListState};
 pub use lines::{read_lines, Defaults, JobLines, LineError};
+pub use partial::PartlyEnqueued;
 pub use valid::ValidJob;
 pub use waiter::{BatchWaiter, Finished};
 
@@ -45,6 +48,10 @@ pub enum ProducerError {
     Queue(#[from] QueueError),
     #[error("producer: invalid job: {0}")]
     InvalidJob(String),
+    /// Redis took part of a batch and refused (e.g. out of memory) or lost
+    /// the rest: which jobs went in, which did not.
+    #[error(transparent)]
+    PartlyEnqueued(Box<PartlyEnqueued>),
     /// A job with this `unique_key` is already pending, delayed or running.
     #[error(
         "producer: duplicate: a job with unique_key {unique_key:?} is already queued or running"

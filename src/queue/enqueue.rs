@@ -34,46 +34,108 @@ pub struct ChunkOutcome {
     pub duplicates: Vec<usize>,
 }
 
+/// What became of one job sent in a pipelined round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// On the queue (pending, or delayed for its `run_at`).
+    Enqueued,
+    /// Skipped: its `unique_key` is held by a job already queued or running.
+    Duplicate,
+    /// Redis answered the command carrying it with an error (e.g. `OOM` at
+    /// `maxmemory`): it is not on the queue.
+    Refused,
+}
+
+/// What became of a round trip: each job's fate, in input order, and the
+/// first error Redis answered for the jobs it refused.
+#[derive(Debug)]
+pub struct Trip {
+    pub fates: Vec<Fate>,
+    pub refusal: Option<QueueError>,
+}
+
+/// Which jobs of a round trip one pipelined command carries.
+enum Carries {
+    /// None (the queue registry, the script load).
+    Nothing,
+    /// These jobs, by index in the trip.
+    Jobs(Vec<usize>),
+    /// An `enqueue.lua` call over the `len` jobs starting at `base`.
+    Script { base: usize, len: usize },
+}
+
 impl Broker {
-    /// Enqueues whole chunks, in order, in one round trip; returns each
-    /// chunk's duplicate indexes.
+    /// Enqueues whole chunks, in order, in one round trip. Each command of
+    /// the trip is atomic (an `LPUSH`, a `ZADD`, or a script that fails
+    /// before its first write), so when Redis refuses some of them (`OOM`)
+    /// every job's fate is still known: see [`Trip`]. An error means the
+    /// reply was lost (a dropped connection): the fates are unknown.
     pub async fn enqueue_chunks(
         &self,
         keys: &QueueKeys,
         chunks: &[&[EnqueueItem]],
         unique_ttl: Duration,
-    ) -> Result<Vec<Vec<usize>>> {
+    ) -> Result<Trip> {
         let has_lock = |c: &[EnqueueItem]| c.iter().any(|i| i.unique_key.is_some());
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         // The queue registry: O(1), one command per round trip.
-        pipe.sadd(keys::QUEUES, &keys.name).ignore();
+        pipe.sadd(keys::QUEUES, &keys.name);
+        let mut carries = vec![Carries::Nothing];
         if chunks.iter().any(|c| has_lock(c)) {
             // Loaded in the same round trip: EVALSHA in a pipeline does not
             // retry on NOSCRIPT, and a restarted Redis forgets scripts.
-            pipe.load_script(&scripts::ENQUEUE).ignore();
+            pipe.load_script(&scripts::ENQUEUE);
+            carries.push(Carries::Nothing);
         }
-        let mut scripted = Vec::new();
-        for (ci, chunk) in chunks.iter().enumerate() {
+        let mut base = 0;
+        for chunk in chunks {
             if has_lock(chunk) {
                 pipe.invoke_script(&invocation(keys, chunk, 0, unique_ttl));
-                scripted.push(ci);
+                carries.push(Carries::Script {
+                    base,
+                    len: chunk.len(),
+                });
             } else {
-                plain(&mut pipe, keys, chunk);
+                plain(&mut pipe, keys, chunk, base, &mut carries);
             }
+            base += chunk.len();
         }
-        let replies: Vec<Vec<i64>> = self.query_pipe("enqueue", &pipe).await?;
-        if replies.len() != scripted.len() {
+        let replies: Vec<redis::Value> = self.query_pipe("enqueue", &pipe).await?;
+        if replies.len() != carries.len() {
             return Err(protocol(format!(
-                "{} replies for {} scripted chunks",
+                "{} replies for {} commands",
                 replies.len(),
-                scripted.len()
+                carries.len()
             )));
         }
-        let mut out = vec![Vec::new(); chunks.len()];
-        for (ci, reply) in scripted.into_iter().zip(replies) {
-            out[ci] = ChunkReply::parse(&reply)?.duplicates;
+        let mut trip = Trip {
+            fates: vec![Fate::Enqueued; base],
+            refusal: None,
+        };
+        for (carried, reply) in carries.iter().zip(replies) {
+            if let redis::Value::ServerError(e) = reply {
+                let refused: Vec<usize> = match carried {
+                    Carries::Nothing => continue,
+                    Carries::Jobs(jobs) => jobs.clone(),
+                    Carries::Script { base, len } => (*base..base + len).collect(),
+                };
+                for i in refused {
+                    trip.fates[i] = Fate::Refused;
+                }
+                trip.refusal
+                    .get_or_insert_with(|| self.fail("enqueue", e.into()));
+                continue;
+            }
+            if let Carries::Script { base, .. } = carried {
+                let reply: Vec<i64> = redis::from_redis_value(reply)
+                    .map_err(|e| protocol(format!("script reply: {e}")))?;
+                for i in ChunkReply::parse(&reply)?.duplicates {
+                    trip.fates[base + i] = Fate::Duplicate;
+                }
+            }
         }
-        Ok(out)
+        Ok(trip)
     }
 
     /// Enqueues the prefix of `items` that fits while `pending` holds fewer
@@ -140,22 +202,29 @@ impl Broker {
     }
 }
 
-/// `LPUSH` for jobs to run now, `ZADD` for scheduled ones.
-fn plain(pipe: &mut redis::Pipeline, keys: &QueueKeys, chunk: &[EnqueueItem]) {
-    let now: Vec<&str> = chunk
-        .iter()
-        .filter(|i| i.run_at.is_none())
-        .map(|i| i.payload.as_str())
-        .collect();
+/// `LPUSH` for jobs to run now, `ZADD` for scheduled ones; records which
+/// jobs (by index in the trip, the chunk starting at `base`) each carries.
+fn plain(
+    pipe: &mut redis::Pipeline,
+    keys: &QueueKeys,
+    chunk: &[EnqueueItem],
+    base: usize,
+    carries: &mut Vec<Carries>,
+) {
+    let (now, later): (Vec<usize>, Vec<usize>) =
+        (0..chunk.len()).partition(|&i| chunk[i].run_at.is_none());
     if !now.is_empty() {
-        pipe.lpush(&keys.pending, now).ignore();
+        let payloads: Vec<&str> = now.iter().map(|&i| chunk[i].payload.as_str()).collect();
+        pipe.lpush(&keys.pending, payloads);
+        carries.push(Carries::Jobs(now.iter().map(|i| base + i).collect()));
     }
-    let later: Vec<(u64, &str)> = chunk
-        .iter()
-        .filter_map(|i| i.run_at.map(|at| (at, i.payload.as_str())))
-        .collect();
     if !later.is_empty() {
-        pipe.zadd_multiple(&keys.delayed, &later).ignore();
+        let scheduled: Vec<(u64, &str)> = later
+            .iter()
+            .map(|&i| (chunk[i].run_at.unwrap_or(0), chunk[i].payload.as_str()))
+            .collect();
+        pipe.zadd_multiple(&keys.delayed, &scheduled);
+        carries.push(Carries::Jobs(later.iter().map(|i| base + i).collect()));
     }
 }
 

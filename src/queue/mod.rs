@@ -36,7 +36,7 @@ pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryIt
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::RedisTarget;
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
-pub use enqueue::{ChunkOutcome, EnqueueItem};
+pub use enqueue::{ChunkOutcome, EnqueueItem, Fate, Trip};
 pub use jobs::{slot, DeadCaps, FetchLimits, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;
 pub use oversized::Oversized;
@@ -104,6 +104,13 @@ impl QueueError {
             }
         };
         QueueError::Unavailable { op, message }
+    }
+
+    /// True when Redis refused a write because it is at `maxmemory` with
+    /// `noeviction` (`OOM`): nothing was written, and it passes once memory
+    /// frees.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, QueueError::Redis { source, .. } if source.code() == Some("OOM"))
     }
 
     /// True when Redis refused our credentials.

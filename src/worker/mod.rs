@@ -158,7 +158,6 @@ impl Worker {
             mcp.shutdown().await;
             return registered.map(|_| ());
         }
-        startup::warn_on_eviction(&ctx).await;
         let result = run_registered(ctx.clone(), reg, shutdown).await;
         // After the stop sequence: running MCP calls had their grace.
         mcp.shutdown().await;

@@ -1,6 +1,7 @@
-//! Coming up: the side port and its zero-valued series, registration in
-//! every queue's worker set (retried while Redis is unreachable), and the
-//! registration document other processes read.
+//! Coming up: the side port and its zero-valued series, the check that
+//! Redis does not evict keys, registration in every queue's worker set
+//! (retried while Redis is unreachable), and the registration document
+//! other processes read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,8 @@ pub(super) async fn start_side_port(
 
 /// Registers before any fetch, retrying while Redis is unreachable. False
 /// when shutdown came first; an error when Redis refuses the credentials
-/// (a configuration mistake: waiting cannot fix it, exit code 2).
+/// or evicts keys (configuration mistakes: waiting cannot fix them, exit
+/// code 2).
 pub(super) async fn register(
     ctx: &Ctx,
     reg: &Registration,
@@ -59,7 +61,12 @@ pub(super) async fn register(
 ) -> Result<bool, WorkerError> {
     let mut failures = 0;
     loop {
-        match heartbeat::Heartbeat::register(ctx, &reg.info, &reg.tools).await {
+        let step = match eviction_policy(ctx).await {
+            Ok(()) => heartbeat::Heartbeat::register(ctx, &reg.info, &reg.tools).await,
+            Err(Eviction::Refused(why)) => return Err(WorkerError::Config(why)),
+            Err(Eviction::Unknown(e)) => Err(e),
+        };
+        match step {
             Ok(()) => {
                 ctx.outage.ok();
                 return Ok(true);
@@ -82,12 +89,43 @@ pub(super) async fn register(
     }
 }
 
-pub(super) async fn warn_on_eviction(ctx: &Ctx) {
-    if let Ok(Some(policy)) = ctx.broker.info_field("memory", "maxmemory_policy").await {
-        if policy != "noeviction" {
-            tracing::warn!(%policy, "redis maxmemory-policy is not noeviction: under memory pressure Redis may evict queue keys and lose jobs");
+/// Why the eviction policy check did not pass.
+enum Eviction {
+    /// An evicting policy, not allowed: the message for the operator.
+    Refused(String),
+    /// Redis did not answer; retried like the registration.
+    Unknown(QueueError),
+}
+
+/// Refuses a Redis whose `maxmemory-policy` evicts keys: under memory
+/// pressure it would delete queue keys (and the jobs in them), results and
+/// registrations, where `noeviction` refuses writes instead, which the
+/// worker and producers report. `allow_evicting_redis` accepts the risk.
+/// A user that may not run `INFO` leaves the policy unknown: a warning.
+async fn eviction_policy(ctx: &Ctx) -> Result<(), Eviction> {
+    let policy = match ctx.broker.info_field("memory", "maxmemory_policy").await {
+        Ok(Some(policy)) => policy,
+        Ok(None) => return Ok(()),
+        Err(e) if e.is_unavailable() => return Err(Eviction::Unknown(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read redis maxmemory-policy (INFO memory); make sure it is noeviction: an evicting policy loses jobs");
+            return Ok(());
         }
+    };
+    if policy == "noeviction" {
+        return Ok(());
     }
+    if ctx.config.allow_evicting_redis {
+        tracing::warn!(%policy, "redis maxmemory-policy is not noeviction (allowed by allow_evicting_redis): under memory pressure Redis may evict queue keys and lose jobs");
+        return Ok(());
+    }
+    Err(Eviction::Refused(format!(
+        "redis at {} has maxmemory-policy {policy}: under memory pressure it evicts keys, \
+         and an evicted queue key loses its jobs. Set it to noeviction (`CONFIG SET \
+         maxmemory-policy noeviction`, or maxmemory-policy in redis.conf), or set \
+         allow_evicting_redis = true (TOOLQ_ALLOW_EVICTING_REDIS=true) to accept the risk",
+        ctx.broker.target().masked_url()
+    )))
 }
 
 /// What a worker writes about itself: who it is, and the tools it serves.
