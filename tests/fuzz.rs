@@ -41,22 +41,22 @@ fn run(name: &str, ci_runs: u64) {
 
 #[test]
 fn job_parse() {
-    run("job_parse", 60_000);
+    run("job_parse", 20_000);
 }
 
 #[test]
 fn job_rewrite() {
-    run("job_rewrite", 100_000);
+    run("job_rewrite", 25_000);
 }
 
 #[test]
 fn job_head() {
-    run("job_head", 30_000);
+    run("job_head", 5_000);
 }
 
 #[test]
 fn calculator() {
-    run("calculator", 150_000);
+    run("calculator", 100_000);
 }
 
 #[test]

@@ -56,6 +56,7 @@ pub const EXPRESSION: Target = Target {
     name: "calculator",
     dictionary: DICTIONARY,
     max_len: 1200,
+    generate: None,
     check: check_expression,
 };
 
@@ -78,6 +79,7 @@ pub const ARGS: Target = Target {
         "[]",
     ],
     max_len: 512,
+    generate: None,
     check: check_args,
 };
 

@@ -59,6 +59,7 @@ pub const CONFIG: Target = Target {
         "true",
     ],
     max_len: 1024,
+    generate: None,
     check: check_config,
 };
 

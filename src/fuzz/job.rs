@@ -4,7 +4,7 @@
 
 use serde_json::value::RawValue;
 
-use super::Target;
+use super::{job_gen, Target};
 use crate::job::{self, parse, read_head, read_tail, recoveries_of, rewrite_payload, Head, Job};
 
 const DICTIONARY: &[&str] = &[
@@ -46,6 +46,7 @@ pub const PARSE: Target = Target {
     name: "job_parse",
     dictionary: DICTIONARY,
     max_len: 2048,
+    generate: Some(job_gen::payload),
     check: check_parse,
 };
 
@@ -53,6 +54,7 @@ pub const REWRITE: Target = Target {
     name: "job_rewrite",
     dictionary: DICTIONARY,
     max_len: 2048,
+    generate: Some(job_gen::rewrite_input),
     check: check_rewrite,
 };
 
@@ -60,6 +62,7 @@ pub const HEAD: Target = Target {
     name: "job_head",
     dictionary: DICTIONARY,
     max_len: 1024,
+    generate: Some(job_gen::payload),
     check: check_head,
 };
 

@@ -17,6 +17,7 @@
 mod calculator;
 mod config;
 mod job;
+mod job_gen;
 mod mutate;
 mod schema;
 mod text;
@@ -39,6 +40,10 @@ pub struct Target {
     pub dictionary: &'static [&'static str],
     /// Largest input tried, in bytes.
     pub max_len: usize,
+    /// Builds an input from scratch, structure first (JSON jobs): half the
+    /// inputs of a target that has one, so most of them get past the
+    /// syntax and test the properties behind it.
+    pub generate: Option<fn(&mut StdRng) -> Vec<u8>>,
     pub check: fn(&[u8]),
 }
 
@@ -178,7 +183,10 @@ fn run_quietly(
         }
         let base = &seeds[rng.random_range(0..seeds.len())];
         let other = &seeds[rng.random_range(0..seeds.len())];
-        let input = mutator.mutate(&mut rng, base, other);
+        let input = match target.generate {
+            Some(generate) if rng.random_bool(0.5) => generate(&mut rng),
+            _ => mutator.mutate(&mut rng, base, other),
+        };
         runs += 1;
         if let Err(message) = try_check(target, &input) {
             return Err(fail(runs, &input, message));

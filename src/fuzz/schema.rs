@@ -35,6 +35,7 @@ pub const SCHEMA: Target = Target {
         "}",
     ],
     max_len: 1024,
+    generate: None,
     check: check_schema,
 };
 

@@ -27,6 +27,7 @@ pub const DURATION: Target = Target {
         "99999999999999999999",
     ],
     max_len: 64,
+    generate: None,
     check: check_duration,
 };
 
@@ -50,6 +51,7 @@ pub const RATE: Target = Target {
         "-",
     ],
     max_len: 64,
+    generate: None,
     check: check_rate,
 };
 
@@ -85,6 +87,7 @@ pub const SPEC: Target = Target {
         "\n",
     ],
     max_len: 256,
+    generate: None,
     check: check_spec,
 };
 

@@ -26,6 +26,7 @@ pub const RESPONSE: Target = Target {
         "{}",
     ],
     max_len: 2048,
+    generate: None,
     check: check_response,
 };
 
