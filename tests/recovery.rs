@@ -292,11 +292,32 @@ async fn live_workers_whose_connections_drop_are_not_taken_for_dead() {
 
     // (1) Connections cut, at different points of the victims' heartbeat.
     let mut cut = 0;
+    let mut reconnect_ages = Vec::new();
     for i in 0..10 {
         push(con.clone(), 6).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
-        cut += cut_connections(&mut con, &wids[i % 3]).await;
-        tokio::time::sleep(Duration::from_millis(1300 + 97 * i as u64 % 700)).await;
+        let victim = &wids[i % 3];
+        cut += cut_connections(&mut con, victim).await;
+        let cut_at = Instant::now();
+        // Until the worker has a connection again: how old its heartbeat
+        // got meanwhile, against the 1.25 s the reapers wait for.
+        let mut oldest = 0.0f64;
+        while connection_ids(&mut con, victim).await.is_empty()
+            && cut_at.elapsed() < Duration::from_secs(5)
+        {
+            let beat: Option<f64> = redis::cmd("ZSCORE")
+                .arg(QueueKeys::new(&q).workers)
+                .arg(victim)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let age = redis_time_ms(&mut con).await as f64 - beat.unwrap_or(0.0);
+            oldest = oldest.max(age);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reconnect_ages.push(oldest as u64);
+        let rest = Duration::from_millis(1300 + 97 * i as u64 % 700);
+        tokio::time::sleep(rest.saturating_sub(cut_at.elapsed())).await;
     }
     false_positives.push((
         "CLIENT KILL of all of a worker's connections, 10 times",
@@ -339,6 +360,7 @@ async fn live_workers_whose_connections_drop_are_not_taken_for_dead() {
     let declared_dead = lines_with(&logs, &["declared dead"]);
     eprintln!(
         "false positives (live workers recovered): {false_positives:?}; connections cut {cut}; \
+         oldest heartbeat of a cut worker before it reconnected (ms) {reconnect_ages:?}; \
          jobs {} lost {} duplicates {duplicates}; 'declared dead' log lines {declared_dead}",
         ids.len(),
         lost.len()

@@ -55,8 +55,9 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 5000;
 /// How much later than its next heartbeat was due a worker whose Redis
 /// connections are all closed is declared dead: a live worker whose
-/// connections were cut reconnects at its next beat (plus one 100 ms retry),
-/// so a quarter second past the interval tells it from a dead one.
+/// connections were cut reconnects at its next beat (which retries at once
+/// on a fresh connection), so a quarter second past the interval tells it
+/// from a dead one with room for a slow beat.
 pub const DEFAULT_DISCONNECT_GRACE_MS: u64 = 250;
 /// A job whose worker died this many times is buried as poison.
 pub const DEFAULT_MAX_RECOVERIES: u32 = 3;

@@ -93,7 +93,17 @@ impl Heartbeat {
                 Err(e) => {
                     self.ctx.outage.failed("heartbeat", &e);
                     failures += 1;
-                    retry_delay(failures).min(interval)
+                    if failures == 1 && e.is_unavailable() {
+                        // A connection cut under a live Redis (`CLIENT
+                        // KILL`, a reset) is mended by the next try on a
+                        // fresh one: try at once, so that other reapers never
+                        // see this worker without connections and with a
+                        // heartbeat past the interval plus
+                        // `disconnect_grace_ms`, and take it for dead.
+                        Duration::ZERO
+                    } else {
+                        retry_delay(failures).min(interval)
+                    }
                 }
             };
             tokio::select! {
