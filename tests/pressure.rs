@@ -366,6 +366,19 @@ async fn skewed_worker_judges_by_redis_time(offset: &str, skew_ms: i64) {
             age.is_some_and(|a| a.abs() < 1000),
             "{who}'s heartbeat is scored by Redis's clock: age {age:?} ms"
         );
+        // So is its tool catalog entry (a day ahead, a worker's own clock
+        // would have dropped every other worker's entry).
+        let listed: Option<f64> = redis::cmd("ZSCORE")
+            .arg(keys::CATALOG_WORKERS)
+            .arg(id)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let age = listed.map(|s| now as i64 - s as i64);
+        assert!(
+            age.is_some_and(|a| a.abs() < 5000),
+            "{who}'s catalog entry is scored by Redis's clock: age {age:?} ms"
+        );
     }
     probe.release_held();
     for (jobs, owner) in [(&g, &a_id), (&h, &b_id)] {

@@ -4,6 +4,8 @@
 //! catalog costs O(workers) and only reads (`ZRANGE`, `MGET`), never a scan
 //! of the keyspace. A worker that is gone drops out when its document
 //! expires; its id leaves the set a day later, at the next publication.
+//! Scores are Redis's clock (`TIME`), like heartbeats: a worker whose own
+//! clock is a day ahead must not forget every other worker's entry.
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ impl Broker {
     /// Writes `worker`'s catalog document, expiring after `ttl` unless
     /// [`Broker::touch_tools`] keeps it.
     pub async fn publish_tools(&self, worker: &str, doc: &str, ttl: Duration) -> Result<()> {
-        let now = crate::job::now_ms();
+        let now = self.time_ms().await?;
         let mut pipe = redis::pipe();
         pipe.set_ex(keys::catalog_worker(worker), doc, ttl.as_secs().max(1))
             .ignore()
@@ -40,9 +42,10 @@ impl Broker {
 
     /// Extends `worker`'s catalog document; false when it had expired.
     pub async fn touch_tools(&self, worker: &str, ttl: Duration) -> Result<bool> {
+        let now = self.time_ms().await?;
         let mut pipe = redis::pipe();
         pipe.expire(keys::catalog_worker(worker), ttl.as_secs().max(1) as i64)
-            .zadd(keys::CATALOG_WORKERS, worker, crate::job::now_ms())
+            .zadd(keys::CATALOG_WORKERS, worker, now)
             .ignore();
         let mut c = self.conn().await?;
         let (extended,): (bool,) = pipe
