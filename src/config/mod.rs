@@ -373,3 +373,28 @@ mod debug_tests {
         assert!(!format!("{o:?}").contains("s3cret"));
     }
 }
+
+#[cfg(test)]
+mod disconnect_tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_without_connections_is_dead_past_the_interval_plus_the_grace() {
+        let config = Config::default();
+        assert_eq!(
+            config.disconnected_timeout(),
+            Some(Duration::from_millis(1250))
+        );
+        // Never later than the heartbeat timeout; 0 turns it off.
+        let late = Config {
+            disconnect_grace_ms: 60_000,
+            ..Config::default()
+        };
+        assert_eq!(late.disconnected_timeout(), Some(late.heartbeat_timeout()));
+        let off = Config {
+            disconnect_grace_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(off.disconnected_timeout(), None);
+    }
+}
