@@ -744,3 +744,61 @@ async fn an_evicting_redis_is_refused_unless_explicitly_allowed() {
     assert!(allowed.wait(WAIT).await.success());
     eprintln!("evicting redis (allkeys-lru): refused with exit 2; with allow_evicting_redis it runs and warns");
 }
+
+/// Redis full for three heartbeat timeouts while two workers hold running
+/// jobs and write nothing but heartbeats (refused, like every write): when
+/// memory frees, neither worker may take the other for dead, since both
+/// were silenced alike. No job recovered, none run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_refused_for_lack_of_memory_declare_nobody_dead() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("oombeat");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let probe = Probe::start().await;
+    let a = spawn(&url, &q, 2, &probe, &[]);
+    let a_id = worker_id_of(&mut con, &q, a.pid(), WAIT).await;
+    let b = spawn(&url, &q, 2, &probe, &[]);
+    let b_id = worker_id_of(&mut con, &q, b.pid(), WAIT).await;
+    let jobs = ids("hb", 4);
+    let held: Vec<String> = jobs
+        .iter()
+        .map(|id| probe_job(id, json!({"hold": true})))
+        .collect();
+    lpush(&mut con, &q, &held).await;
+    wait_held(&mut con, &q, &a_id, 2).await;
+    wait_held(&mut con, &q, &b_id, 2).await;
+    redis_cmd(
+        &mut con,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    )
+    .await;
+    redis_cmd(&mut con, &["CONFIG", "SET", "maxmemory", "1"]).await;
+    let full_at = redis_time_ms(&mut con).await;
+    until_redis_time(&mut con, full_at + 3000).await;
+    redis_cmd(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    let freed_at = redis_time_ms(&mut con).await;
+    // Both beat again, and reapers have had three timeouts to misjudge.
+    until_redis_time(&mut con, freed_at + 3000).await;
+    let held_a = held_count(&mut con, &k.active(&a_id)).await;
+    let held_b = held_count(&mut con, &k.active(&b_id)).await;
+    probe.release_held();
+    for id in &jobs {
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let (lost, duplicates) = probe.lost_and_duplicates(&jobs);
+    let declared = a.log_lines("declared dead") + b.log_lines("declared dead");
+    eprintln!(
+        "heartbeats refused (maxmemory) for 3 s, timeout 1 s: jobs {}, lost {lost}, \
+         duplicates {duplicates}, ran twice at once {}, declared dead {declared}",
+        jobs.len(),
+        probe.overlapped()
+    );
+    assert_eq!((held_a, held_b), (2, 2), "nothing recovered");
+    assert_eq!((lost, duplicates, declared), (0, 0, 0));
+    for w in [a, b] {
+        w.signal(libc::SIGTERM);
+    }
+}

@@ -92,6 +92,11 @@ impl Heartbeat {
                 }
                 Err(e) => {
                     self.ctx.outage.failed("heartbeat", &e);
+                    if !e.is_unavailable() {
+                        // Refused, not unreachable (OOM): everyone's beat
+                        // is refused too; no reaping until it passes.
+                        self.ctx.outage.heartbeat_refused();
+                    }
                     failures += 1;
                     if failures == 1 && e.is_unavailable() {
                         // A connection cut under a live Redis (`CLIENT

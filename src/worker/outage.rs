@@ -78,6 +78,17 @@ impl Outage {
         }
     }
 
+    /// Records that Redis answered but refused this worker's heartbeat (out
+    /// of memory, say). Such a refusal silences every worker's heartbeat
+    /// alike, so once it passes the others' look as old as after an
+    /// outage: the reaper gives them the same grace ([`Outage::since_last`]
+    /// restarts) before judging anyone dead.
+    pub fn heartbeat_refused(&self) {
+        if let Ok(mut t) = self.ended_at.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
     fn just_failed(&self) -> bool {
         self.last_failure
             .lock()
@@ -90,7 +101,8 @@ impl Outage {
         self.down.load(Ordering::Relaxed)
     }
 
-    /// Time since the last outage ended (`None` if there was none).
+    /// Time since the last outage ended or a heartbeat was refused (`None`
+    /// if neither happened).
     pub fn since_last(&self) -> Option<Duration> {
         self.ended_at
             .lock()
