@@ -9,10 +9,12 @@ use serde_json::value::RawValue;
 use super::JobError;
 
 /// Rewrites a payload for its next attempt: every field the producer wrote is
-/// kept byte for byte and in its place (a value is copied as written, never
-/// re-encoded, so big numbers and floats survive), `attempt` and `id` are
-/// set where they stood or added at the end, and `recoveries` leads the
-/// object so the recovery script can raise it without a JSON parser.
+/// kept in its place with its value byte for byte (copied as written, never
+/// re-encoded, so big numbers and floats survive; only the white space
+/// between fields goes, and a key written with escapes is re-escaped),
+/// `attempt` and `id` are set where they stood or added at the end, and
+/// `recoveries` leads the object so the recovery script can raise it
+/// without a JSON parser.
 pub fn rewrite_payload(
     payload: &[u8],
     id: &str,
