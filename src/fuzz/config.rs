@@ -86,6 +86,7 @@ fn check_config(input: &[u8]) {
         Ok(config) => format!("{config:?}"),
         Err(e) => e.to_string(),
     };
+    let _ = std::fs::remove_file(&file);
     assert_eq!(again, shown, "two loads differ");
     // Anywhere else (the value of another key, inside a multi-line string)
     // the secret is plain text that may well be shown.
