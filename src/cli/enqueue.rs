@@ -30,7 +30,7 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
         return Err(CliError::BadInput("ARGS_JSON must be a JSON object".into()));
     }
     let queue = queue_name(&a.queue)?;
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     if !a.no_check {
         let catalog = producer.catalog().await?;

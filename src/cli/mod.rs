@@ -76,6 +76,7 @@ impl From<QueueError> for CliError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::Config(m) => CliError::BadInput(m),
+            e if e.is_not_durable() => CliError::Redis(e.to_string()),
             e if e.is_unavailable() => CliError::RedisDown(e.to_string()),
             e if e.is_out_of_memory() => CliError::Redis(out_of_memory(&e)),
             e => CliError::Failed(e.to_string()),

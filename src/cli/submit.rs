@@ -93,7 +93,7 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Success);
     }
 
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     let mut lines = lines;
     if !a.no_check {

@@ -78,6 +78,12 @@ pub const DEFAULT_ACK_BATCH: usize = 200;
 /// How long a unique job's key is held at most: the worker releases it when
 /// the job succeeds or dies, so this only bounds a lock whose job was lost.
 pub const DEFAULT_UNIQUE_TTL_S: u64 = 3600;
+/// How long a write waits for its replicas when `wait_replicas` is set.
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 1000;
+/// Most replicas a write may wait for.
+pub const MAX_WAIT_REPLICAS: u32 = 16;
+/// Longest wait for replicas: well under the 10 s a Redis call may take.
+pub const MAX_WAIT_TIMEOUT_MS: u64 = 5000;
 /// Producers wait while a queue holds this many pending jobs; 0 = no cap.
 pub const DEFAULT_MAX_PENDING: u64 = 0;
 
@@ -158,6 +164,14 @@ pub struct Config {
     pub max_pending: u64,
     /// Longest a unique job's key stays held (`unique_key`).
     pub unique_ttl_s: u64,
+    /// Replicas that must have a write before it counts as done (`WAIT`):
+    /// enqueues and a worker's acks, retries and burials. 0 = do not wait
+    /// (replication stays asynchronous; a failover can lose the last writes).
+    pub wait_replicas: u32,
+    /// How long a write waits for `wait_replicas`; fewer by then is an error
+    /// (the producer's job may not be durable; the worker tries the
+    /// settlement again).
+    pub wait_timeout_ms: u64,
     /// Per-tool settings (`[tools.weather]`).
     pub tools: crate::tools::ToolsConfig,
     /// MCP servers whose tools the worker runs (`[mcp.servers.<name>]`).
@@ -201,6 +215,8 @@ impl Default for Config {
             ack_batch: DEFAULT_ACK_BATCH,
             max_pending: DEFAULT_MAX_PENDING,
             unique_ttl_s: DEFAULT_UNIQUE_TTL_S,
+            wait_replicas: 0,
+            wait_timeout_ms: DEFAULT_WAIT_TIMEOUT_MS,
             tools: Default::default(),
             mcp: Default::default(),
             serve: Default::default(),
@@ -265,6 +281,13 @@ pub struct Overrides {
     pub http_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// How long a write waits for `wait_replicas` replicas.
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.wait_timeout_ms)
+    }
 }
 
 impl std::fmt::Debug for Config {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Config, ConfigError};
-use crate::spec::{is_loopback_host, UrlParts};
+use crate::spec::{is_loopback_host, SentinelUrl, UrlParts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +90,17 @@ impl Profile {
 /// The host a plain `redis://` URL would send its password to, when that
 /// host is not this machine.
 fn clear_text_password_host(url: &str) -> Option<&str> {
+    if SentinelUrl::is_sentinel(url) {
+        // The sentinels' addresses stand where one host would: any of them
+        // off this machine sees the passwords (the master's address comes
+        // from them, so it is judged by them too).
+        let parsed = SentinelUrl::parse(url).ok()?;
+        let secret = parsed.password.is_some() || parsed.sentinel_password.is_some();
+        let remote = parsed.sentinels.iter().any(|(h, _)| !is_loopback_host(h));
+        let hosts = url.split_once("://")?.1.rsplit('@').next()?;
+        let hosts = hosts.split(['/', '?']).next()?;
+        return (!parsed.tls && secret && remote).then_some(hosts);
+    }
     let parts = UrlParts::parse(url)?;
     let plain = parts.scheme.eq_ignore_ascii_case("redis");
     (plain && parts.has_password() && !is_loopback_host(parts.host())).then(|| parts.host())

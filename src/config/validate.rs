@@ -7,7 +7,7 @@ use std::path::Path;
 use figment::error::Kind;
 use figment::Figment;
 
-use super::{unknown, Config, ConfigError};
+use super::{unknown, Config, ConfigError, MAX_WAIT_REPLICAS, MAX_WAIT_TIMEOUT_MS};
 
 impl Config {
     /// Checks values serde cannot: ranges and relations between keys.
@@ -29,7 +29,12 @@ impl Config {
         for spec in &self.queues {
             crate::spec::QueueSpec::parse(spec).map_err(|m| fail("queues", m))?;
         }
-        if !(self.redis_url.starts_with("redis://")
+        if crate::spec::SentinelUrl::is_sentinel(&self.redis_url) {
+            crate::spec::SentinelUrl::parse(&self.redis_url).map_err(|why| {
+                let url = crate::spec::mask_url(&self.redis_url);
+                fail("redis_url", format!("{url} {why}"))
+            })?;
+        } else if !(self.redis_url.starts_with("redis://")
             || self.redis_url.starts_with("rediss://")
             || self.redis_url.starts_with("unix://")
             || self.redis_url.starts_with("redis+unix://"))
@@ -37,8 +42,26 @@ impl Config {
             return Err(fail(
                 "redis_url",
                 format!(
-                    "must start with redis:// or rediss://, got {}",
+                    "must start with redis://, rediss:// or redis+sentinel://, got {}",
                     crate::spec::mask_url(&self.redis_url)
+                ),
+            ));
+        }
+        if self.wait_replicas > MAX_WAIT_REPLICAS {
+            return Err(fail(
+                "wait_replicas",
+                format!(
+                    "must be 0..={MAX_WAIT_REPLICAS} (0 = do not wait), got {}",
+                    self.wait_replicas
+                ),
+            ));
+        }
+        if !(1..=MAX_WAIT_TIMEOUT_MS).contains(&self.wait_timeout_ms) {
+            return Err(fail(
+                "wait_timeout_ms",
+                format!(
+                    "must be 1..={MAX_WAIT_TIMEOUT_MS} (it must end well before a Redis call times out), got {}",
+                    self.wait_timeout_ms
                 ),
             ));
         }

@@ -127,7 +127,7 @@ pub async fn run(
     let bound = listener.local_addr().map_err(GatewayError::Serve)?;
     let metrics = crate::health::install_recorder()?;
     crate::health::describe_metrics();
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     let stop = CancellationToken::new();
     let completions = Completions::new(producer.broker().clone(), stop.clone());
     let gateway = Arc::new(Gateway::new(

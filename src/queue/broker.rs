@@ -6,10 +6,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Connection, Pool};
 use redis::aio::MultiplexedConnection;
 
-use super::connection::{RedisTarget, CHECK_TIMEOUT};
+use super::connection::{Connector, RedisTarget, CHECK_TIMEOUT};
 use super::{is_connection_error, QueueError, Result};
 
 /// A succeeded job, its result to record.
@@ -89,7 +88,7 @@ pub struct Depths {
 /// A handle on Redis shared by every task of a process.
 pub struct Broker {
     target: RedisTarget,
-    pool: Pool,
+    connector: Connector,
     /// One multiplexed connection checked out of the pool and kept: the pool
     /// pings on every checkout, which would double the hot path's round trips.
     hot: Mutex<Option<MultiplexedConnection>>,
@@ -97,10 +96,10 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(target: RedisTarget) -> Result<Self> {
-        let pool = target.pool()?;
+        let connector = target.connector()?;
         Ok(Broker {
             target,
-            pool,
+            connector,
             hot: Mutex::new(None),
         })
     }
@@ -109,19 +108,11 @@ impl Broker {
         &self.target
     }
 
-    /// A connection from the pool, for calls off the hot path.
-    pub async fn pooled(&self) -> Result<Connection> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| QueueError::pool("connect", e))
-    }
-
     pub(super) async fn conn(&self) -> Result<MultiplexedConnection> {
         if let Some(c) = self.hot.lock().ok().and_then(|g| g.clone()) {
             return Ok(c);
         }
-        let conn = Connection::take(self.pooled().await?);
+        let conn = self.connector.connect(None).await?;
         if let Ok(mut g) = self.hot.lock() {
             *g = Some(conn.clone());
         }
@@ -129,9 +120,10 @@ impl Broker {
     }
 
     /// Maps an error and forgets a broken hot connection so the next call
-    /// reconnects.
+    /// reconnects. `READONLY` too: the server was demoted to a replica (a
+    /// failover), and only a new connection finds the new master.
     pub(super) fn fail(&self, op: &'static str, e: redis::RedisError) -> QueueError {
-        if is_connection_error(&e) {
+        if is_connection_error(&e) || e.code() == Some("READONLY") {
             if let Ok(mut g) = self.hot.lock() {
                 *g = None;
             }
@@ -139,9 +131,11 @@ impl Broker {
         QueueError::redis(op, e)
     }
 
-    /// A connection for blocking commands (see [`RedisTarget::dedicated`]).
+    /// A connection of its own for blocking commands, so a `BLMOVE` never
+    /// holds up the calls multiplexed on the shared one. Its reply timeout
+    /// allows for `block`.
     pub async fn dedicated(&self, block: Duration) -> Result<MultiplexedConnection> {
-        self.target.dedicated(block).await
+        self.connector.connect(Some(block)).await
     }
 
     /// The check a command makes before it starts: a `PING` answered

@@ -1,14 +1,18 @@
 //! Connecting to Redis: the pool for ordinary calls, dedicated connections for
-//! blocking waits, TLS with an optional custom CA, and URLs safe to log.
+//! blocking waits, TLS with an optional custom CA, Sentinel (the master found
+//! by name, again after each failover), and URLs safe to log.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{Hook, Manager, Pool, Runtime};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, TlsMode};
 
 use super::{QueueError, Result};
-use crate::spec::mask_url;
+use crate::spec::{mask_url, SentinelUrl};
 
 /// How long establishing a connection may take before it counts as an outage.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,12 +27,39 @@ pub const POOL_SIZE: usize = 16;
 /// with [`mask_url`] only.
 #[derive(Clone)]
 pub struct RedisTarget {
-    client: Client,
+    endpoint: Endpoint,
     masked: String,
     /// Given to every connection made from this target (`CLIENT SETNAME`),
     /// so that `CLIENT LIST` shows which worker holds it: a worker none of
     /// whose named connections is left has died (see `worker::reaper`).
     client_name: Option<String>,
+    /// Replicas a durable write waits for (`WAIT`), if any.
+    wait: Option<WaitReplicas>,
+}
+
+/// `WAIT numreplicas timeout` after each durable write (see
+/// [`RedisTarget::with_wait_replicas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitReplicas {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Endpoint {
+    /// One server, at a fixed address.
+    Direct(Client),
+    /// The master the sentinels name: asked again for each new connection,
+    /// so a reconnect after a failover lands on the promoted replica.
+    Sentinel(Arc<SentinelSpec>),
+}
+
+/// What a sentinel client is built from. Each [`Connector`] builds its own,
+/// since its cached connections to the sentinels are driven by the runtime
+/// that made them (the heartbeat thread has a runtime of its own).
+struct SentinelSpec {
+    url: SentinelUrl,
+    ca: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -38,30 +69,58 @@ impl std::fmt::Debug for RedisTarget {
 }
 
 impl RedisTarget {
-    /// Parses `redis://` or `rediss://` URLs; `ca_file` replaces the system
-    /// roots for TLS (a private CA).
+    /// Parses `redis://`, `rediss://` and `redis+sentinel://` URLs (see
+    /// [`SentinelUrl`]); `ca_file` replaces the system roots for TLS (a
+    /// private CA).
     pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self> {
         let masked = mask_url(url);
         let bad = |e: redis::RedisError| QueueError::Config(format!("redis url {masked}: {e}"));
-        let info = url.into_connection_info().map_err(bad)?;
-        let client = match ca_file {
-            Some(path) => {
-                let root = std::fs::read(path).map_err(|e| {
-                    QueueError::Config(format!("redis CA file {}: {e}", path.display()))
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root),
-                };
-                Client::build_with_tls(info, certs).map_err(bad)?
-            }
-            None => Client::open(info).map_err(bad)?,
+        let ca = match ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                QueueError::Config(format!("redis CA file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let endpoint = if SentinelUrl::is_sentinel(url) {
+            let url = SentinelUrl::parse(url)
+                .map_err(|why| QueueError::Config(format!("redis url {masked} {why}")))?;
+            let spec = SentinelSpec { url, ca };
+            // Built once here so a bad combination fails at start-up.
+            spec.client().map_err(bad)?;
+            Endpoint::Sentinel(Arc::new(spec))
+        } else {
+            let info = url.into_connection_info().map_err(bad)?;
+            let client = match ca {
+                Some(root) => {
+                    let certs = redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root),
+                    };
+                    Client::build_with_tls(info, certs).map_err(bad)?
+                }
+                None => Client::open(info).map_err(bad)?,
+            };
+            Endpoint::Direct(client)
         };
         Ok(RedisTarget {
-            client,
+            endpoint,
             masked,
             client_name: None,
+            wait: None,
         })
+    }
+
+    /// The same target, making each durable write (enqueues, acks, retries,
+    /// burials) wait until `replicas` replicas have it, for at most
+    /// `timeout`; 0 replicas turns waiting off.
+    pub fn with_wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(WaitReplicas { replicas, timeout });
+        self
+    }
+
+    /// The replicas durable writes wait for, if any.
+    pub fn wait_replicas(&self) -> Option<WaitReplicas> {
+        self.wait
     }
 
     /// The same target, naming each connection it makes `name` (no spaces:
@@ -76,11 +135,34 @@ impl RedisTarget {
         &self.masked
     }
 
-    pub(crate) fn pool(&self) -> Result<Pool> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager = Manager::new_with_config(self.client.get_connection_info().clone(), config)
+    /// What makes this target's connections: a pool for one server, a
+    /// sentinel client for a master found through sentinels.
+    pub(crate) fn connector(&self) -> Result<Connector> {
+        match &self.endpoint {
+            Endpoint::Direct(client) => self.pool(client).map(|pool| Connector {
+                kind: ConnectorKind::Pool {
+                    pool,
+                    client: client.clone(),
+                },
+                client_name: self.client_name.clone(),
+            }),
+            Endpoint::Sentinel(spec) => {
+                let client = spec
+                    .client()
+                    .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
+                Ok(Connector {
+                    kind: ConnectorKind::Sentinel {
+                        client: tokio::sync::Mutex::new(client),
+                        service: spec.url.service.clone(),
+                    },
+                    client_name: self.client_name.clone(),
+                })
+            }
+        }
+    }
+
+    fn pool(&self, client: &Client) -> Result<Pool> {
+        let manager = Manager::new_with_config(client.get_connection_info().clone(), config(None))
             .map_err(|e| QueueError::Config(format!("redis url {}: {e}", self.masked)))?;
         let mut builder = Pool::builder(manager);
         if let Some(name) = self.client_name.clone() {
@@ -101,21 +183,111 @@ impl RedisTarget {
             .build()
             .map_err(|e| QueueError::Config(format!("redis client: {e}")))
     }
+}
 
-    /// A connection of its own for blocking commands, so a `BLMOVE` never
-    /// holds up the calls multiplexed on the pool's connections.
-    pub(crate) async fn dedicated(
-        &self,
-        block: Duration,
-    ) -> Result<redis::aio::MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| QueueError::redis("connect", e))?;
+impl SentinelSpec {
+    fn client(&self) -> redis::RedisResult<SentinelClient> {
+        let url = &self.url;
+        let sentinels = url.sentinels.iter().map(|(host, port)| match url.tls {
+            true => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+            false => ConnectionAddr::Tcp(host.clone(), *port),
+        });
+        let mut b =
+            SentinelClientBuilder::new(sentinels, &url.service, SentinelServerType::Master)?
+                .set_client_to_redis_db(url.db);
+        if let Some(user) = &url.username {
+            b = b.set_client_to_redis_username(user);
+        }
+        if let Some(password) = &url.password {
+            b = b.set_client_to_redis_password(password);
+        }
+        if let Some(user) = &url.sentinel_username {
+            b = b.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &url.sentinel_password {
+            b = b.set_client_to_sentinel_password(password);
+        }
+        if url.tls {
+            b = b
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(root) = &self.ca {
+                let certs = || redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                };
+                b = b
+                    .set_client_to_redis_certificates(certs())
+                    .set_client_to_sentinel_certificates(certs());
+            }
+        }
+        b.build()
+    }
+}
+
+/// Opens connections to a target's (current) master: one per [`Broker`],
+/// on the runtime that uses them.
+///
+/// [`Broker`]: super::Broker
+pub(crate) struct Connector {
+    kind: ConnectorKind,
+    client_name: Option<String>,
+}
+
+enum ConnectorKind {
+    Pool {
+        pool: Pool,
+        /// For the dedicated connections, which stay out of the pool.
+        client: Client,
+    },
+    Sentinel {
+        /// Locked while the sentinels are asked: one lookup at a time, so a
+        /// failover does not send every waiting task to the sentinels at once.
+        client: tokio::sync::Mutex<SentinelClient>,
+        service: String,
+    },
+}
+
+impl Connector {
+    /// A new connection of its own. `block` is the longest blocking command
+    /// it will carry, added to its reply timeout.
+    pub(crate) async fn connect(&self, block: Option<Duration>) -> Result<MultiplexedConnection> {
+        let mut conn = match (&self.kind, block) {
+            (ConnectorKind::Pool { pool, .. }, None) => {
+                let conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| QueueError::pool("connect", e))?;
+                return Ok(deadpool_redis::Connection::take(conn));
+            }
+            (ConnectorKind::Pool { client, .. }, Some(_)) => client
+                .get_multiplexed_async_connection_with_config(&config(block))
+                .await
+                .map_err(|e| QueueError::redis("connect", e))?,
+            (ConnectorKind::Sentinel { client, service }, _) => {
+                let master = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                    client.lock().await.async_get_client().await
+                })
+                .await
+                .map_err(|_| QueueError::Unavailable {
+                    op: "connect",
+                    message: format!(
+                        "the sentinels named no master for {service:?} within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                })?
+                .map_err(|e| no_master(service, e))?;
+                master
+                    .get_multiplexed_async_connection_with_config(&config(block))
+                    .await
+                    .map_err(|e| QueueError::redis("connect", e))?
+            }
+        };
         if let Some(name) = &self.client_name {
             set_name(&mut conn, name).await;
         }
@@ -123,12 +295,33 @@ impl RedisTarget {
     }
 }
 
+/// A failed master lookup. While a failover runs the sentinels name no
+/// usable master (the old one is down, none promoted yet): an outage to wait
+/// out, like an unreachable server, not a refusal.
+fn no_master(service: &str, e: redis::RedisError) -> QueueError {
+    if super::auth_failure(&e).is_some() {
+        return QueueError::redis("connect", e);
+    }
+    QueueError::Unavailable {
+        op: "connect",
+        message: format!("no master for {service:?} from the sentinels: {e}"),
+    }
+}
+
+/// Timeouts of a connection; `block` is added to the reply timeout of one
+/// that carries blocking commands.
+fn config(block: Option<Duration>) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(block.unwrap_or_default() + RESPONSE_TIMEOUT))
+}
+
 /// Names a fresh connection. A refusal (an ACL without `client|setname`)
 /// leaves it unnamed rather than failing it: the worker still works, but to
 /// other reapers it looks disconnected, so only its heartbeat (every
 /// interval, inside the interval plus `disconnect_grace_ms`) keeps it from
 /// being declared dead; hence the warning.
-async fn set_name(conn: &mut redis::aio::MultiplexedConnection, name: &str) {
+async fn set_name(conn: &mut MultiplexedConnection, name: &str) {
     let named: redis::RedisResult<()> = redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(name)
@@ -149,5 +342,13 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("u:***@host"), "{text}");
+    }
+
+    #[test]
+    fn bad_sentinel_urls_are_config_errors_without_the_password() {
+        let err = RedisTarget::new("redis+sentinel://:s3cret@h1,h2", None).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("names no service"), "{text}");
     }
 }

@@ -101,7 +101,7 @@ impl Broker {
             }
             base += chunk.len();
         }
-        let replies: Vec<redis::Value> = self.query_pipe("enqueue", &pipe).await?;
+        let replies = self.pipe_durable("enqueue", &mut pipe).await?;
         if replies.len() != carries.len() {
             return Err(protocol(format!(
                 "{} replies for {} commands",
@@ -147,11 +147,8 @@ impl Broker {
         cap: u64,
         unique_ttl: Duration,
     ) -> Result<ChunkOutcome> {
-        let mut c = self.conn().await?;
-        let reply: Vec<i64> = invocation(keys, items, cap, unique_ttl)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.fail("enqueue", e))?;
+        let inv = invocation(keys, items, cap, unique_ttl);
+        let reply: Vec<i64> = self.invoke_durable("enqueue", &inv).await?;
         let r = ChunkReply::parse(&reply)?;
         Ok(ChunkOutcome {
             taken: r.taken,

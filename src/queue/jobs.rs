@@ -149,11 +149,8 @@ impl Broker {
         let mut inv = scripts::ACK.prepare_invoke();
         ack_keys(&mut inv, keys, worker, items, &batches);
         ack_args(&mut inv, items, &batches);
-        let mut c = self.conn().await?;
-        let (stale, unwritable): (Vec<usize>, Vec<(usize, String)>) = inv
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.fail("ack", e))?;
+        let (stale, unwritable): (Vec<usize>, Vec<(usize, String)>) =
+            self.invoke_durable("ack", &inv).await?;
         let base = |i: usize| i.saturating_sub(1);
         Ok((
             stale.into_iter().map(base).collect(),
@@ -163,9 +160,8 @@ impl Broker {
 
     /// Sends a failed job to `delayed`; false when it was no longer ours.
     pub async fn retry(&self, keys: &QueueKeys, worker: &str, item: &RetryItem) -> Result<bool> {
-        let mut c = self.conn().await?;
-        let done: i64 = scripts::RETRY
-            .key(keys.active(worker))
+        let mut inv = scripts::RETRY.prepare_invoke();
+        inv.key(keys.active(worker))
             .key(&keys.delayed)
             .key(keys.result(&item.id))
             .key(&keys.stats)
@@ -173,10 +169,8 @@ impl Broker {
             .arg(item.delay_ms)
             .arg(&item.payload)
             .arg(item.result_ttl_s)
-            .arg(&item.result)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.fail("retry", e))?;
+            .arg(&item.result);
+        let done: i64 = self.invoke_durable("retry", &inv).await?;
         Ok(done == 1)
     }
 
@@ -222,11 +216,8 @@ impl Broker {
         if item.unique_key.is_some() {
             inv.arg("1");
         }
-        let mut c = self.conn().await?;
-        let (done, skipped, trimmed): (i64, String, u64) = inv
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.fail("bury", e))?;
+        let (done, skipped, trimmed): (i64, String, u64) =
+            self.invoke_durable("bury", &inv).await?;
         Ok((done == 1).then_some((skipped, trimmed)))
     }
 

@@ -2,7 +2,9 @@
 //!
 //! - `keys`: the only place key names are built.
 //! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
-//! - `connection`: pool, dedicated blocking connections, TLS, URL masking.
+//! - `connection`: pool, dedicated blocking connections, TLS, Sentinel,
+//!   URL masking.
+//! - `durable`: writes followed by `WAIT` when `wait_replicas` asks for it.
 //! - `broker`: the `Broker` handle, its connections and the settling items;
 //!   its operations live in `impl Broker` blocks by what they do: `jobs`
 //!   (enqueue, fetch, ack, retry, bury, defer, promote, requeue), `workers`
@@ -22,6 +24,7 @@ mod cache;
 mod catalog;
 mod connection;
 mod control;
+mod durable;
 mod enqueue;
 mod inspect;
 mod jobs;
@@ -34,7 +37,7 @@ pub use crate::spec::mask_url;
 pub use admin::DeadRetry;
 pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
-pub use connection::RedisTarget;
+pub use connection::{RedisTarget, WaitReplicas};
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
 pub use enqueue::{ChunkOutcome, EnqueueItem, Fate, Trip};
 pub use jobs::{slot, DeadCaps, FetchLimits, Requeue, BATCH_SLOTS};
@@ -70,6 +73,17 @@ pub enum QueueError {
     /// The Redis URL or TLS settings are unusable.
     #[error("{0}")]
     Config(String),
+    /// The master took the write, but fewer replicas than `wait_replicas`
+    /// acknowledged it in time: a failover now could lose it. Waited out
+    /// like an outage (a worker writes the outcome again; a producer reports
+    /// the jobs as possibly not durable).
+    #[error("queue.{op}: written to the master, but only {reached} of {wanted} replicas acknowledged it within {timeout_ms} ms (wait_replicas): it may not be durable, and a failover now could lose it")]
+    NotDurable {
+        op: &'static str,
+        reached: u64,
+        wanted: u32,
+        timeout_ms: u64,
+    },
     /// Redis answered something the script contract does not allow.
     #[error("queue.{op}: unexpected reply: {message}")]
     Protocol { op: &'static str, message: String },
@@ -113,6 +127,11 @@ impl QueueError {
         matches!(self, QueueError::Redis { source, .. } if source.code() == Some("OOM"))
     }
 
+    /// True when a write reached fewer replicas than `wait_replicas`.
+    pub fn is_not_durable(&self) -> bool {
+        matches!(self, QueueError::NotDurable { .. })
+    }
+
     /// True when Redis refused our credentials.
     pub fn is_auth(&self) -> bool {
         matches!(self, QueueError::Auth { .. })
@@ -127,7 +146,9 @@ impl QueueError {
     /// command Redis refused): callers back off and try again.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            QueueError::Unavailable { .. } | QueueError::Auth { .. } => true,
+            QueueError::Unavailable { .. }
+            | QueueError::Auth { .. }
+            | QueueError::NotDurable { .. } => true,
             QueueError::Redis { source, .. } => {
                 is_connection_error(source) || is_transient_state(source)
             }

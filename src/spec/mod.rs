@@ -8,10 +8,12 @@ mod host;
 mod http_addr;
 mod queue_spec;
 mod redis_url;
+mod sentinel_url;
 mod text;
 
 pub use host::{is_loopback_addr, is_loopback_host};
 pub use http_addr::{HttpAddr, InvalidAddr, DEFAULT_HTTP_ADDR};
 pub use queue_spec::QueueSpec;
 pub use redis_url::{mask_url, percent_encode, with_password, UrlParts};
+pub use sentinel_url::{SentinelUrl, DEFAULT_SENTINEL_PORT};
 pub use text::escape_controls;

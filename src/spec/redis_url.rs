@@ -28,9 +28,7 @@ pub fn mask_url(url: &str) -> String {
             let params: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
-                    Some((k, _))
-                        if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
-                    {
+                    Some((k, _)) if is_password_key(k) => {
                         format!("{k}=***")
                     }
                     _ => kv.to_owned(),
@@ -119,9 +117,7 @@ impl<'a> UrlParts<'a> {
         let (_, query) = self.rest.split_once('?')?;
         query.split('&').find_map(|kv| {
             let (k, v) = kv.split_once('=')?;
-            (k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password"))
-                .then_some(v)
-                .filter(|v| !v.is_empty())
+            is_password_key(k).then_some(v).filter(|v| !v.is_empty())
         })
     }
 }
@@ -160,8 +156,16 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
+/// A query parameter holding a password: `pass` and `password` (socket
+/// URLs), `sentinel_password` (`redis+sentinel://`, see `SentinelUrl`).
+fn is_password_key(key: &str) -> bool {
+    ["pass", "password", "sentinel_password"]
+        .iter()
+        .any(|k| key.eq_ignore_ascii_case(k))
+}
+
 /// `%XX` sequences as their bytes; anything else (a stray `%`) as written.
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -253,5 +257,9 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1&pass=***"
         );
         assert_eq!(mask_url("u:s3cret@host"), "***");
+        assert_eq!(
+            mask_url("redis+sentinel://:m4ster@s1:26379,s2/jobs?sentinel_password=s3nt"),
+            "redis+sentinel://:***@s1:26379,s2/jobs?sentinel_password=***"
+        );
     }
 }

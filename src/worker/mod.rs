@@ -125,7 +125,8 @@ impl Worker {
         // the process is gone, and other reapers act within a second.
         let target =
             RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?
-                .with_client_name(crate::queue::keys::connection_name(&health.worker_id));
+                .with_client_name(crate::queue::keys::connection_name(&health.worker_id))
+                .with_wait_replicas(self.config.wait_replicas, self.config.wait_timeout());
         let broker = Arc::new(Broker::new(target)?);
         let mcp = Arc::new(McpServers::start(&self.config.mcp).await);
         mcp.register(&mut self.registry);
