@@ -29,6 +29,9 @@ use super::{Registry, Tool, ToolError};
 pub const ENABLE_ENV: &str = "TOOLQ_ENABLE_TEST_TOOLS";
 /// Where `count` records executions.
 pub const REDIS_URL_ENV: &str = "TOOLQ_REDIS_URL";
+/// Where `count` records executions instead, when set: a ledger apart from
+/// the queue's Redis (a failover test must not lose its own counts).
+pub const COUNT_URL_ENV: &str = "TOOLQ_TEST_COUNT_URL";
 /// Longest sleep `count` accepts.
 const MAX_MS: u64 = 600_000;
 /// Short, so an outage fails the attempt (and the job is retried) instead of
@@ -42,7 +45,8 @@ pub fn enabled() -> bool {
 
 /// Adds `crash` and `count` to `registry`.
 pub fn register(registry: &mut Registry) {
-    let url = std::env::var(REDIS_URL_ENV)
+    let url = std::env::var(COUNT_URL_ENV)
+        .or_else(|_| std::env::var(REDIS_URL_ENV))
         .unwrap_or_else(|_| crate::config::DEFAULT_REDIS_URL.to_owned());
     registry.register(Crash).register(Count::new(url));
 }

@@ -6,6 +6,7 @@
 pub mod fault_process;
 pub mod gateway;
 pub mod process;
+pub mod sentinel;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
