@@ -38,13 +38,21 @@ async fn jobs_flow_through_a_sentinel_url_with_the_passwords_masked() {
 
     let start = Instant::now();
     let mut cmd = toolq(&[
-        "enqueue", "echo", r#"{"hello":"sentinel"}"#, "--queue", &queue, "--wait",
+        "enqueue",
+        "echo",
+        r#"{"hello":"sentinel"}"#,
+        "--queue",
+        &queue,
+        "--wait",
     ]);
     cmd.env("TOOLQ_REDIS_URL", &url);
     let (status, out, err) = run(cmd, Duration::from_secs(60)).await;
     let round_trip = start.elapsed();
     assert!(status.success(), "enqueue --wait: {out}\n{err}");
-    assert!(out.contains("succeeded") && out.contains("sentinel"), "{out}");
+    assert!(
+        out.contains("succeeded") && out.contains("sentinel"),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("jobs.jsonl");
@@ -52,14 +60,23 @@ async fn jobs_flow_through_a_sentinel_url_with_the_passwords_masked() {
         .map(|i| json!({"tool": "echo", "args": {"n": i}}).to_string())
         .collect();
     std::fs::write(&file, lines.join("\n")).expect("jobs file");
-    let mut cmd = toolq(&["submit", file.to_str().unwrap(), "--queue", &queue, "--wait"]);
+    let mut cmd = toolq(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--queue",
+        &queue,
+        "--wait",
+    ]);
     cmd.env("TOOLQ_REDIS_URL", &url);
     let (status, out, err) = run(cmd, Duration::from_secs(60)).await;
     assert!(status.success(), "submit --wait: {out}\n{err}");
     assert_eq!(out.matches("succeeded").count(), 20, "{out}");
 
     // The jobs went to the master the sentinels name, and on to its replica.
-    let master = set.master_index().await.expect("the sentinels name a master");
+    let master = set
+        .master_index()
+        .await
+        .expect("the sentinels name a master");
     let mut on_master = common::raw(&set.server_url(master)).await;
     let on_replica = common::raw(&set.server_url(1 - master)).await;
     let keys = QueueKeys::new(&queue);
@@ -191,10 +208,14 @@ async fn failover(wait_replicas: u32) -> Failover {
     // Produce on for a while after the failover.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let seen_at_stop = seen.lock().unwrap().len();
-    common::eventually(Duration::from_secs(30), "the producer enqueues again", || {
-        let seen = seen.clone();
-        async move { seen.lock().unwrap().len() >= seen_at_stop + 100 }
-    })
+    common::eventually(
+        Duration::from_secs(30),
+        "the producer enqueues again",
+        || {
+            let seen = seen.clone();
+            async move { seen.lock().unwrap().len() >= seen_at_stop + 100 }
+        },
+    )
     .await;
     stop.cancel();
     producing.await.unwrap();
@@ -322,10 +343,22 @@ async fn drain_rate(url: &str, n: usize, wait_replicas: u32) -> f64 {
     let payloads: Vec<String> = (0..n)
         .map(|i| json!({"tool": "echo", "args": {"n": i}, "result_ttl_s": 60}).to_string())
         .collect();
-    broker.enqueue_many(&keys, &payloads).await.unwrap();
     let wait = wait_replicas.to_string();
-    let start = Instant::now();
     let mut worker = spawn_worker_process(url, &queue, 8, &[("TOOLQ_WAIT_REPLICAS", &wait)]);
+    // Timed from the push, once the worker is up: start-up is not drain.
+    common::eventually(Duration::from_secs(30), "the worker registers", || {
+        let (broker, workers) = (&broker, keys.workers.clone());
+        async move {
+            let n: u64 = broker
+                .query("zcard", redis::cmd("ZCARD").arg(&workers))
+                .await
+                .unwrap_or(0);
+            n == 1
+        }
+    })
+    .await;
+    let start = Instant::now();
+    broker.enqueue_many(&keys, &payloads).await.unwrap();
     common::eventually(Duration::from_secs(120), "the queue drains", || {
         let (broker, keys) = (&broker, &keys);
         async move {

@@ -163,10 +163,14 @@ impl SentinelSet {
         let server = RedisServer::start_on(port, &args, true).expect("old master restarts");
         self.servers.insert(i, server);
         let url = self.server_url(master);
-        super::eventually(Duration::from_secs(30), "the restarted server syncs", || {
-            let url = url.clone();
-            async move { online_replicas(&url).await >= 1 }
-        })
+        super::eventually(
+            Duration::from_secs(30),
+            "the restarted server syncs",
+            || {
+                let url = url.clone();
+                async move { online_replicas(&url).await >= 1 }
+            },
+        )
         .await;
     }
 
@@ -264,7 +268,10 @@ fn spawn_sentinel(master_port: u16, passwords: Option<Passwords>) -> SentinelPro
         .expect("redis-server --sentinel starts");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sentinel on {port} never listened");
+        assert!(
+            Instant::now() < deadline,
+            "sentinel on {port} never listened"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     SentinelProcess { child, port, dir }
