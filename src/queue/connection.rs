@@ -48,7 +48,7 @@ pub struct WaitReplicas {
 #[derive(Clone)]
 enum Endpoint {
     /// One server, at a fixed address.
-    Direct(Client),
+    Direct(Box<Client>),
     /// The master the sentinels name: asked again for each new connection,
     /// so a reconnect after a failover lands on the promoted replica.
     Sentinel(Arc<SentinelSpec>),
@@ -100,7 +100,7 @@ impl RedisTarget {
                 }
                 None => Client::open(info).map_err(bad)?,
             };
-            Endpoint::Direct(client)
+            Endpoint::Direct(Box::new(client))
         };
         Ok(RedisTarget {
             endpoint,
@@ -142,7 +142,7 @@ impl RedisTarget {
             Endpoint::Direct(client) => self.pool(client).map(|pool| Connector {
                 kind: ConnectorKind::Pool {
                     pool,
-                    client: client.clone(),
+                    client: (**client).clone(),
                 },
                 client_name: self.client_name.clone(),
             }),
