@@ -83,6 +83,7 @@ fn ack_item(batch: u64, index: usize, id: String, ttl: u64) -> AckItem {
         result_ttl_s: ttl,
         batch: None,
         unique_key: None,
+        follow_up: None,
     }
 }
 
@@ -495,6 +496,7 @@ fn bury_item(batch: u64, index: usize, id: &str) -> toolq::queue::BuryItem {
         batch: None,
         unique_key: None,
         cancelled: false,
+        follow_up: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! The job wire format (v1): parsing with precise errors (here), the result
 //! and dead-entry documents written back (`result`, `dead`), and the payload
-//! rewrite for the next attempt (`rewrite`). Shared by the worker and the
+//! rewrite for the next attempt (`rewrite`), and the follow-ups a job
+//! carries (`followup`). Shared by the worker and the
 //! producer; the queue itself only moves opaque payloads.
 
 mod dead;
+mod followup;
 mod head;
 mod result;
 mod rewrite;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use dead::{dead_entry_prefix, DeadJob, Truncated};
+pub use followup::{substitute, FollowUp, Prev, Trigger, MAX_CHAIN};
 pub use head::{read_head, read_tail, Head};
 pub use result::{ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
@@ -53,6 +56,13 @@ pub struct Job {
     pub batch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// Enqueued, in the same script call, when this job succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Box<FollowUp>>,
+    /// Enqueued, in the same script call, when this job goes to the dead
+    /// set after running (README "Follow-up jobs" lists which ends count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Box<FollowUp>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -76,7 +86,21 @@ impl Job {
             meta: None,
             batch: None,
             unique_key: None,
+            on_success: None,
+            on_failure: None,
         }
+    }
+
+    /// Enqueues `next` when this job succeeds.
+    pub fn on_success(mut self, next: FollowUp) -> Self {
+        self.on_success = Some(Box::new(next));
+        self
+    }
+
+    /// Enqueues `next` when this job dies.
+    pub fn on_failure(mut self, next: FollowUp) -> Self {
+        self.on_failure = Some(Box::new(next));
+        self
     }
 }
 
@@ -98,6 +122,12 @@ pub enum JobError {
         field: &'static str,
         expected: &'static str,
     },
+    /// `on_success` or `on_failure` is not a valid follow-up template.
+    #[error("job field `{field}` is not a valid follow-up: {message}")]
+    InvalidFollowUp {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl JobError {
@@ -109,6 +139,7 @@ impl JobError {
             JobError::NotAnObject => "not_an_object",
             JobError::MissingField(_) => "missing_field",
             JobError::WrongType { .. } => "wrong_type",
+            JobError::InvalidFollowUp { .. } => "invalid_follow_up",
         }
     }
 }
@@ -164,7 +195,22 @@ pub fn parse(payload: &[u8], limits: ParseLimits) -> Result<Job, JobError> {
     if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
         return Err(wrong("result_ttl_s", "at most 315360000 (ten years)"));
     }
+    check_follow_ups(&job)?;
     Ok(job)
+}
+
+/// The follow-up templates' values (their types were checked by the parse).
+fn check_follow_ups(job: &Job) -> Result<(), JobError> {
+    for (field, t) in [
+        ("on_success", &job.on_success),
+        ("on_failure", &job.on_failure),
+    ] {
+        if let Some(t) = t {
+            t.check(1)
+                .map_err(|message| JobError::InvalidFollowUp { field, message })?;
+        }
+    }
+    Ok(())
 }
 
 /// A payload that led with toolq's recovery count and also carried a
@@ -243,6 +289,18 @@ fn check_fields(obj: &Map<String, Value>) -> Result<(), JobError> {
     if let Some(v) = obj.get("meta") {
         if !v.is_object() && !v.is_null() {
             return Err(wrong("meta", "an object"));
+        }
+    }
+    for field in ["on_success", "on_failure"] {
+        if let Some(v) = obj.get(field).filter(|v| !v.is_null()) {
+            FollowUp::from_value(v).map_err(|message| JobError::InvalidFollowUp {
+                field: if field == "on_success" {
+                    "on_success"
+                } else {
+                    "on_failure"
+                },
+                message,
+            })?;
         }
     }
     Ok(())
@@ -430,6 +488,28 @@ mod tests {
                 .kind(),
             "invalid_json"
         );
+    }
+
+    #[test]
+    fn a_bad_follow_up_makes_the_job_invalid_with_what_is_wrong() {
+        let e = p(r#"{"tool":"echo","args":{},"on_success":{"tool":"echo","args":{},"id":"x"}}"#)
+            .unwrap_err();
+        assert_eq!(e.kind(), "invalid_follow_up");
+        assert!(
+            e.to_string().contains("`on_success`") && e.to_string().contains("`id`"),
+            "{e}"
+        );
+        let e = p(
+            r#"{"tool":"echo","args":{},"on_failure":{"tool":"echo","args":{},"max_attempts":0}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "job field `on_failure` is not a valid follow-up: `max_attempts` must be at least 1"
+        );
+        let job = p(r#"{"tool":"echo","args":{},"on_success":{"tool":"echo","args":{"x":"$prev.output"},"queue":"q2"}}"#)
+            .unwrap();
+        assert_eq!(job.on_success.unwrap().queue.as_deref(), Some("q2"));
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub struct AckItem {
     pub batch: Option<String>,
     /// The job's unique key, whose lock is released with the ack.
     pub unique_key: Option<String>,
+    /// Its `on_success` follow-up, pushed by the ack itself.
+    pub follow_up: Option<FollowUpItem>,
+}
+
+/// A follow-up job, enqueued by the same script call that settles its
+/// parent: it exists exactly when the parent's outcome was written.
+#[derive(Debug, Clone)]
+pub struct FollowUpItem {
+    /// The queue it goes to.
+    pub queue: String,
+    /// The whole job, placeholders already replaced.
+    pub payload: String,
 }
 
 /// What one ack call did with its items, by index into the items.
@@ -62,6 +74,8 @@ pub struct BuryItem {
     /// Cancelled by an operator: settled like a burial (result, notification,
     /// lock) but kept out of the dead set and counted as `cancelled`.
     pub cancelled: bool,
+    /// Its `on_failure` follow-up, pushed by the burial itself.
+    pub follow_up: Option<FollowUpItem>,
 }
 
 /// A job to park in the delayed set until `due_ms` (a `run_at` still ahead,

@@ -189,8 +189,13 @@ impl Broker {
             .key(&keys.dead)
             .key(keys.result(item.id.as_deref().unwrap_or("_")))
             .key(&keys.stats);
+        // The optional keys, each named by an ARGV flag: the notification
+        // list, the follow-up's pending list, the unique lock.
         if let Some(b) = &item.batch {
             inv.key(keys.batch(b));
+        }
+        if let Some(f) = &item.follow_up {
+            inv.key(QueueKeys::new(&f.queue).pending);
         }
         if let Some(u) = &item.unique_key {
             inv.key(keys.unique(u));
@@ -212,10 +217,10 @@ impl Broker {
             .arg(caps.max_jobs)
             .arg(caps.max_age.as_millis() as u64)
             .arg(item.id.as_deref().unwrap_or(""))
-            .arg(caps.max_bytes);
-        if item.unique_key.is_some() {
-            inv.arg("1");
-        }
+            .arg(caps.max_bytes)
+            .arg(u8::from(item.batch.is_some()))
+            .arg(u8::from(item.unique_key.is_some()))
+            .arg(item.follow_up.as_ref().map_or("", |f| f.payload.as_str()));
         let (done, skipped, trimmed): (i64, String, u64) =
             self.invoke_durable("bury", &inv).await?;
         Ok((done == 1).then_some((skipped, trimmed)))
@@ -340,8 +345,8 @@ fn distinct_batches(items: &[AckItem]) -> Vec<&str> {
     batches
 }
 
-/// `ack.lua`'s KEYS: active, stats, one result per item, the batches, then
-/// the unique locks.
+/// `ack.lua`'s KEYS: active, stats, one result per item, the batches, the
+/// follow-ups' pending lists, then the unique locks.
 fn ack_keys(
     inv: &mut ScriptInvocation<'_>,
     keys: &QueueKeys,
@@ -356,6 +361,11 @@ fn ack_keys(
     for b in batches {
         inv.key(keys.batch(b));
     }
+    for item in items {
+        if let Some(f) = &item.follow_up {
+            inv.key(QueueKeys::new(&f.queue).pending);
+        }
+    }
     // Unique locks go last, so jobs without one cost nothing here.
     for item in items {
         if let Some(u) = &item.unique_key {
@@ -366,7 +376,8 @@ fn ack_keys(
 
 /// `ack.lua`'s ARGV: the count, the shared TTL, the fetched batches, the
 /// packed slots, one result per item, then the items that are not plain
-/// with their meta, then the (1-based) items holding a unique lock.
+/// with their meta, the follow-ups, then the (1-based) items holding a
+/// unique lock.
 fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str]) {
     let notify = |item: &AckItem| {
         item.batch
@@ -374,7 +385,7 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
             .and_then(|b| batches.iter().position(|x| *x == b))
             .map_or(0, |i| i + 1)
     };
-    let plain_candidate = |item: &AckItem| item.unique_key.is_none();
+    let plain_candidate = |item: &AckItem| item.unique_key.is_none() && item.follow_up.is_none();
     let shared_ttl = items
         .iter()
         .find(|i| plain_candidate(i) && notify(i) == 0)
@@ -416,6 +427,15 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
         let j = notify(item);
         let _ = write!(meta, "{}|{j}|{}", item.result_ttl_s, item.id);
         inv.arg(i + 1).arg(meta.as_str());
+    }
+    // Follow-up pending lists follow the notification lists in KEYS (1-based).
+    let mut key = 2 + items.len() + batches.len();
+    inv.arg(items.iter().filter(|i| i.follow_up.is_some()).count());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(f) = &item.follow_up {
+            key += 1;
+            inv.arg(i + 1).arg(key).arg(&f.payload);
+        }
     }
     for (i, item) in items.iter().enumerate() {
         if item.unique_key.is_some() {

@@ -35,7 +35,7 @@ mod workers;
 
 pub use crate::spec::mask_url;
 pub use admin::DeadRetry;
-pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, RetryItem};
+pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, FollowUpItem, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
 pub use connection::{RedisTarget, WaitReplicas};
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};

@@ -15,8 +15,8 @@ use super::backoff::backoff_random;
 use super::context::Ctx;
 use super::executor::{Taken, INVALID_TOOL_LABEL};
 use super::job_metrics::ToolMetrics;
-use crate::job::{self, DeadJob, ErrorInfo, Head, Job, ResultRef};
-use crate::queue::{AckItem, BuryItem, DeferItem, RetryItem};
+use crate::job::{self, DeadJob, ErrorInfo, FollowUp, Head, Job, Prev, ResultRef, Trigger};
+use crate::queue::{AckItem, BuryItem, DeferItem, FollowUpItem, RetryItem};
 use crate::tools::ToolError;
 
 /// Longest delay a remote's `Retry-After` may impose on a retry.
@@ -145,6 +145,16 @@ impl Attempt {
             cached,
         };
         let result = result_doc(&self.ctx, &self.job, &self.id, doc);
+        let prev = Prev {
+            id: &self.id,
+            output: Some(&output),
+            error: None,
+        };
+        let follow_up = self
+            .job
+            .on_success
+            .as_deref()
+            .map(|t| follow_up(&self.ctx, self.queue, t, Trigger::Success, &prev));
         Settle::Ack {
             item: AckItem {
                 seq: self.slot,
@@ -153,6 +163,7 @@ impl Attempt {
                 batch: self.job.batch.clone(),
                 unique_key: self.job.unique_key.clone(),
                 id: self.id.clone(),
+                follow_up,
             },
             // Filled in by `Attempt::finish`, which owns the payload.
             payload: Vec::new(),
@@ -209,6 +220,8 @@ impl Attempt {
                 batch: self.job.batch.clone(),
                 unique_key: self.job.unique_key.clone(),
                 cancelled: true,
+                // An operator's cancel stops the chain: not a failure.
+                follow_up: None,
             },
             tm: self.tm.clone(),
         }
@@ -218,6 +231,7 @@ impl Attempt {
         bury_job(
             &self.ctx,
             &Buried {
+                queue: self.queue,
                 slot: self.slot,
                 payload: &self.payload,
                 job: &self.job,
@@ -230,8 +244,26 @@ impl Attempt {
     }
 }
 
+/// The follow-up `t` of the job settled as `prev`, for the settling call.
+fn follow_up(
+    ctx: &Ctx,
+    qi: usize,
+    t: &FollowUp,
+    trigger: Trigger,
+    prev: &Prev<'_>,
+) -> FollowUpItem {
+    FollowUpItem {
+        queue: t
+            .queue
+            .clone()
+            .unwrap_or_else(|| ctx.queues.keys[qi].name.clone()),
+        payload: t.payload(trigger.id(prev.id), prev, job::now_ms()),
+    }
+}
+
 /// A job being buried, as the burial needs it.
 struct Buried<'a> {
+    queue: usize,
     slot: u64,
     payload: &'a [u8],
     job: &'a Job,
@@ -252,6 +284,14 @@ fn bury_job(
     };
     let prefix = job::dead_entry_prefix(&dead_job, &info, &ctx.worker_id, b.slot);
     let result = result_doc(ctx, b.job, b.id, Doc::failed("dead", &info, t));
+    let follow_up = b.job.on_failure.as_deref().map(|f| {
+        let prev = Prev {
+            id: b.id,
+            output: None,
+            error: serde_json::to_value(&info).ok(),
+        };
+        follow_up(ctx, b.queue, f, Trigger::Failure, &prev)
+    });
     Settle::Bury {
         item: BuryItem {
             seq: b.slot,
@@ -262,6 +302,7 @@ fn bury_job(
             batch: b.job.batch.clone(),
             unique_key: b.job.unique_key.clone(),
             cancelled: false,
+            follow_up,
         },
         tm,
     }
@@ -284,6 +325,7 @@ pub(super) fn bury_unwritable(
     };
     let tm = ctx.metrics.tool(qi, &job.tool);
     let buried = Buried {
+        queue: qi,
         slot: item.seq,
         payload,
         job: &job,
@@ -389,6 +431,8 @@ fn bury_invalid_at(
             batch: named.batch,
             unique_key: named.unique_key,
             cancelled: false,
+            // Not a valid job: its templates cannot be trusted.
+            follow_up: None,
         },
         tm: ctx.metrics.tool(qi, INVALID_TOOL_LABEL),
     }

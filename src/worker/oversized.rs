@@ -55,6 +55,8 @@ pub(super) fn bury_oversized(ctx: &Ctx, taken: &Taken, o: &Oversized<'_>) -> Out
             batch,
             unique_key: head.id.as_ref().and(head.unique_key.clone()),
             cancelled: false,
+            // Its templates were never read: it is not a job that ran.
+            follow_up: None,
         },
         tm: ctx.metrics.tool(taken.queue, INVALID_TOOL_LABEL),
     };

@@ -22,6 +22,7 @@
 -- KEYS[2]         stats hash of the queue
 -- KEYS[2 + i]     result key of item i (i = 1..N)
 -- KEYS[2 + N + j] notification list j, referenced by metas below
+-- then           the follow-ups' pending lists, referenced below by index
 -- ARGV[1]         N
 -- ARGV[2]         result TTL in seconds of plain items ('0' stores no result)
 -- ARGV[3]         B, the batches the items belong to, then their B numbers
@@ -33,6 +34,11 @@
 --   i, meta 'TTL|J|ID': J the index of its notification list (0 for none)
 --   and ID the job id (pushed to that list, and the value its unique lock
 --   must hold)
+-- ARGV[f = c + 1 + 2M]  F, the items' follow-ups (on_success), then F
+--   triples: i, k the index in KEYS of the pending list the follow-up goes
+--   to (it may be another queue's), and the follow-up's payload, pushed
+--   only if item i is settled by this call. An item with a follow-up is
+--   never plain.
 -- Last, optionally: L more ARGV, the indexes i of items that hold a unique
 -- lock, whose lock keys are the last L KEYS in the same order. A lock is
 -- released only if the item was ours and the lock still names the job
@@ -94,7 +100,26 @@ for i = 1, n do
   end
 end
 
-local first_lock = c + 1 + 2 * tonumber(ARGV[c])
+-- A follow-up's pending list of the wrong type keeps its parent held,
+-- like any key of the job's own: the worker buries the parent instead.
+local f = c + 1 + 2 * tonumber(ARGV[c])
+local follow_ups = tonumber(ARGV[f])
+for k = 1, follow_ups do
+  local i = tonumber(ARGV[f + 3 * k - 2])
+  local key = KEYS[tonumber(ARGV[f + 3 * k - 1])]
+  if not out[i] then
+    local kind = list_type[key]
+    if not kind then
+      kind = redis.call('TYPE', key)['ok']
+      list_type[key] = kind
+    end
+    if kind ~= 'none' and kind ~= 'list' then
+      refuse(i, key, kind)
+    end
+  end
+end
+
+local first_lock = f + 1 + 3 * follow_ups
 local locks = #ARGV - first_lock + 1
 local release = {}
 for k = 1, locks do
@@ -124,6 +149,11 @@ for i = 1, n do
       redis.call('RPUSH', key, ids[i])
       notified[key] = true
     end
+  end
+end
+for k = 1, follow_ups do
+  if not out[tonumber(ARGV[f + 3 * k - 2])] then
+    redis.call('LPUSH', KEYS[tonumber(ARGV[f + 3 * k - 1])], ARGV[f + 3 * k])
   end
 end
 for _, key in ipairs(release) do

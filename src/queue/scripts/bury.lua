@@ -6,14 +6,17 @@
 -- script either buries the job or leaves it held: Redis keeps the writes a
 -- failing script made before its error. A key only this job names (its
 -- notification list, its unique lock) that holds the wrong type is skipped,
--- not fatal: the burial must not depend on the job's own bad keys.
+-- not fatal: the burial must not depend on the job's own bad keys. So is a
+-- follow-up's pending list of the wrong type (the follow-up is not pushed,
+-- and `skipped` says so): a queue someone broke must not wedge the burial.
 --
 -- KEYS[1] active hash of this worker
 -- KEYS[2] dead sorted set
 -- KEYS[3] result key of the job (any key of the queue when there is no id)
 -- KEYS[4] stats hash of the queue
--- KEYS[5] optional notification list
--- KEYS[#KEYS] the job's unique lock, when ARGV[9] is given
+-- KEYS[5..]   optional, in this order, each present when its ARGV says so:
+--             the notification list, the follow-up's pending list, the
+--             job's unique lock
 -- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},...,"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}';
@@ -25,8 +28,11 @@
 -- ARGV[6] oldest entry kept, in milliseconds of age
 -- ARGV[7] job id for the notification list (and the lock's expected value)
 -- ARGV[8] most bytes of entries kept in the dead set
--- ARGV[9] optional: present when the last key is the job's unique lock,
---         released if it still names the job
+-- ARGV[9]  '1' when a notification list is given, else '0'
+-- ARGV[10] '1' when the unique lock is given (released if it still names
+--          the job), else '0'
+-- ARGV[11] the on_failure follow-up's payload, pushed onto its pending
+--          list with the burial; '' for none
 -- Returns {1, skipped, trimmed} when buried (skipped: '' or why a key of the
 -- job's own was not written; trimmed: entries the count and byte caps
 -- dropped), or {0, '', 0} when the job was no longer ours (stale, nothing
@@ -38,27 +44,36 @@ end
 expect_type(KEYS[2], 'zset')
 expect_type(KEYS[4], 'hash')
 local skipped = {}
-local last = #KEYS
+local next_key = 5
+local function optional(given)
+  if not given then return nil end
+  next_key = next_key + 1
+  return KEYS[next_key - 1]
+end
+local list_key = optional(ARGV[9] == '1')
+local follow_key = optional(ARGV[11] ~= '')
+local lock_key = optional(ARGV[10] == '1')
+
+-- A key only this job names, of the wrong type: skipped, and said why.
+local function writable(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t == kind or t == 'none' then return true end
+  skipped[#skipped + 1] = 'cannot write ' .. key .. ': it holds a ' .. t
+  return false
+end
+
 local release = false
-if ARGV[9] then
-  local holder = redis.pcall('GET', KEYS[last])
+if lock_key then
+  local holder = redis.pcall('GET', lock_key)
   if type(holder) == 'table' and holder.err then
-    skipped[#skipped + 1] = 'cannot write ' .. KEYS[last] .. ': it holds a ' ..
-      redis.call('TYPE', KEYS[last])['ok']
+    skipped[#skipped + 1] = 'cannot write ' .. lock_key .. ': it holds a ' ..
+      redis.call('TYPE', lock_key)['ok']
   elseif holder == ARGV[7] then
     release = true
   end
-  last = last - 1
 end
-local notify = false
-if last >= 5 then
-  local t = redis.call('TYPE', KEYS[5])['ok']
-  if t == 'list' or t == 'none' then
-    notify = true
-  else
-    skipped[#skipped + 1] = 'cannot write ' .. KEYS[5] .. ': it holds a ' .. t
-  end
-end
+local notify = list_key and writable(list_key, 'list')
+local follow = follow_key and writable(follow_key, 'list')
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -74,11 +89,14 @@ if ttl > 0 then
 end
 redis.call('HINCRBY', KEYS[4], cancelled and 'cancelled' or 'dead', 1)
 if release then
-  redis.call('DEL', KEYS[#KEYS])
+  redis.call('DEL', lock_key)
 end
 if notify then
-  redis.call('RPUSH', KEYS[5], ARGV[7])
-  redis.call('EXPIRE', KEYS[5], 86400)
+  redis.call('RPUSH', list_key, ARGV[7])
+  redis.call('EXPIRE', list_key, 86400)
+end
+if follow then
+  redis.call('LPUSH', follow_key, ARGV[11])
 end
 save_marks(KEYS[1])
 return {1, table.concat(skipped, '; '), trimmed}
