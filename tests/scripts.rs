@@ -1048,3 +1048,134 @@ async fn a_dead_set_without_a_byte_count_is_summed_by_the_next_burial() {
     assert_eq!(stat(&mut con, &k, "dead_bytes").await, Some(bytes as u64));
     assert_eq!(stat(&mut con, &k, "dead_trimmed").await, Some(2));
 }
+
+async fn lrange(con: &mut Con, key: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(con)
+        .await
+        .unwrap()
+}
+
+fn follow_up(queue: &str, payload: &str) -> toolq::queue::FollowUpItem {
+    toolq::queue::FollowUpItem {
+        queue: queue.to_owned(),
+        payload: payload.to_owned(),
+    }
+}
+
+/// A follow-up is pushed by the ack that settles its parent, onto its own
+/// queue's pending list; the same ack sent again (a lost reply retried, or
+/// a worker that lost the job to a recovery) finds the parent settled and
+/// pushes nothing: one settlement, one follow-up.
+#[tokio::test]
+async fn an_ack_pushes_its_follow_up_once_only_when_it_settles_the_job() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("fu_ack", &["w"]).await;
+    let other = QueueKeys::new(&format!("{q}-next"));
+    lpush(&mut con, &q, &echo_jobs("f", 3)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 3);
+    let mut items: Vec<AckItem> = (0..3)
+        .map(|i| ack_item(1, i, format!("f{i}"), 60))
+        .collect();
+    items[0].follow_up = Some(follow_up(&other.name, "next-of-f0"));
+    items[2].follow_up = Some(follow_up(&q, "next-of-f2"));
+    assert_eq!(b.ack(&k, "w", &items).await.unwrap(), AckReply::default());
+    assert_eq!(lrange(&mut con, &other.pending).await, ["next-of-f0"]);
+    assert_eq!(lrange(&mut con, &k.pending).await, ["next-of-f2"]);
+    let again = b.ack(&k, "w", &items).await.unwrap();
+    assert_eq!(again.stale, [0, 1, 2]);
+    assert_eq!(llen(&mut con, &other.pending).await, 1, "not pushed twice");
+    assert_eq!(llen(&mut con, &k.pending).await, 1, "not pushed twice");
+}
+
+/// A follow-up whose pending list cannot take it (not a list) keeps its
+/// parent held and reported, naming the key, like any key of the job's
+/// own: the worker then buries the parent. The rest of the call settles.
+#[tokio::test]
+async fn an_ack_leaves_a_job_whose_follow_up_cannot_be_pushed_held() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("fu_bad", &["w"]).await;
+    let broken = QueueKeys::new(&format!("{q}-broken"));
+    redis_cmd(&mut con, &["SET", &broken.pending, "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("g", 2)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 2);
+    let mut items: Vec<AckItem> = (0..2)
+        .map(|i| ack_item(1, i, format!("g{i}"), 60))
+        .collect();
+    items[0].follow_up = Some(follow_up(&broken.name, "next"));
+    let reply = b.ack(&k, "w", &items).await.unwrap();
+    assert_eq!(reply.unwritable.len(), 1, "{reply:?}");
+    assert_eq!(reply.unwritable[0].0, 0);
+    assert!(reply.unwritable[0].1.contains(&broken.pending), "{reply:?}");
+    assert!(!exists(&mut con, &k.result("g0")).await);
+    assert!(exists(&mut con, &k.result("g1")).await);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["g0"]);
+}
+
+/// A burial pushes its job's on_failure follow-up in the same call; a
+/// burial of a job no longer held (stale) pushes nothing.
+#[tokio::test]
+async fn a_burial_pushes_its_follow_up_once_only_when_it_settles_the_job() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("fu_bury", &["w"]).await;
+    lpush(&mut con, &q, &echo_jobs("d", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
+    let mut item = bury_item(1, 0, "d0");
+    item.follow_up = Some(follow_up(&q, "on-failure-of-d0"));
+    item.unique_key = Some("u".into());
+    item.batch = Some("bt".into());
+    redis_cmd(&mut con, &["SET", &k.unique("u"), "d0"]).await;
+    let buried = b.bury(&k, "w", &item, caps(100)).await.unwrap();
+    assert_eq!(buried, Some((String::new(), 0)));
+    assert_eq!(lrange(&mut con, &k.pending).await, ["on-failure-of-d0"]);
+    assert_eq!(lrange(&mut con, &k.batch("bt")).await, ["d0"]);
+    assert!(!exists(&mut con, &k.unique("u")).await, "lock released");
+    assert_eq!(b.bury(&k, "w", &item, caps(100)).await.unwrap(), None);
+    assert_eq!(llen(&mut con, &k.pending).await, 1, "not pushed twice");
+    assert_eq!(zcard(&mut con, &k.dead).await, 1);
+}
+
+/// A follow-up's pending list of the wrong type does not stop the burial:
+/// the job is buried, the follow-up skipped and said so.
+#[tokio::test]
+async fn a_burial_skips_a_follow_up_it_cannot_push_and_says_so() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("fu_skip", &["w"]).await;
+    let broken = QueueKeys::new(&format!("{q}-broken"));
+    redis_cmd(&mut con, &["SET", &broken.pending, "x"]).await;
+    lpush(&mut con, &q, &echo_jobs("s", 1)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 1);
+    let mut item = bury_item(1, 0, "s0");
+    item.follow_up = Some(follow_up(&broken.name, "next"));
+    let (skipped, _) = b
+        .bury(&k, "w", &item, caps(100))
+        .await
+        .unwrap()
+        .expect("ours");
+    assert!(skipped.contains(&broken.pending), "{skipped}");
+    assert_eq!(zcard(&mut con, &k.dead).await, 1);
+    assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
+}

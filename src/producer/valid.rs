@@ -110,6 +110,15 @@ pub(crate) fn check(job: &Job) -> Result<(), String> {
     if job.unique_key.as_deref().is_some_and(str::is_empty) {
         return Err("job field `unique_key` must not be empty".into());
     }
+    for (field, t) in [
+        ("on_success", &job.on_success),
+        ("on_failure", &job.on_failure),
+    ] {
+        if let Some(t) = t {
+            t.check(1)
+                .map_err(|e| format!("job field `{field}` is not a valid follow-up: {e}"))?;
+        }
+    }
     Ok(())
 }
 
