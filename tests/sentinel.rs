@@ -134,10 +134,16 @@ struct Failover {
     duplicated: usize,
 }
 
+/// How far the replica lags when the master dies (its link is cut that long
+/// before): the writes of that moment exist on the master alone.
+const REPLICA_LAG: Duration = Duration::from_millis(400);
+
 /// Jobs flow from a Rust producer to two worker processes through the
-/// sentinels; the master is SIGKILLed mid-run. With `wait_replicas`, the
-/// dead master comes back as a replica of the new one (so that writes can
-/// reach a replica again), as an operator would bring it back.
+/// sentinels, a little faster than the workers run them (a backlog in
+/// `pending`); the replica's link is cut [`REPLICA_LAG`] before the master
+/// is SIGKILLed. With `wait_replicas`, the dead master comes back as a replica
+/// of the new one (so that writes can reach a replica again), as an
+/// operator would bring it back.
 async fn failover(wait_replicas: u32) -> Failover {
     let ledger = common::redis();
     let mut set = SentinelSet::start(None).await;
@@ -149,9 +155,10 @@ async fn failover(wait_replicas: u32) -> Failover {
         ("TOOLQ_WAIT_REPLICAS", wait.clone()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // 2 workers x 2 slots x 100 ms: 40 jobs/s, under the producer's rate.
     let mut workers = vec![
-        spawn_worker_process(&url, &queue, 4, &env),
-        spawn_worker_process(&url, &queue, 4, &env),
+        spawn_worker_process(&url, &queue, 2, &env),
+        spawn_worker_process(&url, &queue, 2, &env),
     ];
 
     // The producer: one job every 5 ms, each with its own ledger key.
@@ -164,7 +171,8 @@ async fn failover(wait_replicas: u32) -> Failover {
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 let id = uuid::Uuid::now_v7().to_string();
-                let mut job = Job::new("count", json!({"key": format!("ledger:{id}")}));
+                let args = json!({"key": format!("ledger:{id}"), "ms": 100});
+                let mut job = Job::new("count", args);
                 job.id = Some(id.clone());
                 match producer.enqueue(&queue, job).await {
                     Ok(_) => seen.lock().unwrap().push((id, Instant::now())),
@@ -193,11 +201,13 @@ async fn failover(wait_replicas: u32) -> Failover {
         let mut c = ledger_conn.clone();
         async move {
             let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
-            n >= 200
+            n >= 60
         }
     })
     .await;
     let old = set.master_index().await.expect("a master");
+    set.cut_replica(old, 1 - old).await;
+    tokio::time::sleep(REPLICA_LAG).await;
     let killed = Instant::now();
     set.kill(old);
     let promoted_after = set.wait_master(1 - old, Duration::from_secs(60)).await;
@@ -206,14 +216,14 @@ async fn failover(wait_replicas: u32) -> Failover {
         set.restart_as_replica(old, 1 - old).await;
     }
     // Produce on for a while after the failover.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let seen_at_stop = seen.lock().unwrap().len();
     common::eventually(
         Duration::from_secs(30),
         "the producer enqueues again",
         || {
             let seen = seen.clone();
-            async move { seen.lock().unwrap().len() >= seen_at_stop + 100 }
+            async move { seen.lock().unwrap().len() >= seen_at_stop + 50 }
         },
     )
     .await;

@@ -123,6 +123,29 @@ impl SentinelSet {
         self.servers.iter().position(|s| s.port() == port)
     }
 
+    /// Cuts replica `replica` off from master `master`: it can no longer
+    /// log in to it (a wrong `masterauth`) and its link is killed, so the
+    /// master's writes from now on exist on the master alone, as behind a
+    /// slow or broken link. The sentinels still see a healthy replica.
+    pub async fn cut_replica(&self, master: usize, replica: usize) {
+        let mut r = super::raw(&self.server_url(replica)).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("masterauth")
+            .arg("not-the-password")
+            .query_async(&mut r)
+            .await
+            .expect("CONFIG SET masterauth");
+        let mut m = super::raw(&self.server_url(master)).await;
+        let _: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query_async(&mut m)
+            .await
+            .expect("CLIENT KILL TYPE replica");
+    }
+
     /// SIGKILLs data server `i`.
     pub fn kill(&mut self, i: usize) {
         self.servers[i].stop();
