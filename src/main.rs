@@ -23,7 +23,7 @@ struct Args {
     /// Configuration file [default: config/toolq.toml when present]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Redis URL (redis:// or rediss://) [env: TOOLQ_REDIS_URL]
+    /// Redis URL (redis://, rediss://, or redis+sentinel:// behind Sentinel) [env: TOOLQ_REDIS_URL]
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
     /// Log output format [env: TOOLQ_LOG_FORMAT]
