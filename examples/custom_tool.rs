@@ -17,7 +17,7 @@ use toolq::config::Config;
 use toolq::job::Job;
 use toolq::producer::Producer;
 use toolq::redis_server::RedisServer;
-use toolq::tools::{Registry, Tool, ToolError};
+use toolq::tools::{JobContext, Registry, Tool, ToolError};
 use toolq::worker::{Shutdown, Worker};
 
 /// Counts the words of `{"text": "..."}`. Pure, so its answers can be cached.
@@ -39,7 +39,7 @@ impl Tool for WordCount {
         }
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         let text = args.get("text").and_then(Value::as_str).unwrap_or_default();
         let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
         let unique: std::collections::HashSet<&String> = words.iter().collect();

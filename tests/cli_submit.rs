@@ -17,7 +17,7 @@ use common::*;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use toolq::queue::QueueKeys;
-use toolq::tools::{Registry, Tool, ToolError};
+use toolq::tools::{JobContext, Registry, Tool, ToolError};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -338,7 +338,7 @@ impl Tool for Flaky {
     fn name(&self) -> &str {
         "flaky-service"
     }
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(ToolError::Permanent("service is misconfigured".into()));
         }

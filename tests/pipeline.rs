@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use common::*;
 use serde_json::{json, Value};
 use toolq::queue::QueueKeys;
-use toolq::tools::{Registry, Tool, ToolError};
+use toolq::tools::{JobContext, Registry, Tool, ToolError};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -358,7 +358,7 @@ impl Tool for Panics {
     fn name(&self) -> &str {
         "panics"
     }
-    async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, _args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         panic!("tool bug")
     }
 }
@@ -446,7 +446,7 @@ impl Tool for SlowDown {
     fn name(&self) -> &str {
         "slowdown"
     }
-    async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, _args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         Err(ToolError::Retryable {
             message: "come back later".into(),
             retry_after: Some(Duration::from_secs(10 * 365 * 86_400)),

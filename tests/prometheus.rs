@@ -19,7 +19,7 @@ use common::*;
 use obs_support::prometheus::{ops_dir, Prometheus};
 use serde_json::{json, Value};
 use toolq::redis_server::free_port;
-use toolq::tools::{Registry, Tool, ToolError};
+use toolq::tools::{JobContext, Registry, Tool, ToolError};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// What the dashboard's Grafana-only variables stand for in the test. The
@@ -39,7 +39,7 @@ impl Tool for Cached {
     fn name(&self) -> &str {
         "cached"
     }
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         Ok(args.clone())
     }
     fn cache_ttl(&self) -> Option<Duration> {

@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::fake_weather::{current_weather, FakeWeather, Reply};
 use toolq::tools::weather::{WeatherConfig, WeatherTool};
-use toolq::tools::{Secret, Tool, ToolError};
+use toolq::tools::{JobContext, Secret, Tool, ToolError};
+
+/// The context of a call made outside a worker.
+fn cx() -> JobContext<'static> {
+    JobContext::new("test", 0, "default")
+}
 
 const KEY: &str = "TESTKEY-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -32,7 +37,7 @@ fn assert_key_hidden(err: &ToolError) {
 }
 
 async fn call_err(tool: &WeatherTool, args: Value) -> ToolError {
-    let err = tool.call(&args).await.unwrap_err();
+    let err = tool.call(&args, cx()).await.unwrap_err();
     assert_key_hidden(&err);
     err
 }
@@ -58,7 +63,10 @@ fn permanent(err: ToolError) -> String {
 async fn city_query_returns_compact_output() {
     let server = FakeWeather::start(KEY).await;
     let out = tool(&server)
-        .call(&json!({"city": "New York", "units": "imperial", "lang": "fr"}))
+        .call(
+            &json!({"city": "New York", "units": "imperial", "lang": "fr"}),
+            cx(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -86,7 +94,7 @@ async fn city_query_returns_compact_output() {
 async fn coordinates_query_defaults_to_metric() {
     let server = FakeWeather::start(KEY).await;
     let out = tool(&server)
-        .call(&json!({"lat": 44.34, "lon": 10.99}))
+        .call(&json!({"lat": 44.34, "lon": 10.99}), cx())
         .await
         .unwrap();
     assert_eq!(out["city"], "Zocca");
@@ -107,7 +115,10 @@ async fn coordinates_query_defaults_to_metric() {
 async fn special_characters_in_the_city_are_encoded() {
     let server = FakeWeather::start(KEY).await;
     let city = "Saint-Étienne&appid=stolen#x";
-    let out = tool(&server).call(&json!({"city": city})).await.unwrap();
+    let out = tool(&server)
+        .call(&json!({"city": city}), cx())
+        .await
+        .unwrap();
     assert_eq!(out["city"], city);
     let req = &server.requests()[0];
     assert_eq!(req.param("q"), Some(city));
@@ -131,7 +142,7 @@ async fn invalid_args_never_reach_the_api() {
             "{args}"
         );
         assert!(
-            matches!(tool.call(&args).await, Err(ToolError::InvalidArgs(_))),
+            matches!(tool.call(&args, cx()).await, Err(ToolError::InvalidArgs(_))),
             "{args}"
         );
     }
@@ -199,7 +210,7 @@ async fn rate_limit_is_retryable_after_the_given_delay() {
 async fn wrong_key_is_permanent() {
     let server = FakeWeather::start(KEY).await;
     let tool = tool_at(server.base_url(), "not-the-key", Duration::from_secs(5));
-    let err = tool.call(&json!({"city": "Oslo"})).await.unwrap_err();
+    let err = tool.call(&json!({"city": "Oslo"}), cx()).await.unwrap_err();
     assert_eq!(permanent(err), "weather API rejected the API key (401)");
 }
 

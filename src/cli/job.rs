@@ -121,6 +121,13 @@ fn describe(v: &JobView) -> String {
     if let Some(at) = v.died_at {
         out.push_str(&format!("died     {} (unix ms)\n", at));
     }
+    if let Some(p) = &v.progress {
+        out.push_str(&format!(
+            "progress {} (attempt {})\n",
+            super::safe(&p.line()),
+            p.attempt
+        ));
+    }
     if let Some(e) = &v.error {
         out.push_str(&format!(
             "error    {}: {}\n",

@@ -139,7 +139,9 @@ fn check_args(input: &[u8]) {
         return;
     };
     let valid = Calculator.validate(&args);
-    let called = futures::executor::block_on(Calculator.call(&args));
+    let called = futures::executor::block_on(
+        Calculator.call(&args, crate::tools::JobContext::new("fuzz", 0, "fuzz")),
+    );
     match (valid, called) {
         (Ok(()), Ok(out)) => {
             assert!(out["result"].is_number(), "result {out}");

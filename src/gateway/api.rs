@@ -100,6 +100,8 @@ pub struct JobStatus {
     pub due_at: Option<u64>,
     /// The worker running it.
     pub worker: Option<String>,
+    /// The latest progress its tool reported, if it reported any.
+    pub progress: Option<crate::job::Progress>,
 }
 
 /// One NDJSON line of `POST /batch`: the job's position in the request and

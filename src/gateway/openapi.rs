@@ -34,6 +34,7 @@ use super::routes;
         api::ErrorDetail,
         crate::job::JobResult,
         crate::job::ErrorInfo,
+        crate::job::Progress,
         routes::queues::QueueInfo,
         routes::queues::QueueList,
         routes::queues::Done,

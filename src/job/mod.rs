@@ -1,12 +1,14 @@
 //! The job wire format (v1): parsing with precise errors (here), the result
 //! and dead-entry documents written back (`result`, `dead`), and the payload
-//! rewrite for the next attempt (`rewrite`), and the follow-ups a job
-//! carries (`followup`). Shared by the worker and the
+//! rewrite for the next attempt (`rewrite`), the follow-ups a job carries
+//! (`followup`) and the progress a running job reports (`progress`).
+//! Shared by the worker and the
 //! producer; the queue itself only moves opaque payloads.
 
 mod dead;
 mod followup;
 mod head;
+mod progress;
 mod result;
 mod rewrite;
 
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 pub use dead::{dead_entry_prefix, DeadJob, Truncated};
 pub use followup::{substitute, FollowUp, Prev, Trigger, MAX_CHAIN};
 pub use head::{read_head, read_tail, Head};
+pub use progress::Progress;
 pub use result::{ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::job::Progress;
 use crate::queue::{CancelReply, Located, QueueKeys};
 
 use super::{Producer, ProducerError, Result};
@@ -82,6 +83,10 @@ pub struct JobView {
     pub died_at: Option<u64>,
     /// `{kind, message}` of a dead or failed job.
     pub error: Option<Value>,
+    /// The latest progress its tool reported (kept until the job's result
+    /// expires; after a retry, the earlier attempt's until the new one
+    /// reports).
+    pub progress: Option<Progress>,
 }
 
 /// What a cancel did.
@@ -163,6 +168,7 @@ impl Producer {
             worker: None,
             died_at: None,
             error: None,
+            progress: None,
         };
         match located {
             Located::Pending { payload } => {
@@ -207,7 +213,17 @@ impl Producer {
         if view.attempts.is_none() {
             view.attempts = Some(attempt_of(view.payload.as_ref()));
         }
+        if view.state != JobState::Pending {
+            view.progress = self.progress(queue, id).await?;
+        }
         Ok(view)
+    }
+
+    /// The latest progress job `id` reported, if any.
+    pub async fn progress(&self, queue: &str, id: &str) -> Result<Option<Progress>> {
+        let keys = QueueKeys::new(queue);
+        let text = self.broker.progress(&keys, id).await?;
+        Ok(text.as_deref().and_then(Progress::parse))
     }
 
     /// Cancels job `id`: a pending or scheduled job is removed at once and

@@ -69,6 +69,16 @@ impl QueueKeys {
         key
     }
 
+    /// string: a job's latest progress report (JSON), written while it
+    /// runs and expiring after its attempt's timeout plus its result TTL.
+    pub fn progress(&self, id: &str) -> String {
+        let mut key = String::with_capacity(self.tag.len() + 9 + id.len());
+        key.push_str(&self.tag);
+        key.push_str("progress:");
+        key.push_str(id);
+        key
+    }
+
     /// list: ids of a batch's finished jobs, pushed by the worker so that a
     /// waiting producer blocks on one key instead of polling results.
     pub fn batch(&self, batch: &str) -> String {
@@ -180,6 +190,7 @@ mod tests {
         assert_eq!(k.active("w1"), "toolq:{emails}:active:w1");
         assert_eq!(k.landing("w1"), "toolq:{emails}:active:w1:landing");
         assert_eq!(k.result("abc"), "toolq:{emails}:result:abc");
+        assert_eq!(k.progress("abc"), "toolq:{emails}:progress:abc");
         assert_eq!(k.batch("b"), "toolq:{emails}:batch:b");
         assert_eq!(k.unique("u"), "toolq:{emails}:unique:u");
     }

@@ -15,6 +15,7 @@
 //!   cancelling and listing jobs, deleting a queue.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
+//! - `progress`: running jobs' progress reports, fenced by the active hash.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
@@ -30,6 +31,7 @@ mod inspect;
 mod jobs;
 pub mod keys;
 mod oversized;
+mod progress;
 mod scripts;
 mod workers;
 
@@ -43,6 +45,7 @@ pub use enqueue::{ChunkOutcome, EnqueueItem, Fate, Trip};
 pub use jobs::{slot, DeadCaps, FetchLimits, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;
 pub use oversized::Oversized;
+pub use progress::ProgressReport;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -60,3 +60,4 @@ script!(DEAD_PURGE, "dead_purge.lua");
 script!(HELD_JOBS, "held_jobs.lua", held);
 script!(LOCATE, "locate.lua", held_find);
 script!(CANCEL, "cancel.lua", held_find);
+script!(PROGRESS, "progress.lua");

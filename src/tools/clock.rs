@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// The built-in `clock` tool.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,7 +25,7 @@ impl Tool for Clock {
         "clock"
     }
 
-    async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, _args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         Ok(json!({ "unix_us": unix_us() }))
     }
 
@@ -45,7 +45,10 @@ mod tests {
     #[tokio::test]
     async fn reports_the_current_time() {
         let before = unix_us();
-        let out = Clock.call(&json!({})).await.unwrap();
+        let out = Clock
+            .call(&json!({}), JobContext::new("test", 0, "default"))
+            .await
+            .unwrap();
         let at = out["unix_us"].as_u64().unwrap();
         assert!(at >= before && at <= unix_us());
     }

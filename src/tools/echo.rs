@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// The built-in `echo` tool.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,7 +27,7 @@ impl Tool for Echo {
         }
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         Ok(args.clone())
     }
 
@@ -46,12 +46,16 @@ mod tests {
 
     use super::*;
 
+    fn cx() -> JobContext<'static> {
+        JobContext::new("test", 0, "default")
+    }
+
     #[tokio::test]
     async fn returns_its_arguments() {
         let args = json!({"a": [1, 2.5, null], "nested": {"s": "x"}});
         assert_eq!(Echo.validate(&args), Ok(()));
-        assert_eq!(Echo.call(&args).await, Ok(args));
-        assert_eq!(Echo.call(&json!({})).await, Ok(json!({})));
+        assert_eq!(Echo.call(&args, cx()).await, Ok(args));
+        assert_eq!(Echo.call(&json!({}), cx()).await, Ok(json!({})));
     }
 
     #[test]

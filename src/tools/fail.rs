@@ -1,13 +1,13 @@
 //! `fail`: fails on purpose, to exercise retries and the dead set.
 //! `{"times": N}` fails with a retryable error on the first N attempts and
 //! then succeeds; `{"permanent": true}` fails for good at once. It keeps no
-//! state: the attempt number comes from the worker through
-//! [`Tool::call_attempt`], so it behaves the same on any worker.
+//! state: the attempt number comes from the worker, in its
+//! [`JobContext`], so it behaves the same on any worker.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// The built-in `fail` tool.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,12 +39,8 @@ impl Tool for Fail {
         "builtin"
     }
 
-    /// Without an attempt number, behaves as the first attempt.
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
-        self.call_attempt(args, 0).await
-    }
-
-    async fn call_attempt(&self, args: &Value, attempt: u32) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError> {
+        let attempt = cx.attempt();
         let plan = Plan::from_args(args)?;
         if plan.permanent {
             return Err(ToolError::Permanent(
@@ -99,28 +95,32 @@ impl Plan {
 mod tests {
     use super::*;
 
+    fn cx(attempt: u32) -> JobContext<'static> {
+        JobContext::new("test", attempt, "default")
+    }
+
     #[tokio::test]
     async fn fails_the_first_n_attempts_then_succeeds() {
         let args = json!({"times": 2});
         for attempt in 0..2 {
-            let err = Fail.call_attempt(&args, attempt).await.unwrap_err();
+            let err = Fail.call(&args, cx(attempt)).await.unwrap_err();
             assert!(err.is_retryable());
             let expected = format!("failing on purpose: attempt {} of 2", attempt + 1);
             assert_eq!(err.to_string(), expected);
         }
-        let output = Fail.call_attempt(&args, 2).await;
+        let output = Fail.call(&args, cx(2)).await;
         assert_eq!(output, Ok(json!({"succeeded_after": 2})));
     }
 
     #[tokio::test]
-    async fn call_is_the_first_attempt() {
+    async fn the_first_attempt_is_zero() {
         assert!(Fail
-            .call(&json!({"times": 1}))
+            .call(&json!({"times": 1}), cx(0))
             .await
             .unwrap_err()
             .is_retryable());
         assert_eq!(
-            Fail.call(&json!({"times": 0})).await,
+            Fail.call(&json!({"times": 0}), cx(0)).await,
             Ok(json!({"succeeded_after": 0}))
         );
     }
@@ -131,7 +131,7 @@ mod tests {
             json!({"permanent": true}),
             json!({"permanent": true, "times": 0}),
         ] {
-            let err = Fail.call_attempt(&args, 5).await.unwrap_err();
+            let err = Fail.call(&args, cx(5)).await.unwrap_err();
             assert_eq!(
                 err,
                 ToolError::Permanent("failing on purpose (permanent)".to_owned())
@@ -156,7 +156,7 @@ mod tests {
                 matches!(Fail.validate(&args), Err(ToolError::InvalidArgs(_))),
                 "{args}"
             );
-            let err = Fail.call_attempt(&args, 0).await.unwrap_err();
+            let err = Fail.call(&args, cx(0)).await.unwrap_err();
             assert!(matches!(err, ToolError::InvalidArgs(_)), "{args}");
         }
     }

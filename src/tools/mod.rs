@@ -1,5 +1,6 @@
 //! Tools: the work a job names. A tool validates its own arguments and returns
-//! JSON or a [`ToolError`] that says whether a retry can help.
+//! JSON or a [`ToolError`] that says whether a retry can help. Each call gets
+//! its job's [`JobContext`] (id, attempt, queue, progress).
 //!
 //! Tools know nothing of Redis or the worker: caching, rate limiting, timeouts
 //! and retries wrap a tool call from the outside (see `worker::executor`).
@@ -7,6 +8,7 @@
 mod calculator;
 pub mod catalog;
 mod clock;
+mod context;
 mod echo;
 mod fail;
 pub mod http;
@@ -26,6 +28,7 @@ pub mod weather;
 pub(crate) use calculator::measure as calculator_measure;
 pub use calculator::Calculator;
 pub use clock::{unix_us, Clock};
+pub use context::{JobContext, ProgressSink, MAX_PROGRESS_MESSAGE_CHARS};
 pub use echo::Echo;
 pub use fail::Fail;
 pub use rate::RateLimit;
@@ -113,18 +116,12 @@ pub trait Tool: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Runs the tool once. The caller enforces the timeout.
-    async fn call(&self, args: &Value) -> Result<Value, ToolError>;
-
-    /// Runs the tool once, told which attempt this is (0-based: 0 on the
-    /// first try). The worker calls this rather than [`Tool::call`] so that a tool
-    /// whose behaviour depends on how many tries came before (the `fail`
-    /// diagnostic tool) can see it without keeping state, which would be
-    /// wrong across retries landing on different workers. Other tools keep
-    /// this default.
-    async fn call_attempt(&self, args: &Value, _attempt: u32) -> Result<Value, ToolError> {
-        self.call(args).await
-    }
+    /// Runs the tool once for the job `cx` describes (its id, attempt and
+    /// queue; [`JobContext::progress`] reports how far it has come). The
+    /// caller enforces the timeout. A tool whose behaviour depends on the
+    /// attempt reads it here rather than keeping state, which would be wrong
+    /// across retries landing on different workers.
+    async fn call(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError>;
 
     /// Per-attempt limit when the job does not set `timeout_ms`.
     fn timeout(&self) -> Duration {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// Longest sleep accepted: one hour, well past any sensible test.
 pub const MAX_SLEEP_MS: u64 = 3_600_000;
@@ -41,7 +41,7 @@ impl Tool for Sleep {
         "builtin"
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         let ms = millis(args)?;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(json!({ "slept_ms": ms }))
@@ -69,16 +69,20 @@ mod tests {
 
     use super::*;
 
+    fn cx() -> JobContext<'static> {
+        JobContext::new("test", 0, "default")
+    }
+
     #[tokio::test]
     async fn sleeps_for_the_given_time() {
         let start = Instant::now();
         assert_eq!(
-            Sleep.call(&json!({"ms": 20})).await,
+            Sleep.call(&json!({"ms": 20}), cx()).await,
             Ok(json!({"slept_ms": 20}))
         );
         assert!(start.elapsed() >= Duration::from_millis(20));
         assert_eq!(
-            Sleep.call(&json!({"ms": 0})).await,
+            Sleep.call(&json!({"ms": 0}), cx()).await,
             Ok(json!({"slept_ms": 0}))
         );
     }
@@ -104,7 +108,7 @@ mod tests {
                 matches!(Sleep.validate(&args), Err(ToolError::InvalidArgs(_))),
                 "{args}"
             );
-            let err = Sleep.call(&args).await.unwrap_err();
+            let err = Sleep.call(&args, cx()).await.unwrap_err();
             assert!(
                 err.to_string().contains("'ms' must be an integer"),
                 "{args}"

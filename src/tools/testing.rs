@@ -10,6 +10,11 @@
 //!   sleeps `N` ms, returning `{"executions": n}`. Each job counts its own
 //!   executions where the test can read them, so "lost" (count 0) and
 //!   "duplicate" (count > 1) are facts in Redis, not guesses from logs.
+//! - `progress`: `{"steps": N, "ms": T, "fail_first": K}` reports progress N
+//!   times, evenly over T ms ("step i of N"), fails retryably on its first
+//!   K attempts, then returns the context it was given: `{"id", "attempt",
+//!   "queue", "steps"}`. With many steps and a short T it is the chatty
+//!   tool the rate limit is for.
 //!
 //! `count` breaks the rule that tools know nothing of Redis on purpose: it
 //! records a side effect outside the queue, as a real tool writing to a
@@ -23,7 +28,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-use super::{Registry, Tool, ToolError};
+use super::{JobContext, Registry, Tool, ToolError};
 
 /// Set to `1` to register the fixtures.
 pub const ENABLE_ENV: &str = "TOOLQ_ENABLE_TEST_TOOLS";
@@ -48,7 +53,10 @@ pub fn register(registry: &mut Registry) {
     let url = std::env::var(COUNT_URL_ENV)
         .or_else(|_| std::env::var(REDIS_URL_ENV))
         .unwrap_or_else(|_| crate::config::DEFAULT_REDIS_URL.to_owned());
-    registry.register(Crash).register(Count::new(url));
+    registry
+        .register(Crash)
+        .register(Count::new(url))
+        .register(Steps);
 }
 
 /// Kills the process running it.
@@ -61,7 +69,7 @@ impl Tool for Crash {
         "crash"
     }
 
-    async fn call(&self, _args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, _args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         std::process::abort()
     }
 }
@@ -110,7 +118,7 @@ impl Tool for Count {
         parse(args).map(drop)
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         let (key, ms) = parse(args)?;
         let mut conn = self.conn().await?;
         let n: u64 = redis::cmd("INCR")
@@ -121,6 +129,60 @@ impl Tool for Count {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(json!({ "executions": n }))
     }
+}
+
+/// Reports progress in steps, then returns its context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Steps;
+
+/// Most steps `progress` takes.
+const MAX_STEPS: u64 = 1_000_000;
+
+#[async_trait]
+impl Tool for Steps {
+    fn name(&self) -> &str {
+        "progress"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), ToolError> {
+        steps_args(args).map(drop)
+    }
+
+    async fn call(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError> {
+        let (steps, ms, fail_first) = steps_args(args)?;
+        let start = tokio::time::Instant::now();
+        for i in 1..=steps {
+            cx.progress(i as f64 / steps as f64, &format!("step {i} of {steps}"));
+            let due = start + Duration::from_millis(ms * i / steps);
+            match due > tokio::time::Instant::now() {
+                true => tokio::time::sleep_until(due).await,
+                false => tokio::task::yield_now().await,
+            }
+        }
+        if u64::from(cx.attempt()) < fail_first {
+            return Err(ToolError::retryable(format!(
+                "failing on purpose: attempt {} of job {} on queue {}",
+                cx.attempt(),
+                cx.id(),
+                cx.queue()
+            )));
+        }
+        Ok(json!({"id": cx.id(), "attempt": cx.attempt(), "queue": cx.queue(), "steps": steps}))
+    }
+}
+
+fn steps_args(args: &Value) -> Result<(u64, u64, u64), ToolError> {
+    let field = |name: &str, max: u64| match args.get(name) {
+        None => Ok(0),
+        Some(v) => v.as_u64().filter(|&n| n <= max).ok_or_else(|| {
+            ToolError::InvalidArgs(format!("'{name}' must be an integer from 0 to {max}"))
+        }),
+    };
+    Ok((
+        field("steps", MAX_STEPS)?,
+        field("ms", MAX_MS)?,
+        field("fail_first", 100)?,
+    ))
 }
 
 fn parse(args: &Value) -> Result<(&str, u64), ToolError> {
@@ -165,6 +227,6 @@ mod tests {
     fn fixtures_register_under_their_names() {
         let mut registry = Registry::new();
         register(&mut registry);
-        assert_eq!(registry.names(), ["count", "crash"]);
+        assert_eq!(registry.names(), ["count", "crash", "progress"]);
     }
 }

@@ -20,9 +20,10 @@ use super::executor::{unknown_tool_message, Cancel};
 use super::guard::{self, Before};
 use super::job_metrics::ToolMetrics;
 use super::outcome::{error, tool_error, CallResult, Deferred, Limits, Outcome, Settle, Timing};
+use super::progress::CallProgress;
 use crate::job::{self, Job};
 use crate::queue::DeferItem;
-use crate::tools::{Tool, ToolError};
+use crate::tools::{JobContext, Tool, ToolError};
 
 pub struct Attempt {
     pub(super) ctx: Arc<Ctx>,
@@ -207,13 +208,16 @@ impl Attempt {
         in_flight.increment(1.0);
         ctx.health.job_started();
         let clock = Instant::now();
-        let call =
-            AssertUnwindSafe(tool.call_attempt(&self.job.args, self.job.attempt)).catch_unwind();
+        let progress = self.progress(timeout);
+        let queue = self.ctx.queues.keys[self.queue].name.as_str();
+        let cx = JobContext::new(&self.id, self.job.attempt, queue).with_sink(&progress);
+        let call = AssertUnwindSafe(tool.call(&self.job.args, cx)).catch_unwind();
         let res = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => None,
             r = tokio::time::timeout(timeout, call) => Some(r),
         };
+        progress.finish().await;
         in_flight.decrement(1.0);
         ctx.health.job_finished();
         // Scrubbed before the cache sees it; the error's message is scrubbed
@@ -230,6 +234,24 @@ impl Attempt {
         let elapsed = clock.elapsed();
         self.tm.duration.record(elapsed.as_secs_f64());
         Some((res, elapsed))
+    }
+
+    /// The call's progress sink; a report is kept for the attempt's
+    /// `timeout` plus the job's result TTL, so it expires with the job.
+    fn progress(&self, timeout: Duration) -> CallProgress<'_> {
+        let result_ttl_s = self
+            .job
+            .result_ttl_s
+            .unwrap_or(self.ctx.config.result_ttl_s);
+        let ttl = timeout.saturating_add(Duration::from_secs(result_ttl_s));
+        CallProgress::new(
+            &self.ctx,
+            self.queue,
+            self.slot,
+            &self.id,
+            self.job.attempt,
+            ttl,
+        )
     }
 
     /// Asks the acker to park the job in the delayed set until `due_ms` (by

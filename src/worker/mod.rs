@@ -4,7 +4,8 @@
 //! - `waiter`: blocking wake-ups while idle (no polling).
 //! - `executor`: one job's task: parse, then its `attempt` (park, validate,
 //!   guard, call, conclude), whose `outcome` goes to the acker; a payload
-//!   over the size limit arrives as a stand-in, buried by `oversized`.
+//!   over the size limit arrives as a stand-in, buried by `oversized`;
+//!   `progress` stores what the call reports, rate limited and fenced.
 //! - `guard`: around the call: `cache` (tool result cache, stampede lock)
 //!   and `rate_limit` (per-tool limit shared by all workers).
 //! - `acker`: the one writer of outcomes (ack, retry, bury, park, put back),
@@ -31,6 +32,7 @@ mod monitor;
 mod outage;
 mod outcome;
 mod oversized;
+mod progress;
 mod queues;
 mod rate_limit;
 mod reaper;

@@ -1,4 +1,5 @@
-//! `GET /jobs/{id}`: a job's result document.
+//! `GET /jobs/{id}`: a job's result document, or its state and progress
+//! while it has none.
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ pub struct JobQuery {
 
 /// The job's result document once it finished (`succeeded`, `dead`,
 /// `cancelled`); before that, where it is (`pending`, `scheduled`,
-/// `running`, `retrying`). Finding an unfinished job costs Redis O(queue
+/// `running`, `retrying`) and the progress its tool last reported. Finding an unfinished job costs Redis O(queue
 /// depth).
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id"), JobQuery),
@@ -96,6 +97,7 @@ pub async fn show(
                 attempts: view.attempts,
                 due_at: view.due_at,
                 worker: view.worker,
+                progress: view.progress,
             }),
         )
             .into_response()),

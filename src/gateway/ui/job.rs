@@ -1,7 +1,7 @@
 //! The job page: one job's state (and where it is: due when, on which
-//! worker), its payload, its result or error, its attempts, and for admins
-//! the action that fits: cancel while it can still be stopped, retry once
-//! dead.
+//! worker), the progress its tool reported, its payload, its result or
+//! error, its attempts, and for admins the action that fits: cancel while
+//! it can still be stopped, retry once dead.
 
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ struct JobPage {
     /// `pending`, `scheduled`, ... as the producer names it.
     state: String,
     facts: Vec<(&'static str, String)>,
+    /// The latest progress report: percent done (0 to 100) and its line.
+    progress: Option<(u32, String)>,
     payload: Option<String>,
     result: Option<String>,
     error: Option<String>,
@@ -105,6 +107,10 @@ pub async fn page(
         retryable: matches!(state, JobState::Dead),
         state: state.as_str().to_owned(),
         facts,
+        progress: job
+            .progress
+            .as_ref()
+            .map(|p| ((p.fraction * 100.0).floor() as u32, p.line())),
         payload: job.payload.as_ref().map(view::pretty),
         result: job.result.as_ref().map(view::pretty),
         error,

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use self::expr::{BinOp, Expr};
 use self::parser::Parsed;
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// Integral results below this magnitude are returned as JSON integers:
 /// every such value is exactly representable in both f64 and i64 (2^53).
@@ -74,7 +74,7 @@ impl Tool for Calculator {
         "builtin"
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         let Parsed { expr, normalised } = request(args)?;
         let result = expr.eval()?;
         Ok(json!({ "result": number(result), "expression": normalised }))
@@ -157,7 +157,9 @@ mod tests {
 
     async fn run(args: Value) -> Result<Value, ToolError> {
         Calculator.validate(&args)?;
-        Calculator.call(&args).await
+        Calculator
+            .call(&args, JobContext::new("test", 0, "default"))
+            .await
     }
 
     fn invalid_message(result: Result<Value, ToolError>) -> String {
@@ -253,7 +255,11 @@ mod tests {
         ];
         for (args, expected) in cases {
             assert!(Calculator.validate(&args).is_err(), "{args}");
-            let message = invalid_message(Calculator.call(&args).await);
+            let message = invalid_message(
+                Calculator
+                    .call(&args, JobContext::new("test", 0, "default"))
+                    .await,
+            );
             assert!(message.contains(expected), "{args}: {message}");
         }
     }
@@ -281,7 +287,11 @@ mod tests {
         for (args, expected) in cases {
             // Math errors only show up when evaluating, so validation passes.
             assert!(Calculator.validate(&args).is_ok(), "{args}");
-            let message = permanent_message(Calculator.call(&args).await);
+            let message = permanent_message(
+                Calculator
+                    .call(&args, JobContext::new("test", 0, "default"))
+                    .await,
+            );
             assert!(message.contains(expected), "{args}: {message}");
         }
     }

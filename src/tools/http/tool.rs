@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::exchange;
 use crate::tools::schema::ArgsSchema;
 use crate::tools::secret::{Secret, REDACTED};
-use crate::tools::{Tool, ToolError};
+use crate::tools::{JobContext, Tool, ToolError};
 
 /// A response larger than this fails the attempt instead of filling Redis.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -135,11 +135,12 @@ impl HttpTool {
         })
     }
 
-    async fn exchange(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn exchange(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError> {
         let response = self
             .http
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
+            .headers(job_headers(cx))
             .json(args)
             .send()
             .await
@@ -224,6 +225,35 @@ pub fn header_value(spec: &str) -> Result<String, String> {
     Ok(spec.to_owned())
 }
 
+/// Request header carrying the job's id: the same on every attempt, so an
+/// endpoint can use it as an idempotency key.
+pub const JOB_ID_HEADER: &str = "x-toolq-job-id";
+/// Request header carrying the attempt (0 on the first try).
+pub const ATTEMPT_HEADER: &str = "x-toolq-attempt";
+/// Request header carrying the job's queue.
+pub const QUEUE_HEADER: &str = "x-toolq-queue";
+
+/// The job's id, attempt and queue as request headers. An id that is not a
+/// valid header value (control characters) is left out rather than failing
+/// the call.
+fn job_headers(cx: JobContext<'_>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    let pairs = [
+        (JOB_ID_HEADER, HeaderValue::from_str(cx.id())),
+        (
+            ATTEMPT_HEADER,
+            HeaderValue::from_str(&cx.attempt().to_string()),
+        ),
+        (QUEUE_HEADER, HeaderValue::from_str(cx.queue())),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = value {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers
+}
+
 #[async_trait]
 impl Tool for HttpTool {
     fn name(&self) -> &str {
@@ -237,8 +267,8 @@ impl Tool for HttpTool {
         }
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
-        self.exchange(args).await.map_err(|e| self.mask(e))
+    async fn call(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError> {
+        self.exchange(args, cx).await.map_err(|e| self.mask(e))
     }
 
     fn timeout(&self) -> Duration {

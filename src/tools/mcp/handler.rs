@@ -3,12 +3,15 @@
 //! and no roots to offer, so such requests get a clear error (sampling is
 //! refused by rmcp's default as "method not found"; elicitation is
 //! declined). A `tools/list_changed` notification makes the server list
-//! its tools again.
+//! its tools again; `notifications/progress` goes to the call whose
+//! progress token it names (see `server::McpServer::call`).
 
 use std::sync::Arc;
 
+use rmcp::handler::client::progress::ProgressDispatcher;
 #[allow(deprecated)]
 use rmcp::model::ListRootsResult;
+use rmcp::model::ProgressNotificationParam;
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use rmcp::{ClientHandler, ErrorData};
 use tokio::sync::Notify;
@@ -17,11 +20,17 @@ pub struct Handler {
     server: String,
     /// Signalled on `notifications/tools/list_changed`.
     pub relist: Arc<Notify>,
+    /// Routes progress notifications to the call awaiting them, by token.
+    pub progress: ProgressDispatcher,
 }
 
 impl Handler {
     pub fn new(server: String, relist: Arc<Notify>) -> Self {
-        Handler { server, relist }
+        Handler {
+            server,
+            relist,
+            progress: ProgressDispatcher::new(),
+        }
     }
 }
 
@@ -36,6 +45,14 @@ impl ClientHandler for Handler {
             "toolq runs tools as background jobs and offers no roots",
             None,
         ))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {

@@ -4,10 +4,12 @@
 //! (`server`); each tool it lists becomes a toolq tool named
 //! `<name>.<tool>` (`tool`), run as a durable job: retried, rate-limited,
 //! recovered after crashes, observable. What the server may ask of toolq
-//! is answered in `handler`.
+//! is answered in `handler`; its progress notifications reach the job in
+//! `progress`.
 
 mod config;
 mod handler;
+mod progress;
 mod server;
 mod tool;
 

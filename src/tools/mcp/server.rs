@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{CallToolRequestParams, CallToolResult, Tool as RemoteTool};
 use rmcp::service::{Peer, RoleClient, ServiceError};
 use rmcp::transport::TokioChildProcess;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::McpServerConfig;
 use super::handler::Handler;
 use crate::health::metrics::MCP_RESTARTS;
-use crate::tools::ToolError;
+use crate::tools::{JobContext, ToolError};
 
 /// The worker's environment variables a server inherits; everything else
 /// it needs goes in its `env`.
@@ -56,6 +57,8 @@ struct Instance {
     unanswered: AtomicUsize,
     /// Ends the session, so the supervisor restarts the process.
     kill: tokio_util::sync::CancellationToken,
+    /// Where this session's progress notifications arrive, by token.
+    progress: ProgressDispatcher,
 }
 
 pub struct McpServer {
@@ -169,8 +172,14 @@ impl McpServer {
     /// or went away mid-call) are retryable; the server refusing the call
     /// (unknown tool, bad params) is not.
     /// While no process is up (one is restarting), the call waits for one,
-    /// bounded by the job's timeout like the call itself.
-    pub async fn call(&self, tool: &str, args: &Value) -> Result<CallToolResult, ToolError> {
+    /// bounded by the job's timeout like the call itself. The server's
+    /// progress notifications for the call are reported to `cx`.
+    pub async fn call(
+        &self,
+        tool: &str,
+        args: &Value,
+        cx: JobContext<'_>,
+    ) -> Result<CallToolResult, ToolError> {
         let inst = self.live().await?;
         let _permit = inst
             .permits
@@ -188,7 +197,7 @@ impl McpServer {
             inst: &inst,
             armed: true,
         };
-        let answer = inst.peer.call_tool(params).await;
+        let answer = super::progress::call(&inst.peer, &inst.progress, params, cx).await;
         watch.armed = false;
         inst.unanswered.store(0, Ordering::Relaxed);
         match answer {
@@ -295,6 +304,7 @@ impl McpServer {
                 permits: Semaphore::new(self.config.max_concurrency),
                 unanswered: AtomicUsize::new(0),
                 kill: kill.clone(),
+                progress: service.service().progress.clone(),
             });
             if let Ok(mut slot) = self.slots[i].write() {
                 *slot = Some(inst);

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::server::McpServer;
 use crate::tools::schema::ArgsSchema;
-use crate::tools::{Tool, ToolError};
+use crate::tools::{JobContext, Tool, ToolError};
 
 pub struct McpTool {
     /// The name jobs use: `<server>.<tool>` or the configured prefix.
@@ -69,8 +69,8 @@ impl Tool for McpTool {
         self.schema.check(args)
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
-        let result = self.server.call(&self.remote, args).await?;
+    async fn call(&self, args: &Value, cx: JobContext<'_>) -> Result<Value, ToolError> {
+        let result = self.server.call(&self.remote, args, cx).await?;
         output(
             result,
             &self.server.name,

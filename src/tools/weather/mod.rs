@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use self::client::WeatherClient;
-use super::{Tool, ToolError};
+use super::{JobContext, Tool, ToolError};
 
 /// The name jobs use.
 pub const NAME: &str = "weather";
@@ -102,7 +102,7 @@ impl Tool for WeatherTool {
         args::parse(args).map(|_| ())
     }
 
-    async fn call(&self, args: &Value) -> Result<Value, ToolError> {
+    async fn call(&self, args: &Value, _cx: JobContext<'_>) -> Result<Value, ToolError> {
         let request = args::parse(args)?;
         self.client.current(&request).await
     }
