@@ -256,6 +256,13 @@ async fn failover(wait_replicas: u32) -> Failover {
             "a worker exited during the failover:\n{}",
             w.log_text()
         );
+        // The stall (a worker stopping on refusals) must not take a
+        // failover's moments without a master for refusals.
+        assert!(
+            !w.log_text().contains("stopping this worker"),
+            "{}",
+            w.log_text()
+        );
     }
     let lost: Vec<String> = seen
         .iter()
@@ -415,4 +422,70 @@ async fn the_cost_of_wait_replicas() {
     );
     // With a replica in sync, WAIT answers: every write still succeeds.
     assert!(enqueue_on > 0.0 && drain_on > 0.0);
+}
+
+/// Calls of `WAIT` the server has answered.
+async fn wait_calls(c: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_short_of_its_replicas_is_an_error_to_producers_and_retried_by_workers() {
+    // A lone Redis: no replica can ever acknowledge.
+    let redis = common::redis();
+    let url = redis.url();
+    let queue = common::queue_name("not-durable");
+    let keys = QueueKeys::new(&queue);
+    let mut c = common::raw(&url).await;
+
+    let mut cmd = toolq(&["enqueue", "echo", r#"{"n":1}"#, "--queue", &queue]);
+    cmd.env("TOOLQ_REDIS_URL", &url)
+        .env("TOOLQ_WAIT_REPLICAS", "1")
+        .env("TOOLQ_WAIT_TIMEOUT_MS", "100");
+    let (status, out, err) = run(cmd, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(3), "{out}\n{err}");
+    assert!(
+        err.contains("only 0 of 1 replicas") && err.contains("may not be durable"),
+        "{err}"
+    );
+    // Written to the master all the same: the error says "may", not "lost".
+    assert_eq!(common::llen(&mut c, &keys.pending).await, 1);
+
+    // A worker runs it, and writes the ack again and again while no replica
+    // has it, without stalling (a refusal would stop it after 5 tries).
+    let before = wait_calls(&mut c).await;
+    let mut worker = spawn_worker_process(
+        &url,
+        &queue,
+        1,
+        &[
+            ("TOOLQ_WAIT_REPLICAS", "1"),
+            ("TOOLQ_WAIT_TIMEOUT_MS", "50"),
+        ],
+    );
+    common::eventually(Duration::from_secs(60), "8 tries of the ack", || {
+        let mut c = c.clone();
+        async move { wait_calls(&mut c).await >= before + 8 }
+    })
+    .await;
+    assert!(worker.exited().is_none(), "{}", worker.log_text());
+    let log = worker.log_text();
+    assert!(log.contains("may not be durable"), "{log}");
+    assert!(!log.contains("stopping this worker"), "{log}");
+    // The master has the outcome; only its durability is in doubt.
+    let results: Vec<String> = redis::cmd("KEYS")
+        .arg(keys.result("*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    worker.signal(libc::SIGKILL);
 }

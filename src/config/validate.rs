@@ -302,6 +302,20 @@ mod tests {
     }
 
     #[test]
+    fn wait_replicas_and_sentinel_urls_are_checked_by_name() {
+        let text = load_with(&[("TOOLQ_WAIT_REPLICAS", "17")]);
+        assert!(
+            text.contains("`wait_replicas`") && text.contains("0..=16"),
+            "{text}"
+        );
+        let text = load_with(&[("TOOLQ_WAIT_TIMEOUT_MS", "60000")]);
+        assert!(text.contains("`wait_timeout_ms`"), "{text}");
+        let text = load_with(&[("TOOLQ_REDIS_URL", "redis+sentinel://:s3cret@s1,s2")]);
+        assert!(text.contains("names no service"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
     fn a_wrong_type_of_a_secret_key_does_not_echo_the_value() {
         let text = load_with(&[("TOOLQ_REDIS_URL", "[\"redis://:s3cret@h\"]")]);
         assert!(!text.contains("s3cret"), "{text}");
