@@ -101,6 +101,27 @@ async fn jobs_flow_through_a_sentinel_url_with_the_passwords_masked() {
     })
     .await;
 
+    // The gateway, and an admin command, through the same URL.
+    let gw = common::gateway::start_gateway(&url, &[], &[]).await;
+    let _gateway_worker = common::gateway::start_worker_for(&gw, &url).await;
+    let token = common::gateway::token(&common::gateway::grant_all());
+    let r = reqwest::Client::new()
+        .post(gw.url("/execute"))
+        .bearer_auth(&token)
+        .json(&json!({"tool": "calculator", "args": {"expression": "6*7"}}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["output"]["result"], 42, "{doc}");
+    let mut cmd = toolq(&["stats", "--json"]);
+    cmd.env("TOOLQ_REDIS_URL", &url);
+    let (status, stats, stats_err) = run(cmd, Duration::from_secs(30)).await;
+    assert!(status.success(), "stats: {stats}\n{stats_err}");
+    assert!(stats.contains(&queue), "{stats}");
+    let gateway_log = gw.process.stderr();
+
     // Neither password shows: not in the worker's log, not in `toolq config`.
     let mut cmd = toolq(&["config"]);
     cmd.env("TOOLQ_REDIS_URL", &url);
@@ -110,7 +131,7 @@ async fn jobs_flow_through_a_sentinel_url_with_the_passwords_masked() {
     worker.signal(libc::SIGTERM);
     assert!(worker.wait_exit(Duration::from_secs(30)).is_some());
     let log = worker.log_text();
-    for text in [&log, &shown, &err] {
+    for text in [&log, &shown, &err, &gateway_log, &stats_err] {
         assert!(
             !text.contains(PASSWORDS.master) && !text.contains(PASSWORDS.sentinel),
             "a password leaked:\n{text}"
