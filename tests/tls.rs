@@ -1,7 +1,8 @@
 //! Redis over TLS: a redis-server that speaks only TLS, with a CA and server
 //! certificate made in the test; jobs run over `rediss://` with the CA given
 //! as `redis_ca_file` (`TOOLQ_REDIS_CA_FILE`), and a server whose
-//! certificate the client cannot verify is refused with a clear error.
+//! certificate the client cannot verify is refused with a clear error; and
+//! `rediss+sentinel://`, TLS to a sentinel and to the master it names.
 //!
 //! Needs a redis-server built with TLS (Debian's is).
 
@@ -181,4 +182,80 @@ async fn a_server_certificate_from_an_untrusted_ca_is_refused_clearly() {
     // And the right CA works against the very same server.
     let producer = Producer::connect(&tls_url(&server), Some(&pki.ca())).unwrap();
     producer.broker().ping().await.unwrap();
+}
+
+/// A child process killed when dropped, even by a failing test.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A sentinel that speaks only TLS, watching `master` (TLS too) alone
+/// (quorum 1): enough to find the master through it.
+fn tls_sentinel(pki: &Pki, master: &RedisServer) -> (Killed, u16, tempfile::TempDir) {
+    let port = free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| pki.path(name).display().to_string();
+    let conf = format!(
+        "port 0\ntls-port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+         tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+         tls-auth-clients no\ntls-replication yes\n\
+         sentinel monitor tls-master 127.0.0.1 {master} 1\n",
+        dir = dir.path().display(),
+        cert = p("server.pem"),
+        key = p("server.key"),
+        ca = p("ca.pem"),
+        master = master.port(),
+    );
+    let file = dir.path().join("sentinel.conf");
+    std::fs::write(&file, conf).unwrap();
+    let child = std::process::Command::new("redis-server")
+        .arg(&file)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel starts");
+    let child = Killed(child);
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sentinel never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port, dir)
+}
+
+#[tokio::test]
+async fn jobs_run_over_rediss_sentinel_with_a_private_ca() {
+    let pki = Pki::new();
+    let server = tls_redis(&pki);
+    let (_sentinel, port, _dir) = tls_sentinel(&pki, &server);
+    let url = format!("rediss+sentinel://127.0.0.1:{port}/tls-master");
+    let q = queue_name("tls-sentinel");
+    let mut config = config(&url, &q, 2);
+    config.redis_ca_file = Some(pki.ca());
+    let worker = start_worker(config);
+
+    let mut cmd = toolq(&["enqueue", "echo", r#"{"over":"tls+sentinel"}"#, "--wait"]);
+    cmd.args(["--queue", &q])
+        .env("TOOLQ_REDIS_URL", &url)
+        .env("TOOLQ_REDIS_CA_FILE", pki.ca());
+    let (status, stdout, stderr) = run(cmd, WAIT).await;
+    assert!(status.success(), "{status}\n{stderr}");
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["output"], json!({"over": "tls+sentinel"}));
+
+    // Without the CA, neither the sentinel nor the master is trusted.
+    let mut cmd = toolq(&["enqueue", "echo", "{}", "--queue", &q]);
+    cmd.env("TOOLQ_REDIS_URL", &url);
+    let (status, _, stderr) = run(cmd, WAIT).await;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    worker.stop().await;
 }
