@@ -26,6 +26,11 @@ pub struct QueueKeys {
     /// sorted set: ids of running jobs an operator cancelled, score = when
     /// (Redis ms); workers read it with their heartbeat.
     pub cancel: String,
+    /// hash: what the queue's workers share so that each does O(1) work
+    /// whatever the fleet's size: whose turn a fleet-wide chore is
+    /// (`<chore>` = `<until ms>:<worker>`) and the last gauge readings
+    /// (`pending`, `active`, `delayed`, `dead`, `live`, `at`); expiring.
+    pub fleet: String,
     /// The prefix of every key of the queue, `toolq:{Q}:`.
     pub tag: String,
 }
@@ -42,6 +47,7 @@ impl QueueKeys {
             stats: format!("{tag}stats"),
             paused: format!("{tag}paused"),
             cancel: format!("{tag}cancel"),
+            fleet: format!("{tag}fleet"),
             tag,
         }
     }

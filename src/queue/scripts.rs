@@ -50,6 +50,8 @@ script!(DEFER, "defer.lua", held);
 script!(PROMOTE, "promote.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(STALE_WORKERS, "stale_workers.lua");
+script!(TURN, "turn.lua");
+script!(SAVE_GAUGES, "save_gauges.lua");
 script!(RECOVER, "recover.lua", held_dead);
 script!(REQUEUE, "requeue.lua", held);
 script!(RATE_LIMIT, "rate_limit.lua");

@@ -75,6 +75,30 @@ impl Broker {
         Ok((stale, next))
     }
 
+    /// [`Broker::late_workers`] over the whole fleet: the tool catalog's
+    /// set, which every worker's heartbeat scores (Redis's clock) whatever
+    /// its queues, so one read finds a late worker of any queue. Only
+    /// heartbeats younger than `window` count: the set keeps gone workers
+    /// for a day.
+    pub async fn late_in_fleet(
+        &self,
+        timeout: Duration,
+        window: Duration,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<Duration>)> {
+        let mut c = self.conn().await?;
+        let (stale, wait): (Vec<String>, i64) = scripts::STALE_WORKERS
+            .key(super::keys::CATALOG_WORKERS)
+            .arg(timeout.as_millis() as u64)
+            .arg(limit)
+            .arg(window.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.fail("reap", e))?;
+        let next = u64::try_from(wait).ok().map(Duration::from_millis);
+        Ok((stale, next))
+    }
+
     /// The workers with at least one connection open to Redis, by the names
     /// their connections carry (`CLIENT LIST TYPE normal`; see
     /// [`super::keys::connection_name`]). Redis drops a client the moment

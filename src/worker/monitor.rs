@@ -1,6 +1,9 @@
 //! The monitor: every few seconds, one cheap round of reads (depths per
 //! state, live workers, PING time, Redis memory) that feeds the gauges and
-//! `/health`, so scrapes never touch Redis.
+//! `/health`, so scrapes never touch Redis. The queue gauges cost one script
+//! per queue and round; one worker of the fleet at a time (a turn, see
+//! `queue::fleet`) reads them in full, every other worker publishes what it
+//! stored, so the fleet's cost grows with its size, not with its square.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use crate::health::metrics as m;
-use crate::queue::QueueError;
+use crate::queue::{Gauges, QueueError, QueueKeys};
 
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
@@ -19,41 +22,43 @@ pub struct Monitor {
     pub ctx: Arc<Ctx>,
 }
 
+/// The fleet hash field of the turn at reading the queue gauges.
+const GAUGES_CHORE: &str = "gauges";
+/// How long a queue's fleet hash outlives the last turn taken on it.
+pub const FLEET_KEEP: Duration = Duration::from_secs(10);
+
 impl Monitor {
     pub async fn run(self, stop: CancellationToken) {
+        let mut last = vec![None; self.ctx.queues.len()];
         while !stop.is_cancelled() {
-            if let Err(e) = self.round().await {
+            if let Err(e) = self.round(&mut last).await {
                 self.ctx.outage.failed("monitor", &e);
             }
             sleep_or_stop(INTERVAL, &stop).await;
         }
     }
 
-    async fn round(&self) -> Result<(), QueueError> {
+    async fn round(&self, last: &mut [Option<Gauges>]) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         let rtt = ctx.broker.ping().await?;
         ctx.outage.ok();
         ctx.health.record_ping(rtt);
         histogram!(m::REDIS_RTT).record(rtt.as_secs_f64());
-        let mut depths = Vec::with_capacity(ctx.queues.len());
-        for keys in &ctx.queues.keys {
-            let d = ctx.broker.depths(keys).await?;
-            for (state, n) in [
-                ("pending", d.pending),
-                ("active", d.active),
-                ("delayed", d.delayed),
-                ("dead", d.dead),
-            ] {
-                gauge!(m::QUEUE_DEPTH, "queue" => keys.name.clone(), "state" => state)
-                    .set(n as f64);
+        for (qi, keys) in ctx.queues.keys.iter().enumerate() {
+            if let Some(g) = self.gauges(keys).await? {
+                last[qi] = Some(g);
+                publish(&keys.name, g);
             }
-            let live = ctx
-                .broker
-                .live_workers(keys, ctx.config.heartbeat_timeout())
-                .await?;
-            gauge!(m::WORKERS_LIVE, "queue" => keys.name.clone()).set(live.len() as f64);
-            depths.push((keys.name.clone(), [d.pending, d.active, d.delayed, d.dead]));
         }
+        let depths = ctx
+            .queues
+            .keys
+            .iter()
+            .zip(last.iter())
+            .filter_map(|(k, g)| {
+                g.map(|g| (k.name.clone(), [g.pending, g.active, g.delayed, g.dead]))
+            })
+            .collect();
         ctx.health.set_depths(depths);
         ctx.health.set_mcp_servers(ctx.mcp.health());
         if let Some(used) = ctx.broker.info_field("memory", "used_memory").await? {
@@ -63,4 +68,48 @@ impl Monitor {
         }
         Ok(())
     }
+
+    /// The queue's gauges: read from Redis when it is this worker's turn
+    /// (one worker per interval, fleet-wide: the active count reads every
+    /// worker's hash), else as the last turn stored them. `None` before any
+    /// turn stored them: the gauges keep their previous values.
+    async fn gauges(&self, keys: &QueueKeys) -> Result<Option<Gauges>, QueueError> {
+        let ctx = &self.ctx;
+        let keep = FLEET_KEEP;
+        let turn = ctx
+            .broker
+            .take_turn(keys, GAUGES_CHORE, &ctx.worker_id, INTERVAL, keep)
+            .await?;
+        if !turn.mine {
+            return Ok(turn.gauges);
+        }
+        let d = ctx.broker.depths(keys).await?;
+        let live = ctx
+            .broker
+            .live_workers(keys, ctx.config.heartbeat_timeout())
+            .await?;
+        let read = Gauges {
+            pending: d.pending,
+            active: d.active,
+            delayed: d.delayed,
+            dead: d.dead,
+            live: live.len() as u64,
+            at: 0,
+        };
+        Ok(Some(ctx.broker.save_gauges(keys, read, keep).await?))
+    }
+}
+
+/// Sets the queue's gauges: every worker publishes the same readings, so
+/// dashboards take `max` over workers, as they always did.
+fn publish(queue: &str, g: Gauges) {
+    for (state, n) in [
+        ("pending", g.pending),
+        ("active", g.active),
+        ("delayed", g.delayed),
+        ("dead", g.dead),
+    ] {
+        gauge!(m::QUEUE_DEPTH, "queue" => queue.to_owned(), "state" => state).set(n as f64);
+    }
+    gauge!(m::WORKERS_LIVE, "queue" => queue.to_owned()).set(g.live as f64);
 }

@@ -2,7 +2,12 @@
 //! pending (the recover script re-checks the heartbeat's age on Redis's
 //! clock, so exactly one live worker recovers each job). Runs at start-up,
 //! then four times per heartbeat interval; the usual round is one cheap
-//! `ZRANGEBYSCORE`.
+//! script over the fleet's heartbeats (the tool catalog's set, which every
+//! heartbeat scores), whatever the number of queues. Only when that shows a
+//! late worker not cleared yet are the queues' worker sets read; and, in
+//! turn, one queue's set per heartbeat timeout divided by the queues (at
+//! most one per heartbeat interval), for workers of builds that do not
+//! score the catalog set.
 //!
 //! Two ways to be dead. A worker none of whose Redis connections is left (a
 //! killed process: the kernel closes its sockets and Redis drops them at
@@ -12,10 +17,12 @@
 //! heartbeat timeout. The connections are read (`CLIENT LIST`) only in a
 //! round that found a heartbeat past the short limit, which a live fleet
 //! never shows; they only make a worker a candidate earlier, the fenced
-//! script still decides.
+//! script still decides. One worker of a queue at a time lists them (a
+//! turn, see `queue::fleet`): a death seen by the whole fleet at once costs
+//! one `CLIENT LIST`, not one per worker.
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +30,7 @@ use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use super::heartbeat::reap_grace;
 use super::metrics_init::POISONED_TOOL_LABEL;
+use super::monitor::FLEET_KEEP;
 use crate::health::metrics::{JOBS_DEAD, JOBS_RECOVERED};
 use crate::job::{self, ErrorInfo, JobResult};
 use crate::queue::{QueueError, QueueKeys};
@@ -32,12 +40,24 @@ const BATCH: usize = 20;
 /// Added to the time until the next heartbeat passes the limit, so that it
 /// has when the reaper looks.
 const NEXT_SLACK: Duration = Duration::from_millis(5);
+/// The fleet hash field of the turn at listing connections.
+const CLIENTS_CHORE: &str = "clients";
+/// Heartbeats older than this many heartbeat timeouts leave the fleet-wide
+/// look (gone workers stay in the catalog's set for a day).
+const FLEET_WINDOW_TIMEOUTS: u32 = 2;
 
 pub struct Reaper {
     pub ctx: Arc<Ctx>,
     /// Redis refused `CLIENT LIST` (an ACL from before it): connections are
     /// not looked at again, and only the heartbeat timeout declares death.
     pub blind: bool,
+    /// Late workers of the fleet-wide look whose queues, when last read,
+    /// held nothing more to do about them: not read again while they stay
+    /// late. Empty until the first round reads every queue.
+    cleared: Option<HashSet<String>>,
+    /// The next queue of the slow sweep, and when the sweep last ran.
+    sweep: usize,
+    swept_at: Instant,
 }
 
 /// Why a worker was declared dead, for the log line.
@@ -60,7 +80,13 @@ impl Reason {
 
 impl Reaper {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Reaper { ctx, blind: false }
+        Reaper {
+            ctx,
+            blind: false,
+            cleared: None,
+            sweep: 0,
+            swept_at: Instant::now(),
+        }
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
@@ -83,8 +109,8 @@ impl Reaper {
         }
     }
 
-    /// One pass over every queue; returns how soon another heartbeat will
-    /// pass the (shortest) limit, if any will.
+    /// One round; returns how soon another heartbeat will pass the
+    /// (shortest) limit, if any will.
     async fn round(&mut self) -> Result<Option<Duration>, QueueError> {
         let ctx = self.ctx.clone();
         // Right after an outage every heartbeat is old: give live workers
@@ -99,68 +125,132 @@ impl Reaper {
         }
         let timeout = ctx.config.heartbeat_timeout();
         let fast = ctx.config.disconnected_timeout().filter(|_| !self.blind);
+        let (late, next) = ctx
+            .broker
+            .late_in_fleet(
+                fast.unwrap_or(timeout),
+                timeout * FLEET_WINDOW_TIMEOUTS,
+                BATCH,
+            )
+            .await?;
+        let late: HashSet<String> = late.into_iter().filter(|w| *w != ctx.worker_id).collect();
+        let look = match &mut self.cleared {
+            None => true,
+            Some(cleared) => {
+                cleared.retain(|w| late.contains(w));
+                late.iter().any(|w| !cleared.contains(w))
+            }
+        };
         // Read once per round, and only if some heartbeat is late.
-        let mut connected: Option<HashSet<String>> = None;
-        let mut soonest: Option<Duration> = None;
-        for keys in &ctx.queues.keys {
-            let (late, next) = ctx
-                .broker
-                .late_workers(keys, fast.unwrap_or(timeout), BATCH)
-                .await?;
-            soonest = match (soonest, next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            for dead in late.iter().filter(|w| **w != ctx.worker_id) {
-                let (limit, reason) = match fast {
-                    Some(fast) if !self.is_connected(&mut connected, dead).await? => {
-                        (fast, Reason::Disconnected)
-                    }
-                    _ => (timeout, Reason::Heartbeat),
-                };
-                let Some((recovered, buried)) = ctx
-                    .broker
-                    .recover(
-                        keys,
-                        dead,
-                        limit,
-                        ctx.config.max_recoveries,
-                        ctx.dead_caps(),
-                    )
-                    .await?
-                else {
-                    continue;
-                };
-                tracing::info!(queue = %keys.name, worker = %dead, recovered,
-                    buried = buried.len(), reason = reason.as_str(),
-                    "recovered the jobs of a dead worker");
-                metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone())
-                    .increment(recovered);
-                if !buried.is_empty() {
-                    metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => POISONED_TOOL_LABEL)
-                        .increment(buried.len() as u64);
+        let mut connected = None;
+        if look {
+            let mut left = false;
+            for qi in 0..ctx.queues.len() {
+                left |= self.reap_queue(qi, fast, &mut connected).await?;
+            }
+            if !left {
+                self.cleared = Some(late);
+            }
+            self.swept_at = Instant::now();
+        } else if self.swept_at.elapsed() >= self.sweep_step() {
+            self.sweep = (self.sweep + 1) % ctx.queues.len().max(1);
+            self.reap_queue(self.sweep, fast, &mut connected).await?;
+            self.swept_at = Instant::now();
+        }
+        ctx.outage.ok();
+        Ok(next)
+    }
+
+    /// How often the slow sweep reads one queue's worker set: every queue
+    /// once per heartbeat timeout, but no queue more often than once per
+    /// heartbeat interval.
+    fn sweep_step(&self) -> Duration {
+        let queues = self.ctx.queues.len().max(1) as u32;
+        (self.ctx.config.heartbeat_timeout() / queues).max(self.ctx.config.heartbeat_interval())
+    }
+
+    /// Recovers the jobs of queue `qi`'s late workers; true when a late
+    /// worker was left alone (alive after all, or its connections not
+    /// listed this round), so it must be looked at again.
+    async fn reap_queue(
+        &mut self,
+        qi: usize,
+        fast: Option<Duration>,
+        connected: &mut Option<HashSet<String>>,
+    ) -> Result<bool, QueueError> {
+        let ctx = self.ctx.clone();
+        let keys = &ctx.queues.keys[qi];
+        let timeout = ctx.config.heartbeat_timeout();
+        let (late, _) = ctx
+            .broker
+            .late_workers(keys, fast.unwrap_or(timeout), BATCH)
+            .await?;
+        let mut left = false;
+        for dead in late.iter().filter(|w| **w != ctx.worker_id) {
+            let (limit, reason) = match fast {
+                Some(fast) if !self.is_connected(keys, connected, dead).await? => {
+                    (fast, Reason::Disconnected)
                 }
-                for payload in &buried {
-                    // One failed write must not skip the others' results.
-                    if let Err(e) = self.record_poisoned(keys, dead, payload).await {
-                        ctx.outage.failed("reap", &e);
-                    }
+                _ => (timeout, Reason::Heartbeat),
+            };
+            let Some((recovered, buried)) = ctx
+                .broker
+                .recover(
+                    keys,
+                    dead,
+                    limit,
+                    ctx.config.max_recoveries,
+                    ctx.dead_caps(),
+                )
+                .await?
+            else {
+                left = true;
+                continue;
+            };
+            tracing::info!(queue = %keys.name, worker = %dead, recovered,
+                buried = buried.len(), reason = reason.as_str(),
+                "recovered the jobs of a dead worker");
+            metrics::counter!(JOBS_RECOVERED, "queue" => keys.name.clone()).increment(recovered);
+            if !buried.is_empty() {
+                metrics::counter!(JOBS_DEAD, "queue" => keys.name.clone(), "tool" => POISONED_TOOL_LABEL)
+                    .increment(buried.len() as u64);
+            }
+            for payload in &buried {
+                // One failed write must not skip the others' results.
+                if let Err(e) = self.record_poisoned(keys, dead, payload).await {
+                    ctx.outage.failed("reap", &e);
                 }
             }
         }
-        ctx.outage.ok();
-        Ok(soonest)
+        Ok(left)
     }
 
     /// Whether `worker` has a connection open, from `CLIENT LIST` read at
-    /// most once per round. A refusal turns the check off for good (the
+    /// most once per round, and only in this worker's turn at it on the
+    /// queue (else the worker counts as connected this round: the holder of
+    /// the turn recovers it). A refusal turns the check off for good (the
     /// worker then counts as connected: the timeout alone decides).
     async fn is_connected(
         &mut self,
+        keys: &QueueKeys,
         connected: &mut Option<HashSet<String>>,
         worker: &str,
     ) -> Result<bool, QueueError> {
         if connected.is_none() {
+            let ctx = &self.ctx;
+            let turn = ctx
+                .broker
+                .take_turn(
+                    keys,
+                    CLIENTS_CHORE,
+                    &ctx.worker_id,
+                    ctx.config.heartbeat_interval() / 4,
+                    FLEET_KEEP,
+                )
+                .await?;
+            if !turn.mine {
+                return Ok(true);
+            }
             match self.ctx.broker.connected_workers().await {
                 Ok(set) => *connected = Some(set),
                 Err(e) if e.is_refused() => {

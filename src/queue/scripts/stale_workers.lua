@@ -6,13 +6,19 @@
 -- KEYS[1] workers sorted set
 -- ARGV[1] heartbeat timeout in ms
 -- ARGV[2] most ids returned
+-- ARGV[3] optional: only heartbeats younger than this many ms count (a set
+--         that keeps gone workers for a while, like the tool catalog's)
 -- Returns {worker ids, ms until the oldest other heartbeat is past the
 -- timeout (-1 when there is none)}.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cutoff = now - tonumber(ARGV[1])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff,
+local oldest = '-inf'
+if ARGV[3] then
+  oldest = now - tonumber(ARGV[3])
+end
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], oldest, '(' .. cutoff,
   'LIMIT', 0, tonumber(ARGV[2]))
 local next = redis.call('ZRANGEBYSCORE', KEYS[1], cutoff, '+inf', 'WITHSCORES',
   'LIMIT', 0, 1)

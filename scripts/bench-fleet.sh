@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# What an idle fleet costs Redis: starts FLEET idle `toolq worker` processes
+# (default 25 50 100 200, one tokio thread each) against one throw-away
+# redis-server, and prints Redis commands/s and Redis CPU over WINDOW seconds
+# (default 10), with the cost per worker and the busiest commands
+# (`INFO commandstats`). Then one worker serving QUEUES queues (default 50),
+# the same way. A benchmark, not a test: it prints figures, asserts nothing.
+#
+#   bash scripts/bench-fleet.sh                      # builds --release first
+#   TOOLQ=target/debug/toolq FLEET="25 50" bash scripts/bench-fleet.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+FLEET=${FLEET:-25 50 100 200}
+WINDOW=${WINDOW:-10}
+QUEUES=${QUEUES:-50}
+if [ -z "${TOOLQ:-}" ]; then
+    cargo build --release --quiet
+    TOOLQ=target/release/toolq
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dir=$(mktemp -d)
+redis-server --port "$port" --save '' --appendonly no --daemonize yes \
+    --maxclients 20000 --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+redis_pid=$(cat "$dir/redis.pid")
+url="redis://127.0.0.1:$port"
+hz=$(getconf CLK_TCK)
+
+# utime + stime of redis-server, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$redis_pid/stat"; }
+total_commands() { redis-cli -p "$port" info stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }'; }
+
+# start N QUEUE-ARGS...: N idle workers serving the queues given.
+start() {
+    local n=$1; shift
+    for _ in $(seq "$n"); do
+        TOKIO_WORKER_THREADS=1 NO_COLOR=1 RUST_LOG=warn "$TOOLQ" --redis-url "$url" worker \
+            --http-addr off --concurrency 10 "$@" >>"$dir/workers.log" 2>&1 &
+        pids+=($!)
+    done
+}
+
+# wait_registered N QUEUE: until N workers beat on QUEUE.
+wait_registered() {
+    local n=$1 key="toolq:{$2}:workers"
+    for _ in $(seq 600); do
+        [ "$(redis-cli -p "$port" zcard "$key")" -ge "$n" ] && return 0
+        sleep 0.1
+    done
+    echo "only $(redis-cli -p "$port" zcard "$key") of $n workers registered" >&2
+    return 1
+}
+
+stop_all() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    redis-cli -p "$port" flushall >/dev/null
+}
+
+# measure LABEL N: prints one row, then the busiest commands.
+measure() {
+    local label=$1 n=$2
+    sleep 3   # past start-up: registration, first rounds
+    redis-cli -p "$port" config resetstat >/dev/null
+    local c0 t0 s0 c1 t1 s1
+    c0=$(total_commands); t0=$(ticks); s0=$(date +%s.%N)
+    sleep "$WINDOW"
+    c1=$(total_commands); t1=$(ticks); s1=$(date +%s.%N)
+    awk -v l="$label" -v n="$n" -v c="$((c1 - c0))" -v t="$((t1 - t0))" -v s0="$s0" -v s1="$s1" -v hz="$hz" \
+        'BEGIN { s = s1 - s0; r = c / s; printf "%-22s %10.0f %12.1f %14.1f\n", l, r, 100 * t / hz / s, r / n }'
+    redis-cli -p "$port" info commandstats | tr -d '\r' | grep '^cmdstat_' |
+        sed -E 's/^cmdstat_([^:]+):calls=([0-9]+).*/\2 \1/' | sort -rn | head -6 |
+        awk -v s="$WINDOW" '{ printf "    %-16s %8.0f/s\n", $2, $1 / s }'
+}
+
+echo "toolq idle fleet against one redis-server ($(redis-server --version | grep -o 'v=[0-9.]*')), $(nproc) cores, ${WINDOW} s windows"
+printf '%-22s %10s %12s %14s\n' "idle workers" "commands/s" "Redis CPU %" "commands/s/worker"
+for n in $FLEET; do
+    start "$n" --queue default
+    wait_registered "$n" default
+    measure "$n" "$n"
+    stop_all
+done
+
+queues=()
+for i in $(seq "$QUEUES"); do queues+=(--queue "q$i"); done
+start 1 "${queues[@]}"
+wait_registered 1 "q$QUEUES"
+measure "1 worker, $QUEUES queues" 1
+stop_all
+start 1 --queue q1
+wait_registered 1 q1
+measure "1 worker, 1 queue" 1
+stop_all

@@ -1,0 +1,290 @@
+//! What a fleet of idle workers costs Redis (real `toolq worker` processes,
+//! a private redis-server, commands counted by `INFO commandstats`): the
+//! cost per worker does not grow with the fleet, every worker still
+//! publishes correct queue gauges although one reads them, and a dead
+//! worker among many is recovered at once with one connection listing.
+
+mod common;
+mod obs_support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::fault_process::{spawn_worker_process, worker_ids_by_pid, WorkerProcess};
+use common::*;
+use obs_support::text::{parse, value};
+use serde_json::json;
+use toolq::queue::QueueKeys;
+use toolq::redis_server::free_port;
+
+type Con = redis::aio::MultiplexedConnection;
+
+/// Calls per command since the last `CONFIG RESETSTAT`.
+async fn command_calls(con: &mut Con) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Commands per second by command over `window`, the test's own
+/// (`CONFIG`, `INFO`) left out.
+async fn idle_rates(con: &mut Con, window: Duration) -> HashMap<String, f64> {
+    redis_cmd(con, &["CONFIG", "RESETSTAT"]).await;
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let calls = command_calls(con).await;
+    let secs = start.elapsed().as_secs_f64();
+    calls
+        .into_iter()
+        .filter(|(c, _)| !c.starts_with("config") && c != "info")
+        .map(|(c, n)| (c, n as f64 / secs))
+        .collect()
+}
+
+fn total(rates: &HashMap<String, f64>) -> f64 {
+    rates.values().sum()
+}
+
+/// Starts `n` idle workers of `q` and waits until all beat.
+async fn grow(
+    con: &mut Con,
+    url: &str,
+    q: &str,
+    fleet: &mut Vec<WorkerProcess>,
+    n: usize,
+    env: &[(&str, &str)],
+) {
+    for _ in 0..n {
+        fleet.push(spawn_worker_process(url, q, 2, env));
+    }
+    let want = fleet.len() as u64;
+    let workers = QueueKeys::new(q).workers;
+    eventually(Duration::from_secs(60), "every worker registered", || {
+        let mut con = con.clone();
+        let workers = workers.clone();
+        async move { zcard(&mut con, &workers).await >= want }
+    })
+    .await;
+    // Past start-up: registration, first rounds of every loop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// The pid and id of the worker holding job `job`, if one does.
+async fn holder_of(con: &mut Con, q: &str, job: &str) -> Option<(u32, String)> {
+    for (pid, id) in worker_ids_by_pid(con, q).await {
+        let held = common::fault_process::held_jobs(con, q, &id).await;
+        if held.iter().any(|h| h == job) {
+            return Some((pid, id));
+        }
+    }
+    None
+}
+
+/// The fleet's Redis commands per second grow in proportion to the fleet:
+/// each worker of 36 costs what each of 3 does (before, every worker read
+/// every other's held-job count every 2 s: 36 workers cost 1.5 times as
+/// much each as 3 did, 100 workers 2.3 times). And the reads of other
+/// workers' held-job counts (`HGET`, `LLEN`) are one worker's per turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_cost_per_worker_stays_flat_as_the_fleet_grows() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("fleet");
+    let mut con = raw(&url).await;
+    // A slow heartbeat on a loaded test machine must not send every reaper
+    // looking (that costs, and is not what is measured here).
+    let env = [("TOOLQ_DISCONNECT_GRACE_MS", "3000")];
+    let window = Duration::from_secs(8);
+    let mut fleet = Vec::new();
+
+    grow(&mut con, &url, &q, &mut fleet, 3, &env).await;
+    let small = idle_rates(&mut con, window).await;
+    grow(&mut con, &url, &q, &mut fleet, 33, &env).await;
+    let large = idle_rates(&mut con, window).await;
+
+    let per_small = total(&small) / 3.0;
+    let per_large = total(&large) / 36.0;
+    let peer_reads = |r: &HashMap<String, f64>| {
+        r.get("hget").copied().unwrap_or(0.0) + r.get("llen").copied().unwrap_or(0.0)
+    };
+    println!(
+        "idle: 3 workers {:.0} commands/s ({per_small:.1} per worker), 36 workers {:.0} commands/s ({per_large:.1} per worker); HGET+LLEN {:.1}/s and {:.1}/s",
+        total(&small),
+        total(&large),
+        peer_reads(&small),
+        peer_reads(&large)
+    );
+    assert!(
+        per_large <= per_small * 1.2 + 3.0,
+        "each of 36 workers costs {per_large:.1} commands/s, each of 3 {per_small:.1}: {large:?}"
+    );
+    // One turn per 2 s reads 36 workers' counts, two commands each: 36/s.
+    assert!(
+        peer_reads(&large) <= 2.0 * 36.0,
+        "held-job counts read {:.1} times/s by 36 workers: more than one reader per turn",
+        peer_reads(&large)
+    );
+}
+
+/// Workers that take no turn at reading the gauges publish what the one
+/// that did stored: every worker's `/metrics` shows the queue's depths and
+/// live workers, the same on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_publishes_the_gauges_one_of_them_read() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("gauges");
+    let mut con = raw(&url).await;
+    let mut bases = Vec::new();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        let port = free_port().unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        fleet.push(spawn_worker_process(
+            &url,
+            &q,
+            1,
+            &[("TOOLQ_HTTP_ADDR", addr.as_str())],
+        ));
+        bases.push(format!("http://{addr}"));
+    }
+    // Three long jobs fill the three workers; four more wait.
+    let sleep =
+        |i: u32| json!({"tool": "sleep", "args": {"ms": 60000}, "id": format!("s{i}")}).to_string();
+    lpush(&mut con, &q, &(0..3).map(sleep).collect::<Vec<_>>()).await;
+    let active_keys = QueueKeys::new(&q).active_pattern();
+    eventually(Duration::from_secs(30), "three jobs held", || {
+        let mut con = con.clone();
+        let pattern = active_keys.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let mut n = 0;
+            for k in keys {
+                n += held_count(&mut con, &k).await;
+            }
+            n == 3
+        }
+    })
+    .await;
+    let echo = |i: u32| json!({"tool": "echo", "args": {"i": i}}).to_string();
+    lpush(&mut con, &q, &(0..4).map(echo).collect::<Vec<_>>()).await;
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let want = [
+        ("pending", 4.0),
+        ("active", 3.0),
+        ("delayed", 0.0),
+        ("dead", 0.0),
+    ];
+    for base in &bases {
+        eventually(
+            Duration::from_secs(20),
+            "the gauges on every worker",
+            || {
+                let client = client.clone();
+                let q = q.clone();
+                let url = format!("{base}/metrics");
+                async move {
+                    let Ok(r) = client.get(url).send().await else {
+                        return false;
+                    };
+                    let samples = parse(&r.text().await.unwrap_or_default());
+                    want.iter().all(|(state, n)| {
+                        value(
+                            &samples,
+                            "toolq_queue_depth",
+                            &[("queue", &q), ("state", state)],
+                        ) == Some(*n)
+                    }) && value(&samples, "toolq_workers_live", &[("queue", &q)]) == Some(3.0)
+                }
+            },
+        )
+        .await;
+    }
+    // One worker's turn at a time, stored where all read it.
+    let turn: Option<String> = redis::cmd("HGET")
+        .arg(QueueKeys::new(&q).fleet)
+        .arg("gauges")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let holder = turn.expect("a turn at the gauges");
+    let ids = worker_ids_by_pid(&mut con, &q).await;
+    assert!(
+        ids.values().any(|id| holder.ends_with(&format!(":{id}"))),
+        "the turn {holder} is one of the workers {ids:?}"
+    );
+}
+
+/// Among 16 idle workers, a worker killed while holding a job has it
+/// running again on another within the usual second or so, and the fleet
+/// listed the connections (`CLIENT LIST`) once or twice, not once per
+/// worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_among_many_is_recovered_with_one_connection_listing() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("many");
+    let mut con = raw(&url).await;
+    let mut fleet = Vec::new();
+    grow(&mut con, &url, &q, &mut fleet, 16, &[]).await;
+
+    let job = json!({"tool": "sleep", "args": {"ms": 60000}, "id": "held"}).to_string();
+    lpush(&mut con, &q, &[job]).await;
+    let start = Instant::now();
+    let (pid, id) = loop {
+        if let Some(h) = holder_of(&mut con, &q, "held").await {
+            break h;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nobody took the job"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let victim = fleet.iter_mut().find(|w| w.pid() == pid).unwrap();
+    redis_cmd(&mut con, &["CONFIG", "RESETSTAT"]).await;
+    victim.signal(libc::SIGKILL);
+    let killed_at = Instant::now();
+    let taken_over = loop {
+        if let Some((_, other)) = holder_of(&mut con, &q, "held").await {
+            if other != id {
+                break killed_at.elapsed();
+            }
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "the dead worker's job did not move within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let listings = command_calls(&mut con)
+        .await
+        .get("client|list")
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "16 workers: kill -9 → the job held by another worker in {:.2} s; CLIENT LIST calls: {listings}",
+        taken_over.as_secs_f64()
+    );
+    assert!(
+        listings <= 3,
+        "{listings} connection listings for one death among 16 workers"
+    );
+}
