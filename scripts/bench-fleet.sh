@@ -65,6 +65,36 @@ stop_all() {
     redis-cli -p "$port" flushall >/dev/null
 }
 
+# holder: the active hash key of the worker holding a job, if any.
+holder() {
+    redis-cli -p "$port" --scan --pattern 'toolq:{default}:active:*' | while read -r k; do
+        if [ "$(redis-cli -p "$port" hget "$k" jobs)" -gt 0 ] 2>/dev/null; then echo "$k"; fi
+    done | head -1
+}
+
+# recovery: kill -9 the worker holding a job; ms until another holds it.
+recovery() {
+    redis-cli -p "$port" lpush 'toolq:{default}:pending' \
+        '{"tool":"sleep","args":{"ms":30000},"id":"probe"}' >/dev/null
+    local key="" k2="" id pid t0 t1 tries=0
+    until [ -n "$key" ]; do
+        key=$(holder)
+        tries=$((tries + 1))
+        if [ "$tries" -gt 600 ]; then echo "    no worker took the probe job"; return; fi
+    done
+    id=${key#toolq:\{default\}:active:}
+    pid=$(redis-cli -p "$port" get "toolq:worker:$id" | grep -o '"pid":[0-9]*' | cut -d: -f2)
+    kill -9 "$pid"
+    t0=$(date +%s%N)
+    wait "$pid" 2>/dev/null || true
+    until [ -n "$k2" ] && [ "$k2" != "$key" ]; do
+        k2=$(holder)
+        if [ $(( $(date +%s%N) - t0 )) -gt 60000000000 ]; then echo "    not recovered within 60 s"; return; fi
+    done
+    t1=$(date +%s%N)
+    echo "    kill -9 of the worker holding a job -> held by another: $(( (t1 - t0) / 1000000 )) ms"
+}
+
 # measure LABEL N: prints one row, then the busiest commands.
 measure() {
     local label=$1 n=$2
@@ -87,6 +117,7 @@ for n in $FLEET; do
     start "$n" --queue default
     wait_registered "$n" default
     measure "$n" "$n"
+    recovery
     stop_all
 done
 
