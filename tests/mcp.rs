@@ -658,3 +658,82 @@ async fn a_tool_the_server_adds_while_running_is_served() {
     assert_eq!(r["output"], json!({"result": 40}), "{r}");
     worker.stop().await;
 }
+
+/// The progress a running job's MCP tool reports, as `toolq job show` and
+/// the gateway read it, while the job runs.
+async fn running_progress(
+    con: &mut redis::aio::MultiplexedConnection,
+    q: &str,
+    id: &str,
+) -> Option<Value> {
+    let text: Option<String> = redis::cmd("GET")
+        .arg(QueueKeys::new(q).progress(id))
+        .query_async(con)
+        .await
+        .unwrap();
+    let finished: bool = redis::cmd("EXISTS")
+        .arg(QueueKeys::new(q).result(id))
+        .query_async(con)
+        .await
+        .unwrap();
+    text.filter(|_| !finished)
+        .map(|t| serde_json::from_str(&t).expect("progress is JSON"))
+}
+
+/// `notifications/progress` from real servers reach the job: the Python
+/// SDK's `report_progress` (progress, total, message) and
+/// server-everything's `trigger-long-running-operation` (progress and total,
+/// no message) are stored as the job's progress while it runs, and the last
+/// one stays after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_progress_notifications_become_the_jobs_progress() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("mcp-progress");
+    let mut con = raw(&url).await;
+    let servers = [("fx", python_server(&[])), ("ev", everything_server())];
+    let worker = start_worker(with_servers(&url, &q, &servers));
+
+    let cases = [
+        (
+            "fx.steps",
+            "py",
+            json!({"n": 4, "seconds": 2.0}),
+            "chunk 4 of 4",
+        ),
+        (
+            "ev.trigger-long-running-operation",
+            "ev",
+            json!({"duration": 2, "steps": 4}),
+            "4 of 4",
+        ),
+    ];
+    for (tool, id, args, last) in cases {
+        lpush(&mut con, &q, &[job(tool, id, args)]).await;
+        let start = Instant::now();
+        let running = loop {
+            assert!(start.elapsed() < WAIT, "{tool}: no progress while running");
+            if let Some(p) = running_progress(&mut con, &q, id).await {
+                if p["fraction"].as_f64().is_some_and(|f| f > 0.0 && f < 1.0) {
+                    break p;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        println!("{tool} while running: {running}");
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        let text: String = redis::cmd("GET")
+            .arg(QueueKeys::new(&q).progress(id))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let p: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (p["fraction"].as_f64(), p["message"].as_str()),
+            (Some(1.0), Some(last)),
+            "{tool}: {p}"
+        );
+    }
+    worker.stop().await;
+}
