@@ -236,3 +236,61 @@ async fn http_endpoints_run_as_tools_with_retries_and_masked_secrets() {
     );
     worker.stop().await;
 }
+
+/// Each call carries the job's id, attempt and queue as headers (so an
+/// endpoint can dedupe): the first attempt gets a 503, the second echoes
+/// what it saw on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tools_get_the_job_id_attempt_and_queue_as_headers() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        "/job",
+        post(move |headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                let got = json!({
+                    "id": header("x-toolq-job-id"),
+                    "attempt": header("x-toolq-attempt"),
+                    "queue": header("x-toolq-queue"),
+                });
+                let mut record = record.lock().unwrap();
+                record.push(got);
+                match record.len() {
+                    1 => (StatusCode::SERVICE_UNAVAILABLE, "again").into_response(),
+                    _ => Json(json!(record.clone())).into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut tools = ToolsConfig::default();
+    tools.http = BTreeMap::from([("api.job".to_owned(), tool(format!("{base}/job")))]);
+    let (registry, _) = configured_registry(&tools).unwrap();
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("http-headers");
+    let mut con = raw(&url).await;
+    let worker = start_worker_with(
+        Config {
+            tools,
+            ..config(&url, &q, 2)
+        },
+        registry,
+    );
+    let job = json!({"tool": "api.job", "id": "order-7", "args": {}});
+    lpush(&mut con, &q, &[job.to_string()]).await;
+    let r = wait_result(&mut con, &q, "order-7", WAIT).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(
+        r["output"],
+        json!([
+            {"id": "order-7", "attempt": "0", "queue": q},
+            {"id": "order-7", "attempt": "1", "queue": q},
+        ])
+    );
+    worker.stop().await;
+}
