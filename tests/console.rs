@@ -330,6 +330,30 @@ async fn an_admin_signs_in_browses_every_page_and_each_action_changes_redis() {
     let doc = wait_result(&mut con, "default", &sleeper, WAIT).await;
     assert_eq!(doc["status"], "cancelled", "{doc}");
 
+    // A job's progress, as its tool last reported it.
+    let stepper = enqueue(
+        &producer,
+        "default",
+        "progress",
+        json!({"steps": 10, "ms": 5000}),
+        None,
+    )
+    .await;
+    let progress_key = QueueKeys::new("default").progress(&stepper);
+    eventually(WAIT, "the job's first progress report", || {
+        let mut con = con.clone();
+        let key = progress_key.clone();
+        async move { exists(&mut con, &key).await }
+    })
+    .await;
+    b.open(&format!("/ui/queues/default/jobs/{stepper}")).await;
+    let shown = b.text("#job-progress").await;
+    assert!(
+        shown.contains("% step ") && shown.contains(" of 10"),
+        "{shown}"
+    );
+    b.screenshot("job-progress").await;
+
     // Pause: the key workers read; dead jobs retried meanwhile stay pending.
     b.open("/ui/queues").await;
     b.click(&format!("{doomed_row} button[data-action=pause]"))
