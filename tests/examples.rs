@@ -1,4 +1,5 @@
-//! The examples build and run: `examples/custom_tool.rs` against a test Redis.
+//! The examples build and run against a test Redis: `examples/custom_tool.rs`
+//! and `examples/progress_tool.rs`.
 
 mod common;
 
@@ -78,4 +79,39 @@ fn custom_tool_example_runs_next_to_the_builtins() {
     assert_eq!(results[1]["output"], results[0]["output"]);
     assert_eq!(results[2]["tool"], "calculator");
     assert_eq!(results[2]["output"]["result"], 14);
+}
+
+#[test]
+fn progress_tool_example_shows_progress_while_the_job_runs() {
+    let redis = common::redis();
+    let exe = example("progress_tool");
+    let out = Command::new(&exe)
+        .env("TOOLQ_REDIS_URL", redis.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "example failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let reports: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("progress "))
+        .collect();
+    // Five pages 300 ms apart, polled every 100 ms: most are seen, the last
+    // always (it is stored before the job settles).
+    assert!(reports.len() >= 3, "{stdout}");
+    assert_eq!(
+        reports.last().map(|l| **l),
+        Some("progress 100% page 5 of 5")
+    );
+    let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"]["pages"], 5);
+    assert_eq!(result["output"]["job"], result["id"]);
+    assert_eq!(result["output"]["attempt"], 0);
 }

@@ -267,8 +267,10 @@ async fn http_tools_get_the_job_id_attempt_and_queue_as_headers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let mut tools = ToolsConfig::default();
-    tools.http = BTreeMap::from([("api.job".to_owned(), tool(format!("{base}/job")))]);
+    let tools = ToolsConfig {
+        http: BTreeMap::from([("api.job".to_owned(), tool(format!("{base}/job")))]),
+        ..Default::default()
+    };
     let (registry, _) = configured_registry(&tools).unwrap();
     let server = redis();
     let url = server.url();

@@ -287,3 +287,29 @@ async fn the_gateway_shows_a_running_jobs_progress() {
     );
     assert!(schemas["Progress"]["properties"]["fraction"].is_object());
 }
+
+/// `toolq submit --wait` adds the running job's latest report to its
+/// progress output (a plain line when stderr is not a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_shows_the_running_jobs_progress() {
+    let redis = redis();
+    let url = redis.url();
+    let queue = queue_name("progress-submit");
+    let _worker = spawn_worker_process(&url, &queue, 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    let job = json!({"tool": "progress", "args": {"steps": 4, "ms": 2000}});
+    std::fs::write(&file, format!("{job}\n")).unwrap();
+    let path = file.display().to_string();
+    let mut cmd = toolq(&["submit", &path, "--queue", &queue, "--wait", "--no-check"]);
+    cmd.env("TOOLQ_REDIS_URL", &url);
+    let (status, out, err) = run(cmd, Duration::from_secs(60)).await;
+    assert!(status.success(), "{out}{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("toolq: progress "))
+        .unwrap_or_else(|| panic!("no progress line in: {err}"));
+    assert!(line.contains("% step ") && line.contains(" of 4"), "{line}");
+    let result: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+}

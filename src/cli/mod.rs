@@ -21,6 +21,7 @@ pub mod submit;
 mod text;
 pub mod tools;
 mod wait;
+mod watch;
 pub mod worker;
 
 pub use text::{safe, table};

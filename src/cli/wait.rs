@@ -30,6 +30,7 @@ pub async fn run(
 ) -> Result<Exit, CliError> {
     let mut waiter = producer.await_batch(submitted, timeout)?;
     let mut bar = Progress::waiting(submitted.enqueued());
+    let watcher = super::watch::spawn(producer, submitted, bar.jobs());
     let mut out = Printer::new(submitted, ordered);
     let mut tally = Tally::default();
     let mut timed_out = None;
@@ -41,6 +42,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
+                watcher.inspect(|w| w.abort());
                 bar.finish();
                 return Err(e.into());
             }
@@ -54,6 +56,7 @@ pub async fn run(
         bar.update((tally.succeeded + not_ok) as u64, not_ok as u64);
         out.push(f)?;
     }
+    watcher.inspect(|w| w.abort());
     out.rest()?;
     bar.finish();
     let unfinished = waiter.unfinished_ids();

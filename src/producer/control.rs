@@ -219,6 +219,21 @@ impl Producer {
         Ok(view)
     }
 
+    /// The latest progress reports of jobs `ids` of one queue, in order
+    /// (one round trip).
+    pub async fn progress_many(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Progress>>> {
+        let keys = QueueKeys::new(queue);
+        let texts = self.broker.progress_many(&keys, ids).await?;
+        Ok(texts
+            .iter()
+            .map(|t| t.as_deref().and_then(Progress::parse))
+            .collect())
+    }
+
     /// The latest progress job `id` reported, if any.
     pub async fn progress(&self, queue: &str, id: &str) -> Result<Option<Progress>> {
         let keys = QueueKeys::new(queue);
