@@ -13,6 +13,8 @@ use super::progress::JobLine;
 /// Largest batch whose jobs' progress is watched.
 pub const WATCH_MAX_JOBS: usize = 100;
 const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// Longest report shown, in characters, so the line fits a terminal.
+const SHOWN_CHARS: usize = 50;
 
 /// Starts the watcher (abort it when the wait ends); `None` for a batch
 /// over [`WATCH_MAX_JOBS`].
@@ -53,11 +55,16 @@ fn latest(ids: &[String], reports: Vec<Option<crate::job::Progress>>) -> String 
         .filter_map(|(id, p)| p.map(|p| (id, p)))
         .filter(|(_, p)| p.fraction < 1.0)
         .max_by_key(|(_, p)| p.updated_at);
-    match newest {
-        Some((id, p)) if ids.len() > 1 => super::safe(&format!("{id}: {}", p.line())),
-        Some((_, p)) => super::safe(&p.line()),
-        None => String::new(),
+    let text = match newest {
+        Some((id, p)) if ids.len() > 1 => format!("{id}: {}", p.line()),
+        Some((_, p)) => p.line(),
+        None => return String::new(),
+    };
+    let mut shown: String = text.chars().take(SHOWN_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
     }
+    super::safe(&shown)
 }
 
 #[cfg(test)]
@@ -84,5 +91,13 @@ mod tests {
         assert_eq!(text, "b: 20% at 30");
         assert_eq!(latest(&ids[..1], vec![report(0.5, 10)]), "50% at 10");
         assert_eq!(latest(&ids[..1], vec![None]), "");
+        let long = Some(Progress {
+            message: "x".repeat(300),
+            ..report(0.5, 1).unwrap()
+        });
+        assert_eq!(
+            latest(&ids[..1], vec![long]).chars().count(),
+            SHOWN_CHARS + 1
+        );
     }
 }
