@@ -313,3 +313,43 @@ async fn submit_wait_shows_the_running_jobs_progress() {
     let result: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(result["status"], "succeeded", "{result}");
 }
+
+/// A tool that never reports costs no progress write: 50 `echo` jobs leave
+/// no progress key and no progress script call behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_never_reports_writes_no_progress() {
+    let redis = redis();
+    let url = redis.url();
+    let queue = queue_name("progress-silent");
+    let mut con = raw(&url).await;
+    let _worker = spawn_worker_process(&url, &queue, 4, &[]);
+    let jobs: Vec<String> = (0..50)
+        .map(|i| json!({"id": format!("silent-{i}"), "tool": "echo", "args": {"i": i}}).to_string())
+        .collect();
+    lpush(&mut con, &queue, &jobs).await;
+    for i in 0..50 {
+        let r = wait_result(
+            &mut con,
+            &queue,
+            &format!("silent-{i}"),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let pattern = QueueKeys::new(&queue).progress("*");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    let scripts: String = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(redis::Script::new(include_str!("../src/queue/scripts/progress.lua")).get_hash())
+        .query_async::<Vec<i64>>(&mut con)
+        .await
+        .map(|v| v.iter().map(i64::to_string).collect())
+        .unwrap();
+    assert_eq!(scripts, "0", "the progress script was never even loaded");
+}
