@@ -122,6 +122,7 @@ async fn queued(
         awaitable: false,
         unique_ttl: Duration::from_secs(60),
         max_pending: None,
+        callback: None,
     };
     producer.enqueue_batch(QUEUE, &jobs, &options).await?;
     let server = McpServerConfig {

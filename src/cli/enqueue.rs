@@ -47,6 +47,7 @@ pub async fn run(config: &Config, a: EnqueueArgs) -> Result<Exit, CliError> {
         awaitable: a.wait,
         unique_ttl: Duration::from_secs(config.unique_ttl_s),
         max_pending: (config.max_pending > 0).then_some(config.max_pending),
+        callback: None,
     };
     if !a.wait {
         let submitted = producer

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::job::ParseLimits;
+use crate::job::{FollowUp, ParseLimits};
 use crate::producer::{
     read_lines, BatchOptions, Defaults, JobLines, Producer, ProducerError, Submitted,
 };
@@ -21,7 +21,8 @@ use super::{queue_name, CliError, Exit};
     echo '{\"tool\":\"calculator\",\"args\":{\"expression\":\"2+2\"}}' > jobs.jsonl\n  \
     toolq submit jobs.jsonl --queue default --wait\n  \
     toolq submit jobs.jsonl --dry-run          # check every line, enqueue nothing\n  \
-    cat jobs.jsonl | toolq submit - --max-attempts 5 > ids.txt")]
+    cat jobs.jsonl | toolq submit - --max-attempts 5 > ids.txt\n  \
+    toolq submit jobs.jsonl --callback '{\"tool\":\"echo\",\"args\":{\"ok\":\"$batch.succeeded\",\"dead\":\"$batch.dead\"}}'")]
 pub struct SubmitArgs {
     /// JSON-lines file, one job per line (`-` for stdin); blank lines and
     /// `#` comments are skipped
@@ -61,6 +62,17 @@ pub struct SubmitArgs {
     /// that live workers publish
     #[arg(long)]
     pub no_check: bool,
+    /// A job template enqueued once, when the batch's last job is settled;
+    /// `"$batch.succeeded"`, `"$batch.dead"`, `"$batch.cancelled"`,
+    /// `"$batch.total"` and `"$batch.id"` in its args become the values
+    #[arg(long, value_name = "JSON", value_parser = parse_callback)]
+    pub callback: Option<FollowUp>,
+}
+
+fn parse_callback(text: &str) -> Result<FollowUp, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    FollowUp::from_value(&value)
 }
 
 pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
@@ -116,6 +128,7 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
         max_pending: a
             .max_pending
             .or((config.max_pending > 0).then_some(config.max_pending)),
+        callback: a.callback,
     };
     let started = Instant::now();
     let mut bar = Progress::submitting(lines.jobs.len());
@@ -135,6 +148,9 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
         other => other?,
     };
     report_enqueued(&submitted, started.elapsed(), bad);
+    if let Some(id) = &submitted.callback {
+        eprintln!("toolq: batch callback {id} is enqueued when the last job is settled");
+    }
     if a.wait {
         return super::wait::run(&producer, &submitted, a.ordered, a.timeout).await;
     }

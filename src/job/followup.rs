@@ -131,18 +131,86 @@ impl FollowUp {
     /// The follow-up's payload: `id` set, the parent's values put into
     /// `args`, enqueued `now_ms`. Cannot fail on anything a parent returns.
     pub fn payload(&self, id: String, prev: &Prev<'_>, now_ms: u64) -> String {
-        let mut job = Job::new(self.tool.clone(), substitute(&self.args, prev));
+        self.job(id, substitute(&self.args, prev), Some(now_ms))
+    }
+
+    /// The follow-up as a job with `id` and `args`, serialised.
+    fn job(&self, id: String, args: Value, enqueued_at: Option<u64>) -> String {
+        let mut job = Job::new(self.tool.clone(), args);
         job.id = Some(id);
         job.max_attempts = self.max_attempts;
         job.timeout_ms = self.timeout_ms;
         job.result_ttl_s = self.result_ttl_s;
         job.meta.clone_from(&self.meta);
-        job.enqueued_at = Some(now_ms);
+        job.enqueued_at = enqueued_at;
         job.on_success.clone_from(&self.on_success);
         job.on_failure.clone_from(&self.on_failure);
         // A `Job` of JSON values and strings always serialises.
         serde_json::to_string(&job).unwrap_or_default()
     }
+}
+
+/// Counts a batch callback's args may name, as `"$batch.<name>"`; the
+/// settling script puts them in when the batch's last job is settled.
+pub const BATCH_COUNTS: [&str; 4] = ["succeeded", "dead", "cancelled", "total"];
+
+impl FollowUp {
+    /// A batch callback's payload, cut where the counts go: text, a count's
+    /// name, text, ..., text (see `queue/scripts/batch_callback.lua`). Its
+    /// id is `<batch>:callback`, and `"$batch.id"` is put in here. It has
+    /// no `enqueued_at`: it is enqueued when the batch ends, not now.
+    pub fn batch_parts(&self, batch: &str) -> Vec<String> {
+        // A marker no template can hold by chance: a fresh UUID, checked.
+        let mut marker = uuid::Uuid::new_v4().simple().to_string();
+        let text = serde_json::to_string(self).unwrap_or_default();
+        while text.contains(&marker) {
+            marker = uuid::Uuid::new_v4().simple().to_string();
+        }
+        let args = mark_counts(&self.args, batch, &marker);
+        let payload = self.job(format!("{batch}:callback"), args, None);
+        split_marked(&payload, &marker)
+    }
+}
+
+/// `args` with `"$batch.id"` replaced and each `"$batch.<count>"` turned
+/// into `"<marker>:<count>"`.
+fn mark_counts(args: &Value, batch: &str, marker: &str) -> Value {
+    match args {
+        Value::String(s) => match s.strip_prefix("$batch.") {
+            Some("id") => Value::String(batch.to_owned()),
+            Some(name) if BATCH_COUNTS.contains(&name) => Value::String(format!("{marker}:{name}")),
+            _ => args.clone(),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| mark_counts(v, batch, marker))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), mark_counts(v, batch, marker)))
+                .collect::<Map<String, Value>>(),
+        ),
+        _ => args.clone(),
+    }
+}
+
+/// Cuts `payload` at each `"<marker>:<count>"` (quotes included).
+fn split_marked(payload: &str, marker: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = payload;
+    let open = format!("\"{marker}:");
+    while let Some(at) = rest.find(&open) {
+        let after = &rest[at + open.len()..];
+        let Some(end) = after.find('"') else { break };
+        parts.push(rest[..at].to_owned());
+        parts.push(after[..end].to_owned());
+        rest = &after[end + 1..];
+    }
+    parts.push(rest.to_owned());
+    parts
 }
 
 /// Which outcome a follow-up answers; its id is `<parent id>:<this>`, so a
@@ -280,6 +348,36 @@ mod tests {
         assert_eq!(job.enqueued_at, Some(7));
         // The next link keeps its own placeholders, for its own parent.
         assert_eq!(job.on_success.unwrap().args, json!({"y": "$prev.output"}));
+    }
+
+    #[test]
+    fn a_batch_callback_is_cut_where_its_counts_go() {
+        let t = FollowUp::new(
+            "echo",
+            json!({"ok": "$batch.succeeded", "dead": ["$batch.dead"], "b": "$batch.id",
+                   "all": "$batch.total", "c": "$batch.cancelled", "keep": "$batch.nope"}),
+        );
+        let parts = t.batch_parts("b1");
+        assert_eq!(parts.len(), 11, "{parts:?}");
+        // What the script does: the counts between the texts.
+        let counts = |name: &str| match name {
+            "succeeded" => "7",
+            "dead" => "2",
+            "cancelled" => "1",
+            "total" => "10",
+            _ => panic!("{name}"),
+        };
+        let joined: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i % 2 == 1 { counts(p) } else { p.as_str() })
+            .collect();
+        let job = crate::job::parse(joined.as_bytes(), Default::default()).unwrap();
+        assert_eq!(job.id.as_deref(), Some("b1:callback"));
+        assert_eq!(
+            job.args,
+            json!({"ok": 7, "dead": [2], "b": "b1", "all": 10, "c": 1, "keep": "$batch.nope"})
+        );
     }
 
     #[test]

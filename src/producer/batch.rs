@@ -2,11 +2,13 @@
 //! awaited, jobs sent in chunks of many values per `LPUSH` with several
 //! chunks per round trip, unique jobs through a script that skips
 //! duplicates, and a pending cap honoured by waiting (see `backpressure`).
+//! A batch with a callback job is armed before its first job goes in and
+//! sealed with its count after the last (`queue::callback`).
 
 use std::time::Duration;
 
 use crate::config::DEFAULT_UNIQUE_TTL_S;
-use crate::job::{self, Job};
+use crate::job::{self, FollowUp, Job};
 use crate::queue::{Broker, EnqueueItem, Fate, QueueKeys};
 
 use super::partial::{stopped, Sent};
@@ -27,6 +29,9 @@ pub struct BatchOptions {
     pub unique_ttl: Duration,
     /// Wait while the queue holds this many pending jobs.
     pub max_pending: Option<u64>,
+    /// A job enqueued once, when the batch's last job is settled (README
+    /// "Follow-up jobs"); tags the jobs with a batch id like `awaitable`.
+    pub callback: Option<FollowUp>,
 }
 
 impl Default for BatchOptions {
@@ -35,6 +40,7 @@ impl Default for BatchOptions {
             awaitable: false,
             unique_ttl: Duration::from_secs(DEFAULT_UNIQUE_TTL_S),
             max_pending: None,
+            callback: None,
         }
     }
 }
@@ -50,6 +56,8 @@ pub struct Submitted {
     /// Indexes into `ids` of jobs skipped because their `unique_key` was
     /// held by a job still pending, delayed or running.
     pub duplicates: Vec<usize>,
+    /// The batch callback's id (`<batch>:callback`), when it has one.
+    pub callback: Option<String>,
 }
 
 impl Submitted {
@@ -69,7 +77,7 @@ impl Producer {
         jobs: &[Job],
         options: &BatchOptions,
     ) -> Result<Submitted> {
-        let batch = options.awaitable.then(|| uuid::Uuid::now_v7().to_string());
+        let batch = batch_id(options)?;
         let now = job::now_ms();
         let mut items = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -105,7 +113,7 @@ impl Producer {
         options: &BatchOptions,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Submitted> {
-        let batch = options.awaitable.then(|| uuid::Uuid::now_v7().to_string());
+        let batch = batch_id(options)?;
         let now = job::now_ms();
         let items: Vec<EnqueueItem> = jobs
             .into_iter()
@@ -124,19 +132,50 @@ impl Producer {
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Submitted> {
         let keys = QueueKeys::new(queue);
+        let callback = match (&options.callback, &batch) {
+            (Some(t), Some(b)) => {
+                let to = t.queue.as_deref().unwrap_or(queue);
+                let parts = t.batch_parts(b);
+                self.broker.arm_batch_callback(&keys, b, to, &parts).await?;
+                Some(b.as_str())
+            }
+            _ => None,
+        };
         let duplicates = match options.max_pending {
             Some(cap) => {
                 backpressure::enqueue(&self.broker, &keys, &items, cap, options, progress).await?
             }
             None => pipelined(&self.broker, &keys, &items, options.unique_ttl, progress).await?,
         };
+        // Sealed only when every job went in: a batch stopped part-way
+        // (the error says which jobs are on the queue) fires no callback.
+        let callback = match callback {
+            Some(b) => {
+                let enqueued = items.len() - duplicates.len();
+                self.broker.seal_batch(&keys, b, enqueued).await?;
+                Some(format!("{b}:callback"))
+            }
+            None => None,
+        };
         Ok(Submitted {
             queue: queue.to_owned(),
             batch,
             ids: items.into_iter().map(|i| i.id).collect(),
             duplicates,
+            callback,
         })
     }
+}
+
+/// A fresh batch id when the jobs are awaited or have a callback (whose
+/// template is checked here, before anything is sent).
+fn batch_id(options: &BatchOptions) -> Result<Option<String>> {
+    if let Some(t) = &options.callback {
+        t.check(1).map_err(|e| {
+            ProducerError::InvalidJob(format!("the batch callback is not a valid job: {e}"))
+        })?;
+    }
+    Ok((options.awaitable || options.callback.is_some()).then(|| uuid::Uuid::now_v7().to_string()))
 }
 
 /// No cap: whole round trips of chunks, one after another. A trip Redis

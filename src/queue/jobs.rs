@@ -190,9 +190,10 @@ impl Broker {
             .key(keys.result(item.id.as_deref().unwrap_or("_")))
             .key(&keys.stats);
         // The optional keys, each named by an ARGV flag: the notification
-        // list, the follow-up's pending list, the unique lock.
+        // list and the batch callback hash, the follow-up's pending list,
+        // the unique lock.
         if let Some(b) = &item.batch {
-            inv.key(keys.batch(b));
+            inv.key(keys.batch(b)).key(keys.batch_callback(b));
         }
         if let Some(f) = &item.follow_up {
             inv.key(QueueKeys::new(&f.queue).pending);
@@ -345,8 +346,9 @@ fn distinct_batches(items: &[AckItem]) -> Vec<&str> {
     batches
 }
 
-/// `ack.lua`'s KEYS: active, stats, one result per item, the batches, the
-/// follow-ups' pending lists, then the unique locks.
+/// `ack.lua`'s KEYS: active, stats, one result per item, the batches'
+/// notification lists, their callback hashes, the follow-ups' pending
+/// lists, then the unique locks.
 fn ack_keys(
     inv: &mut ScriptInvocation<'_>,
     keys: &QueueKeys,
@@ -360,6 +362,9 @@ fn ack_keys(
     }
     for b in batches {
         inv.key(keys.batch(b));
+    }
+    for b in batches {
+        inv.key(keys.batch_callback(b));
     }
     for item in items {
         if let Some(f) = &item.follow_up {
@@ -428,8 +433,8 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
         let _ = write!(meta, "{}|{j}|{}", item.result_ttl_s, item.id);
         inv.arg(i + 1).arg(meta.as_str());
     }
-    // Follow-up pending lists follow the notification lists in KEYS (1-based).
-    let mut key = 2 + items.len() + batches.len();
+    // Follow-up pending lists follow the batches' two keys in KEYS (1-based).
+    let mut key = 2 + items.len() + 2 * batches.len();
     inv.arg(items.iter().filter(|i| i.follow_up.is_some()).count());
     for (i, item) in items.iter().enumerate() {
         if let Some(f) = &item.follow_up {
@@ -437,6 +442,7 @@ fn ack_args(inv: &mut ScriptInvocation<'_>, items: &[AckItem], batches: &[&str])
             inv.arg(i + 1).arg(key).arg(&f.payload);
         }
     }
+    inv.arg(batches.len());
     for (i, item) in items.iter().enumerate() {
         if item.unique_key.is_some() {
             inv.arg(i + 1);

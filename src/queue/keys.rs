@@ -91,6 +91,12 @@ impl QueueKeys {
         format!("{}batch:{batch}", self.tag)
     }
 
+    /// hash: a batch's callback job and its jobs' counts by outcome,
+    /// until the callback fires (layout in `scripts/batch_callback.lua`).
+    pub fn batch_callback(&self, batch: &str) -> String {
+        format!("{}batch_callback:{batch}", self.tag)
+    }
+
     /// string: marks a unique job as pending/running, with a TTL.
     pub fn unique(&self, unique_key: &str) -> String {
         format!("{}unique:{unique_key}", self.tag)
@@ -198,6 +204,7 @@ mod tests {
         assert_eq!(k.result("abc"), "toolq:{emails}:result:abc");
         assert_eq!(k.progress("abc"), "toolq:{emails}:progress:abc");
         assert_eq!(k.batch("b"), "toolq:{emails}:batch:b");
+        assert_eq!(k.batch_callback("b"), "toolq:{emails}:batch_callback:b");
         assert_eq!(k.unique("u"), "toolq:{emails}:unique:u");
     }
 

@@ -14,6 +14,7 @@
 //! - `control`: operator control: the queue registry, pause, finding,
 //!   cancelling and listing jobs, deleting a queue.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
+//! - `callback`: arming and sealing a batch's callback job.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //! - `progress`: running jobs' progress reports, fenced by the active hash.
 //!
@@ -22,6 +23,7 @@
 mod admin;
 mod broker;
 mod cache;
+mod callback;
 mod catalog;
 mod connection;
 mod control;

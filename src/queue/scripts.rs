@@ -2,8 +2,9 @@
 //! `redis::Script` sends EVALSHA and loads the script on NOSCRIPT, so a Redis
 //! restart (which forgets scripts) needs no special handling. Scripts that
 //! settle or read held jobs get `held.lua` (the active hash's layout and its
-//! helpers) prepended, and those that add to the dead set `dead_set.lua`
-//! (its caps): Redis scripts cannot include one another.
+//! helpers, and `batch_callback.lua`, the batch callback's counting)
+//! prepended, and those that add to the dead set `dead_set.lua` (its caps):
+//! Redis scripts cannot include one another.
 
 use std::sync::LazyLock;
 
@@ -18,6 +19,7 @@ macro_rules! script {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("scripts/held.lua"),
+                include_str!("scripts/batch_callback.lua"),
                 include_str!("scripts/find.lua"),
                 include_str!(concat!("scripts/", $file))
             ))
@@ -27,7 +29,16 @@ macro_rules! script {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("scripts/held.lua"),
+                include_str!("scripts/batch_callback.lua"),
                 include_str!("scripts/dead_set.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
+    };
+    ($name:ident, $file:literal, callback) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/batch_callback.lua"),
                 include_str!(concat!("scripts/", $file))
             ))
         });
@@ -36,6 +47,7 @@ macro_rules! script {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("scripts/held.lua"),
+                include_str!("scripts/batch_callback.lua"),
                 include_str!(concat!("scripts/", $file))
             ))
         });
@@ -63,3 +75,4 @@ script!(HELD_JOBS, "held_jobs.lua", held);
 script!(LOCATE, "locate.lua", held_find);
 script!(CANCEL, "cancel.lua", held_find);
 script!(PROGRESS, "progress.lua");
+script!(BATCH_SEAL, "batch_seal.lua", callback);

@@ -145,6 +145,7 @@ impl Broker {
             .arg(caps.max_jobs)
             .arg(caps.max_age.as_millis() as u64)
             .arg(caps.max_bytes)
+            .arg(&keys.tag)
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.fail("reap", e))?;

@@ -22,7 +22,9 @@
 -- KEYS[2]         stats hash of the queue
 -- KEYS[2 + i]     result key of item i (i = 1..N)
 -- KEYS[2 + N + j] notification list j, referenced by metas below
--- then           the follow-ups' pending lists, referenced below by index
+-- then           the batch callback hash of each notification list j, in
+--                 the same order (when ARGV[g] below is not 0), then the
+--                 follow-ups' pending lists, referenced below by index
 -- ARGV[1]         N
 -- ARGV[2]         result TTL in seconds of plain items ('0' stores no result)
 -- ARGV[3]         B, the batches the items belong to, then their B numbers
@@ -39,6 +41,10 @@
 --   to (it may be another queue's), and the follow-up's payload, pushed
 --   only if item i is settled by this call. An item with a follow-up is
 --   never plain.
+-- ARGV[g = f + 1 + 3F]  B2, the number of batch callback hashes in KEYS
+--   (as many as notification lists, or 0): each settled job of a batch is
+--   counted into its hash, which fires the callback on the batch's last
+--   job (batch_callback.lua)
 -- Last, optionally: L more ARGV, the indexes i of items that hold a unique
 -- lock, whose lock keys are the last L KEYS in the same order. A lock is
 -- released only if the item was ours and the lock still names the job
@@ -62,7 +68,7 @@ end
 local stale, unwritable = {}, {}
 local out = {}        -- item i -> true when nothing is written for it
 local where = {}      -- non-plain item i -> its batch and index
-local ttls, lists, ids = {}, {}, {}
+local ttls, lists, ids, js = {}, {}, {}, {}
 local list_type = {}  -- notification list -> its type, checked once a call
 
 local function refuse(i, key, what)
@@ -89,6 +95,7 @@ for i = 1, n do
         end
         if kind == 'none' or kind == 'list' then
           lists[i] = key
+          js[i] = tonumber(j)
         else
           refuse(i, key, kind)
         end
@@ -119,7 +126,9 @@ for k = 1, follow_ups do
   end
 end
 
-local first_lock = f + 1 + 3 * follow_ups
+local g = f + 1 + 3 * follow_ups
+local callbacks = tonumber(ARGV[g])
+local first_lock = g + 1
 local locks = #ARGV - first_lock + 1
 local release = {}
 for k = 1, locks do
@@ -131,6 +140,21 @@ for k = 1, locks do
       refuse(i, key, redis.call('TYPE', key)['ok'])
     elseif holder == ids[i] then
       release[#release + 1] = key
+    end
+  end
+end
+
+-- Jobs settled per batch, for batches with an armed callback.
+local per_batch = {}
+if callbacks > 0 then
+  local armed = {}
+  for i = 1, n do
+    local j = js[i]
+    if j and not out[i] then
+      if armed[j] == nil then
+        armed[j] = callback_armed(KEYS[2 + n + callbacks + j])
+      end
+      if armed[j] then per_batch[j] = (per_batch[j] or 0) + 1 end
     end
   end
 end
@@ -158,6 +182,9 @@ for k = 1, follow_ups do
 end
 for _, key in ipairs(release) do
   redis.call('DEL', key)
+end
+for j, count in pairs(per_batch) do
+  callback_count(KEYS[2 + n + callbacks + j], 'succeeded', count)
 end
 save_marks(KEYS[1])
 for key in pairs(notified) do

@@ -15,8 +15,9 @@
 -- KEYS[3] result key of the job (any key of the queue when there is no id)
 -- KEYS[4] stats hash of the queue
 -- KEYS[5..]   optional, in this order, each present when its ARGV says so:
---             the notification list, the follow-up's pending list, the
---             job's unique lock
+--             the notification list and the batch's callback hash
+--             (batch_callback.lua), the follow-up's pending list, the job's
+--             unique lock
 -- ARGV[1] the job's slot in the active hash (held.lua)
 -- ARGV[2] dead entry JSON without its closing: '{"job":...,"error":{...},...,"died_at":'
 --         the script appends the time of death (Redis clock, ms) and '}';
@@ -28,7 +29,8 @@
 -- ARGV[6] oldest entry kept, in milliseconds of age
 -- ARGV[7] job id for the notification list (and the lock's expected value)
 -- ARGV[8] most bytes of entries kept in the dead set
--- ARGV[9]  '1' when a notification list is given, else '0'
+-- ARGV[9]  '1' when a notification list and callback hash are given,
+--          else '0'
 -- ARGV[10] '1' when the unique lock is given (released if it still names
 --          the job), else '0'
 -- ARGV[11] the on_failure follow-up's payload, pushed onto its pending
@@ -51,6 +53,7 @@ local function optional(given)
   return KEYS[next_key - 1]
 end
 local list_key = optional(ARGV[9] == '1')
+local callback_key = optional(ARGV[9] == '1')
 local follow_key = optional(ARGV[11] ~= '')
 local lock_key = optional(ARGV[10] == '1')
 
@@ -74,6 +77,7 @@ if lock_key then
 end
 local notify = list_key and writable(list_key, 'list')
 local follow = follow_key and writable(follow_key, 'list')
+local count = notify and callback_armed(callback_key)
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -97,6 +101,9 @@ if notify then
 end
 if follow then
   redis.call('LPUSH', follow_key, ARGV[11])
+end
+if count then
+  callback_count(callback_key, cancelled and 'cancelled' or 'dead', 1)
 end
 save_marks(KEYS[1])
 return {1, table.concat(skipped, '; '), trimmed}

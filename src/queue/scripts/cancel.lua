@@ -49,6 +49,11 @@ local function settle_cancelled(payload)
       redis.call('RPUSH', list, id)
       redis.call('EXPIRE', list, 86400)
     end
+    -- keys.rs batch_callback: the batch counts it, and may be complete.
+    local hash = tag .. 'batch_callback:' .. job.batch
+    if callback_armed(hash) then
+      callback_count(hash, 'cancelled', 1)
+    end
   end
 end
 

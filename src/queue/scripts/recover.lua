@@ -18,6 +18,9 @@
 -- ARGV[4] most entries kept in the dead set
 -- ARGV[5] oldest entry kept, in milliseconds of age
 -- ARGV[6] most bytes of entries kept in the dead set (dead_set.lua)
+-- ARGV[7] the queue's key prefix, 'toolq:{Q}:': a poisoned job of a batch
+--         with a callback is counted dead into 'toolq:{Q}:batch_callback:<b>'
+--         (keys.rs; the batch is known only once the payload is read)
 -- Returns {recovered, {payloads buried}} (the caller writes their results:
 -- their keys are not known before the payloads are read), or {-1, {}} when
 -- the worker is alive after all.
@@ -73,6 +76,15 @@ if #dead > 0 then
   expect_type(KEYS[5], 'zset')
   expect_type(KEYS[6], 'hash')
 end
+-- The batches (with a callback) the poisoned jobs belong to.
+local counted = {}
+for k, d in ipairs(dead) do
+  local ok, job = pcall(cjson.decode, d[1])
+  if ok and type(job) == 'table' and type(job.batch) == 'string' then
+    local hash = ARGV[7] .. 'batch_callback:' .. job.batch
+    if callback_armed(hash) then counted[k] = hash end
+  end
+end
 
 -- RPUSH puts each where the next fetch looks first; the newest goes first so
 -- the oldest ends up rightmost and runs first.
@@ -90,6 +102,9 @@ for _, d in ipairs(dead) do
   dead_add(KEYS[5], KEYS[6], entry, now, tonumber(ARGV[4]), tonumber(ARGV[5]),
     tonumber(ARGV[6]))
   buried[#buried + 1] = d[1]
+end
+for _, hash in pairs(counted) do
+  callback_count(hash, 'dead', 1)
 end
 if #buried > 0 then
   redis.call('HINCRBY', KEYS[6], 'dead', #buried)
