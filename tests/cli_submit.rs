@@ -717,3 +717,71 @@ async fn dead_list_shows_a_header_aligned_rows_the_total_and_all_with_limit_zero
         .collect();
     assert_eq!(ids.len(), 630);
 }
+
+/// `--callback` enqueues its job once the batch's last job is settled,
+/// with the counts (and says its id); a bad template is refused with what
+/// is wrong, exit 2, and nothing enqueued. Lines carrying follow-ups run
+/// them with the parent's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_callback_fires_with_the_counts_and_a_bad_one_is_refused() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("cbcli");
+    let input = [
+        json!({"tool": "calculator", "args": {"expression": "2*(3+4)"}, "id": "sum-1",
+               "on_success": {"tool": "echo", "args": {"total": "$prev.output.result", "of": "$prev.id"}}}),
+        json!({"tool": "fail", "args": {"permanent": true}}),
+    ]
+    .map(|j| j.to_string() + "\n")
+    .concat();
+    let bad = toolq(
+        &url,
+        &[
+            "submit",
+            "-",
+            "--queue",
+            &q,
+            "--callback",
+            r#"{"tool":"echo","args":{},"id":"x"}"#,
+        ],
+        Some(&input),
+    )
+    .await;
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("unknown field `id`"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(dbsize(&url).await, 0, "nothing enqueued");
+
+    let worker = start_worker(config(&url, &q, 4));
+    let callback = r#"{"tool":"echo","args":{"ok":"$batch.succeeded","dead":"$batch.dead","of":"$batch.total"}}"#;
+    let o = toolq(
+        &url,
+        &[
+            "submit",
+            "-",
+            "--queue",
+            &q,
+            "--wait",
+            "--callback",
+            callback,
+        ],
+        Some(&input),
+    )
+    .await;
+    assert_eq!(code(&o), 1, "one job died: {}", stderr(&o));
+    let said = stderr(&o);
+    let id = said
+        .split_whitespace()
+        .find(|w| w.ends_with(":callback"))
+        .unwrap_or_else(|| panic!("names the callback: {said}"))
+        .to_owned();
+    let mut con = raw(&url).await;
+    let r = wait_result(&mut con, &q, &id, WAIT).await;
+    assert_eq!(r["output"], json!({"ok": 1, "dead": 1, "of": 2}));
+    let r = wait_result(&mut con, &q, "sum-1:on_success", WAIT).await;
+    assert_eq!(r["output"], json!({"total": 14, "of": "sum-1"}));
+    worker.stop().await;
+}

@@ -312,3 +312,147 @@ async fn kill_9_during_the_drain_neither_loses_nor_duplicates_a_follow_up() {
         w.signal(libc::SIGKILL);
     }
 }
+
+async fn stat(con: &mut Con, q: &str, field: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET")
+        .arg(QueueKeys::new(q).stats)
+        .arg(field)
+        .query_async(con)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+/// Batches of 100 jobs (90 `count` jobs of 200–800 ms, 10 that die), each
+/// submitted with a callback, while three workers drain them and one is
+/// SIGKILLed every 2 s (batches submitted just before each kill, so seals
+/// race settlements and kills hit workers holding batch jobs): each
+/// batch's callback is enqueued exactly once, with 90 succeeded and 10 dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_drain_neither_loses_nor_duplicates_a_batch_callback() {
+    let batches = scaled(30).max(10);
+    let per_batch = 100;
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("cbkill");
+    let next = format!("{q}-next");
+    let mut con = raw(&url).await;
+    let producer = Producer::connect(&url, None).unwrap();
+    let options = BatchOptions {
+        callback: Some(
+            FollowUp::new(
+                "echo",
+                json!({"ok": "$batch.succeeded", "dead": "$batch.dead",
+                       "total": "$batch.total", "batch": "$batch.id"}),
+            )
+            .queue(next.clone()),
+        ),
+        ..BatchOptions::default()
+    };
+    let batch_jobs = |b: usize| -> Vec<Job> {
+        (0..per_batch)
+            .map(|i| {
+                let id = format!("b{b}j{i}");
+                match i % 10 {
+                    9 => job(&id, "fail", json!({"permanent": true})),
+                    _ => {
+                        let ms = 200 + ((b * per_batch + i) as u64 * 37) % 600;
+                        job(&id, "count", json!({"key": count_key(&q, &id), "ms": ms}))
+                    }
+                }
+            })
+            .collect()
+    };
+    let mut submitted = BTreeMap::new();
+    let submit = |b: usize| {
+        let (producer, q, options, jobs) = (&producer, &q, &options, batch_jobs(b));
+        async move {
+            let s = producer.enqueue_batch(q, &jobs, options).await.unwrap();
+            (s.batch.unwrap(), s.callback.unwrap())
+        }
+    };
+    for b in 0..batches / 4 {
+        let (batch, cb) = submit(b).await;
+        submitted.insert(batch, cb);
+    }
+
+    let start = Instant::now();
+    let mut workers: VecDeque<WorkerProcess> = (0..3)
+        .map(|_| spawn_worker_process(&url, &q, 50, &FAST_BEAT))
+        .collect();
+    let (mut kills, mut held_at_kills) = (0, 0);
+    let mut b = batches / 4;
+    let per_burst = (batches - b).div_ceil(10);
+    while b < batches {
+        tokio::time::sleep(Duration::from_millis(1850)).await;
+        for _ in 0..per_burst.min(batches - b) {
+            let (batch, cb) = submit(b).await;
+            submitted.insert(batch, cb);
+            b += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut victim = workers.pop_front().unwrap();
+        let id = worker_id_of(&mut con, &q, victim.pid(), Duration::from_secs(10)).await;
+        victim.signal(libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held_at_kills += held_jobs(&mut con, &q, &id).await.len();
+        victim.signal(libc::SIGKILL);
+        victim.wait_exit(Duration::from_secs(10)).expect("killed");
+        kills += 1;
+        workers.push_back(spawn_worker_process(&url, &q, 50, &FAST_BEAT));
+    }
+    let jobs = (batches * per_batch) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let settled = stat(&mut con, &q, "succeeded").await + stat(&mut con, &q, "dead").await;
+        if settled >= jobs {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs not all settled: {settled} of {jobs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = start.elapsed();
+
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for f in pending(&mut con, &next).await {
+        by_id
+            .entry(f["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(f);
+    }
+    let enqueued: usize = by_id.values().map(Vec::len).sum();
+    let lost: Vec<&String> = submitted
+        .values()
+        .filter(|cb| !by_id.contains_key(*cb))
+        .collect();
+    let duplicated: usize = by_id.values().map(|v| v.len() - 1).sum();
+    println!(
+        "batch callbacks under kill -9: batches={batches} jobs={jobs} callbacks_expected={batches} \
+         enqueued={enqueued} lost={} duplicated={duplicated} kills={kills} \
+         held_at_kills={held_at_kills} run={:.1}s",
+        lost.len(),
+        elapsed.as_secs_f64()
+    );
+    assert!(kills >= 5, "the drain outlasted the kills ({kills})");
+    assert!(
+        held_at_kills > 0,
+        "the kills hit workers holding batch jobs"
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(duplicated, 0);
+    assert_eq!(enqueued, batches);
+    for (batch, cb) in &submitted {
+        let args = &by_id[cb][0]["args"];
+        assert_eq!(
+            args,
+            &json!({"ok": 90, "dead": 10, "total": 100, "batch": batch}),
+            "{cb}"
+        );
+    }
+    for w in workers {
+        w.signal(libc::SIGKILL);
+    }
+}

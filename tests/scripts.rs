@@ -1179,3 +1179,151 @@ async fn a_burial_skips_a_follow_up_it_cannot_push_and_says_so() {
     assert_eq!(zcard(&mut con, &k.dead).await, 1);
     assert_eq!(held_count(&mut con, &k.active("w")).await, 0);
 }
+
+/// Arms batch `batch` of `k` with an echo callback to `to` reporting its
+/// counts.
+async fn arm_callback(b: &toolq::queue::Broker, k: &QueueKeys, batch: &str, to: &str) {
+    let t = toolq::job::FollowUp::new(
+        "echo",
+        serde_json::json!({"ok": "$batch.succeeded", "dead": "$batch.dead",
+            "cancelled": "$batch.cancelled", "total": "$batch.total", "batch": "$batch.id"}),
+    );
+    b.arm_batch_callback(k, batch, to, &t.batch_parts(batch))
+        .await
+        .unwrap();
+}
+
+async fn callbacks(con: &mut Con, q: &str) -> Vec<Value> {
+    lrange(con, &QueueKeys::new(q).pending)
+        .await
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+/// A sealed batch's callback is pushed by the call that settles its last
+/// job (acks and a burial count alike), with the counts, once: a repeated
+/// settlement is stale and a repeated seal pushes nothing.
+#[tokio::test]
+async fn a_batch_callback_is_pushed_once_by_the_settlement_of_its_last_job() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("cb_last", &["w"]).await;
+    let to = format!("{q}-cb");
+    arm_callback(&b, &k, "bt", &to).await;
+    lpush(&mut con, &q, &echo_jobs("c", 3)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 3);
+    assert!(
+        !b.seal_batch(&k, "bt", 3).await.unwrap(),
+        "nothing settled yet"
+    );
+    let mut items: Vec<AckItem> = (0..2)
+        .map(|i| ack_item(1, i, format!("c{i}"), 60))
+        .collect();
+    for item in &mut items {
+        item.batch = Some("bt".into());
+    }
+    assert_eq!(b.ack(&k, "w", &items).await.unwrap(), AckReply::default());
+    assert!(callbacks(&mut con, &to).await.is_empty(), "one job to go");
+    let mut last = bury_item(1, 2, "c2");
+    last.batch = Some("bt".into());
+    assert!(b.bury(&k, "w", &last, caps(100)).await.unwrap().is_some());
+    let fired = callbacks(&mut con, &to).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0]["id"], "bt:callback");
+    assert_eq!(
+        fired[0]["args"],
+        serde_json::json!({"ok": 2, "dead": 1, "cancelled": 0, "total": 3, "batch": "bt"})
+    );
+    assert_eq!(b.ack(&k, "w", &items).await.unwrap().stale, [0, 1]);
+    assert!(b.seal_batch(&k, "bt", 3).await.unwrap(), "fired already");
+    assert_eq!(callbacks(&mut con, &to).await.len(), 1, "pushed once");
+}
+
+/// Jobs that all finish before the producer seals the batch (the seal
+/// comes after the last enqueue) do not fire it early; the seal does.
+#[tokio::test]
+async fn a_batch_whose_jobs_finish_before_its_seal_fires_at_the_seal() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("cb_seal", &["w"]).await;
+    arm_callback(&b, &k, "bs", &q).await;
+    lpush(&mut con, &q, &echo_jobs("s", 2)).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(3)).await.unwrap().len(), 2);
+    let mut items: Vec<AckItem> = (0..2)
+        .map(|i| ack_item(1, i, format!("s{i}"), 60))
+        .collect();
+    for item in &mut items {
+        item.batch = Some("bs".into());
+    }
+    assert_eq!(b.ack(&k, "w", &items).await.unwrap(), AckReply::default());
+    assert!(
+        callbacks(&mut con, &q).await.is_empty(),
+        "not sealed: more may come"
+    );
+    assert!(b.seal_batch(&k, "bs", 2).await.unwrap());
+    let fired = callbacks(&mut con, &q).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0]["args"]["ok"], 2);
+    assert_eq!(fired[0]["args"]["total"], 2);
+}
+
+/// A job of the batch that kills its workers is buried as poison by the
+/// recovery script, which counts it dead: the batch still ends.
+#[tokio::test]
+async fn a_poisoned_job_counts_dead_in_its_batch() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("cb_poison", &["w"]).await;
+    arm_callback(&b, &k, "bp", &q).await;
+    let job = r#"{"recoveries":3,"tool":"crash","args":{},"id":"x","batch":"bp"}"#;
+    lpush(&mut con, &q, &[job.to_owned()]).await;
+    assert_eq!(b.fetch(&k, "w", 10, 1, limits(9)).await.unwrap().len(), 1);
+    assert!(!b.seal_batch(&k, "bp", 1).await.unwrap());
+    redis_cmd(&mut con, &["ZADD", &k.workers, "0", "w"]).await;
+    let (_, buried) = b
+        .recover(&k, "w", Duration::from_secs(5), 3, caps(100))
+        .await
+        .unwrap()
+        .expect("the worker is dead");
+    assert_eq!(buried.len(), 1);
+    let fired = callbacks(&mut con, &q).await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["args"]["dead"], 1);
+}
+
+/// A pending job of the batch cancelled by an operator counts as
+/// cancelled.
+#[tokio::test]
+async fn a_cancelled_pending_job_counts_cancelled_in_its_batch() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("cb_cancel", &["w"]).await;
+    let to = format!("{q}-cb");
+    arm_callback(&b, &k, "bc", &to).await;
+    let job = r#"{"tool":"echo","args":{},"id":"p","batch":"bc"}"#;
+    lpush(&mut con, &q, &[job.to_owned()]).await;
+    assert!(!b.seal_batch(&k, "bc", 1).await.unwrap());
+    let producer = toolq::producer::Producer::from_broker(std::sync::Arc::new(b));
+    producer.cancel(&q, "p").await.unwrap();
+    let fired = callbacks(&mut con, &to).await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["args"]["cancelled"], 1);
+    assert_eq!(fired[0]["args"]["ok"], 0);
+}
