@@ -18,9 +18,12 @@
 
 -- Reads (no writes) whether settlements can be counted into `hash`: false
 -- when the batch has no callback, or its hash or target list has been
--- broken (then nothing is counted and nothing fails).
+-- broken (then nothing is counted and nothing fails). A caller whose ACL
+-- predates these hashes (ops/redis/users.acl) may not even look: that is
+-- no callback either, not a settlement refused.
 local function callback_armed(hash)
-  if redis.call('TYPE', hash)['ok'] ~= 'hash' then return false end
+  local kind = redis.pcall('TYPE', hash)
+  if type(kind) ~= 'table' or kind['ok'] ~= 'hash' then return false end
   local v = redis.call('HMGET', hash, 'to', 'parts')
   if not v[1] or not v[2] then return false end
   local t = redis.call('TYPE', v[1])['ok']
