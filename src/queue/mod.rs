@@ -4,6 +4,7 @@
 //! - `scripts/*.lua`: one atomic operation each (`scripts.rs` loads them).
 //! - `connection`: pool, dedicated blocking connections, TLS, Sentinel,
 //!   URL masking.
+//! - `sentinel`: the master found through Redis Sentinel.
 //! - `durable`: writes followed by `WAIT` when `wait_replicas` asks for it.
 //! - `broker`: the `Broker` handle, its connections and the settling items;
 //!   its operations live in `impl Broker` blocks by what they do: `jobs`
@@ -36,6 +37,7 @@ pub mod keys;
 mod oversized;
 mod progress;
 mod scripts;
+mod sentinel;
 mod workers;
 
 pub use crate::spec::mask_url;
