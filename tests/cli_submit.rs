@@ -756,6 +756,49 @@ async fn submit_callback_fires_with_the_counts_and_a_bad_one_is_refused() {
     assert_eq!(dbsize(&url).await, 0, "nothing enqueued");
 
     let worker = start_worker(config(&url, &q, 4));
+    // With a catalog published, follow-ups naming a tool no worker serves
+    // are refused by name, with where they are.
+    let producer = toolq::producer::Producer::connect(&url, None).unwrap();
+    eventually(WAIT, "the worker's catalog", || {
+        let producer = producer.clone();
+        async move { !producer.catalog().await.unwrap().is_empty() }
+    })
+    .await;
+    let unknown = json!({"tool": "echo", "args": {},
+        "on_success": {"tool": "echo", "args": {}, "on_failure": {"tool": "nope", "args": {}}}});
+    let o = toolq(
+        &url,
+        &["submit", "-", "--queue", &q],
+        Some(&format!("{unknown}\n")),
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line 1: `on_success.on_failure`: no live worker serves tool `nope`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = toolq(
+        &url,
+        &[
+            "submit",
+            "-",
+            "--queue",
+            &q,
+            "--callback",
+            r#"{"tool":"nope","args":{}}"#,
+        ],
+        Some(&input),
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`--callback`: no live worker serves tool `nope`"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(dbsize_queue(&url, &q).await, 0, "nothing enqueued");
+
     let callback = r#"{"tool":"echo","args":{"ok":"$batch.succeeded","dead":"$batch.dead","of":"$batch.total"}}"#;
     let o = toolq(
         &url,
@@ -784,4 +827,10 @@ async fn submit_callback_fires_with_the_counts_and_a_bad_one_is_refused() {
     let r = wait_result(&mut con, &q, "sum-1:on_success", WAIT).await;
     assert_eq!(r["output"], json!({"total": 14, "of": "sum-1"}));
     worker.stop().await;
+}
+
+/// Jobs pending on queue `q`.
+async fn dbsize_queue(url: &str, q: &str) -> u64 {
+    let mut con = raw(url).await;
+    llen(&mut con, &QueueKeys::new(q).pending).await
 }

@@ -109,6 +109,26 @@ pub async fn run(config: &Config, a: SubmitArgs) -> Result<Exit, CliError> {
     producer.broker().check_reachable().await?;
     let mut lines = lines;
     if !a.no_check {
+        if let Some(t) = &a.callback {
+            let catalog = producer.catalog().await?;
+            let unknown = t.tools("--callback").into_iter().find_map(|(at, tool)| {
+                (!catalog.is_empty())
+                    .then(|| {
+                        catalog
+                            .check_name(tool)
+                            .err()
+                            .map(|why| format!("`{at}`: {why}"))
+                    })
+                    .flatten()
+            });
+            if let Some(why) = unknown {
+                eprintln!(
+                    "toolq: {}; nothing enqueued (--no-check skips the check)",
+                    super::safe(&why)
+                );
+                return Ok(Exit::BadInput);
+            }
+        }
         let refused = check_catalog(&producer, &mut lines).await?;
         if refused > 0 && !a.skip_invalid {
             eprintln!(
@@ -170,7 +190,15 @@ async fn check_catalog(producer: &Producer, lines: &mut JobLines) -> Result<usiz
     let numbers = std::mem::take(&mut lines.line_numbers);
     let mut refused = 0;
     for (job, line) in jobs.into_iter().zip(numbers) {
-        match catalog.check(job.tool(), job.args()) {
+        let follow_ups = job
+            .follow_up_tools()
+            .into_iter()
+            .try_for_each(|(at, tool)| {
+                catalog
+                    .check_name(&tool)
+                    .map_err(|why| format!("`{at}`: {why}"))
+            });
+        match catalog.check(job.tool(), job.args()).and(follow_ups) {
             Ok(()) => {
                 lines.jobs.push(job);
                 lines.line_numbers.push(line);

@@ -79,6 +79,21 @@ impl FollowUp {
         self
     }
 
+    /// The tools this template and those it carries name, each with where
+    /// (`on_success.on_failure`, ...), for checking them against a catalog.
+    pub fn tools(&self, at: &str) -> Vec<(String, &str)> {
+        let mut out = vec![(at.to_owned(), self.tool.as_str())];
+        for (field, next) in [
+            ("on_success", &self.on_success),
+            ("on_failure", &self.on_failure),
+        ] {
+            if let Some(next) = next {
+                out.extend(next.tools(&format!("{at}.{field}")));
+            }
+        }
+        out
+    }
+
     /// Reads a template, with what is wrong in words.
     pub fn from_value(v: &Value) -> Result<FollowUp, String> {
         let t: FollowUp = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;

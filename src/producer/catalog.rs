@@ -74,19 +74,28 @@ impl Catalog {
     /// Why a job for `tool` with `args` would fail at once, if it would: an
     /// unknown tool, or arguments that fail its schema (naming the path).
     pub fn check(&self, tool: &str, args: &Value) -> std::result::Result<(), String> {
-        if !self.tools.contains_key(tool) {
-            let names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
-            return Err(format!(
-                "no live worker serves tool `{tool}` (the catalog lists: {})",
-                names.join(", ")
-            ));
-        }
+        self.check_name(tool)?;
         match self.schemas.get(tool) {
             Some(schema) => schema
                 .check(args)
                 .map_err(|e| format!("tool `{tool}`: {e}")),
             None => Ok(()),
         }
+    }
+}
+
+impl Catalog {
+    /// Why a job for `tool` would fail at once for its name alone: a
+    /// follow-up's args are only known when its parent settles.
+    pub fn check_name(&self, tool: &str) -> std::result::Result<(), String> {
+        if self.tools.contains_key(tool) {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        Err(format!(
+            "no live worker serves tool `{tool}` (the catalog lists: {})",
+            names.join(", ")
+        ))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::job::{self, Job, ParseLimits};
+use crate::job::{self, FollowUp, Job, ParseLimits};
 use crate::queue::EnqueueItem;
 
 /// A validated job object, ready to be given an id and enqueued.
@@ -49,6 +49,23 @@ impl ValidJob {
 
     pub fn args(&self) -> &Value {
         self.fields.get("args").unwrap_or(&Value::Null)
+    }
+
+    /// The tools its follow-ups name, with where (`on_success`,
+    /// `on_success.on_failure`, ...): the catalog checks their names (their
+    /// args may hold placeholders, so not against the tools' schemas).
+    pub fn follow_up_tools(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for field in ["on_success", "on_failure"] {
+            if let Some(Ok(t)) = self.fields.get(field).map(FollowUp::from_value) {
+                out.extend(
+                    t.tools(field)
+                        .into_iter()
+                        .map(|(at, tool)| (at, tool.to_owned())),
+                );
+            }
+        }
+        out
     }
 
     pub fn unique_key(&self) -> Option<&str> {
