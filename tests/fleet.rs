@@ -288,3 +288,90 @@ async fn a_dead_worker_among_many_is_recovered_with_one_connection_listing() {
         "{listings} connection listings for one death among 16 workers"
     );
 }
+
+/// Pushes a `clock` job to `queue` and waits for its batch notification;
+/// returns the time from the push to the notification.
+async fn round_trip(con: &mut Con, queue: &str, id: &str) -> Duration {
+    let keys = QueueKeys::new(queue);
+    let job = json!({"tool": "clock", "args": {}, "id": id, "batch": "rt"}).to_string();
+    let start = Instant::now();
+    lpush(con, queue, &[job]).await;
+    let got: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(keys.batch("rt"))
+        .arg(10)
+        .query_async(con)
+        .await
+        .unwrap();
+    assert_eq!(got.map(|(_, v)| v).as_deref(), Some(id), "{id} finished");
+    start.elapsed()
+}
+
+/// A worker serving 50 queues, idle, wakes on a push to any of them
+/// without polling them (each job done well inside the 5 s safety-net
+/// poll), answers with one fetch (enqueue → finished printed), and still
+/// takes the first queue's job before the last one's (strict priority).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_50_queues_wakes_on_a_push_to_any_and_keeps_priority() {
+    let server = redis();
+    let url = server.url();
+    let base = queue_name("mq");
+    let names: Vec<String> = (0..50).map(|i| format!("{base}-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut con = raw(&url).await;
+    let _worker = common::fault_process::spawn_worker_on(&url, &refs, 1, &[]);
+    let last = QueueKeys::new(&names[49]).workers;
+    eventually(Duration::from_secs(30), "the worker registered", || {
+        let mut con = con.clone();
+        let last = last.clone();
+        async move { zcard(&mut con, &last).await == 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = idle_rates(&mut con, Duration::from_secs(5)).await;
+
+    let mut took = Vec::new();
+    for i in 0..100 {
+        let q = &names[(i * 17) % 50];
+        let t = round_trip(&mut con, q, &format!("rt{i}")).await;
+        assert!(
+            t < Duration::from_millis(2500),
+            "job {i} on {q} took {t:?}: not woken by its waiter"
+        );
+        took.push(t.as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    println!(
+        "one worker, 50 queues: idle {:.0} commands/s; enqueue → finished p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms (100 jobs over the queues)",
+        total(&idle),
+        took[50],
+        took[90],
+        took[99]
+    );
+
+    // Busy with a job of queue 25: a job for queue 49, then one for queue
+    // 0, both wait; queue 0's runs first.
+    let hold = json!({"tool": "sleep", "args": {"ms": 500}, "id": "hold"}).to_string();
+    lpush(&mut con, &names[25], &[hold]).await;
+    let pending25 = QueueKeys::new(&names[25]).pending;
+    eventually(Duration::from_secs(5), "the long job taken", || {
+        let mut con = con.clone();
+        let p = pending25.clone();
+        async move { llen(&mut con, &p).await == 0 }
+    })
+    .await;
+    for (q, id) in [(&names[49], "low"), (&names[0], "high")] {
+        lpush(
+            &mut con,
+            q,
+            &[json!({"tool": "clock", "args": {}, "id": id}).to_string()],
+        )
+        .await;
+    }
+    let ran_at = |r: serde_json::Value| r["output"]["unix_us"].as_u64().unwrap();
+    let high = ran_at(wait_result(&mut con, &names[0], "high", Duration::from_secs(10)).await);
+    let low = ran_at(wait_result(&mut con, &names[49], "low", Duration::from_secs(10)).await);
+    assert!(
+        high < low,
+        "queue 0's job ran at {high}, queue 49's at {low}"
+    );
+}

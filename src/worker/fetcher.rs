@@ -1,7 +1,10 @@
 //! The fetch loop: takes permits first (never fetches work it has no room
 //! for), fetches as many jobs as it holds permits in one round trip per
 //! queue, and hands each job with its permit to its own task. When every
-//! queue is empty it waits for a waiter's wake-up instead of polling.
+//! queue is empty it waits for a waiter's wake-up instead of polling; the
+//! round after a wake-up asks only the queues whose waiters saw a job land
+//! (the others were empty, and their waiters would have said otherwise),
+//! so a worker of 50 queues answers a push with one fetch, not 50.
 //!
 //! A suspect (a job whose next worker death would bury it as poison) runs
 //! alone: the fetch script hands it over on its own, the fetcher waits for
@@ -22,11 +25,14 @@ use super::executor::{self, Cancel, Taken};
 use super::lifeline::Lifeline;
 use super::outage::retry_delay;
 use super::outcome::{Outcome, Settle};
+use super::waiter::Landed;
 use crate::job::recoveries_of;
 use crate::queue::{slot, FetchLimits, QueueError};
 
-/// Longest idle wait without a wake-up before fetching again anyway.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Longest idle wait without a wake-up before fetching from every queue
+/// again anyway: a safety net only (the waiters wake the fetcher), so it
+/// can be long; each costs one fetch per queue.
+const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Longest wait for more free permits before fetching under a backlog.
 const TOP_UP_WAIT: Duration = Duration::from_millis(1);
 
@@ -37,8 +43,11 @@ pub struct Fetcher {
     pub tasks: TaskTracker,
     /// Signalled by a waiter when a job landed.
     pub wake: Arc<Notify>,
-    /// True while the fetcher is idle, so waiters block only then.
+    /// True while the fetcher relies on the waiters (idle, or asking only
+    /// the queues they named), so waiters block only then.
     pub idle: Arc<watch::Sender<bool>>,
+    /// The queues whose waiters saw a job land.
+    pub landed: Arc<Landed>,
     /// Cancels running jobs at the end of the grace period.
     pub stop_jobs: CancellationToken,
 }
@@ -59,6 +68,8 @@ impl Fetcher {
         let solo = Arc::new(RwLock::new(()));
         let mut failures = 0;
         let mut busy = false;
+        // The queues to ask in the next round; `None`: all of them.
+        let mut only: Option<Vec<usize>> = None;
         loop {
             let mut permits = tokio::select! {
                 biased;
@@ -76,20 +87,39 @@ impl Fetcher {
                 g = solo.read() => drop(g),
             }
             let mut jobs = Vec::new();
-            let fetched = self.fetch_round(&mut permits, &mut jobs, &stop).await;
+            let targeted = only.is_some();
+            // Waiters watch every queue the round does not ask.
+            self.idle
+                .send_if_modified(|w| std::mem::replace(w, targeted) != targeted);
+            let fetched = self
+                .fetch_round(&mut permits, &mut jobs, &stop, only.take())
+                .await;
             // A batch that used every permit means a backlog: the next round
             // waits a moment for more free permits.
             busy = permits.num_permits() == 0 && jobs.len() > 1;
+            // Permits left over: the queues asked had no more jobs.
+            let drained = permits.num_permits() > 0;
             drop(permits);
             let idle = jobs.is_empty();
+            let gave: Vec<usize> = jobs.iter().map(|j| j.taken.queue).collect();
             if !idle {
                 self.start(jobs, &solo, &stop).await;
             }
             match fetched {
                 Ok(()) => {
                     failures = 0;
-                    if idle {
-                        self.idle_wait(&stop).await;
+                    // After a wake-up round that emptied its queues, the
+                    // rest are still empty unless their waiters say so; one
+                    // that did not: ask again those that gave jobs, and
+                    // those whose waiters saw one land meanwhile.
+                    if idle || (targeted && drained) {
+                        only = self.idle_wait(&stop).await;
+                    } else if targeted {
+                        let mut next = gave;
+                        next.extend(self.landed.take());
+                        next.sort_unstable();
+                        next.dedup();
+                        only = Some(next);
                     }
                 }
                 Err(QueueError::NotRegistered) => {
@@ -134,13 +164,15 @@ impl Fetcher {
         }
     }
 
-    /// One round over the queues in this round's order, into `jobs` (kept
-    /// even when a later queue's fetch fails).
+    /// One round over the queues in this round's order (only those of
+    /// `only`, when given), into `jobs` (kept even when a later queue's
+    /// fetch fails).
     async fn fetch_round(
         &self,
         permits: &mut OwnedSemaphorePermit,
         jobs: &mut Vec<Fetched>,
         stop: &CancellationToken,
+        only: Option<Vec<usize>>,
     ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         let limits = FetchLimits {
@@ -149,7 +181,7 @@ impl Fetcher {
             head_bytes: ctx.config.dead_max_payload_bytes,
         };
         for qi in ctx.queues.order() {
-            if ctx.control.is_paused(qi) {
+            if ctx.control.is_paused(qi) || only.as_ref().is_some_and(|o| !o.contains(&qi)) {
                 continue;
             }
             let want = permits.num_permits();
@@ -258,14 +290,17 @@ impl Fetcher {
         }));
     }
 
-    async fn idle_wait(&self, stop: &CancellationToken) {
+    /// Waits for a waiter's wake-up; returns the queues that saw a job
+    /// land, or `None` (ask every queue) after [`IDLE_POLL`] without one.
+    async fn idle_wait(&self, stop: &CancellationToken) -> Option<Vec<usize>> {
         self.idle.send_replace(true);
-        tokio::select! {
-            _ = self.wake.notified() => {}
-            _ = tokio::time::sleep(IDLE_POLL) => {}
-            _ = stop.cancelled() => {}
-        }
-        self.idle.send_replace(false);
+        let woken = tokio::select! {
+            _ = self.wake.notified() => true,
+            _ = tokio::time::sleep(IDLE_POLL) => false,
+            _ = stop.cancelled() => false,
+        };
+        let landed = self.landed.take();
+        (woken && !landed.is_empty()).then_some(landed)
     }
 }
 

@@ -240,6 +240,7 @@ fn spawn_fetchers(
     let permits = Arc::new(Semaphore::new(ctx.config.concurrency));
     let wake = Arc::new(Notify::new());
     let idle = Arc::new(watch::channel(false).0);
+    let landed = Arc::new(waiter::Landed::new(ctx.queues.len()));
     let mut fetchers = Vec::new();
     for queue in 0..ctx.queues.len() {
         let waiter = waiter::Waiter {
@@ -247,6 +248,7 @@ fn spawn_fetchers(
             queue,
             idle: idle.clone(),
             wake: wake.clone(),
+            landed: landed.clone(),
         };
         fetchers.push(tokio::spawn(waiter.run(fetch_stop.clone())));
     }
@@ -257,6 +259,7 @@ fn spawn_fetchers(
         tasks: tasks.clone(),
         wake,
         idle,
+        landed,
         stop_jobs: stop_jobs.clone(),
     };
     fetchers.push(tokio::spawn(fetcher.run(fetch_stop.clone())));

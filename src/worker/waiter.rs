@@ -1,8 +1,10 @@
-//! One waiter per queue: while the fetcher is idle, blocks on its own Redis
+//! One waiter per queue: while the fetcher relies on the waiters (idle, or
+//! asking only the queues they named), blocks on its own Redis
 //! connection until pending holds a job (`Broker::wait_for_job`, which moves
 //! nothing: a job is never held by a wait) and wakes the fetcher the moment
-//! one arrives. Latency without polling.
+//! one arrives, saying which queue (`Landed`). Latency without polling.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +15,64 @@ use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use super::outage::retry_delay;
 
-/// How long one `BLMOVE` blocks; short enough to notice the fetcher got busy.
-const BLOCK: Duration = Duration::from_secs(2);
+/// How long one `BLMOVE` blocks. A wait that outlasts the idle spell is
+/// harmless (a landing then only marks its queue), so it can be long: each
+/// costs a command per queue.
+const BLOCK: Duration = Duration::from_secs(10);
 
 pub struct Waiter {
     pub ctx: Arc<Ctx>,
     pub queue: usize,
     pub idle: Arc<watch::Sender<bool>>,
     pub wake: Arc<Notify>,
+    pub landed: Arc<Landed>,
+}
+
+/// Which queues' waiters saw a job land since the fetcher last looked. A
+/// waiter whose mark is not taken yet does not wait again: under a backlog
+/// its `BLMOVE` would return at once, over and over.
+pub struct Landed {
+    marks: Vec<AtomicBool>,
+    taken: Notify,
+}
+
+impl Landed {
+    pub fn new(queues: usize) -> Self {
+        Landed {
+            marks: (0..queues).map(|_| AtomicBool::new(false)).collect(),
+            taken: Notify::new(),
+        }
+    }
+
+    fn mark(&self, queue: usize) {
+        if let Some(m) = self.marks.get(queue) {
+            m.store(true, Ordering::Release);
+        }
+    }
+
+    /// Until the fetcher took `queue`'s mark.
+    async fn taken(&self, queue: usize) {
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if !self.marks[queue].load(Ordering::Acquire) {
+                return;
+            }
+            taken.await;
+        }
+    }
+
+    /// The queues marked since the last call, in index order; clears them.
+    pub fn take(&self) -> Vec<usize> {
+        let marked: Vec<usize> = (0..self.marks.len())
+            .filter(|&i| self.marks[i].swap(false, Ordering::AcqRel))
+            .collect();
+        if !marked.is_empty() {
+            self.taken.notify_waiters();
+        }
+        marked
+    }
 }
 
 /// How often a waiter of a paused queue looks whether it was resumed.
@@ -62,8 +114,12 @@ impl Waiter {
             match landed {
                 Ok(true) => {
                     failures = 0;
-                    self.idle.send_replace(false);
+                    self.landed.mark(self.queue);
                     self.wake.notify_one();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = self.landed.taken(self.queue) => {}
+                    }
                 }
                 Ok(false) => failures = 0,
                 Err(e) => {
