@@ -3,14 +3,16 @@
 # (default 25 50 100 200, one tokio thread each) against one throw-away
 # redis-server, and prints Redis commands/s and Redis CPU over WINDOW seconds
 # (default 10), with the cost per worker and the busiest commands
-# (`INFO commandstats`). Then one worker serving QUEUES queues (default 50),
-# the same way. A benchmark, not a test: it prints figures, asserts nothing.
+# (`INFO commandstats`), and the time from a kill -9 of the worker holding
+# a job until another holds it. Then one worker serving QUEUES queues
+# (default 50), the same way, and push -> finished latency, against one
+# worker serving one queue. A benchmark, not a test: it prints figures, asserts nothing.
 #
 #   bash scripts/bench-fleet.sh                      # builds --release first
 #   TOOLQ=target/debug/toolq FLEET="25 50" bash scripts/bench-fleet.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-FLEET=${FLEET:-25 50 100 200}
+FLEET=${FLEET-25 50 100 200}
 WINDOW=${WINDOW:-10}
 QUEUES=${QUEUES:-50}
 if [ -z "${TOOLQ:-}" ]; then
@@ -95,6 +97,35 @@ recovery() {
     echo "    kill -9 of the worker holding a job -> held by another: $(( (t1 - t0) / 1000000 )) ms"
 }
 
+# latency QUEUES...: 200 `clock` jobs pushed one at a time, spread over the
+# queues; p50 and p90 of push -> finished (the batch notification), in ms.
+latency() {
+    python3 - "$port" "$@" <<'PY'
+import socket, sys, time
+port, queues = int(sys.argv[1]), sys.argv[2:]
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+def cmd(*args):
+    s.sendall(b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args)]))
+    line = f.readline()
+    if line[:1] == b"*":
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:]); f.read(n + 2)
+    elif line[:1] == b"$" and int(line[1:]) >= 0:
+        f.read(int(line[1:]) + 2)
+took = []
+for i in range(200):
+    q = queues[(i * 17) % len(queues)]
+    job = '{"tool":"clock","args":{},"id":"lat%d","batch":"lat"}' % i
+    t = time.perf_counter()
+    cmd("LPUSH", "toolq:{%s}:pending" % q, job)
+    cmd("BLPOP", "toolq:{%s}:batch:lat" % q, "10")
+    took.append((time.perf_counter() - t) * 1000)
+took.sort()
+print("    push -> finished over %d queue(s): p50 %.2f ms, p90 %.2f ms, max %.2f ms" % (len(queues), took[100], took[180], took[-1]))
+PY
+}
+
 # measure LABEL N: prints one row, then the busiest commands.
 measure() {
     local label=$1 n=$2
@@ -126,8 +157,12 @@ for i in $(seq "$QUEUES"); do queues+=(--queue "q$i"); done
 start 1 "${queues[@]}"
 wait_registered 1 "q$QUEUES"
 measure "1 worker, $QUEUES queues" 1
+names=()
+for i in $(seq "$QUEUES"); do names+=("q$i"); done
+latency "${names[@]}"
 stop_all
 start 1 --queue q1
 wait_registered 1 q1
 measure "1 worker, 1 queue" 1
+latency q1
 stop_all
