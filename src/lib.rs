@@ -7,12 +7,13 @@
 //!   and per-tool rate limit around each call), acker, heartbeat, reaper,
 //!   scheduler, monitor, shutdown.
 //! - [`producer`]: enqueueing jobs (batches in pipelined chunks, unique
-//!   jobs, back-pressure), waiting for results through a batch's
+//!   jobs, back-pressure, batch callbacks), waiting for results through a batch's
 //!   notification list, and the operator's stats and dead-job actions.
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools.
 //! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
 //!   and the metric names.
-//! - [`job`]: the wire format, results and dead entries.
+//! - [`job`]: the wire format, results and dead entries, and follow-up
+//!   templates (`on_success`, `on_failure`, batch callbacks).
 //! - [`config`]: defaults, `config/toolq.toml`, the profile's file,
 //!   `TOOLQ_*` variables and `*_FILE` secrets, flags; unknown keys refused;
 //!   where each value came from (`toolq config`).
