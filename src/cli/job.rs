@@ -25,7 +25,8 @@ pub struct JobArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum JobAction {
     /// Where the job is (pending, scheduled, running, retrying, succeeded,
-    /// dead, cancelled or unknown), its payload, result, error and attempts
+    /// dead, cancelled or unknown), its payload, result, error, attempts and
+    /// the progress its tool last reported
     #[command(after_help = "Examples:\n  \
         toolq job show 0190c3a2-7f7e-7b1a-9f3e-2d5c1e0a4b6d\n  \
         toolq job show 0190c3a2-7f7e-7b1a-9f3e-2d5c1e0a4b6d --json | jq .state")]

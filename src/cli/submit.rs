@@ -36,7 +36,9 @@ pub struct SubmitArgs {
     /// Per-attempt limit in ms for lines that do not set `timeout_ms`
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: Option<u64>,
-    /// Wait for every job and print one result JSON per line, in completion order
+    /// Wait for every job and print one result JSON per line, in completion
+    /// order; stderr shows the count finished and, for batches of up to 100
+    /// jobs, the latest progress a running job reported
     #[arg(long)]
     pub wait: bool,
     /// With --wait, print results in input order
