@@ -481,6 +481,7 @@ const MATRIX: &[(&str, [&str; 4])] = &[
     ("paused", ["r---", "----", "rwsd", "r---"]),
     ("cancel", ["r---", "----", "rw-d", "r---"]),
     ("result", ["-ws-", "r---", "rwsd", "r---"]),
+    ("progress", ["-ws-", "r---", "r--d", "r---"]),
     ("batch", ["-w-d", "-w-d", "-w-d", "----"]),
     ("batch_callback", ["rw-d", "rw-d", "rw-d", "----"]),
     ("unique", ["r--d", "-ws-", "rwsd", "----"]),
@@ -510,6 +511,7 @@ fn kind_key(kind: &str, q: &QueueKeys) -> (&'static str, String) {
         "paused" => ("string", q.paused.clone()),
         "cancel" => ("zset", q.cancel.clone()),
         "result" => ("string", q.result("r1")),
+        "progress" => ("string", q.progress("r1")),
         "batch" => ("list", q.batch("b1")),
         "batch_callback" => ("hash", q.batch_callback("b1")),
         "unique" => ("string", q.unique("u1")),
@@ -942,5 +944,37 @@ async fn the_gateway_serves_its_api_as_the_gateway_user() {
         let r = get(path).await.unwrap();
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
+    assert_eq!(acl_denials(&mut admin).await, Vec::<String>::new());
+}
+
+/// Progress under least privilege: a real worker logged in as `worker`
+/// stores a reporting job's progress, and the producer and gateway users
+/// read it (the gateway through `toolq job show`'s path), without one
+/// refused command.
+#[tokio::test]
+async fn progress_is_written_and_read_as_the_acl_users() {
+    let (server, _dir) = acl_redis();
+    let q = queue_name("acl-progress");
+    let mut admin = raw(&url_as(&server, "admin")).await;
+    let mut cmd = toolq(&["worker", "--queue", &q, "--http-addr", "off"]);
+    cmd.arg("--redis-url")
+        .arg(url_as(&server, "worker"))
+        .env("TOOLQ_ENABLE_TEST_TOOLS", "1");
+    let worker = Toolq::spawn(cmd);
+    let producer = Producer::connect(&url_as(&server, "producer"), None).unwrap();
+    let job = Job::new("progress", json!({"steps": 3, "ms": 600}));
+    let id = producer.enqueue(&q, job).await.unwrap();
+    let r = settled(&producer, &q, &id, &worker).await;
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    // The producer reads a job's progress by id; the gateway (the
+    // operator's user) finds the job wherever it is, progress included.
+    let progress = producer.progress(&q, &id).await.unwrap().expect("progress");
+    assert_eq!(
+        (progress.fraction, progress.message.as_str()),
+        (1.0, "step 3 of 3")
+    );
+    let gateway = Producer::connect(&url_as(&server, "gateway"), None).unwrap();
+    let view = gateway.job(&q, &id).await.unwrap();
+    assert_eq!(view.progress, Some(progress));
     assert_eq!(acl_denials(&mut admin).await, Vec::<String>::new());
 }
