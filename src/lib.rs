@@ -14,6 +14,9 @@
 //!   and the metric names.
 //! - [`job`]: the wire format, results and dead entries, and follow-up
 //!   templates (`on_success`, `on_failure`, batch callbacks).
+//! - [`schedule`]: periodic jobs: definitions, cron math in time zones,
+//!   the tick decision, and managing schedules (the worker's loop is
+//!   `worker/periodic.rs`).
 //! - [`config`]: defaults, `config/toolq.toml`, the profile's file,
 //!   `TOOLQ_*` variables and `*_FILE` secrets, flags; unknown keys refused;
 //!   where each value came from (`toolq config`).
@@ -38,6 +41,7 @@ pub mod logging;
 pub mod producer;
 pub mod queue;
 pub mod redis_server;
+pub mod schedule;
 pub mod spec;
 pub mod tools;
 pub mod worker;

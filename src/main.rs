@@ -97,6 +97,8 @@ enum Command {
     Jobs(cli::jobs::JobsArgs),
     /// Pause, resume or delete a queue
     Queue(cli::queue::QueueArgs),
+    /// Periodic jobs: add, list, show, pause, resume or remove a schedule
+    Schedule(cli::schedule::ScheduleArgs),
     /// Print a job's result JSON
     #[command(
         after_help = "Example:\n  toolq result 01a2379c-6c65-7051-a6cb-f9b0fb0f3bff --queue emails"
@@ -241,6 +243,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
         Command::Job(a) => cli::job::run(&config, a).await,
         Command::Jobs(a) => cli::jobs::run(&config, a).await,
         Command::Queue(a) => cli::queue::run(&config, a).await,
+        Command::Schedule(a) => cli::schedule::run(&config, a).await,
         Command::Result { id, queue } => cli::result::run(&config, &queue, &id).await,
         Command::Demo => cli::demo::run(config).await,
         Command::Bench {

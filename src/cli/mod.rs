@@ -15,6 +15,7 @@ pub mod jobs;
 mod progress;
 pub mod queue;
 pub mod result;
+pub mod schedule;
 pub mod serve;
 pub mod stats;
 pub mod submit;

@@ -178,6 +178,8 @@ pub struct Config {
     pub mcp: crate::tools::mcp::McpConfig,
     /// The gateway (`toolq serve`).
     pub serve: ServeConfig,
+    /// Periodic jobs (`[[schedules]]`), written to Redis at worker start.
+    pub schedules: Vec<crate::schedule::Definition>,
     /// The profile loaded (`TOOLQ_PROFILE`): not a key of the file.
     #[serde(skip)]
     pub profile: Option<Profile>,
@@ -220,6 +222,7 @@ impl Default for Config {
             tools: Default::default(),
             mcp: Default::default(),
             serve: Default::default(),
+            schedules: Vec::new(),
             profile: None,
         }
     }

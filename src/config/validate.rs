@@ -65,6 +65,18 @@ impl Config {
                 ),
             ));
         }
+        let mut names = std::collections::BTreeSet::new();
+        for schedule in &self.schedules {
+            schedule
+                .validate()
+                .map_err(|e| fail("schedules", e.to_string()))?;
+            if !names.insert(schedule.name.as_str()) {
+                return Err(fail(
+                    "schedules",
+                    format!("schedule {:?} is defined twice", schedule.name),
+                ));
+            }
+        }
         for (name, server) in &self.mcp.servers {
             if let Some(problem) = server.problem() {
                 return Err(fail("mcp.servers", format!("server `{name}`: {problem}")));

@@ -106,7 +106,25 @@ impl QueueKeys {
     pub fn active_pattern(&self) -> String {
         format!("{}active:*", self.tag)
     }
+
+    /// hash: one periodic schedule whose jobs go to this queue: its
+    /// definition (`def`, JSON), `version`, `next` tick, `paused`, and the
+    /// last tick enqueued (`last_tick`, `last_id`, `last_at`). In the
+    /// queue's slot, so one script decides a tick and enqueues its job.
+    pub fn schedule(&self, name: &str) -> String {
+        format!("{}schedule:{name}", self.tag)
+    }
+
+    /// sorted set: the queue's schedules that are not paused, score = next
+    /// tick (unix s): what the workers serving the queue poll.
+    pub fn schedules_due(&self) -> String {
+        format!("{}schedules", self.tag)
+    }
 }
+
+/// hash: every schedule's name → its queue, for `toolq schedule list` and
+/// to find a schedule by name.
+pub const SCHEDULES: &str = "toolq:schedules";
 
 /// set: the name of every queue producers enqueued on or workers served:
 /// how `stats`, the console and the gateway find queues without walking the
@@ -206,6 +224,8 @@ mod tests {
         assert_eq!(k.batch("b"), "toolq:{emails}:batch:b");
         assert_eq!(k.batch_callback("b"), "toolq:{emails}:batch_callback:b");
         assert_eq!(k.unique("u"), "toolq:{emails}:unique:u");
+        assert_eq!(k.schedule("s"), "toolq:{emails}:schedule:s");
+        assert_eq!(k.schedules_due(), "toolq:{emails}:schedules");
     }
 
     #[test]

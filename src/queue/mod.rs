@@ -18,6 +18,8 @@
 //! - `callback`: arming and sealing a batch's callback job.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //! - `progress`: running jobs' progress reports, fenced by the active hash.
+//! - `schedules`: periodic schedules' definitions, next ticks and the
+//!   compare-and-set that enqueues each tick once.
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
@@ -36,6 +38,7 @@ mod jobs;
 pub mod keys;
 mod oversized;
 mod progress;
+mod schedules;
 mod scripts;
 mod sentinel;
 mod workers;
@@ -52,6 +55,7 @@ pub use jobs::{slot, DeadCaps, FetchLimits, Requeue, BATCH_SLOTS};
 pub use keys::QueueKeys;
 pub use oversized::Oversized;
 pub use progress::ProgressReport;
+pub use schedules::{DueSchedules, PauseReply, PutReply, ScheduleRecord, TickReply, TickRequest};
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -76,3 +76,8 @@ script!(LOCATE, "locate.lua", held_find);
 script!(CANCEL, "cancel.lua", held_find);
 script!(PROGRESS, "progress.lua");
 script!(BATCH_SEAL, "batch_seal.lua", callback);
+script!(SCHEDULE_DUE, "schedule_due.lua");
+script!(SCHEDULE_TICK, "schedule_tick.lua");
+script!(SCHEDULE_PUT, "schedule_put.lua");
+script!(SCHEDULE_PAUSE, "schedule_pause.lua");
+script!(SCHEDULE_REMOVE, "schedule_remove.lua");

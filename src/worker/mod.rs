@@ -11,7 +11,8 @@
 //! - `acker`: the one writer of outcomes (ack, retry, bury, park, put back),
 //!   in batches; holds them through Redis outages, stalls the worker when
 //!   Redis keeps refusing them.
-//! - `heartbeat`, `reaper`, `scheduler`, `monitor`: the background loops.
+//! - `heartbeat`, `reaper`, `scheduler` (delayed jobs coming due),
+//!   `periodic` (ticks of periodic schedules), `monitor`: the background loops.
 //! - `startup`: side port, registration; `stop`: the phased stop sequence.
 //! - `shutdown`: the two-stage stop signal; `backoff`, `queues`: pure helpers.
 
@@ -32,6 +33,7 @@ mod monitor;
 mod outage;
 mod outcome;
 mod oversized;
+mod periodic;
 mod progress;
 mod queues;
 mod rate_limit;
@@ -202,6 +204,7 @@ async fn run_registered(
     let loops = vec![
         tokio::spawn(reaper::Reaper::new(ctx.clone()).run(loops_stop.clone())),
         tokio::spawn(scheduler::Scheduler { ctx: ctx.clone() }.run(loops_stop.clone())),
+        tokio::spawn(periodic::Periodic { ctx: ctx.clone() }.run(loops_stop.clone())),
         tokio::spawn(monitor::Monitor { ctx: ctx.clone() }.run(loops_stop.clone())),
     ];
 
