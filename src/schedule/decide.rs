@@ -14,6 +14,8 @@ pub struct Decision {
     pub job_tick: Option<i64>,
     /// The schedule's next tick (unix s).
     pub next: i64,
+    /// Ticks passed the grace unenqueued: the misfire policy decided.
+    pub misfired: bool,
 }
 
 /// The step for tick `due` at Redis time `now_ms`, or `None` while it is not
@@ -37,6 +39,7 @@ pub fn decide(
         return Ok(Some(Decision {
             job_tick: Some(due),
             next: table.next_after(due)?,
+            misfired: false,
         }));
     }
     let next = table.next_after(now_s)?;
@@ -44,7 +47,11 @@ pub fn decide(
         Misfire::Skip => None,
         Misfire::RunOnce => Some(table.latest_at_or_before(now_s).unwrap_or(due).max(due)),
     };
-    Ok(Some(Decision { job_tick, next }))
+    Ok(Some(Decision {
+        job_tick,
+        next,
+        misfired: true,
+    }))
 }
 
 #[cfg(test)]
@@ -76,7 +83,8 @@ mod tests {
             step,
             Some(Decision {
                 job_tick: Some(T0),
-                next: T0 + 1
+                next: T0 + 1,
+                misfired: false,
             })
         );
     }
@@ -90,7 +98,8 @@ mod tests {
             step,
             Some(Decision {
                 job_tick: None,
-                next: T0 + 31
+                next: T0 + 31,
+                misfired: true,
             })
         );
     }
@@ -104,7 +113,8 @@ mod tests {
             step,
             Some(Decision {
                 job_tick: Some(T0 + 30),
-                next: T0 + 31
+                next: T0 + 31,
+                misfired: true,
             })
         );
     }

@@ -26,6 +26,7 @@ const MAX_RESULT_TTL_S: u64 = 315_360_000;
 pub enum Misfire {
     #[default]
     Skip,
+    #[value(name = "run_once")]
     RunOnce,
 }
 
@@ -140,7 +141,9 @@ impl Definition {
 
     /// The job of the tick at `tick` (unix s), enqueued at `now_ms`: its id
     /// is `schedule:<name>:<tick>`, so a tick is one job whoever enqueues it.
-    pub fn job(&self, tick: i64, now_ms: u64) -> (String, String) {
+    /// Its `meta` names the schedule and the tick, and says `"misfire":
+    /// "run_once"` for the one job run for ticks that passed unenqueued.
+    pub fn job(&self, tick: i64, now_ms: u64, misfired: bool) -> (String, String) {
         let id = format!("schedule:{}:{tick}", self.name);
         let mut job = Map::new();
         job.insert("id".into(), Value::from(id.clone()));
@@ -156,10 +159,11 @@ impl Definition {
         if let Some(s) = self.result_ttl_s {
             job.insert("result_ttl_s".into(), Value::from(s));
         }
-        job.insert(
-            "meta".into(),
-            serde_json::json!({"schedule": self.name, "tick": tick}),
-        );
+        let mut meta = serde_json::json!({"schedule": self.name, "tick": tick});
+        if misfired {
+            meta["misfire"] = Value::from(self.misfire.as_str());
+        }
+        job.insert("meta".into(), meta);
         (id, Value::Object(job).to_string())
     }
 }
@@ -217,7 +221,7 @@ mod tests {
             json!({"expression": "1+1"}),
         );
         d.max_attempts = Some(2);
-        let (id, payload) = d.job(1_800_000_000, 5);
+        let (id, payload) = d.job(1_800_000_000, 5, false);
         assert_eq!(id, "schedule:n:1800000000");
         let v: Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(v["id"], "schedule:n:1800000000");

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds};
+use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
 use super::{Result, ScheduleError};
@@ -28,6 +28,7 @@ impl Timetable {
     pub fn new(name: &str, cron: &str, tz: &str) -> Result<Self> {
         let parsed = CronParser::builder()
             .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
             .build()
             .parse(cron)
             .map_err(|e| ScheduleError::Cron {

@@ -142,7 +142,9 @@ impl Periodic {
                     return Ok(false);
                 }
             };
-            let job = decision.job_tick.map(|t| (t, def.job(t, *now_ms)));
+            let job = decision
+                .job_tick
+                .map(|t| (t, def.job(t, *now_ms, decision.misfired)));
             let req = TickRequest {
                 name,
                 version: record.version,
@@ -156,7 +158,7 @@ impl Periodic {
             *now_ms = now;
             match reply {
                 TickReply::Ok => {
-                    if decision.job_tick != Some(due) {
+                    if decision.misfired {
                         tracing::info!(schedule = name, missed_from = due, enqueued = ?decision.job_tick,
                             policy = def.misfire.as_str(), next = decision.next,
                             "schedule misfired: its ticks passed the grace with no worker to enqueue them");
