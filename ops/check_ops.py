@@ -57,6 +57,7 @@ VARIABLES_RS = ROOT / "src/config/variables.rs"
 CONFIG_TOML = ROOT / "config/toolq.toml"
 HTTP_TOOL_RS = ROOT / "src/tools/http/tool.rs"
 MCP_CONFIG_RS = ROOT / "src/tools/mcp/config.rs"
+SCHEDULE_RS = ROOT / "src/schedule/definition.rs"
 
 REQUIRED_ALERTS = [
     "ToolqNoLiveWorkers",
@@ -432,8 +433,9 @@ def worker_env_names() -> set[str]:
     follows the code."""
     # `tools` and `mcp` are tables keyed by a tool's or a server's name
     # (`[tools.<name>]`, `[mcp.servers.<name>]`): no single variable to pass.
-    # `serve` is the gateway's table (serve_env_names).
-    tables = {"tools", "mcp", "serve"}
+    # `serve` is the gateway's table (serve_env_names); `schedules` an array
+    # of tables (`[[schedules]]`).
+    tables = {"tools", "mcp", "serve", "schedules"}
     names = {f"TOOLQ_{k.upper()}" for k in struct_fields(CONFIG_RS, "Config") if k not in tables}
     # The keys serde reads: the raw struct behind WeatherConfig's try_from,
     # less the old spellings kept only for compatibility.
@@ -573,7 +575,7 @@ def check_config(f: Findings) -> None:
     sections: dict[str, set[str]] = {}
     section = ""
     for line in CONFIG_TOML.read_text().splitlines():
-        header = re.match(r"^#?\s*\[([a-z0-9_.]+)\]\s*(#.*)?$", line)
+        header = re.match(r"^#?\s*\[\[?([a-z0-9_.]+)\]\]?\s*(#.*)?$", line)
         if header:
             # `[tools.http.<name>]`, `[mcp.servers.<name>]`: any name.
             section = re.sub(r"^(tools\.http|mcp\.servers)\.[a-z0-9_]+$", r"\1.*", header.group(1))
@@ -583,12 +585,14 @@ def check_config(f: Findings) -> None:
             sections.setdefault(section, set()).add(key.group(1))
     legacy = {"timeout", "cache_ttl"}
     expected = {
-        "": [k for k in struct_fields(CONFIG_RS, "Config") if k not in {"tools", "mcp", "serve"}],
+        "": [k for k in struct_fields(CONFIG_RS, "Config")
+             if k not in {"tools", "mcp", "serve", "schedules"}],
         "serve": struct_fields(SERVE_CONFIG_RS, "ServeConfig"),
         "tools.weather": [k for k in struct_fields(WEATHER_CONFIG_RS, "RawWeatherConfig")
                           if k not in legacy],
         "tools.http.*": struct_fields(HTTP_TOOL_RS, "HttpToolConfig"),
         "mcp.servers.*": struct_fields(MCP_CONFIG_RS, "McpServerConfig"),
+        "schedules": struct_fields(SCHEDULE_RS, "Definition"),
     }
     total = 0
     for name, keys in expected.items():

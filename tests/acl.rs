@@ -451,6 +451,30 @@ async fn the_gateway_user_runs_every_operator_action() {
     }
     run(s(&["jobs", "list", "--queue", &q, "--state", "dead"])).await;
     run(s(&["dead", "retry", "--all", "--queue", &q])).await;
+    // Periodic jobs: the operator manages them, the worker ticks them.
+    run(s(&[
+        "schedule",
+        "add",
+        "acl-tick",
+        "* * * * * *",
+        "echo",
+        "{}",
+        "--queue",
+        &q,
+    ]))
+    .await;
+    let start = std::time::Instant::now();
+    while !run(s(&["schedule", "list"]))
+        .await
+        .contains("schedule:acl-tick:")
+    {
+        assert!(start.elapsed() < WAIT, "the schedule never ticked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run(s(&["schedule", "show", "acl-tick"])).await;
+    run(s(&["schedule", "pause", "acl-tick"])).await;
+    run(s(&["schedule", "resume", "acl-tick"])).await;
+    run(s(&["schedule", "remove", "acl-tick"])).await;
     worker.terminate();
     worker.wait(WAIT).await;
     run(s(&["dead", "purge", "--queue", &q, "--yes"])).await;
@@ -489,6 +513,9 @@ const MATRIX: &[(&str, [&str; 4])] = &[
     ("worker_info", ["-w-d", "----", "r---", "r---"]),
     ("catalog_workers", ["-w--", "r---", "r---", "r---"]),
     ("catalog_doc", ["-w-d", "r---", "r---", "r---"]),
+    ("schedule", ["rw-d", "----", "rw-d", "r---"]),
+    ("schedules_due", ["rw--", "----", "rw-d", "r---"]),
+    ("schedule_index", ["rw--", "----", "rw--", "r---"]),
     ("cache", ["rwsd", "----", "----", "----"]),
     ("cache_lock", ["rwsd", "----", "----", "----"]),
     ("rate_limit", ["rw-d", "----", "----", "----"]),
@@ -519,6 +546,9 @@ fn kind_key(kind: &str, q: &QueueKeys) -> (&'static str, String) {
         "worker_info" => ("string", keys::worker_info("w1")),
         "catalog_workers" => ("zset", keys::CATALOG_WORKERS.to_owned()),
         "catalog_doc" => ("string", keys::catalog_worker("w1")),
+        "schedule" => ("hash", q.schedule("s1")),
+        "schedules_due" => ("zset", q.schedules_due()),
+        "schedule_index" => ("hash", keys::SCHEDULES.to_owned()),
         "cache" => ("string", keys::cache("weather", "d1")),
         "cache_lock" => ("string", keys::cache_lock("weather", "d1")),
         "rate_limit" => ("zset", keys::rate_limit("weather")),

@@ -92,7 +92,13 @@ async fn redis_s(con: &mut Con) -> i64 {
 }
 
 /// Waits until `name` has a tick enqueued after `after`; returns the ticks.
-async fn wait_tick_after(con: &mut Con, q: &str, name: &str, after: i64, within: Duration) -> Vec<i64> {
+async fn wait_tick_after(
+    con: &mut Con,
+    q: &str,
+    name: &str,
+    after: i64,
+    within: Duration,
+) -> Vec<i64> {
     let start = Instant::now();
     loop {
         let ticks = ticks_of(&pending_jobs(con, q).await, name);
@@ -113,7 +119,10 @@ fn duplicates(ticks: &[i64]) -> Vec<i64> {
     for t in ticks {
         *seen.entry(*t).or_insert(0) += 1;
     }
-    seen.into_iter().filter(|(_, n)| *n > 1).map(|(t, _)| t).collect()
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(t, _)| t)
+        .collect()
 }
 
 /// Asserts `ticks` are `from..=to` one second apart, each once.
@@ -136,7 +145,20 @@ async fn three_workers_one_killed_every_10s_miss_no_tick_and_repeat_none() {
     let q = queue_name("sched-kill");
     let mut con = raw(&url).await;
     cli_ok(&url, &["queue", "pause", &q]).await;
-    cli_ok(&url, &["schedule", "add", "every-second", "* * * * * *", "echo", "{}", "--queue", &q]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "every-second",
+            "* * * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+        ],
+    )
+    .await;
     let first = show(&url, "every-second").await["next"].as_i64().unwrap();
 
     let mut workers: Vec<WorkerProcess> = (0..3)
@@ -154,7 +176,9 @@ async fn three_workers_one_killed_every_10s_miss_no_tick_and_repeat_none() {
         }
         let victim = kills % workers.len();
         workers[victim].signal(libc::SIGKILL);
-        workers[victim].wait_exit(Duration::from_secs(10)).expect("killed worker exits");
+        workers[victim]
+            .wait_exit(Duration::from_secs(10))
+            .expect("killed worker exits");
         workers[victim] = spawn_worker_process(&url, &q, 2, &[]);
         kills += 1;
     }
@@ -170,7 +194,12 @@ async fn three_workers_one_killed_every_10s_miss_no_tick_and_repeat_none() {
     let dups = duplicates(&ticks);
     let lateness: Vec<u64> = jobs
         .iter()
-        .map(|j| j.job["enqueued_at"].as_u64().unwrap().saturating_sub(j.tick as u64 * 1000))
+        .map(|j| {
+            j.job["enqueued_at"]
+                .as_u64()
+                .unwrap()
+                .saturating_sub(j.tick as u64 * 1000)
+        })
         .collect();
     let late_max = lateness.iter().max().copied().unwrap_or(0);
     let mut sorted = lateness.clone();
@@ -193,7 +222,10 @@ async fn three_workers_one_killed_every_10s_miss_no_tick_and_repeat_none() {
     assert_eq!(ticks.len(), expected);
     // No stall at the end either: the last tick is within a second or two
     // of the pause.
-    assert!(last >= paused_at - 2, "last tick {last}, paused at {paused_at}");
+    assert!(
+        last >= paused_at - 2,
+        "last tick {last}, paused at {paused_at}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -210,26 +242,77 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
     cli_ok(&url, &["queue", "pause", &q]).await;
     let _a = spawn_worker_process(&url, &q, 2, &[]);
     let _b = spawn_worker_process(&url, &q, 2, &[]);
-    cli_ok(&url, &["schedule", "add", "c", "*/2 * * * * *", "echo", r#"{"v":1}"#, "--queue", &q]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "c",
+            "*/2 * * * * *",
+            "echo",
+            r#"{"v":1}"#,
+            "--queue",
+            &q,
+        ],
+    )
+    .await;
     let t0 = redis_s(&mut con).await;
     wait_tick_after(&mut con, &q, "c", t0 + 4, Duration::from_secs(30)).await;
 
     // Change cron and args at once.
-    let out = cli_ok(&url, &["schedule", "add", "c", "* * * * * *", "echo", r#"{"v":2}"#, "--queue", &q]).await;
+    let out = cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "c",
+            "* * * * * *",
+            "echo",
+            r#"{"v":2}"#,
+            "--queue",
+            &q,
+        ],
+    )
+    .await;
     assert!(out.starts_with("updated schedule c"), "{out}");
     let changed_at = redis_s(&mut con).await;
     wait_tick_after(&mut con, &q, "c", changed_at + 4, Duration::from_secs(30)).await;
     let jobs = pending_jobs(&mut con, &q).await;
-    let v1: Vec<i64> = jobs.iter().filter(|j| j.job["args"]["v"] == 1).map(|j| j.tick).collect();
-    let v2: Vec<i64> = jobs.iter().filter(|j| j.job["args"]["v"] == 2).map(|j| j.tick).collect();
+    let v1: Vec<i64> = jobs
+        .iter()
+        .filter(|j| j.job["args"]["v"] == 1)
+        .map(|j| j.tick)
+        .collect();
+    let v2: Vec<i64> = jobs
+        .iter()
+        .filter(|j| j.job["args"]["v"] == 2)
+        .map(|j| j.tick)
+        .collect();
     println!("changed at {changed_at}: old ticks {v1:?}, new ticks {v2:?}");
     assert!(duplicates(&ticks_of(&jobs, "c")).is_empty());
-    assert!(v1.iter().all(|t| t % 2 == 0), "old definition: even seconds");
-    assert!(v1.iter().all(|t| *t <= changed_at + 1), "the old definition stopped");
+    assert!(
+        v1.iter().all(|t| t % 2 == 0),
+        "old definition: even seconds"
+    );
+    assert!(
+        v1.iter().all(|t| *t <= changed_at + 1),
+        "the old definition stopped"
+    );
     let first_new = v2[0];
-    assert!(first_new > *v1.last().unwrap(), "new ticks come after the old");
-    assert!(first_new <= changed_at + 2, "no stall: first new tick {first_new}, changed at {changed_at}");
-    assert_every_second(&v2, first_new, *v2.last().unwrap(), "new definition: every second");
+    assert!(
+        first_new > *v1.last().unwrap(),
+        "new ticks come after the old"
+    );
+    assert!(
+        first_new <= changed_at + 2,
+        "no stall: first new tick {first_new}, changed at {changed_at}"
+    );
+    assert_every_second(
+        &v2,
+        first_new,
+        *v2.last().unwrap(),
+        "new definition: every second",
+    );
 
     // Pause: nothing more is enqueued.
     cli_ok(&url, &["schedule", "pause", "c"]).await;
@@ -251,8 +334,13 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
     let resumed_at = redis_s(&mut con).await;
     let ticks = wait_tick_after(&mut con, &q, "c", resumed_at + 1, Duration::from_secs(30)).await;
     let after: Vec<i64> = ticks[before..].to_vec();
-    println!("paused at {paused_at} (last tick {last_paused}), resumed at {resumed_at}: then {after:?}");
-    assert!(after[0] > resumed_at - 1 && after[0] <= resumed_at + 2, "{after:?}");
+    println!(
+        "paused at {paused_at} (last tick {last_paused}), resumed at {resumed_at}: then {after:?}"
+    );
+    assert!(
+        after[0] > resumed_at - 1 && after[0] <= resumed_at + 2,
+        "{after:?}"
+    );
     assert!(ticks.iter().all(|t| *t <= last_paused || *t >= resumed_at));
     assert!(duplicates(&ticks).is_empty());
 
@@ -262,12 +350,31 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
     let (code, _, err) = cli(&url, &["schedule", "show", "c"]).await;
     assert_eq!(code, 2, "{err}");
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(ticks_of(&pending_jobs(&mut con, &q).await, "c").len(), removed_count);
+    assert_eq!(
+        ticks_of(&pending_jobs(&mut con, &q).await, "c").len(),
+        removed_count
+    );
     assert!(!exists(&mut con, &QueueKeys::new(&q).schedule("c")).await);
-    assert_eq!(zcard(&mut con, &QueueKeys::new(&q).schedules_due()).await, 0);
+    assert_eq!(
+        zcard(&mut con, &QueueKeys::new(&q).schedules_due()).await,
+        0
+    );
 
     // The jobs run once the queue is resumed; `list` reports the outcome.
-    cli_ok(&url, &["schedule", "add", "done", "* * * * * *", "echo", "{}", "--queue", &q]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "done",
+            "* * * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+        ],
+    )
+    .await;
     cli_ok(&url, &["queue", "resume", &q]).await;
     let start = Instant::now();
     let last_id = loop {
@@ -277,7 +384,10 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
         if done["last_outcome"] == "succeeded" {
             break done["last_id"].as_str().unwrap().to_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "last job never succeeded: {done}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "last job never succeeded: {done}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(last_id.starts_with("schedule:done:"), "{last_id}");
@@ -299,8 +409,24 @@ async fn missed_ticks_are_skipped_or_run_once_after_downtime() {
     let mut con = raw(&url).await;
     cli_ok(&url, &["queue", "pause", &q]).await;
     for (name, policy) in [("skipper", "skip"), ("once", "run_once")] {
-        cli_ok(&url, &["schedule", "add", name, "* * * * * *", "echo", "{}", "--queue", &q,
-            "--misfire", policy, "--misfire-grace", "2"]).await;
+        cli_ok(
+            &url,
+            &[
+                "schedule",
+                "add",
+                name,
+                "* * * * * *",
+                "echo",
+                "{}",
+                "--queue",
+                &q,
+                "--misfire",
+                policy,
+                "--misfire-grace",
+                "2",
+            ],
+        )
+        .await;
     }
     let mut w = spawn_worker_process(&url, &q, 2, &[]);
     let t0 = redis_s(&mut con).await;
@@ -323,9 +449,14 @@ async fn missed_ticks_are_skipped_or_run_once_after_downtime() {
         let last_before = *ticks.iter().filter(|t| **t <= down_at).max().unwrap();
         let after: Vec<i64> = ticks.iter().copied().filter(|t| *t > last_before).collect();
         let missed = after[0] - last_before - 1;
-        println!("{name}: last tick before the kill {last_before}, down {down_at}..{up_at}, \
-                  then {after:?}: {missed} ticks passed unenqueued");
-        assert!(missed as u64 >= DOWN.as_secs() - 1, "{name}: only {missed} missed");
+        println!(
+            "{name}: last tick before the kill {last_before}, down {down_at}..{up_at}, \
+                  then {after:?}: {missed} ticks passed unenqueued"
+        );
+        assert!(
+            missed as u64 >= DOWN.as_secs() - 1,
+            "{name}: only {missed} missed"
+        );
         // After the restart: every second again, from the first tick on.
         assert_every_second(&after, after[0], *after.last().unwrap(), name);
     }
@@ -339,13 +470,19 @@ async fn missed_ticks_are_skipped_or_run_once_after_downtime() {
     // than the restart.
     let skipper = ticks_of(&jobs, "skipper");
     assert!(marked("skipper").is_empty());
-    assert!(!skipper.iter().any(|t| *t > down_at + 1 && *t <= up_at), "{skipper:?}");
+    assert!(
+        !skipper.iter().any(|t| *t > down_at + 1 && *t <= up_at),
+        "{skipper:?}"
+    );
     // run_once: exactly one job, for the latest tick passed at the restart.
     let once = marked("once");
     assert_eq!(once.len(), 1, "run_once enqueued {once:?}");
     assert!(once[0] >= up_at, "{once:?}");
     let once_ticks = ticks_of(&jobs, "once");
-    assert!(!once_ticks.iter().any(|t| *t > down_at + 1 && *t < once[0]), "{once_ticks:?}");
+    assert!(
+        !once_ticks.iter().any(|t| *t > down_at + 1 && *t < once[0]),
+        "{once_ticks:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -358,11 +495,30 @@ async fn bad_definitions_are_refused_with_exit_2_and_nothing_stored() {
     let url = server.url();
     let mut con = raw(&url).await;
     let cases: [(&[&str], &str); 6] = [
-        (&["bad-cron", "61 * * * * *", "echo", "{}"], "invalid cron expression"),
-        (&["bad-cron", "every day", "echo", "{}"], "invalid cron expression"),
+        (
+            &["bad-cron", "61 * * * * *", "echo", "{}"],
+            "invalid cron expression",
+        ),
+        (
+            &["bad-cron", "every day", "echo", "{}"],
+            "invalid cron expression",
+        ),
         (&["bad-cron", "0 0 30 2 *", "echo", "{}"], "matches no time"),
-        (&["bad-tz", "* * * * *", "echo", "{}", "--tz", "Europe/Atlantis"], "unknown time zone"),
-        (&["bad-json", "* * * * *", "echo", "{\"a\":"], "ARGS_JSON is not valid JSON"),
+        (
+            &[
+                "bad-tz",
+                "* * * * *",
+                "echo",
+                "{}",
+                "--tz",
+                "Europe/Atlantis",
+            ],
+            "unknown time zone",
+        ),
+        (
+            &["bad-json", "* * * * *", "echo", "{\"a\":"],
+            "ARGS_JSON is not valid JSON",
+        ),
         (&["bad:name", "* * * * *", "echo", "{}"], "the name must be"),
     ];
     for (args, message) in cases {
@@ -375,9 +531,26 @@ async fn bad_definitions_are_refused_with_exit_2_and_nothing_stored() {
     let (code, _, err) = cli(&url, &["schedule", "add", "x", "* * * * *", "echo", "[]"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("args must be a JSON object"), "{err}");
-    let (code, _, err) = cli(&url, &["schedule", "add", "x", "* * * * *", "echo", "{}", "--misfire", "later"]).await;
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "x",
+            "* * * * *",
+            "echo",
+            "{}",
+            "--misfire",
+            "later",
+        ],
+    )
+    .await;
     assert_eq!(code, 2, "{err}");
-    let stored: Vec<String> = redis::cmd("KEYS").arg("*schedule*").query_async(&mut con).await.unwrap();
+    let stored: Vec<String> = redis::cmd("KEYS")
+        .arg("*schedule*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert!(stored.is_empty(), "stored: {stored:?}");
     assert!(!exists(&mut con, keys::SCHEDULES).await);
     // A bad [[schedules]] entry stops start-up, naming the key.
@@ -386,7 +559,10 @@ async fn bad_definitions_are_refused_with_exit_2_and_nothing_stored() {
     std::fs::write(&file, "[[schedules]]\nname = \"n\"\ncron = \"* * * * *\"\ntool = \"echo\"\ntz = \"Nowhere/Land\"\n").unwrap();
     let (code, _, err) = cli(&url, &["--config", file.to_str().unwrap(), "config"]).await;
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`schedules`") && err.contains("unknown time zone"), "{err}");
+    assert!(
+        err.contains("`schedules`") && err.contains("unknown time zone"),
+        "{err}"
+    );
 }
 
 /// Schedules in the configuration are written at worker start; one changed
@@ -428,15 +604,32 @@ async fn configured_schedules_are_written_at_worker_start_and_win() {
 
     // Changed and paused at run time, then a worker starts: the configured
     // definition is back, still paused.
-    cli_ok(&url, &["schedule", "add", "from-config", "* * * * * *", "echo", "{}", "--queue", &q]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "from-config",
+            "* * * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+        ],
+    )
+    .await;
     cli_ok(&url, &["schedule", "pause", "from-config"]).await;
     assert_eq!(show(&url, "from-config").await["source"], "cli");
     drop(w);
     let _w = spawn_with_config(&url, &q, &config);
-    eventually(Duration::from_secs(30), "the configuration restored", || {
-        let url = url.clone();
-        async move { show(&url, "from-config").await["source"] == "config" }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the configuration restored",
+        || {
+            let url = url.clone();
+            async move { show(&url, "from-config").await["source"] == "config" }
+        },
+    )
     .await;
     let v = show(&url, "from-config").await;
     assert_eq!(v["definition"]["cron"], "*/2 * * * * *");
@@ -446,7 +639,15 @@ async fn configured_schedules_are_written_at_worker_start_and_win() {
 /// A worker reading `config`; killed when dropped.
 fn spawn_with_config(url: &str, q: &str, config: &str) -> WorkerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_toolq"))
-        .args(["--config", config, "worker", "--queue", q, "--http-addr", "off"])
+        .args([
+            "--config",
+            config,
+            "worker",
+            "--queue",
+            q,
+            "--http-addr",
+            "off",
+        ])
         .env("TOOLQ_REDIS_URL", url)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -511,7 +712,16 @@ impl FakeTimeRedis {
         let port = toolq::redis_server::free_port().unwrap();
         let dir = tempfile::tempdir().unwrap().keep();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&dir)
             .env("LD_PRELOAD", format!("{}:{}", malloc_shim(), libfaketime()))
@@ -537,7 +747,9 @@ impl Drop for FakeTimeRedis {
 }
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp()
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .unwrap()
+        .timestamp()
 }
 
 async fn connect_when_up(url: &str) -> Con {
@@ -545,12 +757,19 @@ async fn connect_when_up(url: &str) -> Con {
     loop {
         if let Ok(client) = redis::Client::open(url) {
             if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+                {
                     return c;
                 }
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "redis-server under faketime did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server under faketime did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -565,10 +784,28 @@ async fn spring_forward_on_redis_time() {
     let url = server.url.clone();
     let mut con = connect_when_up(&url).await;
     let now = redis_s(&mut con).await;
-    assert!((now - utc(2027, 3, 28, 0, 59, 55)).abs() < 60, "Redis's clock is not faked: {now}");
+    assert!(
+        (now - utc(2027, 3, 28, 0, 59, 55)).abs() < 60,
+        "Redis's clock is not faked: {now}"
+    );
     let q = queue_name("sched-dst");
     cli_ok(&url, &["queue", "pause", &q]).await;
-    cli_ok(&url, &["schedule", "add", "gap", "0 30 2 * * *", "echo", "{}", "--queue", &q, "--tz", "Europe/Berlin"]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "gap",
+            "0 30 2 * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+            "--tz",
+            "Europe/Berlin",
+        ],
+    )
+    .await;
     let gap_tick = utc(2027, 3, 28, 1, 0, 0);
     assert_eq!(show(&url, "gap").await["next"], gap_tick);
     let _w = spawn_worker_process(&url, &q, 2, &[]);
@@ -589,16 +826,59 @@ async fn fall_back_on_redis_time() {
     let url = server.url.clone();
     let mut con = connect_when_up(&url).await;
     let now = redis_s(&mut con).await;
-    assert!((now - utc(2027, 10, 31, 0, 59, 55)).abs() < 60, "Redis's clock is not faked: {now}");
+    assert!(
+        (now - utc(2027, 10, 31, 0, 59, 55)).abs() < 60,
+        "Redis's clock is not faked: {now}"
+    );
     let q = queue_name("sched-dst");
     cli_ok(&url, &["queue", "pause", &q]).await;
-    cli_ok(&url, &["schedule", "add", "half-hourly", "0 */30 * * * *", "echo", "{}", "--queue", &q, "--tz", "Europe/Berlin"]).await;
-    cli_ok(&url, &["schedule", "add", "daily-two", "0 0 2 * * *", "echo", "{}", "--queue", &q, "--tz", "Europe/Berlin"]).await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "half-hourly",
+            "0 */30 * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+            "--tz",
+            "Europe/Berlin",
+        ],
+    )
+    .await;
+    cli_ok(
+        &url,
+        &[
+            "schedule",
+            "add",
+            "daily-two",
+            "0 0 2 * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &q,
+            "--tz",
+            "Europe/Berlin",
+        ],
+    )
+    .await;
     let repeated = utc(2027, 10, 31, 1, 0, 0);
     assert_eq!(show(&url, "half-hourly").await["next"], repeated);
-    assert_eq!(show(&url, "daily-two").await["next"], utc(2027, 11, 1, 1, 0, 0));
+    assert_eq!(
+        show(&url, "daily-two").await["next"],
+        utc(2027, 11, 1, 1, 0, 0)
+    );
     let _w = spawn_worker_process(&url, &q, 2, &[]);
-    wait_tick_after(&mut con, &q, "half-hourly", repeated - 1, Duration::from_secs(30)).await;
+    wait_tick_after(
+        &mut con,
+        &q,
+        "half-hourly",
+        repeated - 1,
+        Duration::from_secs(30),
+    )
+    .await;
     let jobs = pending_jobs(&mut con, &q).await;
     assert_eq!(ticks_of(&jobs, "half-hourly"), vec![repeated]);
     assert!(ticks_of(&jobs, "daily-two").is_empty());
