@@ -15,6 +15,8 @@
 //! - `control`: operator control: the queue registry, pause, finding,
 //!   cancelling and listing jobs, deleting a queue.
 //! - `cache`: the tool result cache, its fill lock, and per-tool rate limits.
+//! - `fleet`: turns at fleet-wide chores and the queue gauges one worker
+//!   reads for all, so each worker's background cost is the same in any fleet.
 //! - `callback`: arming and sealing a batch's callback job.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //! - `progress`: running jobs' progress reports, fenced by the active hash.
