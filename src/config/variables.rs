@@ -29,8 +29,8 @@ const WEATHER_KEY_FILE: &str = "OPENWEATHER_API_KEY_FILE";
 pub(super) const ENV_LABEL: &str = "environment variable ";
 
 /// `TOOLQ_` names that are not configuration keys: loading's own, then
-/// those of the test suite, the fault tests, the MCP fixtures and the ops
-/// checks.
+/// those of the test suite, the fault tests, the MCP fixtures, the ops
+/// checks and the soak script.
 pub const OTHER_VARIABLES: &[&str] = &[
     PROFILE,
     REDIS_URL_FILE,
@@ -41,6 +41,7 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "TOOLQ_PROMETHEUS",
     "TOOLQ_OPS_VENV",
     "TOOLQ_OPS_NPM",
+    "TOOLQ_SOAK_BIN",
 ];
 
 /// Prefixes of `TOOLQ_` names left to tests and benchmarks.
