@@ -1,6 +1,6 @@
 //! The drain and enqueue measurements: N echo jobs enqueued through the
-//! producer API (timed), then drained by one real `toolq worker` process
-//! (timed), with the worker's peak RSS and the CPU split.
+//! producer API (timed), then drained by real `toolq worker` processes
+//! (timed), with the workers' peak RSS and the CPU split.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -25,41 +25,89 @@ pub struct DrainRun {
     pub bytes_per_result: f64,
 }
 
+/// What a drain run puts on the queue and how many workers take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub jobs: usize,
+    pub concurrency: usize,
+    /// Worker processes draining the queue together.
+    pub workers: usize,
+    /// The jobs' `result_ttl_s`: `None` for the default (1 h), `Some(0)` for
+    /// fire and forget (no result stored).
+    pub result_ttl_s: Option<u64>,
+}
+
 pub async fn run(
     exe: &Path,
     producer: &Producer,
     url: &str,
     redis_pid: Option<u32>,
-    n: usize,
-    concurrency: usize,
+    shape: Shape,
 ) -> Result<DrainRun, BenchError> {
+    let n = shape.jobs;
     let queue = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let keys = QueueKeys::new(&queue);
     let jobs: Vec<Job> = (0..n)
-        .map(|i| Job::new("echo", json!({ "i": i })))
+        .map(|i| {
+            let mut job = Job::new("echo", json!({ "i": i }));
+            job.result_ttl_s = shape.result_ttl_s;
+            job
+        })
         .collect();
+    // Enqueued on a queue of their own, handed over whole (RENAME) once every
+    // worker has registered: the clock then starts with all of them ready,
+    // and none starts early on the others.
+    let staged = QueueKeys::new(&format!("{queue}-staged"));
     let mem_before = used_memory(producer).await?;
     let start = Instant::now();
     producer
-        .enqueue_batch(&queue, &jobs, &crate::producer::BatchOptions::default())
+        .enqueue_batch(
+            &staged.name,
+            &jobs,
+            &crate::producer::BatchOptions::default(),
+        )
         .await?;
     let enqueue_per_s = n as f64 / start.elapsed().as_secs_f64();
-    let mem_queued = used_memory(producer).await?;
 
-    // The clock starts once the worker registered: process start-up is not
-    // what this measures.
-    let mut worker = start_worker(exe, producer, url, &keys, concurrency).await?;
-    let pid = worker.id();
-    let t0 = Instant::now();
-    let (w0, r0) = (cpu_seconds(pid), redis_pid.and_then(cpu_seconds));
-    wait_for(Duration::from_secs(600), || async {
-        processed(producer, &keys).await >= n as u64
+    let mut workers = Vec::with_capacity(shape.workers);
+    for _ in 0..shape.workers.max(1) {
+        workers.push(spawn_worker(exe, url, &keys.name, shape.concurrency)?);
+    }
+    let registered = wait_for(Duration::from_secs(10), || async {
+        producer
+            .broker()
+            .query::<usize>("bench", redis::cmd("ZCARD").arg(&keys.workers))
+            .await
+            .unwrap_or(0)
+            >= workers.len()
     })
-    .await?;
+    .await;
+    let pids: Vec<u32> = workers.iter().map(Child::id).collect();
+    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<Option<f64>>();
+    let t0 = Instant::now();
+    let (w0, r0) = (cpu(), redis_pid.and_then(cpu_seconds));
+    let drained = async {
+        registered?;
+        producer
+            .broker()
+            .query::<()>(
+                "bench",
+                redis::cmd("RENAME").arg(&staged.pending).arg(&keys.pending),
+            )
+            .await?;
+        wait_for(Duration::from_secs(600), || async {
+            processed(producer, &keys).await >= n as u64
+        })
+        .await
+    }
+    .await;
     let elapsed = t0.elapsed().as_secs_f64();
-    let (w1, r1) = (cpu_seconds(pid), redis_pid.and_then(cpu_seconds));
-    let rss = peak_rss(pid).unwrap_or(0);
-    stop(&mut worker);
+    let (w1, r1) = (cpu(), redis_pid.and_then(cpu_seconds));
+    let rss = pids.iter().filter_map(|&p| peak_rss(p)).max().unwrap_or(0);
+    for worker in &mut workers {
+        stop(worker);
+    }
+    drained?;
     let mem_after = used_memory(producer).await?;
     let share = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => (b - a) / elapsed,
@@ -67,7 +115,6 @@ pub async fn run(
     };
     // Results replace the queued payloads: count what the drain added on top
     // of the memory before enqueueing.
-    let _ = mem_queued;
     Ok(DrainRun {
         enqueue_per_s,
         drain_per_s: n as f64 / elapsed,
@@ -113,7 +160,9 @@ fn spawn_worker(
             "--concurrency",
             &concurrency.to_string(),
         ])
-        .args(["--http-addr", "off"])
+        // The side port on, as workers run in production (its server and
+        // the metrics it serves count in the RSS), on a port of its own.
+        .args(["--http-addr", "127.0.0.1:0"])
         // Through the environment, not argv: `ps` shows a command line.
         .env("TOOLQ_REDIS_URL", url)
         .stdin(Stdio::null())

@@ -74,64 +74,57 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
     }
     header(&producer, &opts).await?;
 
-    let mut runs = Vec::new();
-    for i in 0..opts.runs {
-        if server.is_some() {
-            producer
-                .broker()
-                .query::<()>("bench", &redis::cmd("FLUSHALL"))
-                .await?;
-        }
-        let r = drain::run(
-            &exe,
-            &producer,
-            &url,
-            redis_pid,
-            opts.jobs,
-            opts.concurrency,
-        )
-        .await?;
-        eprintln!(
-            "  run {}: drain {:.0} jobs/s, enqueue {:.0} jobs/s",
-            i + 1,
-            r.drain_per_s,
-            r.enqueue_per_s
-        );
-        runs.push(r);
-    }
-    if server.is_some() {
-        producer
-            .broker()
-            .query::<()>("bench", &redis::cmd("FLUSHALL"))
-            .await?;
-    }
+    let base = drain::Shape {
+        jobs: opts.jobs,
+        concurrency: opts.concurrency,
+        workers: 1,
+        result_ttl_s: None,
+    };
+    let runs = drain_runs(&exe, &producer, &url, redis_pid, base, opts.runs, &server).await?;
     let drain = median(runs.iter().map(|r| r.drain_per_s));
     let enqueue = median(runs.iter().map(|r| r.enqueue_per_s));
-    let list = |f: fn(&drain::DrainRun) -> f64| {
-        runs.iter()
-            .map(|r| format!("{:.0}", f(r)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!(
         "drain    {:>10.0} jobs/s   runs: {}",
         drain,
-        list(|r| r.drain_per_s)
+        list(&runs, |r| r.drain_per_s)
     );
-    println!(
-        "         peak RSS {:.1} MB (max of runs); CPU worker {:.2} cores, redis-server {:.2} cores (medians)",
-        runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / 1e6,
-        median(runs.iter().map(|r| r.worker_cores)),
-        median(runs.iter().map(|r| r.redis_cores)),
-    );
+    print_split(&runs, drain);
     println!(
         "         memory per stored result: {:.0} bytes (used_memory growth / jobs, 1 h TTL)",
         median(runs.iter().map(|r| r.bytes_per_result))
     );
+    // The same drain without results, then spread over several workers.
+    let mut rows = vec![("drain".to_owned(), drain)];
+    let variants = [
+        (
+            "fire and forget (result_ttl_s = 0)".to_owned(),
+            drain::Shape {
+                result_ttl_s: Some(0),
+                ..base
+            },
+        ),
+        (
+            format!("{FLEET} workers together"),
+            drain::Shape {
+                workers: FLEET,
+                ..base
+            },
+        ),
+    ];
+    for (label, shape) in variants {
+        let runs = drain_runs(&exe, &producer, &url, redis_pid, shape, opts.runs, &server).await?;
+        let rate = median(runs.iter().map(|r| r.drain_per_s));
+        println!(
+            "         {label}: {rate:.0} jobs/s   runs: {}",
+            list(&runs, |r| r.drain_per_s)
+        );
+        print_split(&runs, rate);
+        rows.push((label, rate));
+    }
     println!(
         "enqueue  {:>10.0} jobs/s   runs: {}",
         enqueue,
-        list(|r| r.enqueue_per_s)
+        list(&runs, |r| r.enqueue_per_s)
     );
 
     if opts.latency {
@@ -174,6 +167,15 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
                 drain / c.ops_per_s
             );
         }
+        if let Some(set) = ceilings.last() {
+            for (label, rate) in &rows[1..] {
+                println!(
+                    "         {label} = {:.2}x of {}",
+                    rate / set.ops_per_s,
+                    set.label
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -200,6 +202,69 @@ async fn header(producer: &Producer, opts: &BenchOptions) -> Result<(), BenchErr
         opts.jobs, opts.concurrency, opts.runs
     );
     Ok(())
+}
+
+/// Worker processes of the bench's several-workers row.
+const FLEET: usize = 4;
+
+/// `runs` drains of `shape`, each on a flushed server when it is ours.
+async fn drain_runs(
+    exe: &std::path::Path,
+    producer: &Producer,
+    url: &str,
+    redis_pid: Option<u32>,
+    shape: drain::Shape,
+    runs: usize,
+    server: &Option<RedisServer>,
+) -> Result<Vec<drain::DrainRun>, BenchError> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs {
+        if server.is_some() {
+            producer
+                .broker()
+                .query::<()>("bench", &redis::cmd("FLUSHALL"))
+                .await?;
+        }
+        let r = drain::run(exe, producer, url, redis_pid, shape).await?;
+        eprintln!(
+            "  run {} ({} worker(s), result_ttl_s {:?}): drain {:.0} jobs/s, enqueue {:.0} jobs/s",
+            i + 1,
+            shape.workers,
+            shape.result_ttl_s,
+            r.drain_per_s,
+            r.enqueue_per_s
+        );
+        out.push(r);
+    }
+    if server.is_some() {
+        producer
+            .broker()
+            .query::<()>("bench", &redis::cmd("FLUSHALL"))
+            .await?;
+    }
+    Ok(out)
+}
+
+fn list(runs: &[drain::DrainRun], f: fn(&drain::DrainRun) -> f64) -> String {
+    runs.iter()
+        .map(|r| format!("{:.0}", f(r)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Peak RSS and where the CPU went: cores, and µs of each side per job
+/// (steadier than jobs/s on a shared machine).
+fn print_split(runs: &[drain::DrainRun], rate: f64) {
+    let worker = median(runs.iter().map(|r| r.worker_cores));
+    let redis = median(runs.iter().map(|r| r.redis_cores));
+    println!(
+        "         peak RSS {:.1} MB (max of runs); CPU worker {:.2} cores = {:.1} µs/job, redis-server {:.2} cores = {:.1} µs/job (medians)",
+        runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / 1e6,
+        worker,
+        worker / rate * 1e6,
+        redis,
+        redis / rate * 1e6,
+    );
 }
 
 fn unreachable_url() -> String {
