@@ -10,6 +10,9 @@
 # registered, renames the staged list into pending, and dumps the counters
 # when the stats hash counts every job as succeeded. Compare builds by
 # running each several times and taking medians.
+# The worker logs at RUST_LOG (default warn) in TOOLQ_LOG_FORMAT (default
+# json); `RUST_LOG=info TOOLQ_LOG_FORMAT=pretty` counts what a worker at its
+# defaults spends, each job's tracing span included.
 set -euo pipefail
 command -v valgrind >/dev/null || { echo 'needs valgrind (apt-get install -y valgrind)' >&2; exit 2; }
 BIN=$(realpath "${1:-target/release/toolq}"); N=${2:-20000}
@@ -28,7 +31,7 @@ for i in range(n):
     k='toolq:{default}:staging'
     sys.stdout.write('*3\r\n$5\r\nLPUSH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n' % (len(k),k,len(p),p))
 PY
-export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 TOOLQ_LOG_FORMAT=json RUST_LOG=warn
+export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 TOOLQ_LOG_FORMAT=${TOOLQ_LOG_FORMAT:-json} RUST_LOG=${RUST_LOG:-warn}
 cd $D; valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN worker > $D/w.log 2>&1 &
 VP=$!
 for i in $(seq 1 120); do $R exists 'toolq:{default}:workers' | grep -q 1 && break; sleep 1; done

@@ -66,7 +66,9 @@ impl ResultRef<'_> {
     /// The JSON text; a result that cannot be serialised (it always can:
     /// every field is plain data) still yields a valid document.
     pub fn to_json(&self) -> String {
-        let mut out = Vec::with_capacity(256);
+        // A small output's result is about 300 bytes: room for it at once,
+        // not a regrowth (copy) per job.
+        let mut out = Vec::with_capacity(384);
         match serde_json::to_writer(&mut out, self) {
             Ok(()) => String::from_utf8(out).unwrap_or_default(),
             Err(e) => format!(
