@@ -31,7 +31,7 @@ async fn an_mcp_client_lists_and_calls_tools_as_jobs_within_its_rights() {
     let gw = start_gateway(&redis.url(), &[], &[]).await;
     let _worker = start_worker_for(&gw, &redis.url()).await;
     let token = token(
-        &json!({"tools": ["calculator", "fail", "sleep"], "queues": ["default"], "results": true}),
+        &json!({"tools": ["calculator", "fail", "progress", "sleep"], "queues": ["default"], "results": true}),
     );
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -48,7 +48,7 @@ async fn an_mcp_client_lists_and_calls_tools_as_jobs_within_its_rights() {
 
     assert_eq!(
         seen["tools"],
-        json!(["calculator", "fail", "sleep"]),
+        json!(["calculator", "fail", "progress", "sleep"]),
         "only the granted tools"
     );
     assert_eq!(
@@ -78,15 +78,37 @@ async fn an_mcp_client_lists_and_calls_tools_as_jobs_within_its_rights() {
         "{seen}"
     );
 
-    // The calls were jobs: the worker settled the calculator's and the
-    // failing one's (the refused ones never reached the queue).
+    // The tool's reports reached the client as progress notifications while
+    // it waited: several, rising, out of 1, with the tool's message.
+    assert_eq!(seen["progress"]["is_error"], false, "{seen}");
+    assert_eq!(seen["progress"]["structured"]["steps"], 4, "{seen}");
+    let reports = seen["progress"]["reports"].as_array().unwrap();
+    assert!(reports.len() >= 2, "progress heard: {reports:?}");
+    let fractions: Vec<f64> = reports
+        .iter()
+        .map(|r| r["progress"].as_f64().unwrap())
+        .collect();
+    assert!(
+        fractions.windows(2).all(|w| w[0] < w[1])
+            && fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
+        "fractions rise within (0, 1]: {fractions:?}"
+    );
+    assert!(reports.iter().all(|r| r["total"] == 1.0), "{reports:?}");
+    assert!(
+        reports[0]["message"].as_str().unwrap().contains(" of 4"),
+        "{reports:?}"
+    );
+
+    // The calls were jobs: the worker settled the calculator's, the
+    // failing one's and the progress one's (the refused ones never reached
+    // the queue).
     let mut con = raw(&redis.url()).await;
     let stats: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
         .arg("toolq:{default}:stats")
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(stats.get("succeeded"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("succeeded"), Some(&2), "{stats:?}");
     assert_eq!(stats.get("dead"), Some(&1), "{stats:?}");
 
     // Without a token, /mcp is closed like the rest of the API.

@@ -2,15 +2,19 @@
 //! is the catalog the token may use, `tools/call` is a durable job whose
 //! result comes back as the call's result. A client that cancels the call
 //! cancels its job: pending, it never runs; running, its worker stops it.
+//! A client that asks for progress (a `progressToken`) hears the tool's
+//! reports as `notifications/progress` while it waits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use super::api::ApiError;
@@ -108,17 +112,31 @@ impl ServerHandler for McpEndpoint {
         if let Err(e) = gw.check(&tool, &args).await {
             return refused(e);
         }
+        // The id is chosen here so progress can be read while the job runs.
+        let id = uuid::Uuid::now_v7().to_string();
         let call = Call {
             tool,
             args,
-            queue,
+            queue: queue.clone(),
             timeout_ms: None,
             max_attempts: None,
-            id: None,
+            id: Some(id.clone()),
             meta: None,
         };
         let wait = gw.wait_for(&who, Some(gw.serve.max_wait_ms));
-        let reply = match gw.submit(call, wait, context.ct.cancelled()).await {
+        let submitted = gw.submit(call, wait, context.ct.cancelled());
+        let reply = match context.meta.get_progress_token() {
+            None => submitted.await,
+            Some(token) => {
+                tokio::pin!(submitted);
+                tokio::select! {
+                    r = &mut submitted => r,
+                    // Forwarding ends only when the client is gone.
+                    () = forward_progress(gw, &queue, &id, token, &context.peer) => submitted.await,
+                }
+            }
+        };
+        let reply = match reply {
             Ok(r) => r,
             Err(e) => return refused(e),
         };
@@ -135,6 +153,48 @@ impl ServerHandler for McpEndpoint {
             ))]),
         }
         .into())
+    }
+}
+
+/// How often a waiting call reads its job's progress. The worker stores at
+/// most one report per job every 250 ms, so reading faster sees nothing new.
+const PROGRESS_POLL: Duration = Duration::from_millis(250);
+
+/// Sends the job's progress reports to the client until dropped (when the
+/// call's wait ends) or the client cannot be reached. Progress is read from Redis, not signalled: only calls
+/// that asked for it pay, a read each 250 ms. A report that goes backwards
+/// (a retry starting over) is not sent, since MCP progress only increases.
+async fn forward_progress(
+    gw: &Gateway,
+    queue: &str,
+    id: &str,
+    token: ProgressToken,
+    peer: &Peer<RoleServer>,
+) {
+    let mut sent: Option<(f64, String)> = None;
+    let mut tick = tokio::time::interval(PROGRESS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(Some(p)) = gw.producer.progress(queue, id).await else {
+            continue;
+        };
+        let new = match &sent {
+            None => true,
+            Some((fraction, message)) => {
+                p.fraction > *fraction || (p.fraction == *fraction && p.message != *message)
+            }
+        };
+        if !new {
+            continue;
+        }
+        let note = ProgressNotificationParam::new(token.clone(), p.fraction)
+            .with_total(1.0)
+            .with_message(p.message.clone());
+        if peer.notify_progress(note).await.is_err() {
+            return;
+        }
+        sent = Some((p.fraction, p.message));
     }
 }
 
