@@ -10,9 +10,11 @@
 # registered, renames the staged list into pending, and dumps the counters
 # when the stats hash counts every job as succeeded. Compare builds by
 # running each several times and taking medians.
-# The worker logs at RUST_LOG (default warn) in TOOLQ_LOG_FORMAT (default
-# json); `RUST_LOG=info TOOLQ_LOG_FORMAT=pretty` counts what a worker at its
-# defaults spends, each job's tracing span included.
+# The worker logs at RUST_LOG (default info) in TOOLQ_LOG_FORMAT (default
+# pretty): a worker's own defaults, so the count includes each job's tracing
+# span, which every worker at its defaults pays. `RUST_LOG=warn
+# TOOLQ_LOG_FORMAT=json` counts the job path without the span's formatting
+# (the figures before 2026-12-03 were taken that way).
 set -euo pipefail
 command -v valgrind >/dev/null || { echo 'needs valgrind (apt-get install -y valgrind)' >&2; exit 2; }
 BIN=$(realpath "${1:-target/release/toolq}"); N=${2:-20000}
@@ -31,7 +33,7 @@ for i in range(n):
     k='toolq:{default}:staging'
     sys.stdout.write('*3\r\n$5\r\nLPUSH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n' % (len(k),k,len(p),p))
 PY
-export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 TOOLQ_LOG_FORMAT=${TOOLQ_LOG_FORMAT:-json} RUST_LOG=${RUST_LOG:-warn}
+export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 TOOLQ_LOG_FORMAT=${TOOLQ_LOG_FORMAT:-pretty} RUST_LOG=${RUST_LOG:-info}
 cd $D; valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN worker > $D/w.log 2>&1 &
 VP=$!
 for i in $(seq 1 120); do $R exists 'toolq:{default}:workers' | grep -q 1 && break; sleep 1; done
@@ -44,4 +46,4 @@ sleep 1
 kill -TERM $VP; wait $VP || true
 f=$(ls -t $D/cg.out* | grep -v "cg.out$" | head -1)
 ir=$(grep -m1 "^summary:\|^totals:" $f | awk '{print $2}')
-echo "jobs=$N instructions=$ir per_job=$((ir / N))"
+echo "jobs=$N instructions=$ir per_job=$((ir / N)) RUST_LOG=$RUST_LOG TOOLQ_LOG_FORMAT=$TOOLQ_LOG_FORMAT"
