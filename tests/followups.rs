@@ -14,7 +14,7 @@ use common::fault_process::*;
 use common::*;
 use serde_json::{json, Value};
 use toolq::job::{FollowUp, Job};
-use toolq::producer::{BatchOptions, Producer};
+use toolq::producer::{BatchOptions, Producer, ValidJob};
 use toolq::queue::QueueKeys;
 
 type Con = redis::aio::MultiplexedConnection;
@@ -193,6 +193,67 @@ fn parents(q: &str, next: &str, n: usize) -> Vec<String> {
             .to_string()
         })
         .collect()
+}
+
+/// A follow-up (or a follow-up's follow-up, or a batch callback) sent to a
+/// queue nobody registered puts that queue in the registry when its parent
+/// is enqueued, by either producer path, so `toolq stats`, the console and
+/// the gateway list it; once a follow-up lands there, its stats count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_ups_queue_is_registered_when_its_parent_is_enqueued() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("fureg");
+    let [next, deep, line, cb] = ["next", "deep", "line", "cb"].map(|s| format!("{q}-{s}"));
+    let producer = Producer::connect(&url, None).unwrap();
+
+    let parent = job("p", "echo", json!({"v": 1})).on_success(
+        FollowUp::new("echo", json!({"got": "$prev.output"}))
+            .queue(&next)
+            .on_failure(FollowUp::new("echo", json!({})).queue(&deep)),
+    );
+    producer
+        .enqueue_batch(&q, &[parent], &BatchOptions::default())
+        .await
+        .unwrap();
+    let mut registered = producer.queues().await.unwrap();
+    registered.sort();
+    let mut want = vec![q.clone(), next.clone(), deep.clone()];
+    want.sort();
+    assert_eq!(registered, want, "the parent's queue and its chain's");
+
+    // The path of `toolq submit` (JSON lines), with a batch callback.
+    let text = json!({"tool": "echo", "args": {},
+                      "on_failure": {"tool": "echo", "args": {}, "queue": line}})
+    .to_string();
+    let lines = vec![ValidJob::parse(text.as_bytes(), Default::default()).unwrap()];
+    let options = BatchOptions {
+        callback: Some(FollowUp::new("echo", json!({})).queue(&cb)),
+        ..BatchOptions::default()
+    };
+    producer
+        .submit(&q, lines, &options, &mut |_| {})
+        .await
+        .unwrap();
+    let registered = producer.queues().await.unwrap();
+    for name in [&line, &cb] {
+        assert!(registered.contains(name), "{name} in {registered:?}");
+    }
+
+    // No worker serves `next`: the follow-up waits there, and is counted.
+    let worker = start_worker(config(&url, &q, 2));
+    let mut con = raw(&url).await;
+    wait_result(&mut con, &q, "p", WAIT).await;
+    let stats = producer.stats(Duration::from_secs(10)).await.unwrap();
+    let at_next = stats
+        .iter()
+        .find(|s| s.queue == next)
+        .expect("stats list it");
+    assert_eq!(
+        at_next.pending, 1,
+        "the follow-up, pending where it was sent"
+    );
+    worker.stop().await;
 }
 
 async fn succeeded(con: &mut Con, q: &str) -> u64 {

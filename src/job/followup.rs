@@ -94,6 +94,18 @@ impl FollowUp {
         out
     }
 
+    /// The queues this template and those it carries name (one without a
+    /// queue goes to its parent's, which is not named here): the producer
+    /// registers them with the parent, since the script that pushes a
+    /// follow-up may touch only its parent's queue's keys.
+    pub fn queues(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.queue.as_deref().into_iter().collect();
+        for next in [&self.on_success, &self.on_failure].into_iter().flatten() {
+            out.extend(next.queues());
+        }
+        out
+    }
+
     /// Reads a template, with what is wrong in words.
     pub fn from_value(v: &Value) -> Result<FollowUp, String> {
         let t: FollowUp = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;

@@ -105,6 +105,15 @@ impl Job {
         self.on_failure = Some(Box::new(next));
         self
     }
+
+    /// The queues its follow-ups (and theirs) name; see [`FollowUp::queues`].
+    pub fn follow_up_queues(&self) -> Vec<&str> {
+        [&self.on_success, &self.on_failure]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.queues())
+            .collect()
+    }
 }
 
 /// Why a payload is not a valid job. Each becomes the `kind` of its dead entry.

@@ -5,6 +5,7 @@
 //! A batch with a callback job is armed before its first job goes in and
 //! sealed with its count after the last (`queue::callback`).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::config::DEFAULT_UNIQUE_TTL_S;
@@ -80,8 +81,10 @@ impl Producer {
         let batch = batch_id(options)?;
         let now = job::now_ms();
         let mut items = Vec::with_capacity(jobs.len());
+        let mut follow_ups = BTreeSet::new();
         for job in jobs {
             super::valid::check(job).map_err(ProducerError::InvalidJob)?;
+            follow_ups.extend(job.follow_up_queues().into_iter().map(str::to_owned));
             let mut job = job.clone();
             let id = job
                 .id
@@ -100,7 +103,7 @@ impl Producer {
                 unique_key: job.unique_key.take(),
             });
         }
-        self.submit_items(queue, items, batch, options, &mut |_| {})
+        self.submit_items(queue, items, follow_ups, batch, options, &mut |_| {})
             .await
     }
 
@@ -115,23 +118,40 @@ impl Producer {
     ) -> Result<Submitted> {
         let batch = batch_id(options)?;
         let now = job::now_ms();
+        let follow_ups = jobs.iter().flat_map(ValidJob::follow_up_queues).collect();
         let items: Vec<EnqueueItem> = jobs
             .into_iter()
             .map(|j| j.into_item(batch.as_deref(), now))
             .collect();
-        self.submit_items(queue, items, batch, options, progress)
+        self.submit_items(queue, items, follow_ups, batch, options, progress)
             .await
     }
 
+    /// Enqueues `items` on `queue`, after registering `follow_ups`, the
+    /// other queues their follow-ups (or the batch callback) go to.
     async fn submit_items(
         &self,
         queue: &str,
         items: Vec<EnqueueItem>,
+        mut follow_ups: BTreeSet<String>,
         batch: Option<String>,
         options: &BatchOptions,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Submitted> {
         let keys = QueueKeys::new(queue);
+        // Registered here, before any job that could send work there goes
+        // in: the scripts that push follow-ups touch only one queue's keys
+        // (one hash tag), and the registry is a key of its own. The queue
+        // itself is registered with its jobs.
+        if let Some(t) = &options.callback {
+            follow_ups.insert(t.queue.clone().unwrap_or_else(|| queue.to_owned()));
+            follow_ups.extend(t.queues().into_iter().map(str::to_owned));
+        }
+        follow_ups.remove(queue);
+        if !follow_ups.is_empty() {
+            let names: Vec<&str> = follow_ups.iter().map(String::as_str).collect();
+            self.broker.register_queues(&names).await?;
+        }
         let callback = match (&options.callback, &batch) {
             (Some(t), Some(b)) => {
                 let to = t.queue.as_deref().unwrap_or(queue);

@@ -68,6 +68,17 @@ impl ValidJob {
         out
     }
 
+    /// The queues its follow-ups (and theirs) name; see [`FollowUp::queues`].
+    pub fn follow_up_queues(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for field in ["on_success", "on_failure"] {
+            if let Some(Ok(t)) = self.fields.get(field).map(FollowUp::from_value) {
+                out.extend(t.queues().into_iter().map(str::to_owned));
+            }
+        }
+        out
+    }
+
     pub fn unique_key(&self) -> Option<&str> {
         self.fields.get("unique_key").and_then(Value::as_str)
     }
