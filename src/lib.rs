@@ -12,6 +12,8 @@
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools.
 //! - [`health`]: the side port (`/healthz`, `/readyz`, `/health`, `/metrics`)
 //!   and the metric names.
+//! - [`listener`]: the accept loop of the side port and the gateway: a
+//!   connection cap that closes the idle longest, header and idle timeouts.
 //! - [`job`]: the wire format, results and dead entries, and follow-up
 //!   templates (`on_success`, `on_failure`, batch callbacks).
 //! - [`schedule`]: periodic jobs: definitions, cron math in time zones,
@@ -37,6 +39,7 @@ pub mod fuzz;
 pub mod gateway;
 pub mod health;
 pub mod job;
+pub mod listener;
 pub mod logging;
 pub mod producer;
 pub mod queue;

@@ -3,12 +3,14 @@
 //! take the probes down; and a real worker's `/health` while its
 //! redis-server is killed and started again.
 
+mod common;
 mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::connections::{closed_within, held_push_idle};
 use reqwest::{header::CONTENT_TYPE, Client, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -517,22 +519,6 @@ async fn a_real_worker_reports_redis_down_while_its_server_is_killed() {
         .unwrap();
 }
 
-/// Reads from a connection the server should have closed: true once it
-/// has (EOF or reset), false while it is still open after `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 4096];
-    let start = std::time::Instant::now();
-    loop {
-        let left = within.saturating_sub(start.elapsed());
-        match timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            // An answer (a 408 or a response to a full request): read on.
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
-
 /// The hostile-input trial, against a real `toolq worker` process with 64
 /// file descriptors (`ulimit -n 64`, so the cap is a quarter of them, 16):
 /// 120 connections that send nothing and 20 that send half a header are held
@@ -703,16 +689,4 @@ async fn a_worker_with_64_fds_answers_probes_and_runs_jobs_while_140_idle_connec
         .expect("worker stops")
         .unwrap();
     assert!(status.success(), "{status}\n{}", worker_log());
-}
-
-/// Opens `n` connections that send `bytes` (maybe nothing) and then
-/// nothing more.
-async fn held_push_idle(held: &mut Vec<TcpStream>, addr: SocketAddr, n: usize, bytes: &[u8]) {
-    for _ in 0..n {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        if !bytes.is_empty() {
-            s.write_all(bytes).await.unwrap();
-        }
-        held.push(s);
-    }
 }

@@ -18,6 +18,16 @@ pub const DEFAULT_SERVE_WAIT_MS: u64 = 10_000;
 pub const DEFAULT_SERVE_MAX_WAIT_MS: u64 = 60_000;
 /// Clock difference tolerated on `exp` and `nbf`.
 pub const DEFAULT_SERVE_JWT_LEEWAY_S: u64 = 5;
+/// Connections open at once; never more than half the process's
+/// file-descriptor limit. A newcomer over it closes the connection idle
+/// longest.
+pub const DEFAULT_SERVE_MAX_CONNECTIONS: usize = 1024;
+/// From a request's first byte to the end of its header.
+pub const DEFAULT_SERVE_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// A connection with no request in progress: longer than the 60 s for
+/// which a proxy in front (ops/nginx) keeps an idle connection to reuse,
+/// so the gateway never closes one that the proxy is about to send on.
+pub const DEFAULT_SERVE_IDLE_TIMEOUT_MS: u64 = 75_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,6 +53,13 @@ pub struct ServeConfig {
     pub max_wait_ms: u64,
     /// Requests per token (e.g. "100/s"), counted in Redis across gateways.
     pub rate_limit: Option<String>,
+    /// Most connections open at once (and at most half the process's
+    /// file-descriptor limit).
+    pub max_connections: usize,
+    /// Longest a request's header may take from its first byte.
+    pub header_timeout_ms: u64,
+    /// Longest a connection stays open with no request in progress.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +78,9 @@ impl Default for ServeConfig {
             default_wait_ms: DEFAULT_SERVE_WAIT_MS,
             max_wait_ms: DEFAULT_SERVE_MAX_WAIT_MS,
             rate_limit: None,
+            max_connections: DEFAULT_SERVE_MAX_CONNECTIONS,
+            header_timeout_ms: DEFAULT_SERVE_HEADER_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_SERVE_IDLE_TIMEOUT_MS,
         }
     }
 }

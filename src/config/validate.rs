@@ -96,9 +96,12 @@ impl Config {
                 "must be at least twice heartbeat_interval_ms (and the interval above 0)".into(),
             ));
         }
-        let positive: [(&'static str, u64); 12] = [
+        let positive: [(&'static str, u64); 15] = [
             ("http_max_connections", self.http_max_connections as u64),
             ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("serve.max_connections", self.serve.max_connections as u64),
+            ("serve.header_timeout_ms", self.serve.header_timeout_ms),
+            ("serve.idle_timeout_ms", self.serve.idle_timeout_ms),
             ("max_attempts", self.max_attempts as u64),
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("max_json_depth", self.max_json_depth as u64),
@@ -233,6 +236,9 @@ const AT_LEAST_ONE: &[&str] = &[
     "concurrency",
     "http_max_connections",
     "http_header_timeout_ms",
+    "serve.max_connections",
+    "serve.header_timeout_ms",
+    "serve.idle_timeout_ms",
     "heartbeat_interval_ms",
     "max_attempts",
     "max_payload_bytes",

@@ -20,7 +20,7 @@ pub mod openapi;
 mod routes;
 mod ui;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,11 +154,9 @@ pub async fn run(
     ready(bound);
     tracing::info!(addr = %bound, auth = if open { "none (loopback)" } else { "jwt" }, "gateway listening");
 
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("gateway: shutting down; finishing in-flight requests");
-        let _ = signalled_tx.send(());
         tokio::spawn(async move {
             while gateway.mcp_calls_in_flight() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -166,29 +164,25 @@ pub async fn run(
             sessions.cancel();
         });
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let grace = config.shutdown_grace();
-    let grace_over = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+    let limits = crate::listener::Limits {
+        max_connections: config.serve.max_connections,
+        // Half: the rest is for Redis (a pool, one waiting connection per
+        // queue) and the key files.
+        fd_share_divisor: 2,
+        header_timeout: Duration::from_millis(config.serve.header_timeout_ms),
+        idle_timeout: Duration::from_millis(config.serve.idle_timeout_ms),
+        // A wait or an MCP event stream lasts as long as it must.
+        max_age: None,
+        grace: config.shutdown_grace(),
     };
-    let result = tokio::select! {
-        r = server => r.map_err(GatewayError::Serve),
-        () = grace_over => {
-            tracing::warn!("gateway: grace period over; dropping open requests");
-            Ok(())
-        }
-    };
+    if !crate::listener::serve(listener, app, limits, signal).await {
+        tracing::warn!("gateway: grace period over; dropping open requests");
+    }
     // Only now: requests still waiting must hear their jobs finish.
     stop.cancel();
     // Let listeners delete their notification lists.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    result
+    Ok(())
 }
 
 fn router(

@@ -4,27 +4,14 @@
 //! Handlers only read [`HealthState`] atomics and render the recorder, so they
 //! never touch Redis: a probe cannot add load to an outage it is reporting.
 //!
-//! The port is open to whoever can reach it, without authentication, so its
-//! accept loop is our own rather than `axum::serve`: each connection must
-//! send a complete request header within [`SideLimits::header_timeout`] (the
-//! same clock runs while a kept-alive connection waits for its next
-//! request), lives at most [`CONNECTION_MAX_AGE`], and at most
-//! [`SideLimits::max_connections`] are open at once. A hostile-input trial
-//! held 120 idle connections against a worker with 64 file descriptors: its
-//! weather calls failed with EMFILE and `/healthz` stopped answering. Now a
-//! connection over the cap closes the one that has been idle longest (no
-//! request in progress: still owing its header, or kept alive after an
-//! answer) once that one has been idle [`EVICT_AFTER`], so probes get
-//! through while idle connections are held. While every open connection is
-//! answering a request or too fresh to judge, the newcomer waits and no
-//! other connection is accepted: the rest wait in the kernel's backlog, not
-//! in our file descriptors; one that waits longer than the header timeout
-//! is closed.
+//! The port is open to whoever can reach it, without authentication, so it
+//! is served by [`crate::listener`] under [`SideLimits`]: a connection cap
+//! that closes the connection idle longest for a newcomer, a header timeout
+//! (also how long a kept-alive connection may wait idle), and
+//! [`CONNECTION_MAX_AGE`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -32,13 +19,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
 
 use super::{HealthError, HealthState};
 
@@ -51,18 +35,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// for ever. Scrapers simply reconnect.
 pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Pause after a failed `accept` (e.g. EMFILE), so the loop does not spin
-/// while the process is out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// How long a connection must have been idle before a newcomer may close
-/// it: a client's request follows its handshake within a round trip, so a
-/// connection idle this long is not about to send one, while a burst of
-/// fresh connections is not torn down before its requests arrive.
-pub const EVICT_AFTER: Duration = Duration::from_millis(100);
-
-/// How often a connection waiting for a slot looks again.
-const ADMIT_POLL: Duration = Duration::from_millis(10);
+pub use crate::listener::EVICT_AFTER;
 
 /// Prometheus text exposition format; scrapers pick the parser by it.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -73,9 +46,9 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub struct SideLimits {
     /// Most connections open at once (`http_max_connections`).
     pub max_connections: usize,
-    /// Longest a connection may take to send a complete request header,
-    /// from when it is accepted or from its last response
-    /// (`http_header_timeout_ms`).
+    /// Longest a request header may take from its first byte, and longest
+    /// a connection may wait for a request, from when it is accepted or
+    /// from its last response (`http_header_timeout_ms`).
     pub header_timeout: Duration,
 }
 
@@ -123,250 +96,20 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HealthError> {
     let app = router(state, metrics);
-    let cap = limits.max_connections.min(fd_share()).max(1);
-    let slots = Arc::new(Slots::new(cap));
-    let stop = CancellationToken::new();
-    // Dropping the set aborts what is left after the grace period.
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors (EMFILE): give one back by
-                    // closing the connection idle longest, if any.
-                    tracing::debug!(error = %e, "health.serve: accept failed");
-                    slots.evict_idle();
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        // Nothing else is accepted while this one waits for a slot.
-        let waited = std::time::Instant::now();
-        let mut stopping = false;
-        let slot = loop {
-            if let Some(slot) = slots.admit() {
-                break Some(slot);
-            }
-            if waited.elapsed() >= limits.header_timeout {
-                break None;
-            }
-            tokio::select! {
-                () = &mut shutdown => {
-                    stopping = true;
-                    break None;
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = tokio::time::sleep(ADMIT_POLL) => {}
-            }
-        };
-        let Some(slot) = slot else {
-            drop(stream);
-            if stopping {
-                break;
-            }
-            continue;
-        };
-        let (app, stop, slots) = (app.clone(), stop.clone(), slots.clone());
-        tasks.spawn(async move {
-            connection(stream, app, &slot, limits.header_timeout, stop).await;
-            slots.release(slot.id);
-        });
-    }
-    drop(listener);
-    stop.cancel();
-    let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+    let limits = crate::listener::Limits {
+        max_connections: limits.max_connections,
+        // A quarter: the worker keeps most of its descriptors for Redis and
+        // its tools.
+        fd_share_divisor: 4,
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.header_timeout,
+        max_age: Some(CONNECTION_MAX_AGE),
+        grace: SHUTDOWN_GRACE,
+    };
+    if !crate::listener::serve(listener, app, limits, shutdown).await {
         tracing::debug!("health.serve: grace period over, dropping open connections");
     }
     Ok(())
-}
-
-/// A quarter of the process's file-descriptor limit (soft `RLIMIT_NOFILE`):
-/// the side port's share whatever `max_connections` says, so that a worker
-/// started with few descriptors keeps most of them for Redis and its tools
-/// (16 connections under `ulimit -n 64`).
-fn fd_share() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit(2) only writes the struct we pass it.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return usize::MAX;
-    }
-    usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX)
-}
-
-/// Serves one connection until it closes, times out, is evicted for a
-/// newer one, or shutdown asks it to finish its request and close.
-async fn connection(
-    stream: TcpStream,
-    app: Router,
-    slot: &Slot,
-    header_timeout: Duration,
-    stop: CancellationToken,
-) {
-    let state = slot.state.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let mut app = app.clone();
-        let busy = Busy::enter(state.clone());
-        async move {
-            let response = tower_service::Service::call(&mut app, req).await;
-            drop(busy);
-            response
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        // A client may shut its write side once its request is sent (as
-        // `curl` and probes can); it still gets its answer.
-        .half_close(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = slot.evict.cancelled() => {}
-        () = tokio::time::sleep(CONNECTION_MAX_AGE) => {}
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// Whether a connection is answering a request, and since when it is idle
-/// (milliseconds since [`Slots::epoch`]): what [`Slots::admit`] judges it by.
-struct SlotState {
-    epoch: std::time::Instant,
-    busy: AtomicBool,
-    idle_since_ms: AtomicU64,
-}
-
-impl SlotState {
-    fn new(epoch: std::time::Instant) -> Self {
-        let s = SlotState {
-            epoch,
-            busy: AtomicBool::new(false),
-            idle_since_ms: AtomicU64::new(0),
-        };
-        s.touch();
-        s
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.idle_since_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long it has been idle; `None` while it answers a request.
-    fn idle_for(&self, now_ms: u64) -> Option<u64> {
-        if self.busy.load(Ordering::Relaxed) {
-            return None;
-        }
-        Some(now_ms.saturating_sub(self.idle_since_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// Marks a connection as answering a request for as long as it lives, so it
-/// is not evicted mid-answer; its idle time starts again when it is dropped.
-struct Busy(Arc<SlotState>);
-
-impl Busy {
-    fn enter(state: Arc<SlotState>) -> Self {
-        state.busy.store(true, Ordering::Relaxed);
-        Busy(state)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.busy.store(false, Ordering::Relaxed);
-    }
-}
-
-/// One open connection's place in [`Slots`].
-struct Slot {
-    id: u64,
-    state: Arc<SlotState>,
-    /// Cancelled to close the connection for a newer one.
-    evict: CancellationToken,
-}
-
-/// What [`Slots`] keeps of each open connection, by id (ids grow with each
-/// accept): its state and how to close it.
-type OpenSlots = BTreeMap<u64, (Arc<SlotState>, CancellationToken)>;
-
-/// The open connections, and the id the next one gets.
-struct Slots {
-    cap: usize,
-    epoch: std::time::Instant,
-    open: Mutex<(u64, OpenSlots)>,
-}
-
-impl Slots {
-    fn new(cap: usize) -> Self {
-        Slots {
-            cap,
-            epoch: std::time::Instant::now(),
-            open: Mutex::new((0, BTreeMap::new())),
-        }
-    }
-
-    /// A slot for a new connection: a free one, or that of the connection
-    /// idle longest (at least [`EVICT_AFTER`]), which is closed; `None`
-    /// while every connection answers a request or is too fresh to judge.
-    fn admit(&self) -> Option<Slot> {
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (next, open) = &mut *guard;
-        if open.len() >= self.cap && !self.evict_locked(open) {
-            return None;
-        }
-        *next += 1;
-        let slot = Slot {
-            id: *next,
-            state: Arc::new(SlotState::new(self.epoch)),
-            evict: CancellationToken::new(),
-        };
-        open.insert(slot.id, (slot.state.clone(), slot.evict.clone()));
-        Some(slot)
-    }
-
-    /// Closes the connection idle longest (at least [`EVICT_AFTER`]);
-    /// false when there is none.
-    fn evict_idle(&self) -> bool {
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        self.evict_locked(&mut guard.1)
-    }
-
-    fn evict_locked(&self, open: &mut OpenSlots) -> bool {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let floor = u64::try_from(EVICT_AFTER.as_millis()).unwrap_or(u64::MAX);
-        let victim = open
-            .iter()
-            .filter_map(|(&id, (state, _))| Some((id, state.idle_for(now)?)))
-            .filter(|&(_, idle)| idle >= floor)
-            .max_by_key(|&(_, idle)| idle)
-            .map(|(id, _)| id);
-        match victim.and_then(|id| open.remove(&id)) {
-            Some((_, evict)) => {
-                evict.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn release(&self, id: u64) {
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        guard.1.remove(&id);
-    }
 }
 
 fn router(state: Arc<HealthState>, metrics: PrometheusHandle) -> Router {
@@ -514,26 +257,4 @@ async fn method_not_allowed() -> Response {
         Json(json!({ "error": "method not allowed" })),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_newcomer_closes_the_connection_idle_longest_never_a_busy_or_fresh_one() {
-        let slots = Slots::new(2);
-        let (a, b) = (slots.admit().unwrap(), slots.admit().unwrap());
-        // Both fresh: the newcomer must wait.
-        assert!(slots.admit().is_none());
-        std::thread::sleep(EVICT_AFTER + Duration::from_millis(20));
-        let busy = Busy::enter(a.state.clone());
-        let c = slots.admit().expect("b has been idle long enough");
-        assert!(b.evict.is_cancelled() && !a.evict.is_cancelled());
-        // a answers a request, c is fresh: nobody to close.
-        assert!(slots.admit().is_none());
-        drop(busy);
-        slots.release(c.id);
-        assert!(slots.admit().is_some(), "a released slot is free");
-    }
 }
