@@ -15,9 +15,6 @@ use common::*;
 use serde_json::{json, Value};
 use toolq::job::{FollowUp, Job};
 use toolq::producer::{BatchOptions, Producer, ValidJob};
-use toolq::queue::QueueKeys;
-
-type Con = redis::aio::MultiplexedConnection;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Killed workers' jobs are recovered within about a second.
@@ -30,28 +27,6 @@ fn job(id: &str, tool: &str, args: Value) -> Job {
     let mut job = Job::new(tool, args);
     job.id = Some(id.into());
     job
-}
-
-async fn result(con: &mut Con, q: &str, id: &str) -> Option<Value> {
-    let text: Option<String> = redis::cmd("GET")
-        .arg(QueueKeys::new(q).result(id))
-        .query_async(con)
-        .await
-        .unwrap();
-    text.map(|t| serde_json::from_str(&t).unwrap())
-}
-
-async fn pending(con: &mut Con, q: &str) -> Vec<Value> {
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(QueueKeys::new(q).pending)
-        .arg(0)
-        .arg(-1)
-        .query_async(con)
-        .await
-        .unwrap();
-    raw.iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
 }
 
 /// Success enqueues `on_success` with the parent's id and output in its
@@ -163,10 +138,14 @@ async fn follow_ups_run_on_the_outcome_that_triggers_them_with_the_parents_value
         "bad:on_success",
         "long:on_failure",
     ] {
-        assert_eq!(result(&mut con, &q, id).await, None, "{id} must not exist");
+        assert_eq!(
+            result_of(&mut con, &q, id).await,
+            None,
+            "{id} must not exist"
+        );
     }
     assert!(
-        pending(&mut con, &q).await.is_empty(),
+        pending_jobs(&mut con, &q).await.is_empty(),
         "nothing else enqueued"
     );
 }
@@ -256,16 +235,6 @@ async fn a_follow_ups_queue_is_registered_when_its_parent_is_enqueued() {
     worker.stop().await;
 }
 
-async fn succeeded(con: &mut Con, q: &str) -> u64 {
-    let n: Option<u64> = redis::cmd("HGET")
-        .arg(QueueKeys::new(q).stats)
-        .arg("succeeded")
-        .query_async(con)
-        .await
-        .unwrap();
-    n.unwrap_or(0)
-}
-
 /// N parents each with an `on_success`, drained by three workers while one
 /// of them is SIGKILLed every 2 s (bursts of parents land just before each
 /// kill, so every kill hits busy workers): exactly N follow-ups are
@@ -305,18 +274,18 @@ async fn kill_9_during_the_drain_neither_loses_nor_duplicates_a_follow_up() {
         workers.push_back(spawn_worker_process(&url, &q, 50, &FAST_BEAT));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while succeeded(&mut con, &q).await < n as u64 {
+    while stat(&mut con, &q, "succeeded").await < n as u64 {
         assert!(
             Instant::now() < deadline,
             "parents not all settled: {} of {n}",
-            succeeded(&mut con, &q).await
+            stat(&mut con, &q, "succeeded").await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = start.elapsed();
 
     let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for f in pending(&mut con, &next).await {
+    for f in pending_jobs(&mut con, &next).await {
         by_id
             .entry(f["id"].as_str().unwrap().to_owned())
             .or_default()
@@ -372,16 +341,6 @@ async fn kill_9_during_the_drain_neither_loses_nor_duplicates_a_follow_up() {
     for w in workers {
         w.signal(libc::SIGKILL);
     }
-}
-
-async fn stat(con: &mut Con, q: &str, field: &str) -> u64 {
-    let n: Option<u64> = redis::cmd("HGET")
-        .arg(QueueKeys::new(q).stats)
-        .arg(field)
-        .query_async(con)
-        .await
-        .unwrap();
-    n.unwrap_or(0)
 }
 
 /// Batches of 100 jobs (90 `count` jobs of 200–800 ms, 10 that die), each
@@ -478,7 +437,7 @@ async fn kill_9_during_the_drain_neither_loses_nor_duplicates_a_batch_callback()
     let elapsed = start.elapsed();
 
     let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for f in pending(&mut con, &next).await {
+    for f in pending_jobs(&mut con, &next).await {
         by_id
             .entry(f["id"].as_str().unwrap().to_owned())
             .or_default()

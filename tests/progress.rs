@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::fault_process::spawn_worker_process;
 use common::gateway::{start_gateway, token};
-use common::process::{run, toolq};
+use common::process::{cli_ok, run, toolq};
 use common::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -25,11 +25,7 @@ async fn job_show(url: &str, queue: &str, id: &str, json: bool) -> (bool, String
     if json {
         args.push("--json");
     }
-    let mut cmd = toolq(&args);
-    cmd.env("TOOLQ_REDIS_URL", url);
-    let (status, out, err) = run(cmd, Duration::from_secs(30)).await;
-    assert!(status.success(), "job show failed: {out}{err}");
-    (status.success(), out)
+    (true, cli_ok(url, &args).await)
 }
 
 async fn enqueue(con: &mut redis::aio::MultiplexedConnection, queue: &str, job: Value) {

@@ -14,28 +14,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::fault_process::*;
-use common::process::{run, toolq};
+use common::process::{cli, cli_ok};
 use common::*;
 use serde_json::Value;
 use toolq::queue::{keys, QueueKeys};
 
 type Con = redis::aio::MultiplexedConnection;
-
-const CLI: Duration = Duration::from_secs(30);
-
-/// `toolq ARGS` against `url`; (exit code, stdout, stderr).
-async fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = toolq(args);
-    cmd.env("TOOLQ_REDIS_URL", url);
-    let (status, out, err) = run(cmd, CLI).await;
-    (status.code().unwrap_or(-1), out, err)
-}
-
-async fn cli_ok(url: &str, args: &[&str]) -> String {
-    let (code, out, err) = cli(url, args).await;
-    assert_eq!(code, 0, "toolq {args:?} failed: {err}");
-    out
-}
 
 async fn show(url: &str, name: &str) -> Value {
     serde_json::from_str(&cli_ok(url, &["schedule", "show", name, "--json"]).await).unwrap()
@@ -50,18 +34,12 @@ struct TickJob {
 }
 
 /// Every job in `q`'s pending list, oldest first.
-async fn pending_jobs(con: &mut Con, q: &str) -> Vec<TickJob> {
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(&QueueKeys::new(q).pending)
-        .arg(0)
-        .arg(-1)
-        .query_async(con)
+async fn tick_jobs(con: &mut Con, q: &str) -> Vec<TickJob> {
+    pending_jobs(con, q)
         .await
-        .unwrap();
-    raw.iter()
+        .into_iter()
         .rev()
-        .map(|p| {
-            let job: Value = serde_json::from_str(p).expect("a tick's job is JSON");
+        .map(|job| {
             let id = job["id"].as_str().expect("id").to_owned();
             let mut parts = id.rsplitn(2, ':');
             let tick: i64 = parts.next().unwrap().parse().expect("id ends in the tick");
@@ -101,7 +79,7 @@ async fn wait_tick_after(
 ) -> Vec<i64> {
     let start = Instant::now();
     loop {
-        let ticks = ticks_of(&pending_jobs(con, q).await, name);
+        let ticks = ticks_of(&tick_jobs(con, q).await, name);
         if ticks.iter().any(|t| *t > after) {
             return ticks;
         }
@@ -185,7 +163,7 @@ async fn three_workers_one_killed_every_10s_miss_no_tick_and_repeat_none() {
     // Stop ticking, then count: everything up to the last tick is settled.
     cli_ok(&url, &["schedule", "pause", "every-second"]).await;
     let paused_at = redis_s(&mut con).await;
-    let jobs = pending_jobs(&mut con, &q).await;
+    let jobs = tick_jobs(&mut con, &q).await;
     let ticks = ticks_of(&jobs, "every-second");
     let last = *ticks.iter().max().expect("ticks were enqueued");
     let enqueued: std::collections::BTreeSet<i64> = ticks.iter().copied().collect();
@@ -277,7 +255,7 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
     assert!(out.starts_with("updated schedule c"), "{out}");
     let changed_at = redis_s(&mut con).await;
     wait_tick_after(&mut con, &q, "c", changed_at + 4, Duration::from_secs(30)).await;
-    let jobs = pending_jobs(&mut con, &q).await;
+    let jobs = tick_jobs(&mut con, &q).await;
     let v1: Vec<i64> = jobs
         .iter()
         .filter(|j| j.job["args"]["v"] == 1)
@@ -316,12 +294,12 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
 
     // Pause: nothing more is enqueued.
     cli_ok(&url, &["schedule", "pause", "c"]).await;
-    let paused_count = ticks_of(&pending_jobs(&mut con, &q).await, "c").len();
+    let paused_count = ticks_of(&tick_jobs(&mut con, &q).await, "c").len();
     let paused_at = redis_s(&mut con).await;
     let listed = cli_ok(&url, &["schedule", "list"]).await;
     assert!(listed.contains("paused"), "{listed}");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let ticks = ticks_of(&pending_jobs(&mut con, &q).await, "c");
+    let ticks = ticks_of(&tick_jobs(&mut con, &q).await, "c");
     assert!(
         ticks.len() <= paused_count + 1 && ticks.iter().all(|t| *t <= paused_at + 1),
         "ticks after the pause at {paused_at}: {ticks:?}"
@@ -346,12 +324,12 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
 
     // Remove: gone from Redis, and no tick after.
     cli_ok(&url, &["schedule", "remove", "c"]).await;
-    let removed_count = ticks_of(&pending_jobs(&mut con, &q).await, "c").len();
+    let removed_count = ticks_of(&tick_jobs(&mut con, &q).await, "c").len();
     let (code, _, err) = cli(&url, &["schedule", "show", "c"]).await;
     assert_eq!(code, 2, "{err}");
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
-        ticks_of(&pending_jobs(&mut con, &q).await, "c").len(),
+        ticks_of(&tick_jobs(&mut con, &q).await, "c").len(),
         removed_count
     );
     assert!(!exists(&mut con, &QueueKeys::new(&q).schedule("c")).await);
@@ -442,7 +420,7 @@ async fn missed_ticks_are_skipped_or_run_once_after_downtime() {
     wait_tick_after(&mut con, &q, "skipper", up_at + 2, Duration::from_secs(30)).await;
     wait_tick_after(&mut con, &q, "once", up_at + 2, Duration::from_secs(30)).await;
 
-    let jobs = pending_jobs(&mut con, &q).await;
+    let jobs = tick_jobs(&mut con, &q).await;
     for name in ["skipper", "once"] {
         let ticks = ticks_of(&jobs, name);
         assert!(duplicates(&ticks).is_empty(), "{name}: {ticks:?}");
@@ -599,7 +577,7 @@ async fn configured_schedules_are_written_at_worker_start_and_win() {
     let t0 = redis_s(&mut con).await;
     let ticks = wait_tick_after(&mut con, &q, "from-config", t0, Duration::from_secs(30)).await;
     assert!(ticks.iter().all(|t| t % 2 == 0));
-    let job = &pending_jobs(&mut con, &q).await[0].job;
+    let job = &tick_jobs(&mut con, &q).await[0].job;
     assert_eq!(job["max_attempts"], 2);
 
     // Changed and paused at run time, then a worker starts: the configured
@@ -879,7 +857,7 @@ async fn fall_back_on_redis_time() {
         Duration::from_secs(30),
     )
     .await;
-    let jobs = pending_jobs(&mut con, &q).await;
+    let jobs = tick_jobs(&mut con, &q).await;
     assert_eq!(ticks_of(&jobs, "half-hourly"), vec![repeated]);
     assert!(ticks_of(&jobs, "daily-two").is_empty());
     let next = show(&url, "half-hourly").await["next"].as_i64().unwrap();

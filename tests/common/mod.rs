@@ -132,12 +132,9 @@ pub async fn wait_result(
     id: &str,
     within: Duration,
 ) -> Value {
-    let key = QueueKeys::new(queue).result(id);
     let start = Instant::now();
     loop {
-        let text: Option<String> = redis::cmd("GET").arg(&key).query_async(con).await.unwrap();
-        if let Some(t) = text {
-            let v: Value = serde_json::from_str(&t).unwrap();
+        if let Some(v) = result_of(con, queue, id).await {
             if v["status"] != "retrying" {
                 return v;
             }
@@ -148,6 +145,47 @@ pub async fn wait_result(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Job `id`'s result document, if one is stored (of any status).
+pub async fn result_of(
+    con: &mut redis::aio::MultiplexedConnection,
+    queue: &str,
+    id: &str,
+) -> Option<Value> {
+    let text: Option<String> = redis::cmd("GET")
+        .arg(QueueKeys::new(queue).result(id))
+        .query_async(con)
+        .await
+        .unwrap();
+    text.map(|t| serde_json::from_str(&t).expect("a result is JSON"))
+}
+
+/// Every job in `queue`'s pending list, parsed, newest first (as `LRANGE`
+/// reads it; workers take from the end).
+pub async fn pending_jobs(con: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<Value> {
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(QueueKeys::new(queue).pending)
+        .arg(0)
+        .arg(-1)
+        .query_async(con)
+        .await
+        .unwrap();
+    raw.iter()
+        .map(|p| serde_json::from_str(p).expect("a pending job is JSON"))
+        .collect()
+}
+
+/// One count of `queue`'s stats hash (`succeeded`, `dead`, ...); 0 before
+/// the first.
+pub async fn stat(con: &mut redis::aio::MultiplexedConnection, queue: &str, field: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET")
+        .arg(QueueKeys::new(queue).stats)
+        .arg(field)
+        .query_async(con)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
 }
 
 /// Waits until `check` returns true, polling.

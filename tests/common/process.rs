@@ -141,3 +141,19 @@ pub async fn run(cmd: Command, within: Duration) -> (ExitStatus, String, String)
     let status = p.wait(within).await;
     (status, p.stdout(), p.stderr())
 }
+
+/// `toolq ARGS` against the Redis at `url`, to the end (30 s at most):
+/// exit code, stdout, stderr.
+pub async fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = toolq(args);
+    cmd.env("TOOLQ_REDIS_URL", url);
+    let (status, out, err) = run(cmd, Duration::from_secs(30)).await;
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// [`cli`] that must exit 0; its stdout.
+pub async fn cli_ok(url: &str, args: &[&str]) -> String {
+    let (code, out, err) = cli(url, args).await;
+    assert_eq!(code, 0, "toolq {args:?} failed: {out}{err}");
+    out
+}
