@@ -67,7 +67,7 @@ pub enum DeadAction {
 
 pub async fn run(config: &Config, a: DeadArgs) -> Result<Exit, CliError> {
     let queue = queue_name(&a.queue)?;
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     let unique_ttl = Duration::from_secs(config.unique_ttl_s);
     match a.action {

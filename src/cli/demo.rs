@@ -60,7 +60,11 @@ pub async fn run(mut config: Config) -> Result<Exit, CliError> {
 }
 
 async fn reachable(config: &Config) -> bool {
-    let Ok(target) = RedisTarget::new(&config.redis_url, config.redis_ca_file.as_deref()) else {
+    let Ok(target) = RedisTarget::open(
+        &config.redis_url,
+        config.redis_ca_file.as_deref(),
+        &config.redis_cluster_nodes,
+    ) else {
         return false;
     };
     let Ok(broker) = Broker::new(target) else {
@@ -102,7 +106,7 @@ fn samples() -> Vec<(&'static str, Job)> {
 }
 
 async fn submit_and_print(config: &Config) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     let keys = QueueKeys::new(QUEUE);
     let samples = samples();
     let mut ids = Vec::new();

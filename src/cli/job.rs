@@ -49,7 +49,7 @@ pub enum JobAction {
 
 pub async fn run(config: &Config, args: JobArgs) -> Result<Exit, CliError> {
     let queue = queue_name(&args.queue)?;
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     ensure_reachable(producer.broker()).await?;
     match args.action {
         JobAction::Show { id, json } => {

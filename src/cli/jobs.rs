@@ -59,7 +59,7 @@ pub async fn run(config: &Config, args: JobsArgs) -> Result<Exit, CliError> {
         json,
     } = args.action;
     let queue = queue_name(&queue)?;
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     ensure_reachable(producer.broker()).await?;
     let filter = JobFilter {
         state,

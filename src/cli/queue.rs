@@ -47,7 +47,7 @@ pub enum QueueAction {
 }
 
 pub async fn run(config: &Config, args: QueueArgs) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     match args.action {
         QueueAction::Pause { queue } => {
             let queue = queue_name(&queue)?;

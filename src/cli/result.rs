@@ -6,7 +6,7 @@ use crate::producer::Producer;
 use super::{CliError, Exit};
 
 pub async fn run(config: &Config, queue: &str, id: &str) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     let keys = crate::queue::QueueKeys::new(queue);
     match producer.broker().result(&keys, id).await? {

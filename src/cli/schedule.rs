@@ -114,7 +114,7 @@ pub async fn run(config: &Config, args: ScheduleArgs) -> Result<Exit, CliError> 
         ScheduleAction::Add(a) => (None, Some(definition(a)?)),
         other => (Some(other), None),
     };
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     let broker: &Broker = producer.broker();
     ensure_reachable(broker).await?;
     if let Some(def) = add {

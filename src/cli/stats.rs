@@ -19,7 +19,7 @@ pub struct StatsArgs {
 }
 
 pub async fn run(config: &Config, a: StatsArgs) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     let stats = producer.stats(config.heartbeat_timeout()).await?;
     if a.json {

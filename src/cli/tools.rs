@@ -17,7 +17,7 @@ pub struct ToolsArgs {
 }
 
 pub async fn run(config: &Config, a: ToolsArgs) -> Result<Exit, CliError> {
-    let producer = Producer::connect(&config.redis_url, config.redis_ca_file.as_deref())?;
+    let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
     let catalog = producer.catalog().await?;
     if a.json {

@@ -108,6 +108,11 @@ pub struct Config {
     /// PEM file with the CA that signed the Redis server's certificate, when
     /// it is not in the system roots.
     pub redis_ca_file: Option<PathBuf>,
+    /// Seed nodes (`host:port`) of a Redis Cluster; when given, toolq talks
+    /// to the cluster, and `redis_url` supplies only the credentials and TLS
+    /// (`rediss://`) for every node (its host and port are not used).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub redis_cluster_nodes: Vec<String>,
     /// The production profile refuses a password sent over plain `redis://`
     /// to a host that is not loopback; this says the network is trusted.
     pub allow_insecure_redis: bool,
@@ -190,6 +195,7 @@ impl Default for Config {
         Config {
             redis_url: DEFAULT_REDIS_URL.into(),
             redis_ca_file: None,
+            redis_cluster_nodes: Vec::new(),
             allow_insecure_redis: false,
             allow_evicting_redis: false,
             queues: vec![DEFAULT_QUEUE.into()],
@@ -298,6 +304,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("redis_url", &crate::spec::mask_url(&self.redis_url))
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_cluster_nodes", &self.redis_cluster_nodes)
             .field("allow_insecure_redis", &self.allow_insecure_redis)
             .field("allow_evicting_redis", &self.allow_evicting_redis)
             .field("profile", &self.profile)

@@ -10,6 +10,31 @@ use figment::Figment;
 use super::{unknown, Config, ConfigError, MAX_WAIT_REPLICAS, MAX_WAIT_TIMEOUT_MS};
 
 impl Config {
+    /// Each seed node is `host:port`, and a cluster is not found through
+    /// sentinels.
+    fn check_cluster_nodes(&self) -> Result<(), String> {
+        if self.redis_cluster_nodes.is_empty() {
+            return Ok(());
+        }
+        if crate::spec::SentinelUrl::is_sentinel(&self.redis_url) {
+            return Err(
+                "cannot be combined with a Sentinel redis_url: with cluster nodes, \
+                        redis_url gives only the credentials and TLS (redis:// or rediss://)"
+                    .into(),
+            );
+        }
+        for node in &self.redis_cluster_nodes {
+            let port = node
+                .trim()
+                .rsplit_once(':')
+                .map(|(h, p)| (h, p.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port > 0) {
+                return Err(format!("{node:?} is not host:port"));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values serde cannot: ranges and relations between keys.
     pub fn validate(&self, source: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         let fail = |key: &'static str, message: String| ConfigError::Invalid {
@@ -47,6 +72,8 @@ impl Config {
                 ),
             ));
         }
+        self.check_cluster_nodes()
+            .map_err(|m| fail("redis_cluster_nodes", m))?;
         if self.wait_replicas > MAX_WAIT_REPLICAS {
             return Err(fail(
                 "wait_replicas",
@@ -317,6 +344,25 @@ mod tests {
             assert!(!err.contains("S3cr3t"), "{err}");
             assert!(err.contains("TOML parse error at line"), "{err}");
         }
+    }
+
+    #[test]
+    fn cluster_nodes_are_checked_by_name() {
+        for nodes in ["h", "h:7000,h:x", "h:0"] {
+            let text = load_with(&[("TOOLQ_REDIS_CLUSTER_NODES", nodes)]);
+            assert!(
+                text.contains("`redis_cluster_nodes`") && text.contains("host:port"),
+                "{nodes}: {text}"
+            );
+        }
+        let text = load_with(&[
+            ("TOOLQ_REDIS_CLUSTER_NODES", "h:7000,h:7001"),
+            ("TOOLQ_REDIS_URL", "redis+sentinel://:s3cret@s1/mymaster"),
+        ]);
+        assert!(
+            text.contains("Sentinel") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[test]

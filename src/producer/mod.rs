@@ -89,11 +89,15 @@ impl Producer {
         })
     }
 
-    /// Connects as `config` says: its Redis URL and CA, and the replicas
-    /// each enqueue waits for (`wait_replicas`).
+    /// Connects as `config` says: its Redis URL and CA (or cluster nodes),
+    /// and the replicas each enqueue waits for (`wait_replicas`).
     pub fn from_config(config: &crate::config::Config) -> Result<Self> {
-        let target = RedisTarget::new(&config.redis_url, config.redis_ca_file.as_deref())?
-            .with_wait_replicas(config.wait_replicas, config.wait_timeout());
+        let target = RedisTarget::open(
+            &config.redis_url,
+            config.redis_ca_file.as_deref(),
+            &config.redis_cluster_nodes,
+        )?
+        .with_wait_replicas(config.wait_replicas, config.wait_timeout());
         Ok(Producer::from_broker(Arc::new(Broker::new(target)?)))
     }
 

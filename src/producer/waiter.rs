@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::queue::RedisConn;
 use futures::Stream;
-use redis::aio::MultiplexedConnection;
 
 use crate::job::JobResult;
 use crate::queue::{Broker, QueueKeys};
@@ -56,7 +56,7 @@ pub struct BatchWaiter {
     /// Ids taken from the list whose results are not read yet (kept across
     /// a failed `MGET`, since the list will not give them again).
     unread: Vec<String>,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConn>,
     started: Instant,
     deadline: Option<Instant>,
     ended: bool,

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::broker::Broker;
+use super::cluster::Node;
 use super::keys::{self, QueueKeys};
 use super::scripts;
 use super::Result;
@@ -26,12 +27,12 @@ pub struct DeadRetry {
 
 impl Broker {
     /// Every queue that has a pending, delayed, dead or workers key, sorted:
-    /// a walk of the whole keyspace, only for a Redis that has no queue
-    /// registry yet (see `registered_queues`).
+    /// a walk of the whole keyspace (every master of a cluster), only for a
+    /// Redis that has no queue registry yet (see `registered_queues`).
     pub async fn discover_queues(&self) -> Result<Vec<String>> {
         let mut found = BTreeSet::new();
         for pattern in keys::queue_patterns() {
-            for key in self.scan(&pattern).await? {
+            for key in self.scan(&pattern, None).await? {
                 if let Some(q) = keys::discovered_queue(&key) {
                     found.insert(q.to_owned());
                 }
@@ -40,27 +41,41 @@ impl Broker {
         Ok(found.into_iter().collect())
     }
 
-    pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
-        let mut cursor = 0u64;
+    /// The keys matching `pattern`. On a cluster `SCAN` walks one node: the
+    /// master of `slot_key`'s slot when every match shares it (one queue's
+    /// keys), else each master in turn.
+    pub(super) async fn scan(&self, pattern: &str, slot_key: Option<&str>) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        let nodes = match slot_key {
+            Some(key) => vec![Node::MasterOf(key.to_owned())],
+            None => c
+                .masters()
+                .await
+                .map_err(|e| self.fail("scan", e))?
+                .unwrap_or(vec![Node::Any]),
+        };
         let mut out = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .query(
-                    "scan",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                )
-                .await?;
-            out.extend(batch);
-            if next == 0 {
-                return Ok(out);
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                let (next, batch): (u64, Vec<String>) = c
+                    .on_node(&node, cmd)
+                    .await
+                    .map_err(|e| self.fail("scan", e))?;
+                out.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(out)
     }
 
     /// Dead entries by rank: newest first when `newest_first`, else oldest.

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use super::cluster::RedisConn;
 
 use super::connection::{Connector, RedisTarget, CHECK_TIMEOUT};
 use super::{is_connection_error, QueueError, Result};
@@ -105,7 +105,7 @@ pub struct Broker {
     connector: Connector,
     /// One multiplexed connection checked out of the pool and kept: the pool
     /// pings on every checkout, which would double the hot path's round trips.
-    hot: Mutex<Option<MultiplexedConnection>>,
+    hot: Mutex<Option<RedisConn>>,
 }
 
 impl Broker {
@@ -122,7 +122,7 @@ impl Broker {
         &self.target
     }
 
-    pub(super) async fn conn(&self) -> Result<MultiplexedConnection> {
+    pub(super) async fn conn(&self) -> Result<RedisConn> {
         if let Some(c) = self.hot.lock().ok().and_then(|g| g.clone()) {
             return Ok(c);
         }
@@ -148,7 +148,7 @@ impl Broker {
     /// A connection of its own for blocking commands, so a `BLMOVE` never
     /// holds up the calls multiplexed on the shared one. Its reply timeout
     /// allows for `block`.
-    pub async fn dedicated(&self, block: Duration) -> Result<MultiplexedConnection> {
+    pub async fn dedicated(&self, block: Duration) -> Result<RedisConn> {
         self.connector.connect(Some(block)).await
     }
 

@@ -23,6 +23,7 @@ impl Broker {
         to: &str,
         parts: &[String],
     ) -> Result<()> {
+        self.check_callback_slot(keys, to)?;
         let hash = keys.batch_callback(batch);
         let parts = serde_json::to_string(parts).unwrap_or_default();
         let mut pipe = redis::pipe();

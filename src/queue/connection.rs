@@ -1,6 +1,7 @@
 //! Connecting to Redis: the pool for ordinary calls, dedicated connections for
 //! blocking waits, TLS with an optional custom CA, Sentinel (the master found
-//! by name, again after each failover), and URLs safe to log.
+//! by name, again after each failover), Redis Cluster (see `cluster`), and
+//! URLs safe to log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use deadpool_redis::{Hook, Manager, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
 use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 
+use super::cluster::RedisConn;
 use super::sentinel::{no_master, SentinelSpec};
 use super::{QueueError, Result};
 use crate::spec::{mask_url, SentinelUrl};
@@ -28,8 +31,8 @@ pub const POOL_SIZE: usize = 16;
 /// with [`mask_url`] only.
 #[derive(Clone)]
 pub struct RedisTarget {
-    endpoint: Endpoint,
-    masked: String,
+    pub(super) endpoint: Endpoint,
+    pub(super) masked: String,
     /// Given to every connection made from this target (`CLIENT SETNAME`),
     /// so that `CLIENT LIST` shows which worker holds it: a worker none of
     /// whose named connections is left has died (see `worker::reaper`).
@@ -47,12 +50,14 @@ pub struct WaitReplicas {
 }
 
 #[derive(Clone)]
-enum Endpoint {
+pub(super) enum Endpoint {
     /// One server, at a fixed address.
     Direct(Box<Client>),
     /// The master the sentinels name: asked again for each new connection,
     /// so a reconnect after a failover lands on the promoted replica.
     Sentinel(Arc<SentinelSpec>),
+    /// A Redis Cluster, found from its seed nodes.
+    Cluster(Box<ClusterClient>),
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -68,12 +73,7 @@ impl RedisTarget {
     pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self> {
         let masked = mask_url(url);
         let bad = |e: redis::RedisError| QueueError::Config(format!("redis url {masked}: {e}"));
-        let ca = match ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                QueueError::Config(format!("redis CA file {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
+        let ca = read_ca(ca_file)?;
         let endpoint = if SentinelUrl::is_sentinel(url) {
             let url = SentinelUrl::parse(url)
                 .map_err(|why| QueueError::Config(format!("redis url {masked} {why}")))?;
@@ -151,6 +151,10 @@ impl RedisTarget {
                     client_name: self.client_name.clone(),
                 })
             }
+            Endpoint::Cluster(client) => Ok(Connector {
+                kind: ConnectorKind::Cluster((**client).clone()),
+                client_name: self.client_name.clone(),
+            }),
         }
     }
 
@@ -178,6 +182,15 @@ impl RedisTarget {
     }
 }
 
+pub(super) fn read_ca(ca_file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+    match ca_file {
+        Some(path) => Ok(Some(std::fs::read(path).map_err(|e| {
+            QueueError::Config(format!("redis CA file {}: {e}", path.display()))
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// Opens connections to a target's (current) master: one per [`Broker`],
 /// on the runtime that uses them.
 ///
@@ -199,19 +212,34 @@ enum ConnectorKind {
         client: tokio::sync::Mutex<SentinelClient>,
         service: String,
     },
+    /// Each connection is a cluster connection of its own (connections to
+    /// every master it needs), so a dedicated one never shares a node's
+    /// socket with the shared one. Connections are not named: the cluster
+    /// client opens node connections by itself (to a promoted replica, to a
+    /// slot's new owner), and a name given once would be missing there; so
+    /// the reapers do not read `CLIENT LIST` on a cluster (see
+    /// `worker::reaper`).
+    Cluster(ClusterClient),
 }
 
 impl Connector {
     /// A new connection of its own. `block` is the longest blocking command
     /// it will carry, added to its reply timeout.
-    pub(crate) async fn connect(&self, block: Option<Duration>) -> Result<MultiplexedConnection> {
+    pub(crate) async fn connect(&self, block: Option<Duration>) -> Result<RedisConn> {
         let mut conn = match (&self.kind, block) {
             (ConnectorKind::Pool { pool, .. }, None) => {
                 let conn = pool
                     .get()
                     .await
                     .map_err(|e| QueueError::pool("connect", e))?;
-                return Ok(deadpool_redis::Connection::take(conn));
+                return Ok(RedisConn::Single(deadpool_redis::Connection::take(conn)));
+            }
+            (ConnectorKind::Cluster(client), _) => {
+                let conn = client
+                    .get_async_connection_with_config(super::cluster::config(block))
+                    .await
+                    .map_err(|e| QueueError::redis("connect", e))?;
+                return Ok(RedisConn::Cluster(conn));
             }
             (ConnectorKind::Pool { client, .. }, Some(_)) => client
                 .get_multiplexed_async_connection_with_config(&config(block))
@@ -239,7 +267,7 @@ impl Connector {
         if let Some(name) = &self.client_name {
             set_name(&mut conn, name).await;
         }
-        Ok(conn)
+        Ok(RedisConn::Single(conn))
     }
 }
 

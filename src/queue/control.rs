@@ -270,7 +270,7 @@ impl Broker {
     pub async fn delete_queue(&self, keys: &QueueKeys) -> Result<u64> {
         // Escaped, so a queue named `a*` deletes only its own keys.
         let pattern = format!("{}*", glob_escape(&keys.tag));
-        let found = self.scan(&pattern).await?;
+        let found = self.scan(&pattern, Some(&keys.pending)).await?;
         let mut deleted = 0;
         for chunk in found.chunks(DELETE_CHUNK) {
             deleted += self

@@ -4,7 +4,7 @@
 //! Replication is otherwise asynchronous: a master that fails right after
 //! answering can take the write with it.
 
-use redis::aio::MultiplexedConnection;
+use super::cluster::RedisConn;
 use redis::{FromRedisValue, ScriptInvocation};
 
 use super::broker::Broker;
@@ -52,7 +52,7 @@ impl Broker {
             return self.query_pipe(op, pipe).await;
         };
         wait_cmd(pipe, wait);
-        let mut c: MultiplexedConnection = self.conn().await?;
+        let mut c: RedisConn = self.conn().await?;
         let mut replies: Vec<redis::Value> = pipe
             .query_async(&mut c)
             .await

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use super::cluster::RedisConn;
 use redis::ScriptInvocation;
 
 use super::broker::Broker;
@@ -167,7 +167,7 @@ impl Broker {
     /// dedicated connection: a blocked command stalls its connection.
     pub async fn pop_finished(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut RedisConn,
         keys: &QueueKeys,
         batch: &str,
         max: usize,

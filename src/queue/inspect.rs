@@ -4,6 +4,7 @@
 use redis::AsyncCommands;
 
 use super::broker::{Broker, Depths};
+use super::cluster::Node;
 use super::keys::QueueKeys;
 use super::{scripts, Result};
 
@@ -126,18 +127,55 @@ impl Broker {
             .map_err(|e| self.fail("stats", e))
     }
 
-    /// A field of `INFO`, e.g. `used_memory` from section `memory`.
+    /// A field of `INFO`, e.g. `used_memory` from section `memory`. On a
+    /// cluster, of every master: the sum when each is a whole number
+    /// (memory), else the values joined by commas (a run id changes when
+    /// any master restarts).
     pub async fn info_field(&self, section: &str, field: &str) -> Result<Option<String>> {
+        let each = self.info_field_each(section, field).await?;
+        let values: Vec<String> = each.into_iter().filter_map(|(_, v)| v).collect();
+        if values.len() <= 1 {
+            return Ok(values.into_iter().next());
+        }
+        let numbers: Option<Vec<u64>> = values.iter().map(|v| v.parse().ok()).collect();
+        Ok(Some(match numbers {
+            Some(n) => n.iter().sum::<u64>().to_string(),
+            None => values.join(","),
+        }))
+    }
+
+    /// A field of `INFO` on each master (the one server, or every master of
+    /// a cluster), with the node it came from (`host:port`, or the masked
+    /// URL).
+    pub async fn info_field_each(
+        &self,
+        section: &str,
+        field: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
         let mut c = self.conn().await?;
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.fail("info", e))?;
+        let nodes = match c.masters().await.map_err(|e| self.fail("info", e))? {
+            Some(masters) => masters,
+            None => vec![Node::Any],
+        };
         let prefix = format!("{field}:");
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.trim().to_owned()))
+        let mut out = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg(section);
+            let text: String = c
+                .on_node(&node, cmd)
+                .await
+                .map_err(|e| self.fail("info", e))?;
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map(|v| v.trim().to_owned());
+            let name = match node {
+                Node::Addr(host, port) => format!("{host}:{port}"),
+                _ => self.target().masked_url().to_owned(),
+            };
+            out.push((name, value));
+        }
+        Ok(out)
     }
 }

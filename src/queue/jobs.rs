@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use super::cluster::RedisConn;
 use redis::{AsyncCommands, ScriptInvocation};
 
 use super::broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, RetryItem};
@@ -108,7 +108,7 @@ impl Broker {
     /// see (Redis serves a blocked command even while the client is paused).
     pub async fn wait_for_job(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut RedisConn,
         keys: &QueueKeys,
         timeout: Duration,
     ) -> Result<bool> {
@@ -145,6 +145,8 @@ impl Broker {
         worker: &str,
         items: &[AckItem],
     ) -> Result<(Vec<usize>, Vec<(usize, String)>)> {
+        let items = self.push_foreign_follow_ups(keys, items).await?;
+        let items = items.as_ref();
         let batches = distinct_batches(items);
         let mut inv = scripts::ACK.prepare_invoke();
         ack_keys(&mut inv, keys, worker, items, &batches);
@@ -184,6 +186,8 @@ impl Broker {
         item: &BuryItem,
         caps: DeadCaps,
     ) -> Result<Option<(String, u64)>> {
+        let item = self.push_foreign_follow_up(keys, item).await?;
+        let item = item.as_ref();
         let mut inv = scripts::BURY.prepare_invoke();
         inv.key(keys.active(worker))
             .key(&keys.dead)

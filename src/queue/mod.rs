@@ -5,6 +5,9 @@
 //! - `connection`: pool, dedicated blocking connections, TLS, Sentinel,
 //!   URL masking.
 //! - `sentinel`: the master found through Redis Sentinel.
+//! - `cluster`: Redis Cluster: the target, the connection that is either
+//!   kind, and the calls routed to named nodes.
+//! - `slots`: pipelines over several slots of a cluster, sent in runs.
 //! - `durable`: writes followed by `WAIT` when `wait_replicas` asks for it.
 //! - `broker`: the `Broker` handle, its connections and the settling items;
 //!   its operations live in `impl Broker` blocks by what they do: `jobs`
@@ -18,6 +21,8 @@
 //! - `fleet`: turns at fleet-wide chores and the queue gauges one worker
 //!   reads for all, so each worker's background cost is the same in any fleet.
 //! - `callback`: arming and sealing a batch's callback job.
+//! - `cross_slot`: follow-ups and callbacks bound for a queue in another
+//!   slot of a cluster.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //! - `progress`: running jobs' progress reports, fenced by the active hash.
 //! - `schedules`: periodic schedules' definitions, next ticks and the
@@ -30,8 +35,10 @@ mod broker;
 mod cache;
 mod callback;
 mod catalog;
+mod cluster;
 mod connection;
 mod control;
+mod cross_slot;
 mod durable;
 mod enqueue;
 mod fleet;
@@ -43,12 +50,14 @@ mod progress;
 mod schedules;
 mod scripts;
 mod sentinel;
+mod slots;
 mod workers;
 
 pub use crate::spec::mask_url;
 pub use admin::DeadRetry;
 pub use broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, Depths, FollowUpItem, RetryItem};
 pub use cache::{CacheClaim, RateSlot};
+pub use cluster::{Node, RedisConn};
 pub use connection::{RedisTarget, WaitReplicas};
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
 pub use enqueue::{ChunkOutcome, EnqueueItem, Fate, Trip};

@@ -127,10 +127,13 @@ impl Worker {
         // Every connection of this process carries the worker's name, the
         // heartbeat thread's too (it clones the target): once none is left
         // the process is gone, and other reapers act within a second.
-        let target =
-            RedisTarget::new(&self.config.redis_url, self.config.redis_ca_file.as_deref())?
-                .with_client_name(crate::queue::keys::connection_name(&health.worker_id))
-                .with_wait_replicas(self.config.wait_replicas, self.config.wait_timeout());
+        let target = RedisTarget::open(
+            &self.config.redis_url,
+            self.config.redis_ca_file.as_deref(),
+            &self.config.redis_cluster_nodes,
+        )?
+        .with_client_name(crate::queue::keys::connection_name(&health.worker_id))
+        .with_wait_replicas(self.config.wait_replicas, self.config.wait_timeout());
         let broker = Arc::new(Broker::new(target)?);
         let mcp = Arc::new(McpServers::start(&self.config.mcp).await);
         mcp.register(&mut self.registry);

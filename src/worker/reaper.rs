@@ -19,7 +19,9 @@
 //! never shows; they only make a worker a candidate earlier, the fenced
 //! script still decides. One worker of a queue at a time lists them (a
 //! turn, see `queue::fleet`): a death seen by the whole fleet at once costs
-//! one `CLIENT LIST`, not one per worker.
+//! one `CLIENT LIST`, not one per worker. On a Redis Cluster the
+//! connections are not looked at (see `Reaper::new`): the heartbeat timeout
+//! alone declares death.
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,9 +82,16 @@ impl Reason {
 
 impl Reaper {
     pub fn new(ctx: Arc<Ctx>) -> Self {
+        // A cluster client opens node connections by itself (failovers,
+        // migrations) without the worker's name, and `CLIENT LIST` shows one
+        // node's clients only: a live worker could look disconnected.
+        let blind = ctx.broker.target().is_cluster();
+        if blind && ctx.config.disconnected_timeout().is_some() {
+            tracing::info!("on a redis cluster, dead workers are found by the heartbeat timeout only (heartbeat_timeout_ms): connection names are not reliable across the cluster's nodes");
+        }
         Reaper {
             ctx,
-            blind: false,
+            blind,
             cleared: None,
             sweep: 0,
             swept_at: Instant::now(),

@@ -103,28 +103,36 @@ enum Eviction {
 /// worker and producers report. `allow_evicting_redis` accepts the risk.
 /// A user that may not run `INFO` leaves the policy unknown: a warning.
 async fn eviction_policy(ctx: &Ctx) -> Result<(), Eviction> {
-    let policy = match ctx.broker.info_field("memory", "maxmemory_policy").await {
-        Ok(Some(policy)) => policy,
-        Ok(None) => return Ok(()),
+    let each = match ctx
+        .broker
+        .info_field_each("memory", "maxmemory_policy")
+        .await
+    {
+        Ok(each) => each,
         Err(e) if e.is_unavailable() => return Err(Eviction::Unknown(e)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read redis maxmemory-policy (INFO memory); make sure it is noeviction: an evicting policy loses jobs");
             return Ok(());
         }
     };
-    if policy == "noeviction" {
+    // Each master of a cluster holds its own slots' queues: one that evicts
+    // is as bad as a single server that does.
+    let Some((node, policy)) = each.into_iter().find_map(|(node, policy)| {
+        policy
+            .filter(|p| p != "noeviction")
+            .map(|policy| (node, policy))
+    }) else {
         return Ok(());
-    }
+    };
     if ctx.config.allow_evicting_redis {
-        tracing::warn!(%policy, "redis maxmemory-policy is not noeviction (allowed by allow_evicting_redis): under memory pressure Redis may evict queue keys and lose jobs");
+        tracing::warn!(%policy, %node, "redis maxmemory-policy is not noeviction (allowed by allow_evicting_redis): under memory pressure Redis may evict queue keys and lose jobs");
         return Ok(());
     }
     Err(Eviction::Refused(format!(
-        "redis at {} has maxmemory-policy {policy}: under memory pressure it evicts keys, \
+        "redis at {node} has maxmemory-policy {policy}: under memory pressure it evicts keys, \
          and an evicted queue key loses its jobs. Set it to noeviction (`CONFIG SET \
          maxmemory-policy noeviction`, or maxmemory-policy in redis.conf), or set \
-         allow_evicting_redis = true (TOOLQ_ALLOW_EVICTING_REDIS=true) to accept the risk",
-        ctx.broker.target().masked_url()
+         allow_evicting_redis = true (TOOLQ_ALLOW_EVICTING_REDIS=true) to accept the risk"
     )))
 }
 

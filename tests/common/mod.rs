@@ -3,6 +3,7 @@
 //! push raw payloads and read results.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod connections;
 pub mod fault_process;
 pub mod gateway;

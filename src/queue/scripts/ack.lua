@@ -18,6 +18,11 @@
 -- and four bytes of a packed string naming its slot; anything else about an
 -- item is listed after the items.
 --
+-- Slot: every key carries the queue's hash tag {Q} (one slot), except a
+-- follow-up's pending list, which may be another queue's: on a cluster a
+-- follow-up bound for another slot is pushed just before this call and left
+-- out of it (queue/cross_slot.rs). A batch callback's list (batch_callback.lua)
+-- is the batch's own queue on a cluster (arming one elsewhere is refused).
 -- KEYS[1]         active hash of this worker
 -- KEYS[2]         stats hash of the queue
 -- KEYS[2 + i]     result key of item i (i = 1..N)

@@ -12,6 +12,11 @@
 --              it, after the last job went in, so a batch whose first jobs
 --              finish while the rest are still being sent does not fire
 --   fired      '1' once the callback is enqueued
+-- Slot: the hash carries the batch's queue's hash tag {Q}; `to` is read and
+-- pushed to without being a declared key, so on a cluster it must be a list
+-- of the same queue: arming a callback for another queue is refused there
+-- (queue/cross_slot.rs).
+--
 -- Whichever call brings the counts to `expected` with `expected` set (the
 -- last settlement, or the seal when the jobs were quicker) pushes the
 -- callback, in the same call: exactly once, and never before the end.

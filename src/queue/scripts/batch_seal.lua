@@ -2,6 +2,9 @@
 -- once the producer has sent them all, and fires the callback at once if
 -- they are all settled already (batch_callback.lua).
 --
+-- Slot: the hash carries the queue's hash tag {Q}; the callback's list it
+-- names is the batch's own queue on a cluster (arming one elsewhere is
+-- refused, queue/cross_slot.rs), so one slot.
 -- KEYS[1] the batch's callback hash
 -- ARGV[1] how many jobs went on the queue
 -- Returns 1 when the callback was pushed by this call, else 0.

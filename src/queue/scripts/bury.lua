@@ -10,6 +10,11 @@
 -- follow-up's pending list of the wrong type (the follow-up is not pushed,
 -- and `skipped` says so): a queue someone broke must not wedge the burial.
 --
+-- Slot: every key carries the queue's hash tag {Q} (one slot), except the
+-- follow-up's pending list, which may be another queue's: on a cluster a
+-- follow-up bound for another slot is pushed just before this call and left
+-- out of it (queue/cross_slot.rs). A batch callback's list (batch_callback.lua)
+-- is the batch's own queue on a cluster (arming one elsewhere is refused).
 -- KEYS[1] active hash of this worker
 -- KEYS[2] dead sorted set
 -- KEYS[3] result key of the job (any key of the queue when there is no id)

@@ -3,6 +3,9 @@
 -- call and settles the job as cancelled (its heartbeat reads the flags
 -- within a second). O(depth): operator path only.
 --
+-- Slot: every key carries the queue's hash tag {Q} (one slot), those it
+-- builds from ARGV[2] too; a batch callback's list is the batch's own queue
+-- on a cluster (arming one elsewhere is refused, queue/cross_slot.rs).
 -- KEYS[1] pending list
 -- KEYS[2] delayed sorted set
 -- KEYS[3] workers sorted set

@@ -1,6 +1,8 @@
 -- Removes dead jobs that died before a cut-off judged by Redis's clock (the
 -- clock that stamped them), or all of them.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] dead sorted set
 -- KEYS[2] stats hash of the queue: its 'dead_bytes' (the dead set's size,
 --         see dead_set.lua) is dropped, and summed again by the next burial

@@ -4,6 +4,8 @@
 -- twice. The job's stale "dead" result is deleted, and its unique lock, if
 -- it has one, is taken again unless another job holds it.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1]          dead sorted set
 -- KEYS[2]          pending list
 -- KEYS[1 + 2i]     result key of item i (i = 1..N)

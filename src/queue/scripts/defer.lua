@@ -6,6 +6,8 @@
 -- already parked the job (its reply lost) must answer "stale", never "due
 -- now", or the job would run here and again from the delayed set.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] active hash of this worker
 -- KEYS[2] delayed sorted set
 -- ARGV[1] the job's slot in the active hash (held.lua)

@@ -4,6 +4,8 @@
 -- capped (back-pressure), so the chunk stops where pending is full and the
 -- producer waits before sending the rest. Jobs keep their input order.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1]     pending list
 -- KEYS[2]     delayed sorted set
 -- KEYS[2 + j] unique lock j (j = 1..), referenced by items below

@@ -3,6 +3,8 @@
 -- either pending or active, never nowhere. The batch is one entry of the hash
 -- (layout in held.lua): storing it costs the same for 1 job or 1000.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] pending list (producers LPUSH, oldest at the right)
 -- KEYS[2] active hash of this worker
 -- KEYS[3] workers sorted set of the queue

@@ -1,6 +1,7 @@
 -- Registers a worker in a queue's worker set, or refreshes its heartbeat,
 -- with Redis's clock as the score.
 --
+-- Slot: one key.
 -- KEYS[1] workers sorted set
 -- ARGV[1] worker id
 -- ARGV[2] 'register' on start-up, 'beat' afterwards

@@ -1,6 +1,8 @@
 -- Lists the payloads a worker holds, oldest first (for inspection: the
 -- active hash stores batches, see held.lua).
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] active hash of the worker
 -- KEYS[2] landing list of the worker
 -- Returns the payloads of its unsettled jobs, then those in its landing list.

@@ -1,6 +1,8 @@
 -- Finds a job by id and tells its state, for `toolq job show` and the
 -- gateway: read-only, O(depth) (operator path only).
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] pending list
 -- KEYS[2] delayed sorted set
 -- KEYS[3] workers sorted set

@@ -6,6 +6,8 @@
 -- Reads the active hash's layout from held.lua's comment (not its helpers:
 -- this script only reads the mark); the one write comes last.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] active hash of this worker
 -- KEYS[2] the job's progress key
 -- ARGV[1] the job's batch number, as the active hash names it

@@ -2,6 +2,8 @@
 -- exactly one worker promotes each job however many race for it. Pushed
 -- before removed: if pending cannot be written, the jobs stay delayed.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] delayed sorted set
 -- KEYS[2] pending list
 -- ARGV[1] most jobs to move in one call

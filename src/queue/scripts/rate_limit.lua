@@ -3,6 +3,7 @@
 -- clock so workers with skewed clocks agree. One key, so it works on Redis
 -- Cluster (the key carries the tool as hash tag).
 --
+-- Slot: one key, `toolq:ratelimit:{<tool>}`.
 -- KEYS[1] the tool's rate-limit sorted set (member = call token, score = ms)
 -- ARGV[1] most calls per window
 -- ARGV[2] window in milliseconds

@@ -5,6 +5,8 @@
 -- Staleness is checked again here, atomically, so exactly one live worker
 -- recovers a given job and a worker that came back in time keeps its jobs.
 --
+-- Slot: every key carries the queue's hash tag {Q}, those it builds from
+-- ARGV[7] too: one slot, one node of a cluster.
 -- KEYS[1] workers sorted set
 -- KEYS[2] active hash of the dead worker (layout in held.lua); only its jobs
 --         not yet settled are put back

@@ -5,6 +5,8 @@
 -- the same step, so no moment exists where the worker is gone from the
 -- workers set while its active hash still holds jobs nobody would recover.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] active hash of this worker
 -- KEYS[2] pending list
 -- KEYS[3] workers sorted set of the queue

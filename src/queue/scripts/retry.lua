@@ -4,6 +4,8 @@
 -- are checked before the first write, so the script moves the job whole or
 -- leaves it held.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] active hash of this worker
 -- KEYS[2] delayed sorted set
 -- KEYS[3] result key of the job

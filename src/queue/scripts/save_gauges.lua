@@ -1,6 +1,7 @@
 -- Stores the queue gauges read by the worker whose turn it was (turn.lua),
 -- for every other worker of the queue to publish as they are.
 --
+-- Slot: one key.
 -- KEYS[1] fleet hash of the queue
 -- ARGV[1] pending, ARGV[2] active, ARGV[3] delayed, ARGV[4] dead, ARGV[5] live
 -- ARGV[6] ms the hash is kept

@@ -2,6 +2,7 @@
 -- Read only: the workers serving the queue call it to know whom to tick and
 -- how long they may sleep.
 --
+-- Slot: one key.
 -- KEYS[1] the queue's schedules sorted set (score = next tick, unix s)
 -- ARGV[1] most names to return
 -- Returns {now in unix ms, the earliest next tick (unix s) or -1 when the

@@ -3,6 +3,8 @@
 -- tick the caller computed from Redis's time (ticks that fell while it was
 -- paused are not run).
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] the schedule's hash
 -- KEYS[2] the queue's schedules sorted set (score = next tick, unix s)
 -- ARGV[1] the schedule's name

@@ -5,6 +5,8 @@
 -- schedule_tick.lua, and the next tick the caller computed from it. A
 -- paused schedule stays paused.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] the schedule's hash
 -- KEYS[2] the queue's schedules sorted set (score = next tick, unix s)
 -- ARGV[1] the schedule's name

@@ -2,6 +2,8 @@
 -- schedules, together, so no worker ticks it after this returns. (Its entry
 -- in the global index, in another slot, is dropped after.)
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] the schedule's hash
 -- KEYS[2] the queue's schedules sorted set
 -- ARGV[1] the schedule's name

@@ -5,6 +5,8 @@
 -- for a tick, exactly one gets 'ok' and the others 'taken'; a worker that
 -- computed from a definition changed since gets 'changed'.
 --
+-- Slot: every key carries the queue's hash tag {Q}: one slot, one node of a
+-- cluster.
 -- KEYS[1] the schedule's hash (see keys.rs: def, version, next, paused, last_*)
 -- KEYS[2] the queue's schedules sorted set (score = next tick, unix s)
 -- KEYS[3] the queue's pending list

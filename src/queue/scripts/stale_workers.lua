@@ -3,6 +3,7 @@
 -- so a dead worker is handled the moment its heartbeat crosses the limit
 -- rather than up to a reaper period later.
 --
+-- Slot: one key.
 -- KEYS[1] workers sorted set
 -- ARGV[1] heartbeat timeout in ms
 -- ARGV[2] most ids returned

@@ -4,6 +4,7 @@
 -- time does the chore, so its cost is paid once per turn for the whole fleet
 -- instead of once per worker.
 --
+-- Slot: one key.
 -- KEYS[1] fleet hash of the queue
 -- ARGV[1] chore (field of the hash: `<until ms>:<worker id>`)
 -- ARGV[2] worker id

@@ -3,6 +3,7 @@
 -- locks (value: the caller's token) and for the unique lock of a job buried
 -- by recovery (value: the job id).
 --
+-- Slot: one key.
 -- KEYS[1] the lock key
 -- ARGV[1] the value the lock was taken with
 -- Returns 1 when released, 0 when it was not ours (or already gone).
