@@ -14,7 +14,7 @@ use common::cluster::Cluster;
 use common::fault_process::{spawn_worker_on, WorkerProcess};
 use serde_json::json;
 use toolq::job::Job;
-use toolq::producer::{BatchOptions, Producer};
+use toolq::producer::{BatchOptions, CancelOutcome, JobState, Producer};
 use toolq::queue::{Broker, QueueKeys, RedisTarget};
 
 /// A producer on the cluster (the URL gives no host, only the scheme).
@@ -215,10 +215,123 @@ async fn queues_over_three_masters_drain_survive_a_worker_kill_and_run_every_kin
         .await
         .expect("enqueue");
     assert!(again.duplicates.is_empty(), "the unique lock was released");
+
+    // The operator's and the waiting producer's paths on the cluster: a
+    // job waited for (its notification list, a dedicated connection's
+    // BLPOP), a batch with a callback (batch_seal.lua, the count in
+    // ack.lua), a running job found (locate.lua) and cancelled
+    // (cancel.lua), a dead job retried (dead_retry.lua) and purged
+    // (dead_purge.lua), stats over queues on three masters, and, once the
+    // workers are gone, a queue deleted (a SCAN of its slot's master).
+    let waited = producer
+        .enqueue_and_wait(
+            here,
+            job(json!({"tool": "echo", "args": {"w": 1}})),
+            &BatchOptions::default(),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("a job waited for");
+    assert_eq!(waited.status.as_str(), "succeeded");
+    let options = BatchOptions {
+        callback: Some(toolq::job::FollowUp::new(
+            "echo",
+            json!({"ok": "$batch.succeeded", "of": "$batch.total"}),
+        )),
+        ..BatchOptions::default()
+    };
+    let batch = producer
+        .enqueue_batch(
+            here,
+            &[
+                job(json!({"tool": "echo", "args": {}})),
+                job(json!({"tool": "echo", "args": {}})),
+            ],
+            &options,
+        )
+        .await
+        .expect("a batch with a callback");
+    let callback = batch.callback.clone().expect("a callback id");
+    let (_, left) = drain(
+        &broker,
+        &[(here.clone(), vec![callback])],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(left, 0, "the batch callback ran");
+    let refused = producer
+        .enqueue_batch(
+            here,
+            &[job(json!({"tool": "echo", "args": {}}))],
+            &BatchOptions {
+                callback: Some(toolq::job::FollowUp::new("echo", json!({})).queue(there)),
+                ..BatchOptions::default()
+            },
+        )
+        .await
+        .expect_err("a callback to a queue of another slot is refused");
+    println!("a callback to another slot: {refused}");
+
+    let slow = producer
+        .enqueue(
+            here,
+            job(json!({"id": "slow", "tool": "sleep", "args": {"ms": 20000}})),
+        )
+        .await
+        .expect("enqueue");
+    common::eventually(Duration::from_secs(30), "the slow job runs", || {
+        let (producer, here, slow) = (&producer, here.clone(), slow.clone());
+        async move {
+            producer
+                .job(&here, &slow)
+                .await
+                .is_ok_and(|v| v.state == JobState::Running)
+        }
+    })
+    .await;
+    let (outcome, view) = producer
+        .cancel_and_wait(here, &slow, Duration::from_secs(30))
+        .await
+        .expect("cancel");
+    assert_eq!(outcome, CancelOutcome::Requested);
+    assert_eq!(view.state, JobState::Cancelled, "{view:?}");
+
+    assert!(producer
+        .dead_retry(here, "f1", Duration::from_secs(60))
+        .await
+        .expect("dead retry"));
+    common::eventually(
+        Duration::from_secs(30),
+        "the retried job dies again",
+        || {
+            let (producer, here) = (&producer, here.clone());
+            async move {
+                producer
+                    .job(&here, "f1")
+                    .await
+                    .is_ok_and(|v| v.state == JobState::Dead)
+            }
+        },
+    )
+    .await;
+    assert_eq!(producer.dead_purge(here, None).await.expect("purge"), 1);
+    let stats = producer
+        .stats(Duration::from_secs(3))
+        .await
+        .expect("stats over the cluster");
+    for q in &queues {
+        assert!(stats.iter().any(|s| &s.queue == q), "stats lists {q}");
+    }
     for mut w in running.drain(..) {
         w.signal(libc::SIGTERM);
         w.wait_exit(Duration::from_secs(30));
     }
+    let deleted = producer
+        .delete_queue(there, Duration::from_secs(3))
+        .await
+        .expect("delete a queue");
+    println!("deleted {there}: {deleted} keys");
+    assert!(deleted > 0, "the queue's keys were found on its master");
 }
 
 /// What one scenario with a steady producer saw.
