@@ -4,8 +4,8 @@
 # master (all on the one master in the first run), then handed to WORKERS
 # `toolq worker` processes (default 2, concurrency 64, serving the 3 queues)
 # at once with RENAME once every worker has registered. Prints the drain's
-# jobs/s and, per master, its Redis CPU as µs per job (utime + stime of the
-# redis-server process over the drain). No replicas: masters only. A
+# jobs/s, the workers' CPU as µs per job, and, per master, its Redis CPU as
+# µs per job (utime + stime of each process over the drain). No replicas: masters only. A
 # benchmark, not a test: it prints figures, asserts nothing. RUNS (default
 # 3) runs of each, then the medians.
 #
@@ -122,8 +122,9 @@ run() {
         local port; port=$(master_of "toolq:{$q}:workers")
         until [ "$(redis-cli -p "$port" zcard "toolq:{$q}:workers")" -ge "$WORKERS" ]; do sleep 0.1; done
     done
-    local before=() p
+    local before=() p wbefore=0
     for p in "${ports[@]}"; do before+=("$(ticks "$(cat "$dir/$p/redis.pid")")"); done
+    for p in "${pids[@]}"; do wbefore=$((wbefore + $(ticks "$p"))); done
     local t0; t0=$(date +%s.%N)
     for q in $queues; do
         redis-cli -p "$(master_of "toolq:{$q}:pending")" rename "toolq:{$q}:staging" "toolq:{$q}:pending" >/dev/null
@@ -138,6 +139,8 @@ run() {
         sleep 0.05
     done
     local t1; t1=$(date +%s.%N)
+    local wafter=0
+    for p in "${pids[@]}"; do wafter=$((wafter + $(ticks "$p"))); done
     local cpu=() i=0
     for p in "${ports[@]}"; do
         local after; after=$(ticks "$(cat "$dir/$p/redis.pid")")
@@ -146,7 +149,7 @@ run() {
     done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=()
-    python3 -c "print(round($((per * 3)) / ($t1 - $t0)))" | tr '\n' ' '
+    python3 -c "print(round($((per * 3)) / ($t1 - $t0)), round(($wafter - $wbefore) / $hz * 1e6 / $((per * 3)), 1))" | tr '\n' ' '
     echo "${cpu[*]}"
 }
 
@@ -155,8 +158,8 @@ for m in 1 3; do
     rates=(); cpus=()
     for r in $(seq "$RUNS"); do
         line=$(run "$m")
-        rate=${line%% *}; cpu=${line#* }
-        echo "  $m master(s), run $r: $rate jobs/s; Redis CPU µs/job per master: $cpu"
+        read -r rate wcpu cpu <<<"$line"
+        echo "  $m master(s), run $r: $rate jobs/s; worker CPU $wcpu µs/job; Redis CPU µs/job per master: $cpu"
         rates+=("$rate"); cpus+=("$(python3 -c "print(sum(map(float, '$cpu'.split())))")")
     done
     median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

@@ -5,10 +5,10 @@
 //! A follow-up to a queue of another slot is pushed by itself, just before
 //! the script that settles its parent (which then carries no follow-up).
 //! A crash between the two leaves the parent held: it is recovered and run
-//! again, and pushes its follow-up again. So the follow-up runs at least
-//! once, never zero times; twice only after such a crash, or when the
-//! parent turns out no longer ours (its new owner pushes it too). That is
-//! the delivery guarantee of every job. A follow-up to the parent's own
+//! again, and pushes its follow-up again; so does a settling call that
+//! failed (an outage) and is made again, and a parent that turns out no
+//! longer ours (its new owner pushes it too). So the follow-up runs at
+//! least once, never zero times: the delivery guarantee of every job. A follow-up to the parent's own
 //! queue (any follow-up on a single Redis) still goes in with the
 //! settlement, exactly once.
 //!
