@@ -15,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FLEET=${FLEET-25 50 100 200}
 WINDOW=${WINDOW:-10}
 QUEUES=${QUEUES:-50}
+SHARDS=${SHARDS:-8}
 if [ -z "${TOOLQ:-}" ]; then
     cargo build --release --quiet
     TOOLQ=target/release/toolq
@@ -122,7 +123,7 @@ for i in range(200):
     cmd("BLPOP", "toolq:{%s}:batch:lat" % q, "10")
     took.append((time.perf_counter() - t) * 1000)
 took.sort()
-print("    push -> finished over %d queue(s): p50 %.2f ms, p90 %.2f ms, max %.2f ms" % (len(queues), took[100], took[180], took[-1]))
+print("    push -> finished over %d queue(s)/shard(s): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms" % (len(queues), took[100], took[180], took[198], took[-1]))
 PY
 }
 
@@ -165,4 +166,14 @@ start 1 --queue q1
 wait_registered 1 q1
 measure "1 worker, 1 queue" 1
 latency q1
+stop_all
+
+# One queue of SHARDS shards: shard k > 0's keys carry the tag {s#k}.
+redis-cli -p "$port" hset 'toolq:{s}:shards' count "$SHARDS" serve "$SHARDS" max "$SHARDS" >/dev/null
+start 1 --queue s
+wait_registered 1 "s#$((SHARDS - 1))"
+measure "1 worker, 1 queue, $SHARDS shards" 1
+tags=(s)
+for k in $(seq $((SHARDS - 1))); do tags+=("s#$k"); done
+latency "${tags[@]}"
 stop_all

@@ -1,4 +1,4 @@
-//! `toolq queue pause|resume|delete Q`.
+//! `toolq queue pause|resume|delete|shards Q`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -11,7 +11,8 @@ use super::{ensure_reachable, queue_name, CliError, Exit};
 #[command(after_help = "Examples:\n  \
     toolq queue pause emails      # workers stop taking its jobs within a second\n  \
     toolq queue resume emails\n  \
-    toolq queue delete old-queue --yes")]
+    toolq queue delete old-queue --yes\n  \
+    toolq queue shards emails 8    # spread emails over 8 shards")]
 pub struct QueueArgs {
     #[command(subcommand)]
     pub action: QueueAction,
@@ -44,6 +45,19 @@ pub enum QueueAction {
         #[arg(long)]
         yes: bool,
     },
+    /// Show or set the queue's shard count. Raising it takes effect at
+    /// once; lowering it retires shards, which drain first: run the same
+    /// command again until it says the change is complete
+    #[command(after_help = "Examples:\n  \
+        toolq queue shards emails        # the current layout\n  \
+        toolq queue shards emails 8      # producers and workers use 8 shards within a second\n  \
+        toolq queue shards emails 2      # lower: shards 2..7 drain; repeat until complete")]
+    Shards {
+        /// The queue
+        queue: String,
+        /// The new shard count (1 to 256)
+        count: Option<u32>,
+    },
 }
 
 pub async fn run(config: &Config, args: QueueArgs) -> Result<Exit, CliError> {
@@ -74,8 +88,54 @@ pub async fn run(config: &Config, args: QueueArgs) -> Result<Exit, CliError> {
                 .await?;
             println!("deleted queue {queue} ({deleted} keys)");
         }
+        QueueAction::Shards { queue, count } => {
+            let queue = queue_name(&queue)?;
+            ensure_reachable(producer.broker()).await?;
+            return shards(&producer, &queue, count).await;
+        }
     }
     Ok(Exit::Success)
+}
+
+/// `toolq queue shards Q [N]`: exit 0 when the layout is as asked, 1 while
+/// retired shards still drain (run it again).
+async fn shards(producer: &Producer, queue: &str, count: Option<u32>) -> Result<Exit, CliError> {
+    let Some(n) = count else {
+        let s = producer.broker().shard_layout(queue).await?;
+        println!("queue {queue}: {} shard(s)", s.count);
+        if s.serve > s.count {
+            println!(
+                "shards {}..{} are retired and still served until they drain: run `toolq queue shards {queue} {}` again",
+                s.count,
+                s.serve - 1,
+                s.count
+            );
+        }
+        return Ok(Exit::Success);
+    };
+    let r = producer.set_shards(queue, n).await?;
+    if r.complete() {
+        println!(
+            "queue {queue}: {} shard(s) (was {})",
+            r.after.count, r.before.count
+        );
+        return Ok(Exit::Success);
+    }
+    println!(
+        "queue {queue}: producers now use {} shard(s); shards {}..{} are retired and drain first:",
+        r.after.count,
+        r.after.count,
+        r.after.serve - 1
+    );
+    for (k, pending, delayed, running, dead) in &r.draining {
+        println!(
+            "  shard {k}: {pending} pending, {delayed} delayed, {running} running, {dead} dead"
+        );
+    }
+    println!(
+        "run `toolq queue shards {queue} {n}` again once they are empty (dead jobs: `toolq dead retry --all --queue {queue}` or `toolq dead purge`)"
+    );
+    Ok(Exit::JobsFailed)
 }
 
 /// Asks on the terminal for `expected`; refuses when not on a terminal.

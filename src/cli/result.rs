@@ -8,8 +8,7 @@ use super::{CliError, Exit};
 pub async fn run(config: &Config, queue: &str, id: &str) -> Result<Exit, CliError> {
     let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
-    let keys = crate::queue::QueueKeys::new(queue);
-    match producer.broker().result(&keys, id).await? {
+    match producer.result_text(queue, id).await? {
         Some(text) => {
             println!("{text}");
             Ok(Exit::Success)

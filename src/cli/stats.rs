@@ -11,17 +11,25 @@ use super::{CliError, Exit};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     toolq stats\n  \
-    toolq stats --json | jq '.queues[] | {queue, pending, dead}'")]
+    toolq stats --json | jq '.queues[] | {queue, pending, dead}'\n  \
+    toolq stats --shards            # a sharded queue's shards one by one")]
 pub struct StatsArgs {
-    /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, workers, totals}]}
+    /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, workers, totals, shard_count, shards_served}]}
     #[arg(long)]
     pub json: bool,
+    /// Show each shard of a sharded queue (its numbers are the shards'
+    /// added up); with --json, a `shards` array per sharded queue
+    #[arg(long)]
+    pub shards: bool,
 }
 
 pub async fn run(config: &Config, a: StatsArgs) -> Result<Exit, CliError> {
     let producer = Producer::from_config(config)?;
     producer.broker().check_reachable().await?;
-    let stats = producer.stats(config.heartbeat_timeout()).await?;
+    let mut stats = producer.stats(config.heartbeat_timeout()).await?;
+    if !a.shards {
+        stats.iter_mut().for_each(|s| s.shards.clear());
+    }
     if a.json {
         println!("{}", json!({ "queues": stats }));
     } else {
@@ -69,6 +77,26 @@ fn print_table(stats: &[QueueStats]) {
             s.totals.cancelled,
             if s.paused { "paused" } else { "running" }
         );
+        for k in &s.shards {
+            println!(
+                "{:<width$}  {:>9} {:>7} {:>8} {:>7} {:>8}  {:>10} {:>9} {:>8} {:>9}  {}",
+                format!("  #{}", k.shard),
+                k.pending,
+                k.active,
+                k.delayed,
+                k.dead,
+                "",
+                k.totals.succeeded,
+                k.totals.retrying,
+                k.totals.dead,
+                k.totals.cancelled,
+                match k.shard {
+                    k if k >= s.shards_served => "retired",
+                    k if k >= s.shard_count => "draining",
+                    _ => "",
+                }
+            );
+        }
     }
     let workers: Vec<_> = stats
         .iter()

@@ -15,7 +15,7 @@ use crate::queue::QueueError;
 /// A queue name as the API accepts it (`routes::queue_of` checks the same).
 /// Repeated as a literal in the `#[schema]`/`#[param]` attributes (they
 /// take no constants); `openapi`'s test checks every copy against this.
-pub const QUEUE_PATTERN: &str = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$";
+pub const QUEUE_PATTERN: &str = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$";
 
 /// `POST /execute`: one tool call, run as a durable job.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,7 +32,7 @@ pub struct ExecuteRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+        pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$"
     )]
     pub queue: Option<String>,
     /// Per-attempt limit, milliseconds.

@@ -5,7 +5,10 @@
 //! finishes (the same signal `toolq submit --wait` uses). One listener per
 //! queue blocks on that list, reads the finished jobs' results in bulk and
 //! hands each to the request waiting for it. Nothing polls; a request that
-//! is no longer waiting simply has no entry, and its id is dropped.
+//! is no longer waiting simply has no entry, and its id is dropped. On a
+//! sharded queue each shard has its own list: one listener per shard, all
+//! handing to the queue's waiters; the queue's layout is read again every
+//! [`SHARDS_TTL`] so a shard added later gets its listener.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{Broker, QueueKeys};
+use crate::queue::{Broker, QueueKeys, SHARDS_TTL};
 
 /// Most ids taken per round trip.
 const POP_MAX: usize = 1000;
@@ -90,10 +93,32 @@ impl Completions {
         let waiters = Arc::new(Mutex::new(Waiters::new()));
         queues.insert(queue.to_owned(), waiters.clone());
         let this = self.clone();
-        let keys = QueueKeys::new(queue);
         let w = waiters.clone();
-        tokio::spawn(async move { this.listen(keys, w).await });
+        let queue = queue.to_owned();
+        tokio::spawn(async move { this.watch_shards(queue, w).await });
         waiters
+    }
+
+    /// Starts a listener on each shard of `queue` there is, shard 0 at
+    /// once, the others as the layout names them.
+    async fn watch_shards(self: Arc<Self>, queue: String, waiters: Arc<Mutex<Waiters>>) {
+        let mut listening = 0;
+        while !self.stop.is_cancelled() {
+            let shards = match self.broker.shard_layout(&queue).await {
+                Ok(s) => s.max,
+                Err(_) => listening.max(1),
+            };
+            for k in listening..shards {
+                let this = self.clone();
+                let (keys, w) = (QueueKeys::shard(&queue, k), waiters.clone());
+                tokio::spawn(async move { this.listen(keys, w).await });
+            }
+            listening = listening.max(shards);
+            tokio::select! {
+                () = tokio::time::sleep(SHARDS_TTL) => {}
+                () = self.stop.cancelled() => {}
+            }
+        }
     }
 
     async fn listen(self: Arc<Self>, keys: QueueKeys, waiters: Arc<Mutex<Waiters>>) {

@@ -137,6 +137,12 @@ impl HealthState {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
+    /// Ready again after a wind-down that was not a stop (a worker that
+    /// starts again on a queue's new shards).
+    pub fn set_shutting_down_to(&self, on: bool) {
+        self.shutting_down.store(on, Ordering::Relaxed);
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }

@@ -34,6 +34,24 @@ pub struct QueueStats {
     /// Workers whose heartbeat is recent.
     pub workers: Vec<WorkerEntry>,
     pub totals: Totals,
+    /// The shard layout: shards producers write to (`count`) and workers
+    /// serve (`serve`, more while retired shards drain).
+    pub shard_count: u32,
+    pub shards_served: u32,
+    /// Per shard, when the queue is sharded (the fields above add them up).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStats>,
+}
+
+/// One shard's depths and totals.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ShardStats {
+    pub shard: u32,
+    pub pending: u64,
+    pub active: u64,
+    pub delayed: u64,
+    pub dead: u64,
+    pub totals: Totals,
 }
 
 /// A live worker and its registration document (host, pid, queues...).
@@ -113,45 +131,124 @@ impl Producer {
         Ok(out)
     }
 
+    /// One queue's numbers; a sharded queue's depths and totals are its
+    /// shards' added up, each shard also listed in `shards`.
     pub async fn queue_stats(
         &self,
         queue: &str,
         heartbeat_timeout: Duration,
     ) -> Result<QueueStats> {
+        let layout = self.shard_layout(queue).await?;
         let keys = QueueKeys::new(queue);
-        let depths = self.broker.depths(&keys).await?;
         let mut workers = Vec::new();
+        // Every worker of the queue registers on each shard it serves.
         for id in self.broker.live_workers(&keys, heartbeat_timeout).await? {
             let info = self.broker.worker_info(&id).await?;
             let info = info.and_then(|t| serde_json::from_str(&t).ok());
             workers.push(WorkerEntry { id, info });
         }
-        let totals: HashMap<String, u64> = self.broker.totals(&keys).await?;
-        let total = |k: &str| totals.get(k).copied().unwrap_or(0);
+        let mut shards = Vec::new();
+        let (mut dead_bytes, mut dead_trimmed) = (0, 0);
+        for keys in layout.all(queue) {
+            let depths = self.broker.depths(&keys).await?;
+            let totals: HashMap<String, u64> = self.broker.totals(&keys).await?;
+            let total = |k: &str| totals.get(k).copied().unwrap_or(0);
+            dead_bytes += total("dead_bytes");
+            dead_trimmed += total("dead_trimmed");
+            shards.push(ShardStats {
+                shard: keys.shard,
+                pending: depths.pending,
+                active: depths.active,
+                delayed: depths.delayed,
+                dead: depths.dead,
+                totals: Totals {
+                    // Workers before 0.2 counted under `processed` and `retried`.
+                    succeeded: total("succeeded") + total("processed"),
+                    retrying: total("retrying") + total("retried"),
+                    dead: total("dead"),
+                    cancelled: total("cancelled"),
+                },
+            });
+        }
+        let sum = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
         Ok(QueueStats {
             queue: queue.to_owned(),
-            pending: depths.pending,
-            active: depths.active,
-            delayed: depths.delayed,
-            dead: depths.dead,
-            dead_bytes: total("dead_bytes"),
-            dead_trimmed: total("dead_trimmed"),
+            pending: sum(|s| s.pending),
+            active: sum(|s| s.active),
+            delayed: sum(|s| s.delayed),
+            dead: sum(|s| s.dead),
+            dead_bytes,
+            dead_trimmed,
             paused: self.is_paused(queue).await?,
             workers,
             totals: Totals {
-                // Workers before 0.2 counted under `processed` and `retried`.
-                succeeded: total("succeeded") + total("processed"),
-                retrying: total("retrying") + total("retried"),
-                dead: total("dead"),
-                cancelled: total("cancelled"),
+                succeeded: sum(|s| s.totals.succeeded),
+                retrying: sum(|s| s.totals.retrying),
+                dead: sum(|s| s.totals.dead),
+                cancelled: sum(|s| s.totals.cancelled),
             },
+            shard_count: layout.count,
+            shards_served: layout.serve,
+            shards: if layout.max > 1 { shards } else { Vec::new() },
         })
     }
 
-    /// The newest `limit` dead jobs (all of them when `None`), newest
-    /// first, read a page at a time, with how many the queue holds.
+    /// The newest `limit` dead jobs of every shard (all of them when
+    /// `None`), newest first, with how many the queue holds.
     pub async fn dead_list(&self, queue: &str, limit: Option<usize>) -> Result<DeadList> {
-        let keys = QueueKeys::new(queue);
+        let mut all = DeadList {
+            total: 0,
+            entries: Vec::new(),
+        };
+        for keys in self.shard_layout(queue).await?.all(queue) {
+            let one = self.dead_list_shard(&keys, limit).await?;
+            all.total += one.total;
+            all.entries.extend(one.entries);
+        }
+        all.entries
+            .sort_by_key(|e| std::cmp::Reverse(e.died_at.unwrap_or(0)));
+        if let Some(l) = limit {
+            all.entries.truncate(l);
+        }
+        Ok(all)
+    }
+
+    /// Puts the dead job `id` back on `pending` (of its shard) with its
+    /// attempts reset; false when no dead job has that id.
+    pub async fn dead_retry(&self, queue: &str, id: &str, unique_ttl: Duration) -> Result<bool> {
+        for keys in self.shard_layout(queue).await?.all(queue) {
+            if self.dead_retry_shard(&keys, id, unique_ttl).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Puts every dead job of the queue back on `pending`, shard by shard.
+    pub async fn dead_retry_all(&self, queue: &str, unique_ttl: Duration) -> Result<RetryAll> {
+        let mut out = RetryAll::default();
+        for keys in self.shard_layout(queue).await?.all(queue) {
+            let one = self.dead_retry_all_shard(&keys, unique_ttl).await?;
+            out.retried += one.retried;
+            out.not_retryable += one.not_retryable;
+        }
+        Ok(out)
+    }
+
+    /// Removes dead jobs older than `older_than`, or all, from every
+    /// shard; returns how many.
+    pub async fn dead_purge(&self, queue: &str, older_than: Option<Duration>) -> Result<u64> {
+        let mut purged = 0;
+        for keys in self.shard_layout(queue).await?.all(queue) {
+            purged += self.broker.dead_purge(&keys, older_than).await?;
+        }
+        Ok(purged)
+    }
+
+    /// The newest `limit` dead jobs of one shard (all of them when
+    /// `None`), newest first, read a page at a time, with how many it holds.
+    async fn dead_list_shard(&self, keys: &QueueKeys, limit: Option<usize>) -> Result<DeadList> {
+        let keys = keys.clone();
         let total = self.broker.depths(&keys).await?.dead;
         // Jobs dying meanwhile push older ones down a rank: read no more
         // than were there when we counted.
@@ -172,11 +269,17 @@ impl Producer {
         Ok(DeadList { total, entries })
     }
 
-    /// Puts the dead job `id` back on `pending` with its attempts reset;
-    /// false when no dead job has that id. Refused when its payload was
-    /// kept only in part (over a size limit): it cannot be rebuilt.
-    pub async fn dead_retry(&self, queue: &str, id: &str, unique_ttl: Duration) -> Result<bool> {
-        let keys = QueueKeys::new(queue);
+    /// Puts the dead job `id` of one shard back on its `pending` with its
+    /// attempts reset; false when no dead job there has that id. Refused
+    /// when its payload was kept only in part (over a size limit): it
+    /// cannot be rebuilt.
+    async fn dead_retry_shard(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+        unique_ttl: Duration,
+    ) -> Result<bool> {
+        let keys = keys.clone();
         // The id as it appears inside the stored JSON (escaped).
         let needle = Value::String(id.to_owned()).to_string();
         let needle = &needle[1..needle.len() - 1];
@@ -204,10 +307,14 @@ impl Producer {
         Ok(self.broker.dead_retry(&keys, &[item], unique_ttl).await? == 1)
     }
 
-    /// Puts every dead job of the queue back on `pending` (those that died
-    /// before the call: jobs dying meanwhile are left for the next one).
-    pub async fn dead_retry_all(&self, queue: &str, unique_ttl: Duration) -> Result<RetryAll> {
-        let keys = QueueKeys::new(queue);
+    /// Puts every dead job of one shard back on its `pending` (those that
+    /// died before the call: jobs dying meanwhile are left for the next one).
+    async fn dead_retry_all_shard(
+        &self,
+        keys: &QueueKeys,
+        unique_ttl: Duration,
+    ) -> Result<RetryAll> {
+        let keys = keys.clone();
         let mut left = self.broker.depths(&keys).await?.dead as usize;
         let mut out = RetryAll::default();
         while left > 0 {
@@ -230,14 +337,6 @@ impl Producer {
             out.retried += self.broker.dead_retry(&keys, &items, unique_ttl).await?;
         }
         Ok(out)
-    }
-
-    /// Removes dead jobs older than `older_than`, or all; returns how many.
-    pub async fn dead_purge(&self, queue: &str, older_than: Option<Duration>) -> Result<u64> {
-        Ok(self
-            .broker
-            .dead_purge(&QueueKeys::new(queue), older_than)
-            .await?)
     }
 }
 

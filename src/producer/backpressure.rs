@@ -16,22 +16,25 @@ const PAUSE_MIN: Duration = Duration::from_millis(10);
 /// Longest pause, when workers drain the queue slowly.
 const PAUSE_MAX: Duration = Duration::from_millis(250);
 
-/// Enqueues `items` keeping `pending` under `cap`; returns the indexes of
-/// duplicates skipped.
+/// Enqueues `items[range]` (all on the shard of `keys`) keeping that
+/// shard's `pending` under `cap`, adding the indexes of duplicates skipped
+/// to `duplicates`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn enqueue(
     broker: &Broker,
     keys: &QueueKeys,
     items: &[EnqueueItem],
+    range: std::ops::Range<usize>,
+    duplicates: &mut Vec<usize>,
     cap: u64,
     options: &BatchOptions,
     progress: &mut (dyn FnMut(usize) + Send),
-) -> Result<Vec<usize>> {
+) -> Result<()> {
     let cap = cap.max(1);
     broker.register_queues(&[&keys.name]).await?;
-    let mut duplicates = Vec::new();
-    let mut done = 0;
-    while done < items.len() {
-        let chunk = &items[done..items.len().min(done + CHUNK)];
+    let mut done = range.start;
+    while done < range.end {
+        let chunk = &items[done..range.end.min(done + CHUNK)];
         // One script call: Redis takes the chunk whole or refuses it whole
         // (out of memory); a lost reply leaves the chunk in doubt.
         let out = match broker
@@ -41,20 +44,20 @@ pub(super) async fn enqueue(
             Ok(out) => out,
             Err(e) if e.is_unavailable() => {
                 let sent = Sent::Unknown(chunk.len());
-                return Err(stopped(items, done, &duplicates, sent, e));
+                return Err(stopped(items, done, duplicates, sent, e));
             }
-            Err(e) => return Err(stopped(items, done, &duplicates, Sent::Fates(&[]), e)),
+            Err(e) => return Err(stopped(items, done, duplicates, Sent::Fates(&[]), e)),
         };
         duplicates.extend(out.duplicates.iter().map(|i| done + i));
         done += out.taken;
         progress(done);
         if out.taken < chunk.len() {
             if let Err(e) = wait_for_room(broker, keys, cap).await {
-                return Err(stopped(items, done, &duplicates, Sent::Fates(&[]), e));
+                return Err(stopped(items, done, duplicates, Sent::Fates(&[]), e));
             }
         }
     }
-    Ok(duplicates)
+    Ok(())
 }
 
 /// Returns once `pending` holds fewer than `cap` jobs. Polls the length

@@ -3,9 +3,12 @@
 //! chunks per round trip, unique jobs through a script that skips
 //! duplicates, and a pending cap honoured by waiting (see `backpressure`).
 //! A batch with a callback job is armed before its first job goes in and
-//! sealed with its count after the last (`queue::callback`).
+//! sealed with its count after the last (`queue::callback`). On a sharded
+//! queue the jobs are spread over its shards (`spread`); a batch with a
+//! callback goes to shard 0, where its callback is counted.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::time::Duration;
 
 use crate::config::DEFAULT_UNIQUE_TTL_S;
@@ -13,7 +16,7 @@ use crate::job::{self, FollowUp, Job};
 use crate::queue::{Broker, EnqueueItem, Fate, QueueKeys};
 
 use super::partial::{stopped, Sent};
-use super::{backpressure, Producer, ProducerError, Result, ValidJob};
+use super::{backpressure, spread, Producer, ProducerError, Result, ValidJob};
 
 /// Jobs per `LPUSH` (or per script call).
 pub(super) const CHUNK: usize = 1000;
@@ -59,6 +62,9 @@ pub struct Submitted {
     pub duplicates: Vec<usize>,
     /// The batch callback's id (`<batch>:callback`), when it has one.
     pub callback: Option<String>,
+    /// Each job's shard, in input order (all 0 on a queue never sharded):
+    /// where its result and its batch notification are.
+    pub shards: Vec<u32>,
 }
 
 impl Submitted {
@@ -138,7 +144,6 @@ impl Producer {
         options: &BatchOptions,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Submitted> {
-        let keys = QueueKeys::new(queue);
         // Registered here, before any job that could send work there goes
         // in: the scripts that push follow-ups touch only one queue's keys
         // (one hash tag), and the registry is a key of its own. The queue
@@ -152,25 +157,67 @@ impl Producer {
             let names: Vec<&str> = follow_ups.iter().map(String::as_str).collect();
             self.broker.register_queues(&names).await?;
         }
+        let layout = self.shards.layout(&self.broker, queue).await?;
+        let start = self.shards.start();
+        let shards = match (&options.callback, layout.count) {
+            (_, 1) => vec![0; items.len()],
+            // The callback counts its batch's outcomes in one shard's hash:
+            // shard 0's, the slot of the queue's own keys on a cluster.
+            (Some(_), _) => {
+                if items.iter().any(|i| i.unique_key.is_some()) {
+                    return Err(ProducerError::InvalidJob(format!(
+                        "queue {queue:?} is sharded: a batch with a callback goes to one shard, so its jobs cannot carry a unique_key (each goes to its key's shard); submit them without the callback, or without unique_key"
+                    )));
+                }
+                vec![0; items.len()]
+            }
+            (None, count) => spread::assign(&items, count, start, CHUNK),
+        };
         let callback = match (&options.callback, &batch) {
             (Some(t), Some(b)) => {
+                let keys = QueueKeys::shard(queue, shards.first().copied().unwrap_or(0));
                 let to = t.queue.as_deref().unwrap_or(queue);
                 let parts = t.batch_parts(b);
                 self.broker.arm_batch_callback(&keys, b, to, &parts).await?;
-                Some(b.as_str())
+                Some((b.as_str(), keys))
             }
             _ => None,
         };
-        let duplicates = match options.max_pending {
-            Some(cap) => {
-                backpressure::enqueue(&self.broker, &keys, &items, cap, options, progress).await?
+        let mut duplicates = Vec::new();
+        for (shard, range) in spread::runs(&shards) {
+            let keys = QueueKeys::shard(queue, shard);
+            match options.max_pending {
+                Some(cap) => {
+                    backpressure::enqueue(
+                        &self.broker,
+                        &keys,
+                        &items,
+                        range,
+                        &mut duplicates,
+                        cap,
+                        options,
+                        progress,
+                    )
+                    .await?
+                }
+                None => {
+                    pipelined(
+                        &self.broker,
+                        &keys,
+                        &items,
+                        range,
+                        &mut duplicates,
+                        options.unique_ttl,
+                        progress,
+                    )
+                    .await?
+                }
             }
-            None => pipelined(&self.broker, &keys, &items, options.unique_ttl, progress).await?,
-        };
+        }
         // Sealed only when every job went in: a batch stopped part-way
         // (the error says which jobs are on the queue) fires no callback.
         let callback = match callback {
-            Some(b) => {
+            Some((b, keys)) => {
                 let enqueued = items.len() - duplicates.len();
                 self.broker.seal_batch(&keys, b, enqueued).await?;
                 Some(format!("{b}:callback"))
@@ -183,6 +230,7 @@ impl Producer {
             ids: items.into_iter().map(|i| i.id).collect(),
             duplicates,
             callback,
+            shards,
         })
     }
 }
@@ -198,30 +246,33 @@ fn batch_id(options: &BatchOptions) -> Result<Option<String>> {
     Ok((options.awaitable || options.callback.is_some()).then(|| uuid::Uuid::now_v7().to_string()))
 }
 
-/// No cap: whole round trips of chunks, one after another. A trip Redis
-/// refused in part (out of memory) ends the batch with exactly which jobs
-/// went in ([`super::PartlyEnqueued`]); nothing after it is sent.
+/// No cap: whole round trips of chunks of `items[range]` (all on one
+/// shard), one after another, adding the duplicates' indexes to
+/// `duplicates`. A trip Redis refused in part (out of memory) ends the
+/// batch with exactly which jobs went in ([`super::PartlyEnqueued`]);
+/// nothing after it is sent.
 async fn pipelined(
     broker: &Broker,
     keys: &QueueKeys,
     items: &[EnqueueItem],
+    range: Range<usize>,
+    duplicates: &mut Vec<usize>,
     unique_ttl: Duration,
     progress: &mut (dyn FnMut(usize) + Send),
-) -> Result<Vec<usize>> {
-    let mut duplicates = Vec::new();
-    let mut done = 0;
-    for trip in items.chunks(CHUNK * CHUNKS_PER_TRIP) {
+) -> Result<()> {
+    let mut done = range.start;
+    for trip in items[range].chunks(CHUNK * CHUNKS_PER_TRIP) {
         let chunks: Vec<&[EnqueueItem]> = trip.chunks(CHUNK).collect();
         let landed = match broker.enqueue_chunks(keys, &chunks, unique_ttl).await {
             Ok(landed) => landed,
             Err(e) => {
                 let sent = Sent::Unknown(trip.len());
-                return Err(stopped(items, done, &duplicates, sent, e));
+                return Err(stopped(items, done, duplicates, sent, e));
             }
         };
         if let Some(e) = landed.refusal {
             let sent = Sent::Fates(&landed.fates);
-            return Err(stopped(items, done, &duplicates, sent, e));
+            return Err(stopped(items, done, duplicates, sent, e));
         }
         duplicates.extend(
             (0..trip.len())
@@ -231,5 +282,5 @@ async fn pipelined(
         done += trip.len();
         progress(done);
     }
-    Ok(duplicates)
+    Ok(())
 }

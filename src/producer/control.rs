@@ -153,10 +153,34 @@ impl Producer {
         Ok(self.broker.registered_queues().await?)
     }
 
-    /// Where job `id` of `queue` is and what became of it.
+    /// The keys of every shard of `queue` a job may be in (one, unless
+    /// the queue is sharded).
+    async fn shard_keys(&self, queue: &str) -> Result<Vec<QueueKeys>> {
+        Ok(self.shard_layout(queue).await?.all(queue))
+    }
+
+    /// Where job `id` of `queue` is: the shard holding it, and how. Asks
+    /// each shard in turn (a job is in one).
+    async fn locate(&self, queue: &str, id: &str) -> Result<(QueueKeys, Located)> {
+        let mut shards = self.shard_keys(queue).await?.into_iter();
+        let first = shards.next().unwrap_or_else(|| QueueKeys::new(queue));
+        let located = self.broker.locate(&first, id).await?;
+        if located != Located::Unknown {
+            return Ok((first, located));
+        }
+        for keys in shards {
+            let located = self.broker.locate(&keys, id).await?;
+            if located != Located::Unknown {
+                return Ok((keys, located));
+            }
+        }
+        Ok((first, Located::Unknown))
+    }
+
+    /// Where job `id` of `queue` is and what became of it, whatever its
+    /// shard.
     pub async fn job(&self, queue: &str, id: &str) -> Result<JobView> {
-        let keys = QueueKeys::new(queue);
-        let located = self.broker.locate(&keys, id).await?;
+        let (keys, located) = self.locate(queue, id).await?;
         let mut view = JobView {
             id: id.to_owned(),
             queue: queue.to_owned(),
@@ -214,37 +238,44 @@ impl Producer {
             view.attempts = Some(attempt_of(view.payload.as_ref()));
         }
         if view.state != JobState::Pending {
-            view.progress = self.progress(queue, id).await?;
+            let text = self.broker.progress(&keys, id).await?;
+            view.progress = text.as_deref().and_then(Progress::parse);
         }
         Ok(view)
     }
 
     /// The latest progress reports of jobs `ids` of one queue, in order
-    /// (one round trip).
+    /// (one round trip per shard of the queue).
     pub async fn progress_many(
         &self,
         queue: &str,
         ids: &[String],
     ) -> Result<Vec<Option<Progress>>> {
-        let keys = QueueKeys::new(queue);
-        let texts = self.broker.progress_many(&keys, ids).await?;
+        let mut texts: Vec<Option<String>> = vec![None; ids.len()];
+        for keys in self.shard_keys(queue).await? {
+            let found = self.broker.progress_many(&keys, ids).await?;
+            for (t, f) in texts.iter_mut().zip(found) {
+                if t.is_none() {
+                    *t = f;
+                }
+            }
+        }
         Ok(texts
             .iter()
             .map(|t| t.as_deref().and_then(Progress::parse))
             .collect())
     }
 
-    /// The latest progress job `id` reported, if any.
+    /// The latest progress job `id` reported, if any, whatever its shard.
     pub async fn progress(&self, queue: &str, id: &str) -> Result<Option<Progress>> {
-        let keys = QueueKeys::new(queue);
-        let text = self.broker.progress(&keys, id).await?;
-        Ok(text.as_deref().and_then(Progress::parse))
+        let many = self.progress_many(queue, &[id.to_owned()]).await?;
+        Ok(many.into_iter().next().flatten())
     }
 
     /// Cancels job `id`: a pending or scheduled job is removed at once and
     /// never runs; a running one is stopped by its worker.
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
-        let keys = QueueKeys::new(queue);
+        let (keys, _) = self.locate(queue, id).await?;
         let prefix = serde_json::json!({
             "id": id,
             "status": "cancelled",
@@ -290,17 +321,21 @@ impl Producer {
 
     /// Workers stop taking jobs from `queue` within a heartbeat interval;
     /// jobs already running finish.
+    /// On a sharded queue, every shard is paused (shard 0 first: it is the
+    /// one `is_paused` reads).
     pub async fn pause(&self, queue: &str) -> Result<()> {
-        let keys = QueueKeys::new(queue);
         self.broker.register_queues(&[queue]).await?;
-        Ok(self.broker.set_paused(&keys, true).await?)
+        for keys in self.shard_keys(queue).await? {
+            self.broker.set_paused(&keys, true).await?;
+        }
+        Ok(())
     }
 
     pub async fn resume(&self, queue: &str) -> Result<()> {
-        Ok(self
-            .broker
-            .set_paused(&QueueKeys::new(queue), false)
-            .await?)
+        for keys in self.shard_keys(queue).await? {
+            self.broker.set_paused(&keys, false).await?;
+        }
+        Ok(())
     }
 
     pub async fn is_paused(&self, queue: &str) -> Result<bool> {
@@ -312,22 +347,44 @@ impl Producer {
     /// unregisters it. Refused while a live worker serves it: its jobs in
     /// flight could not be settled.
     pub async fn delete_queue(&self, queue: &str, heartbeat_timeout: Duration) -> Result<u64> {
-        let keys = QueueKeys::new(queue);
-        let live = self.broker.live_workers(&keys, heartbeat_timeout).await?;
-        if !live.is_empty() {
-            return Err(ProducerError::Refused(format!(
-                "queue `{queue}` has {} live worker(s) ({}): stop them first",
-                live.len(),
-                live.join(", ")
-            )));
+        let shards = self.shard_keys(queue).await?;
+        for keys in &shards {
+            let live = self.broker.live_workers(keys, heartbeat_timeout).await?;
+            if !live.is_empty() {
+                return Err(ProducerError::Refused(format!(
+                    "queue `{queue}` has {} live worker(s) ({}): stop them first",
+                    live.len(),
+                    live.join(", ")
+                )));
+            }
         }
-        Ok(self.broker.delete_queue(&keys).await?)
+        let mut deleted = 0;
+        // Shard 0 (with the layout) last: a failure part-way leaves the
+        // layout that finds the rest.
+        for keys in shards.iter().rev() {
+            deleted += self.broker.delete_queue(keys).await?;
+        }
+        Ok(deleted)
     }
 
     /// A page of the jobs of `queue` in one state, filtered.
+    /// On a sharded queue, shard after shard (FIFO holds within a shard
+    /// only).
     pub async fn list_jobs(&self, queue: &str, filter: &JobFilter) -> Result<JobPage> {
-        let keys = QueueKeys::new(queue);
         let mut page = Pager::new(filter);
+        for keys in self.shard_keys(queue).await? {
+            self.list_shard(&keys, filter, &mut page).await?;
+        }
+        Ok(page.finish())
+    }
+
+    async fn list_shard(
+        &self,
+        keys: &QueueKeys,
+        filter: &JobFilter,
+        page: &mut Pager<'_>,
+    ) -> Result<()> {
+        let keys = keys.clone();
         match filter.state {
             ListState::Pending => {
                 let mut start = 0;
@@ -381,7 +438,7 @@ impl Producer {
                 }
             }
         }
-        Ok(page.finish())
+        Ok(())
     }
 }
 

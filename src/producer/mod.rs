@@ -7,10 +7,14 @@
 //! - `batch`: enqueueing in pipelined chunks, unique jobs ([`BatchOptions`]).
 //! - `partial`: a batch Redis took only part of ([`PartlyEnqueued`]).
 //! - `backpressure`: waiting while a queue is at its pending cap.
+//! - `spread`: which shard of a sharded queue each job goes to, and the
+//!   layouts read lately.
 //! - `waiter`: awaiting a batch through its notification list
 //!   ([`BatchWaiter`], also a `Stream`).
 //! - `admin`: queue stats and dead jobs (list, retry, purge).
 //! - `catalog`: the tools live workers serve, and checking jobs against it.
+//! - `reshard`: changing a queue's shard count, and the procedure for
+//!   lowering it.
 //! - `control`: a job by id (state, cancel), pausing, listing and deleting
 //!   queues.
 
@@ -21,18 +25,21 @@ mod catalog;
 mod control;
 mod lines;
 mod partial;
+mod reshard;
+mod spread;
 mod valid;
 mod waiter;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use admin::{DeadEntry, DeadList, QueueStats, RetryAll, Totals, WorkerEntry};
+pub use admin::{DeadEntry, DeadList, QueueStats, RetryAll, ShardStats, Totals, WorkerEntry};
 pub use batch::{BatchOptions, Submitted};
 pub use catalog::{Catalog, CatalogTool};
 pub use control::{CancelOutcome, JobFilter, JobPage, JobState, JobSummary, JobView, ListState};
 pub use lines::{read_lines, Defaults, JobLines, LineError};
 pub use partial::PartlyEnqueued;
+pub use reshard::Reshard;
 pub use valid::ValidJob;
 pub use waiter::{BatchWaiter, Finished};
 
@@ -79,14 +86,14 @@ pub type Result<T, E = ProducerError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Producer {
     broker: Arc<Broker>,
+    /// Sharded queues' layouts, read at most once a second.
+    shards: Arc<spread::ShardCache>,
 }
 
 impl Producer {
     pub fn connect(redis_url: &str, ca_file: Option<&std::path::Path>) -> Result<Self> {
         let broker = Broker::new(RedisTarget::new(redis_url, ca_file)?)?;
-        Ok(Producer {
-            broker: Arc::new(broker),
-        })
+        Ok(Producer::from_broker(Arc::new(broker)))
     }
 
     /// Connects as `config` says: its Redis URL and CA (or cluster nodes),
@@ -102,7 +109,10 @@ impl Producer {
     }
 
     pub fn from_broker(broker: Arc<Broker>) -> Self {
-        Producer { broker }
+        Producer {
+            broker,
+            shards: Arc::default(),
+        }
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -176,9 +186,22 @@ impl Producer {
         }
     }
 
-    /// The job's stored result exactly as the worker wrote it.
+    /// The job's stored result exactly as the worker wrote it, from
+    /// whichever shard of the queue ran it (one pipelined `GET` per shard a
+    /// job may be in; one `GET` on a queue never sharded).
     pub async fn result_text(&self, queue: &str, id: &str) -> Result<Option<String>> {
-        Ok(self.broker.result(&QueueKeys::new(queue), id).await?)
+        let layout = self.shards.layout(&self.broker, queue).await?;
+        if layout.max == 1 {
+            return Ok(self.broker.result(&QueueKeys::new(queue), id).await?);
+        }
+        let found = self.broker.result_in_shards(&layout.all(queue), id).await?;
+        Ok(found.into_iter().flatten().next())
+    }
+
+    /// `queue`'s shard layout, as this producer last read it (at most a
+    /// second old).
+    pub async fn shard_layout(&self, queue: &str) -> Result<crate::queue::Shards> {
+        Ok(self.shards.layout(&self.broker, queue).await?)
     }
 
     /// Waits until a job has a final result by polling its result key: for

@@ -1,7 +1,10 @@
 //! Waiting for a batch: the worker pushes each finished job's id onto the
 //! batch's notification list (in the same script that writes the result),
 //! so the waiter blocks on that one list, takes ids in bulk and reads their
-//! results with one `MGET` per bulk; it never polls result keys.
+//! results with one `MGET` per bulk; it never polls result keys. On a
+//! sharded queue each shard has its own list (in its own slot): the waiter
+//! blocks on the one shard still owed jobs, or, when several are, on each
+//! in turn for at most [`BLOCK_SHARED`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +24,10 @@ const POP_MAX: usize = 1000;
 const BLOCK_MAX: Duration = Duration::from_secs(2);
 /// Shortest block: `BLPOP` reads a zero timeout as "forever".
 const BLOCK_MIN: Duration = Duration::from_millis(10);
+/// Longest block on one shard's list while other shards still owe jobs:
+/// the most a finished job waits to be seen because the waiter was
+/// blocked on another shard.
+const BLOCK_SHARED: Duration = Duration::from_millis(20);
 /// Consecutive connection failures tolerated (with a pause) before giving up.
 const RETRIES: u32 = 5;
 
@@ -48,14 +55,20 @@ impl Finished {
 /// Yields a batch's jobs as they finish, in completion order.
 pub struct BatchWaiter {
     broker: Arc<Broker>,
-    keys: QueueKeys,
+    /// The keys of each shard of the queue, by shard.
+    keys: Vec<QueueKeys>,
     batch: String,
-    /// Jobs not finished yet: id → index in the batch.
-    waiting: HashMap<String, usize>,
+    /// Jobs not finished yet: id → (index in the batch, shard).
+    waiting: HashMap<String, (usize, u32)>,
+    /// Jobs not finished yet per shard.
+    owed: Vec<usize>,
+    /// The shard list read last, to take turns.
+    turn: usize,
     ready: VecDeque<Finished>,
-    /// Ids taken from the list whose results are not read yet (kept across
-    /// a failed `MGET`, since the list will not give them again).
+    /// Ids taken from one shard's list whose results are not read yet (kept
+    /// across a failed `MGET`, since the list will not give them again).
     unread: Vec<String>,
+    unread_shard: u32,
     conn: Option<RedisConn>,
     started: Instant,
     deadline: Option<Instant>,
@@ -71,23 +84,34 @@ impl Producer {
         timeout: Option<Duration>,
     ) -> Result<BatchWaiter> {
         let batch = submitted.batch.clone().ok_or(ProducerError::NotAwaitable)?;
-        let mut waiting: HashMap<String, usize> = submitted
+        let shard = |i: usize| submitted.shards.get(i).copied().unwrap_or(0);
+        let mut waiting: HashMap<String, (usize, u32)> = submitted
             .ids
             .iter()
             .enumerate()
-            .map(|(i, id)| (id.clone(), i))
+            .map(|(i, id)| (id.clone(), (i, shard(i))))
             .collect();
         for &d in &submitted.duplicates {
             waiting.remove(&submitted.ids[d]);
         }
+        let shards = submitted.shards.iter().copied().max().unwrap_or(0) + 1;
+        let mut owed = vec![0; shards as usize];
+        for (_, s) in waiting.values() {
+            owed[*s as usize] += 1;
+        }
         let started = Instant::now();
         Ok(BatchWaiter {
             broker: self.broker.clone(),
-            keys: QueueKeys::new(&submitted.queue),
+            keys: (0..shards)
+                .map(|k| QueueKeys::shard(&submitted.queue, k))
+                .collect(),
             batch,
             waiting,
+            owed,
+            turn: 0,
             ready: VecDeque::new(),
             unread: Vec::new(),
+            unread_shard: 0,
             conn: None,
             started,
             deadline: timeout.map(|t| started + t),
@@ -110,8 +134,10 @@ impl BatchWaiter {
             }
             if self.waiting.is_empty() {
                 self.ended = true;
-                // Best effort: the list expires on its own within a day.
-                let _ = self.broker.forget_batch(&self.keys, &self.batch).await;
+                // Best effort: the lists expire on their own within a day.
+                for keys in &self.keys {
+                    let _ = self.broker.forget_batch(keys, &self.batch).await;
+                }
                 return None;
             }
             let mut block = BLOCK_MAX;
@@ -153,37 +179,60 @@ impl BatchWaiter {
 
     /// Ids of jobs not finished yet, in batch order.
     pub fn unfinished_ids(&self) -> Vec<String> {
-        let mut left: Vec<(&usize, &String)> = self.waiting.iter().map(|(id, i)| (i, id)).collect();
+        let mut left: Vec<(&usize, &String)> =
+            self.waiting.iter().map(|(id, (i, _))| (i, id)).collect();
         left.sort();
         left.into_iter().map(|(_, id)| id.clone()).collect()
     }
 
-    /// Takes finished ids (blocking up to `block`) and reads their results.
+    /// Takes finished ids from one shard's list (blocking up to `block`,
+    /// or [`BLOCK_SHARED`] when other shards owe jobs too) and reads their
+    /// results.
     async fn pull(&mut self, block: Duration) -> crate::queue::Result<()> {
         if self.unread.is_empty() {
+            let owing: Vec<u32> = (0..self.owed.len() as u32)
+                .filter(|&s| self.owed[s as usize] > 0)
+                .collect();
+            let Some(&shard) = owing.get(self.turn % owing.len().max(1)) else {
+                return Ok(());
+            };
+            self.turn = self.turn.wrapping_add(1);
+            let block = match owing.len() {
+                1 => block,
+                _ => block.min(BLOCK_SHARED),
+            };
             let conn = match &mut self.conn {
                 Some(c) => c,
                 None => self.conn.insert(self.broker.dedicated(BLOCK_MAX).await?),
             };
             let ids = self
                 .broker
-                .pop_finished(conn, &self.keys, &self.batch, POP_MAX, block)
+                .pop_finished(
+                    conn,
+                    &self.keys[shard as usize],
+                    &self.batch,
+                    POP_MAX,
+                    block,
+                )
                 .await?;
             // A job finishing twice (dead, then retried by an operator) is
             // reported once.
             let waiting = &self.waiting;
             self.unread
                 .extend(ids.into_iter().filter(|id| waiting.contains_key(id)));
+            self.unread_shard = shard;
             if self.unread.is_empty() {
                 return Ok(());
             }
         }
-        let texts = self.broker.results(&self.keys, &self.unread).await?;
+        let keys = &self.keys[self.unread_shard as usize];
+        let texts = self.broker.results(keys, &self.unread).await?;
         let mine = std::mem::take(&mut self.unread);
         for (id, raw) in mine.into_iter().zip(texts) {
-            let Some(index) = self.waiting.remove(&id) else {
+            let Some((index, shard)) = self.waiting.remove(&id) else {
                 continue;
             };
+            self.owed[shard as usize] -= 1;
             let result = raw.as_deref().and_then(|t| serde_json::from_str(t).ok());
             self.ready.push_back(Finished {
                 index,

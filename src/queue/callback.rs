@@ -30,7 +30,7 @@ impl Broker {
         pipe.atomic()
             .hset_multiple(
                 &hash,
-                &[("to", QueueKeys::new(to).pending), ("parts", parts)],
+                &[("to", keys.follow_up_pending(to)), ("parts", parts)],
             )
             .ignore()
             .expire(&hash, CALLBACK_TTL_S as i64)

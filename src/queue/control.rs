@@ -115,6 +115,51 @@ impl Broker {
         self.query::<redis::Value>("pause", &cmd).await.map(drop)
     }
 
+    /// What a worker must know of its lanes, in one round trip: whether
+    /// each queue is paused (read from shard 0 only, which `pause` sets
+    /// with the rest, and applied to every lane of the queue), and, when
+    /// `cancels`, each lane's cancelled running jobs (a worker running
+    /// nothing has nothing to cancel and reads none). So an idle worker
+    /// reads one key per queue, not two per shard.
+    pub async fn lane_flags(&self, lanes: &[QueueKeys], cancels: bool) -> Result<Vec<QueueFlags>> {
+        let mut pipe = redis::pipe();
+        for k in lanes {
+            if k.shard == 0 {
+                pipe.exists(&k.paused);
+            }
+            if cancels {
+                pipe.zrange(&k.cancel, 0, -1);
+            }
+        }
+        let flat: Vec<redis::Value> = self.query_pipe("control", &pipe).await?;
+        let mut it = flat.into_iter();
+        let mut out: Vec<QueueFlags> = Vec::with_capacity(lanes.len());
+        let mut paused = false;
+        for k in lanes {
+            if k.shard == 0 {
+                paused = it
+                    .next()
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or(false);
+            }
+            let members: Vec<String> = match cancels {
+                true => it
+                    .next()
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or_default(),
+                false => Vec::new(),
+            };
+            out.push(QueueFlags {
+                paused,
+                cancels: members
+                    .iter()
+                    .filter_map(|m| CancelRequest::parse(m))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Per queue: whether it is paused, and the running jobs an operator
     /// cancelled in the last minute. One round trip for all.
     pub async fn control_flags(&self, queues: &[QueueKeys]) -> Result<Vec<QueueFlags>> {

@@ -82,7 +82,7 @@ impl Broker {
     /// cluster (never on a single Redis).
     fn elsewhere(&self, keys: &QueueKeys, queue: &str) -> bool {
         self.target().is_cluster()
-            && Slot::for_key(&keys.pending) != Slot::for_key(QueueKeys::new(queue).pending)
+            && Slot::for_key(&keys.pending) != Slot::for_key(keys.follow_up_pending(queue))
     }
 
     async fn push_follow_up(&self, queue: &str, payload: &str) -> Result<()> {

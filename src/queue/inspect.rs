@@ -105,6 +105,20 @@ impl Broker {
             .map_err(|e| self.fail("result", e))
     }
 
+    /// A job's result as each of `shards` holds it (at most one does), in
+    /// one round trip of single-key reads (so it works on Redis Cluster).
+    pub async fn result_in_shards(
+        &self,
+        shards: &[QueueKeys],
+        id: &str,
+    ) -> Result<Vec<Option<String>>> {
+        let mut pipe = redis::pipe();
+        for k in shards {
+            pipe.get(k.result(id));
+        }
+        self.query_pipe("result", &pipe).await
+    }
+
     /// Many results at once (`None` where absent or expired).
     pub async fn results(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<Option<String>>> {
         if ids.is_empty() {

@@ -200,7 +200,7 @@ impl Broker {
             inv.key(keys.batch(b)).key(keys.batch_callback(b));
         }
         if let Some(f) = &item.follow_up {
-            inv.key(QueueKeys::new(&f.queue).pending);
+            inv.key(keys.follow_up_pending(&f.queue));
         }
         if let Some(u) = &item.unique_key {
             inv.key(keys.unique(u));
@@ -372,7 +372,7 @@ fn ack_keys(
     }
     for item in items {
         if let Some(f) = &item.follow_up {
-            inv.key(QueueKeys::new(&f.queue).pending);
+            inv.key(keys.follow_up_pending(&f.queue));
         }
     }
     // Unique locks go last, so jobs without one cost nothing here.

@@ -1,7 +1,11 @@
 //! Every Redis key toolq touches is built here and nowhere else.
 //!
 //! Keys of one queue share the hash tag `{Q}`, so the multi-key scripts stay in
-//! one slot on Redis Cluster.
+//! one slot on Redis Cluster. A sharded queue has one such set of keys per
+//! shard: shard 0 keeps `{Q}` (so a queue's existing jobs, its schedules and
+//! any client that pushes to `toolq:{Q}:pending` by hand need no change when
+//! it is sharded), shard k > 0 uses `{Q#k}`. Queue names hold no `#`, so no
+//! shard's tag is another queue's.
 
 /// Prefix of every key.
 pub const PREFIX: &str = "toolq";
@@ -10,6 +14,8 @@ pub const PREFIX: &str = "toolq";
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
     pub name: String,
+    /// Which shard of the queue these keys are (0 for a queue never sharded).
+    pub shard: u32,
     /// list: jobs waiting; producers LPUSH, workers take from the right.
     pub pending: String,
     /// sorted set: retries and scheduled jobs, score = due unix ms.
@@ -31,15 +37,25 @@ pub struct QueueKeys {
     /// (`<chore>` = `<until ms>:<worker>`) and the last gauge readings
     /// (`pending`, `active`, `delayed`, `dead`, `live`, `at`); expiring.
     pub fleet: String,
-    /// The prefix of every key of the queue, `toolq:{Q}:`.
+    /// The prefix of every key of the shard, `toolq:{Q}:` or `toolq:{Q#k}:`.
     pub tag: String,
 }
 
 impl QueueKeys {
+    /// The keys of shard 0: a queue's only shard unless it is sharded.
     pub fn new(queue: &str) -> Self {
-        let tag = format!("{PREFIX}:{{{queue}}}:");
+        Self::shard(queue, 0)
+    }
+
+    /// The keys of shard `k` of `queue`.
+    pub fn shard(queue: &str, k: u32) -> Self {
+        let tag = match k {
+            0 => format!("{PREFIX}:{{{queue}}}:"),
+            k => format!("{PREFIX}:{{{queue}#{k}}}:"),
+        };
         Self {
             name: queue.to_owned(),
+            shard: k,
             pending: format!("{tag}pending"),
             delayed: format!("{tag}delayed"),
             dead: format!("{tag}dead"),
@@ -120,6 +136,39 @@ impl QueueKeys {
     pub fn schedules_due(&self) -> String {
         format!("{}schedules", self.tag)
     }
+
+    /// list: where a follow-up to `queue` of a job of this shard goes: this
+    /// shard's own pending list when it is the same queue (so the settling
+    /// script reaches it in its own slot, on a cluster too), else the other
+    /// queue's shard 0.
+    pub fn follow_up_pending(&self, queue: &str) -> String {
+        match queue == self.name {
+            true => self.pending.clone(),
+            false => QueueKeys::new(queue).pending,
+        }
+    }
+
+    /// hash: the queue's shard layout, in shard 0's slot (layout in
+    /// `queue/shards.rs`): `count` (the shards producers write to), `serve`
+    /// (the shards workers serve: more than `count` while shards retired by
+    /// lowering it drain) and `max` (the most there ever were: where a job
+    /// may still be found by id). Absent: one shard.
+    pub fn shards(&self) -> String {
+        format!("{PREFIX}:{{{}}}:shards", self.name)
+    }
+}
+
+/// The shard a job with `unique_key` goes to among `count`: the same key
+/// always lands on the same shard, so its unique mark is in that shard's
+/// slot and uniqueness holds across shards. FNV-1a: stable across builds
+/// and machines, unlike the standard library's hasher.
+pub fn unique_shard(unique_key: &str, count: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in unique_key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(count.max(1))) as u32
 }
 
 /// hash: every schedule's name → its queue, for `toolq schedule list` and
@@ -191,7 +240,8 @@ pub fn queue_patterns() -> [String; 4] {
 /// matches exactly (a glob `*` can also match braces: this checks it
 /// round-trips).
 pub fn discovered_queue(key: &str) -> Option<&str> {
-    let q = queue_of(key)?;
+    // Shard k > 0 of a queue (`{Q#k}`): the queue is found by its shard 0.
+    let q = queue_of(key).filter(|q| !q.contains('#'))?;
     let k = QueueKeys::new(q);
     [&k.pending, &k.delayed, &k.dead, &k.workers]
         .iter()
@@ -226,6 +276,39 @@ mod tests {
         assert_eq!(k.unique("u"), "toolq:{emails}:unique:u");
         assert_eq!(k.schedule("s"), "toolq:{emails}:schedule:s");
         assert_eq!(k.schedules_due(), "toolq:{emails}:schedules");
+        assert_eq!(k.shards(), "toolq:{emails}:shards");
+        assert_eq!(k.shard, 0);
+    }
+
+    #[test]
+    fn shard_keys_carry_their_own_tag_and_shard_0_keeps_the_queue_s() {
+        assert_eq!(
+            QueueKeys::shard("emails", 0).pending,
+            "toolq:{emails}:pending"
+        );
+        let k = QueueKeys::shard("emails", 3);
+        assert_eq!(k.pending, "toolq:{emails#3}:pending");
+        assert_eq!(k.result("abc"), "toolq:{emails#3}:result:abc");
+        assert_eq!(k.active("w1"), "toolq:{emails#3}:active:w1");
+        assert_eq!(k.name, "emails");
+        // The layout is one key of the queue, whatever the shard.
+        assert_eq!(k.shards(), "toolq:{emails}:shards");
+        assert_eq!(discovered_queue("toolq:{emails#3}:pending"), None);
+        assert_eq!(k.follow_up_pending("emails"), "toolq:{emails#3}:pending");
+        assert_eq!(k.follow_up_pending("other"), "toolq:{other}:pending");
+        assert_eq!(discovered_queue("toolq:{emails}:pending"), Some("emails"));
+    }
+
+    #[test]
+    fn a_unique_key_always_maps_to_the_same_shard() {
+        assert_eq!(unique_shard("order-17", 8), unique_shard("order-17", 8));
+        assert_eq!(unique_shard("anything", 1), 0);
+        assert_eq!(unique_shard("anything", 0), 0);
+        let mut seen = [0u32; 4];
+        for i in 0..400 {
+            seen[unique_shard(&format!("k{i}"), 4) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }
 
     #[test]

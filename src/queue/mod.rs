@@ -25,6 +25,8 @@
 //!   slot of a cluster.
 //! - `oversized`: the stand-in a fetch returns for a payload over the limit.
 //! - `progress`: running jobs' progress reports, fenced by the active hash.
+//! - `shards`: a queue's shard layout (how many shards producers write
+//!   to, workers serve, and a job may be found in).
 //! - `schedules`: periodic schedules' definitions, next ticks and the
 //!   compare-and-set that enqueues each tick once.
 //!
@@ -50,6 +52,7 @@ mod progress;
 mod schedules;
 mod scripts;
 mod sentinel;
+mod shards;
 mod slots;
 mod workers;
 
@@ -67,6 +70,7 @@ pub use keys::QueueKeys;
 pub use oversized::Oversized;
 pub use progress::ProgressReport;
 pub use schedules::{DueSchedules, PauseReply, PutReply, ScheduleRecord, TickReply, TickRequest};
+pub use shards::{Shards, MAX_SHARDS, SHARDS_TTL};
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -27,10 +27,11 @@ impl QueueSpec {
         }
         if name
             .chars()
-            .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+            .any(|c| c == '{' || c == '}' || c == '#' || c.is_whitespace() || c.is_control())
         {
+            // `#` separates a queue from its shard number in keys.
             return Err(format!(
-                "queue name {name:?} must not contain braces or spaces"
+                "queue name {name:?} must not contain braces or spaces, nor `#`"
             ));
         }
         Ok(QueueSpec {
@@ -58,5 +59,6 @@ mod tests {
         assert!(QueueSpec::parse("a=x").is_err());
         assert!(QueueSpec::parse("").is_err());
         assert!(QueueSpec::parse("a{b}").is_err());
+        assert!(QueueSpec::parse("a#1").is_err());
     }
 }

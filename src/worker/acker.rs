@@ -165,6 +165,7 @@ impl Writer {
                     .await;
                 if let Some((ours, retried)) = written {
                     if ours {
+                        ctx.delayed.mark(qi);
                         tm.retried.increment(1);
                         tm.retries.increment(1);
                     }
@@ -203,6 +204,7 @@ impl Writer {
                 // No answer (dropped sender) when the write was abandoned: the
                 // job stays held for the stop or recovery to put back.
                 if let Some((parked, _)) = parked {
+                    ctx.delayed.mark(qi);
                     let answer = match parked {
                         Some(false) => Deferred::DueNow,
                         Some(true) | None => Deferred::Parked,

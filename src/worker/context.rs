@@ -32,6 +32,12 @@ pub struct Ctx {
     /// Cancelled when Redis keeps refusing to settle jobs (see `acker`):
     /// the worker stops and exits with an error.
     pub stalled: CancellationToken,
+    /// Lanes where this worker just delayed a job (for the scheduler).
+    pub delayed: super::scheduler::Delayed,
+    /// Cancelled when the heartbeat sees a served queue's shard layout
+    /// change: the worker winds down like a stop and starts again on the
+    /// new lanes (see `Worker::run`).
+    pub reshard: CancellationToken,
     stall_reason: Mutex<Option<String>>,
     /// Messages for tools that exist but are not configured (e.g. weather
     /// without an API key), so their jobs fail with advice, not "unknown".
@@ -76,6 +82,7 @@ impl Ctx {
             .map(str::to_owned)
             .collect();
         let control = super::control::Control::new(&worker_id, &names);
+        let lanes = queues.len();
         let scrub = scrubber(&registry, &config);
         Ctx {
             scrub,
@@ -91,6 +98,8 @@ impl Ctx {
             limits,
             batch: AtomicU64::new(1),
             stalled: CancellationToken::new(),
+            reshard: CancellationToken::new(),
+            delayed: super::scheduler::Delayed::new(lanes),
             stall_reason: Mutex::new(None),
             mcp: Arc::new(McpServers::default()),
             control,

@@ -23,14 +23,14 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Registers in every queue once; the worker must not fetch before this.
     pub async fn register(ctx: &Ctx, info: &str, tools: &str) -> Result<(), QueueError> {
-        let names: Vec<&str> = ctx.queues.keys.iter().map(|k| k.name.as_str()).collect();
+        let names = ctx.queues.names();
         // Operator conveniences: a Redis user without rights to these keys
         // (an ACL from before them) must not keep the worker from working.
         if let Err(e) = ctx.broker.register_queues(&names).await {
             tracing::warn!(error = %e, "could not add this worker's queues to the queue registry (toolq:queues); `toolq stats` may not list them");
         }
         ctx.control
-            .read(ctx.broker.control_flags(&ctx.queues.keys).await);
+            .read(ctx.broker.lane_flags(&ctx.queues.keys, true).await);
         for keys in &ctx.queues.keys {
             ctx.broker.heartbeat(keys, &ctx.worker_id, true).await?;
         }
@@ -125,8 +125,11 @@ impl Heartbeat {
                 self.lost(broker, qi, keys, server).await?;
             }
         }
+        // Cancels matter only to running jobs: none read while idle.
+        let running = ctx.health.in_flight() > 0;
         ctx.control
-            .read(broker.control_flags(&ctx.queues.keys).await);
+            .read(broker.lane_flags(&ctx.queues.keys, running).await);
+        self.watch_layouts(broker).await;
         let ttl = ctx.config.heartbeat_timeout() * 3;
         broker
             .set_worker_info(&ctx.worker_id, &self.info, ttl)
@@ -140,6 +143,30 @@ impl Heartbeat {
         }
         ctx.outage.ok();
         Ok(())
+    }
+
+    /// Reads the served queues' shard layouts (one round trip); when the
+    /// shards to serve changed, asks the worker to start again on the new
+    /// lanes. So a change reaches a running worker within a heartbeat
+    /// interval. A failed read changes nothing (the next beat reads again)
+    /// and does not fail the heartbeat.
+    async fn watch_layouts(&self, broker: &Broker) {
+        let ctx = &self.ctx;
+        let names = ctx.queues.names();
+        let now = match broker.shard_layouts(&names).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the queues' shard layouts");
+                return;
+            }
+        };
+        for ((name, was), is) in names.iter().zip(&ctx.queues.layouts).zip(&now) {
+            if was.serve != is.serve && !ctx.reshard.is_cancelled() {
+                tracing::info!(queue = %name, from = was.serve, to = is.serve,
+                    "the queue's served shards changed: winding down and starting again on the new shards");
+                ctx.reshard.cancel();
+            }
+        }
     }
 
     /// This worker is no longer in queue `qi`'s worker set: another worker

@@ -137,17 +137,22 @@ impl Worker {
         let broker = Arc::new(Broker::new(target)?);
         let mcp = Arc::new(McpServers::start(&self.config.mcp).await);
         mcp.register(&mut self.registry);
-        let mut ctx = Ctx::new(
-            broker,
-            health.worker_id.clone(),
-            QueueSet::new(&specs),
-            self.registry,
-            self.config,
-            health,
-            self.unconfigured,
-        );
-        ctx.mcp = mcp.clone();
-        let ctx = Arc::new(ctx);
+        // One lane per queue until the layouts are read (Redis may not
+        // answer yet: the side port and the log come first).
+        let build = |layouts: &[crate::queue::Shards]| {
+            let mut ctx = Ctx::new(
+                broker.clone(),
+                health.worker_id.clone(),
+                QueueSet::sharded(&specs, layouts),
+                self.registry.clone(),
+                self.config.clone(),
+                health.clone(),
+                self.unconfigured.clone(),
+            );
+            ctx.mcp = mcp.clone();
+            Arc::new(ctx)
+        };
+        let mut ctx = build(&vec![crate::queue::Shards::one(); specs.len()]);
         tracing::info!(worker = %ctx.worker_id, redis = %ctx.broker.target().masked_url(),
             queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, "starting worker");
 
@@ -159,14 +164,30 @@ impl Worker {
                 return Err(e);
             }
         };
-        let reg = startup::registration(&ctx);
-        let registered = startup::register(&ctx, &reg, &shutdown).await;
-        if !matches!(registered, Ok(true)) {
-            http_stop.cancel();
-            mcp.shutdown().await;
-            return registered.map(|_| ());
-        }
-        let result = run_registered(ctx.clone(), reg, shutdown).await;
+        let result = loop {
+            // A served queue's shards changed (or were never read): the old
+            // lanes were wound down (running jobs finished, the rest put
+            // back); serve the new ones. Unreadable layouts (Redis not up
+            // yet) keep the lanes: the heartbeat reads them again.
+            let layouts = startup::layouts(&broker, &specs).await;
+            if layouts != ctx.queues.layouts {
+                ctx = build(&layouts);
+                tracing::info!(lanes = ctx.queues.len(), "serving the queues' shards");
+            }
+            health.set_shutting_down_to(false);
+            let reg = startup::registration(&ctx);
+            let registered = startup::register(&ctx, &reg, &shutdown).await;
+            if !matches!(registered, Ok(true)) {
+                break registered.map(|_| ());
+            }
+            let result = run_registered(ctx.clone(), reg, shutdown.clone()).await;
+            let resharded = ctx.reshard.is_cancelled() && ctx.stall_reason().is_none();
+            if result.is_err() || !resharded || shutdown.is_begun() {
+                break result;
+            }
+            // A used Ctx's reshard token stays cancelled: a fresh one.
+            ctx = build(&ctx.queues.layouts);
+        };
         // After the stop sequence: running MCP calls had their grace.
         mcp.shutdown().await;
         health::mark_worker_down();

@@ -29,7 +29,7 @@ pub const FLEET_KEEP: Duration = Duration::from_secs(10);
 
 impl Monitor {
     pub async fn run(self, stop: CancellationToken) {
-        let mut last = vec![None; self.ctx.queues.len()];
+        let mut last = vec![None; self.ctx.queues.groups().len()];
         while !stop.is_cancelled() {
             if let Err(e) = self.round(&mut last).await {
                 self.ctx.outage.failed("monitor", &e);
@@ -44,19 +44,22 @@ impl Monitor {
         ctx.outage.ok();
         ctx.health.record_ping(rtt);
         histogram!(m::REDIS_RTT).record(rtt.as_secs_f64());
-        for (qi, keys) in ctx.queues.keys.iter().enumerate() {
-            if let Some(g) = self.gauges(keys).await? {
-                last[qi] = Some(g);
-                publish(&keys.name, g);
+        // One turn per queue, in shard 0's fleet hash: the turn's holder
+        // reads every shard and stores the sums, so shards cost no turns.
+        for (gi, lanes) in ctx.queues.groups().iter().enumerate() {
+            let shards = &ctx.queues.keys[lanes.clone()];
+            if let Some(g) = self.gauges(shards).await? {
+                last[gi] = Some(g);
+                publish(&shards[0].name, g);
             }
         }
         let depths = ctx
             .queues
-            .keys
-            .iter()
+            .names()
+            .into_iter()
             .zip(last.iter())
-            .filter_map(|(k, g)| {
-                g.map(|g| (k.name.clone(), [g.pending, g.active, g.delayed, g.dead]))
+            .filter_map(|(n, g)| {
+                g.map(|g| (n.to_owned(), [g.pending, g.active, g.delayed, g.dead]))
             })
             .collect();
         ctx.health.set_depths(depths);
@@ -73,9 +76,12 @@ impl Monitor {
     /// (one worker per interval, fleet-wide: the active count reads every
     /// worker's hash), else as the last turn stored them. `None` before any
     /// turn stored them: the gauges keep their previous values.
-    async fn gauges(&self, keys: &QueueKeys) -> Result<Option<Gauges>, QueueError> {
+    async fn gauges(&self, shards: &[QueueKeys]) -> Result<Option<Gauges>, QueueError> {
         let ctx = &self.ctx;
         let keep = FLEET_KEEP;
+        let Some(keys) = shards.first() else {
+            return Ok(None);
+        };
         let turn = ctx
             .broker
             .take_turn(keys, GAUGES_CHORE, &ctx.worker_id, INTERVAL, keep)
@@ -83,19 +89,21 @@ impl Monitor {
         if !turn.mine {
             return Ok(turn.gauges);
         }
-        let d = ctx.broker.depths(keys).await?;
         let live = ctx
             .broker
             .live_workers(keys, ctx.config.heartbeat_timeout())
             .await?;
-        let read = Gauges {
-            pending: d.pending,
-            active: d.active,
-            delayed: d.delayed,
-            dead: d.dead,
+        let mut read = Gauges {
             live: live.len() as u64,
-            at: 0,
+            ..Gauges::default()
         };
+        for shard in shards {
+            let d = ctx.broker.depths(shard).await?;
+            read.pending += d.pending;
+            read.active += d.active;
+            read.delayed += d.delayed;
+            read.dead += d.dead;
+        }
         Ok(Some(ctx.broker.save_gauges(keys, read, keep).await?))
     }
 }

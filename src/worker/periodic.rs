@@ -43,7 +43,8 @@ impl Periodic {
         let mut failures = 0;
         while !stop.is_cancelled() {
             let mut sleep = POLL;
-            for keys in &self.ctx.queues.keys {
+            // Schedules live in shard 0's slot.
+            for keys in self.ctx.queues.keys.iter().filter(|k| k.shard == 0) {
                 match self.round(keys).await {
                     Ok(wait) => {
                         failures = 0;

@@ -1,9 +1,21 @@
 //! The scheduler: promotes due jobs (retries and scheduled jobs) from
 //! `delayed` to `pending`. Every worker runs one; the promote script is
 //! atomic, so racing workers never move a job twice.
+//!
+//! A lane whose delayed set holds jobs is looked at again when its first
+//! one comes due (at most [`MAX_SLEEP`] later); one found empty only every
+//! [`EMPTY_SLEEP`], unless this worker delays a job there itself (a retry,
+//! a parked job: the acker says so through [`Delayed`]), which is looked at
+//! at once. Another worker's retry is promoted by that worker. So an idle
+//! lane costs one promote script a second, and a job that a producer
+//! schedules less than [`EMPTY_SLEEP`] ahead on an idle lane may start up
+//! to that late.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,35 +28,77 @@ const BATCH: usize = 1000;
 /// Longest sleep between checks, so newly delayed jobs are seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 const MIN_SLEEP: Duration = Duration::from_millis(5);
+/// How often a lane whose delayed set was empty is looked at again.
+pub const EMPTY_SLEEP: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
     pub ctx: Arc<Ctx>,
 }
 
+/// Lanes where this worker just delayed a job, for the scheduler to look
+/// at without waiting for the lane's next turn.
+pub struct Delayed {
+    marks: Vec<AtomicBool>,
+    wake: Notify,
+}
+
+impl Delayed {
+    pub fn new(lanes: usize) -> Self {
+        Delayed {
+            marks: (0..lanes).map(|_| AtomicBool::new(false)).collect(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// This worker put a job in lane `qi`'s delayed set.
+    pub fn mark(&self, qi: usize) {
+        if let Some(m) = self.marks.get(qi) {
+            m.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self, qi: usize) -> bool {
+        self.marks[qi].swap(false, Ordering::AcqRel)
+    }
+}
+
 impl Scheduler {
     pub async fn run(self, stop: CancellationToken) {
+        let ctx = &self.ctx;
         let mut failures = 0;
+        // When each lane is to be looked at next.
+        let mut due = vec![Instant::now(); ctx.queues.len()];
         while !stop.is_cancelled() {
-            let mut sleep = MAX_SLEEP;
-            for keys in &self.ctx.queues.keys {
-                match self.ctx.broker.promote(keys, BATCH).await {
+            let now = Instant::now();
+            for (qi, keys) in ctx.queues.keys.iter().enumerate() {
+                if due[qi] > now && !ctx.delayed.take(qi) {
+                    continue;
+                }
+                match ctx.broker.promote(keys, BATCH).await {
                     Ok((moved, next)) => {
                         failures = 0;
-                        if moved as usize >= BATCH {
-                            sleep = Duration::ZERO;
-                        } else if let Some(next) = next {
-                            sleep = sleep.min(next.max(MIN_SLEEP));
-                        }
+                        due[qi] = now
+                            + match next {
+                                _ if moved as usize >= BATCH => Duration::ZERO,
+                                Some(next) => next.clamp(MIN_SLEEP, MAX_SLEEP),
+                                None => EMPTY_SLEEP,
+                            };
                     }
                     Err(e) => {
-                        self.ctx.outage.failed("promote", &e);
-                        sleep = retry_delay(failures);
+                        ctx.outage.failed("promote", &e);
+                        due[qi] = now + retry_delay(failures);
                         failures += 1;
                     }
                 }
             }
+            let next = due.iter().min().copied().unwrap_or(now + MAX_SLEEP);
+            let sleep = next.saturating_duration_since(Instant::now());
             if !sleep.is_zero() {
-                sleep_or_stop(sleep, &stop).await;
+                tokio::select! {
+                    _ = sleep_or_stop(sleep, &stop) => {}
+                    _ = ctx.delayed.wake.notified() => {}
+                }
             }
         }
     }

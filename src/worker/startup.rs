@@ -50,6 +50,25 @@ pub(super) async fn start_side_port(
     })))
 }
 
+/// The shard layout of each queue of `specs`, as Redis has it now. When
+/// it cannot be read (Redis unreachable at start-up, or a Redis user
+/// without the right), one shard per queue: the heartbeat reads the layouts
+/// again each beat and starts the worker again on the right shards as soon
+/// as it can read them.
+pub(super) async fn layouts(
+    broker: &crate::queue::Broker,
+    specs: &[crate::spec::QueueSpec],
+) -> Vec<crate::queue::Shards> {
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    match broker.shard_layouts(&names).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the queues' shard layouts yet; serving shard 0 of each until the heartbeat can");
+            vec![crate::queue::Shards::one(); names.len()]
+        }
+    }
+}
+
 /// Registers before any fetch, retrying while Redis is unreachable. False
 /// when shutdown came first; an error when Redis refuses the credentials
 /// or evicts keys (configuration mistakes: waiting cannot fix them, exit

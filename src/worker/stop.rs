@@ -39,7 +39,8 @@ pub(super) struct Running {
     pub(super) beat: std::thread::JoinHandle<()>,
 }
 
-/// Waits for `shutdown` to begin, then runs the stop sequence.
+/// Waits for `shutdown` to begin (or a stall, or a reshard), then runs the
+/// stop sequence.
 pub(super) async fn stop(ctx: &Ctx, shutdown: &Shutdown, running: Running) {
     let Running {
         fetch_stop,
@@ -56,6 +57,7 @@ pub(super) async fn stop(ctx: &Ctx, shutdown: &Shutdown, running: Running) {
     tokio::select! {
         _ = shutdown.begun() => {}
         _ = ctx.stalled.cancelled() => {}
+        _ = ctx.reshard.cancelled() => {}
     }
     let grace = quiet(ctx, fetch_stop, fetchers).await;
     // Phase 2: let running jobs finish within the grace period.

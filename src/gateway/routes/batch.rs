@@ -32,7 +32,7 @@ pub struct BatchQuery {
     #[param(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+        pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$"
     )]
     pub queue: Option<String>,
     /// Answer in input order instead of completion order.

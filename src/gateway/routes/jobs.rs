@@ -25,7 +25,7 @@ pub struct JobQuery {
     #[param(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+        pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$"
     )]
     pub queue: Option<String>,
 }

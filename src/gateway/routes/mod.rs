@@ -35,17 +35,17 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError
 }
 
 /// A `queue` from a request: exactly a queue name, as the OpenAPI pattern
-/// says (1 to 100 characters; no braces, `=`, spaces or control
-/// characters); nothing is trimmed.
+/// says (1 to 100 characters; no braces, `=`, `#` (a shard's separator),
+/// spaces or control characters); nothing is trimmed.
 pub fn queue_of(queue: Option<String>) -> Result<String, ApiError> {
     let Some(queue) = queue else {
         return Ok(crate::config::DEFAULT_QUEUE.to_owned());
     };
     let length = queue.chars().count();
-    let bad = |c: char| matches!(c, '{' | '}' | '=') || c.is_whitespace() || c.is_control();
+    let bad = |c: char| matches!(c, '{' | '}' | '=' | '#') || c.is_whitespace() || c.is_control();
     if !(1..=100).contains(&length) || queue.chars().any(bad) {
         return Err(ApiError::BadRequest(format!(
-            "queue {queue:?}: a queue name is 1 to 100 characters without braces, `=`, spaces or control characters"
+            "queue {queue:?}: a queue name is 1 to 100 characters without braces, `=`, `#`, spaces or control characters"
         )));
     }
     Ok(queue)

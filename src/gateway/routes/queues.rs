@@ -67,7 +67,7 @@ pub struct CancelQuery {
     #[param(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"
+        pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$"
     )]
     pub queue: Option<String>,
 }
@@ -152,7 +152,7 @@ pub async fn list(
 /// Workers stop taking jobs from the queue within a second; running jobs
 /// finish.
 #[utoipa::path(post, path = "/queues/{queue}/pause", tag = "queues",
-    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$")),
+    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$")),
     responses(
         (status = 200, description = "Paused", body = Done),
         (status = 400, description = "Bad queue name", body = ErrorBody),
@@ -172,7 +172,7 @@ pub async fn pause(
 }
 
 #[utoipa::path(post, path = "/queues/{queue}/resume", tag = "queues",
-    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$")),
+    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$")),
     responses(
         (status = 200, description = "Resumed", body = Done),
         (status = 400, description = "Bad queue name", body = ErrorBody),
@@ -219,7 +219,7 @@ async fn set_paused(
 /// Deletes the queue and everything in it; refused while live workers
 /// serve it.
 #[utoipa::path(delete, path = "/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=\s\x00-\x1f\x7f-\x9f]+$"), DeleteQuery),
+    params(("queue" = String, Path, description = "The queue", min_length = 1, max_length = 100, pattern = r"^[^{}=#\s\x00-\x1f\x7f-\x9f]+$"), DeleteQuery),
     responses(
         (status = 200, description = "Deleted", body = Done),
         (status = 400, description = "Bad queue name, no confirmation, or live workers", body = ErrorBody),
