@@ -87,7 +87,8 @@ async fn results(con: &mut Con, q: &str, ids: &[String]) -> Vec<Option<Value>> {
     mget(con, &names)
         .await
         .into_iter()
-        .map(|r| r.map(|t| serde_json::from_str(&t).unwrap()))
+        .zip(ids)
+        .map(|(r, id)| r.map(|t| serde_json::from_str(&toolq::job::expand_result(id, &t)).unwrap()))
         .collect()
 }
 

@@ -165,7 +165,7 @@ impl Completions {
             if let Ok(mut w) = waiters.lock() {
                 for (id, text) in wanted.into_iter().zip(texts) {
                     if let Some(tx) = w.remove(&id) {
-                        let _ = tx.send(text);
+                        let _ = tx.send(text.map(|t| crate::job::expand_result(&id, &t)));
                     }
                 }
             }

@@ -19,7 +19,7 @@ pub use dead::{dead_entry_prefix, DeadJob, Truncated};
 pub use followup::{substitute, FollowUp, Prev, Trigger, MAX_CHAIN};
 pub use head::{read_head, read_tail, Head};
 pub use progress::Progress;
-pub use result::{ErrorInfo, JobResult, ResultRef};
+pub use result::{expand as expand_result, ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
 
 /// Default payload limit: larger payloads are buried unread.

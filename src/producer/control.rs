@@ -226,7 +226,11 @@ impl Producer {
             Located::Unknown => return Ok(view),
         }
         if view.result.is_none() {
-            view.result = self.broker.result(&keys, id).await?.and_then(|t| parse(&t));
+            view.result = self
+                .broker
+                .result(&keys, id)
+                .await?
+                .and_then(|t| parse(&crate::job::expand_result(id, &t)));
         }
         if let Some(doc) = &view.result {
             if view.error.is_none() && doc["error"].is_object() {

@@ -186,16 +186,20 @@ impl Producer {
         }
     }
 
-    /// The job's stored result exactly as the worker wrote it, from
-    /// whichever shard of the queue ran it (one pipelined `GET` per shard a
-    /// job may be in; one `GET` on a queue never sharded).
+    /// The job's result document as text, from whichever shard of the
+    /// queue ran it (one pipelined `GET` per shard a job may be in; one
+    /// `GET` on a queue never sharded): what the worker wrote, with the
+    /// fields the stored form leaves out put back
+    /// ([`crate::job::expand_result`]).
     pub async fn result_text(&self, queue: &str, id: &str) -> Result<Option<String>> {
         let layout = self.shards.layout(&self.broker, queue).await?;
-        if layout.max == 1 {
-            return Ok(self.broker.result(&QueueKeys::new(queue), id).await?);
-        }
-        let found = self.broker.result_in_shards(&layout.all(queue), id).await?;
-        Ok(found.into_iter().flatten().next())
+        let stored = if layout.max == 1 {
+            self.broker.result(&QueueKeys::new(queue), id).await?
+        } else {
+            let found = self.broker.result_in_shards(&layout.all(queue), id).await?;
+            found.into_iter().flatten().next()
+        };
+        Ok(stored.map(|t| crate::job::expand_result(id, &t)))
     }
 
     /// `queue`'s shard layout, as this producer last read it (at most a

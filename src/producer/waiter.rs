@@ -233,6 +233,7 @@ impl BatchWaiter {
                 continue;
             };
             self.owed[shard as usize] -= 1;
+            let raw = raw.map(|t| crate::job::expand_result(&id, &t));
             let result = raw.as_deref().and_then(|t| serde_json::from_str(t).ok());
             self.ready.push_back(Finished {
                 index,

@@ -126,7 +126,8 @@ pub async fn lpush(con: &mut redis::aio::MultiplexedConnection, queue: &str, pay
     }
 }
 
-/// Waits for a final result (succeeded or dead) of job `id`.
+/// Waits for a final result (succeeded or dead) of job `id`: the whole
+/// document, as toolq's readers show it (`toolq::job::expand_result`).
 pub async fn wait_result(
     con: &mut redis::aio::MultiplexedConnection,
     queue: &str,
@@ -148,7 +149,8 @@ pub async fn wait_result(
     }
 }
 
-/// Job `id`'s result document, if one is stored (of any status).
+/// Job `id`'s result document, if one is stored (of any status), whole as
+/// toolq's readers show it.
 pub async fn result_of(
     con: &mut redis::aio::MultiplexedConnection,
     queue: &str,
@@ -159,7 +161,9 @@ pub async fn result_of(
         .query_async(con)
         .await
         .unwrap();
-    text.map(|t| serde_json::from_str(&t).expect("a result is JSON"))
+    text.map(|t| {
+        serde_json::from_str(&toolq::job::expand_result(id, &t)).expect("a result is JSON")
+    })
 }
 
 /// Every job in `queue`'s pending list, parsed, newest first (as `LRANGE`
