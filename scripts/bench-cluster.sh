@@ -38,18 +38,31 @@ cluster() {
     local m=$1 i lo hi
     for p in "${ports[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
     ports=()
+    buses=()
     for i in $(seq 0 $((m - 1))); do
         local port; port=$(free_port)
         mkdir -p "$dir/$port"
-        redis-server --port "$port" --cluster-enabled yes --save '' --appendonly no \
+        # The bus port defaults to port + 10000, which a free port above
+        # 55535 does not have: it gets a free port of its own.
+        local bus; bus=$(free_port)
+        redis-server --port "$port" --cluster-enabled yes --cluster-port "$bus" \
+            --save '' --appendonly no \
             --daemonize yes --dir "$dir/$port" --logfile "$dir/$port/redis.log" \
             --pidfile "$dir/$port/redis.pid"
-        until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+        for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        redis-cli -p "$port" ping >/dev/null 2>&1 || {
+            echo "redis-server on port $port did not start:" >&2
+            tail -3 "$dir/$port/redis.log" >&2
+            exit 1
+        }
         lo=$((16384 * i / m)); hi=$((16384 * (i + 1) / m - 1))
         redis-cli -p "$port" cluster addslotsrange "$lo" "$hi" >/dev/null
         ports+=("$port")
+        buses+=("$bus")
     done
-    for p in "${ports[@]:1}"; do redis-cli -p "${ports[0]}" cluster meet 127.0.0.1 "$p" >/dev/null; done
+    for i in $(seq 1 $((m - 1))); do
+        redis-cli -p "${ports[0]}" cluster meet 127.0.0.1 "${ports[$i]}" "${buses[$i]}" >/dev/null
+    done
     for _ in $(seq 300); do
         local ok=1
         for p in "${ports[@]}"; do

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use toolq::redis_server::RedisServer;
+use toolq::redis_server::{free_port, RedisServer};
 
 /// How long a silent master stays in charge before its replica takes over.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
@@ -31,7 +31,16 @@ impl Cluster {
             "0",
         ];
         let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| RedisServer::start_with(&args).expect("a cluster node starts"))
+            .map(|_| {
+                // The cluster bus listens on the port + 10,000 unless told
+                // otherwise, which a free port above 55,535 does not have
+                // (the node then refuses to start): it gets a free port of
+                // its own.
+                let bus = free_port().expect("a free port").to_string();
+                let mut node_args = args.to_vec();
+                node_args.extend(["--cluster-port", bus.as_str()]);
+                RedisServer::start_with(&node_args).expect("a cluster node starts")
+            })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()

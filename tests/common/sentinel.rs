@@ -166,9 +166,11 @@ impl SentinelSet {
 
     /// Starts data server `i` again, empty, as a replica of `master` (what
     /// an operator does with a failed master; the sentinels then list it as
-    /// a replica again), and waits until it is in sync.
+    /// a replica again), and waits until it is in sync. It gets a fresh
+    /// port: the killed server's port is free for anyone in the meantime
+    /// (another test's server, a client's outgoing connection), and a
+    /// server found there would never sync.
     pub async fn restart_as_replica(&mut self, i: usize, master: usize) {
-        let port = self.servers[i].port();
         let master_port = self.servers[master].port().to_string();
         let mut args: Vec<String> = match self.passwords {
             Some(p) => vec![
@@ -181,20 +183,22 @@ impl SentinelSet {
         };
         args.extend(["--replicaof".into(), "127.0.0.1".into(), master_port]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        // Dropped first: it removes its directory, which the new one reuses.
+        // Dropped first: it removes its directory.
         drop(self.servers.remove(i));
-        let server = RedisServer::start_on(port, &args, true).expect("old master restarts");
+        let server = RedisServer::start_with(&args).expect("old master restarts");
         self.servers.insert(i, server);
         let url = self.server_url(master);
-        super::eventually(
-            Duration::from_secs(30),
-            "the restarted server syncs",
-            || {
-                let url = url.clone();
-                async move { online_replicas(&url).await >= 1 }
-            },
-        )
-        .await;
+        let start = Instant::now();
+        while online_replicas(&url).await < 1 {
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "the restarted server did not sync within 30 s\nmaster:\n{}\nrestarted:\n{}",
+                    replication_info(&url).await,
+                    replication_info(&self.server_url(i)).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_ready(&self, within: Duration) {
@@ -244,6 +248,23 @@ impl SentinelSet {
 }
 
 /// Replicas in `state=online` as the server at `url` sees them.
+/// `INFO replication` of the server at `url`, or why it could not be read.
+async fn replication_info(url: &str) -> String {
+    let client = match redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    let mut c = match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| e.to_string())
+}
+
 pub async fn online_replicas(url: &str) -> usize {
     let Ok(client) = redis::Client::open(url) else {
         return 0;
