@@ -5,8 +5,11 @@
 //!
 //! rmcp handles each notification in a task of its own, so they may arrive
 //! out of order: one that goes backwards (MCP says progress only grows) is
-//! dropped. A notification still in flight when the answer comes is lost,
-//! which costs nothing: the answer ends the call.
+//! dropped. A call whose progress stopped short of its total waits up to
+//! 100 ms after the answer for notifications still on their way; one later
+//! than that is lost, which costs little: the answer ends the call.
+
+use std::time::Duration;
 
 use futures::StreamExt;
 use rmcp::handler::client::progress::ProgressDispatcher;
@@ -17,6 +20,10 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient, ServiceError};
 
 use crate::tools::JobContext;
+
+/// How long a call whose progress stopped short of its total waits, after
+/// the answer, for notifications still on their way.
+const FINAL_NOTES_WAIT: Duration = Duration::from_millis(100);
 
 /// Sends `params` as a `tools/call` and awaits the answer, reporting the
 /// server's progress to `cx`. Dropped before the answer (the job's timeout,
@@ -42,10 +49,25 @@ pub async fn call(
     let mut last = Reported::default();
     let answer = loop {
         tokio::select! {
-            answer = &mut answer => break answer,
+            // Notifications first: the server sent them before its answer,
+            // and one already here when the answer lands is not lost.
+            biased;
             Some(note) = notes.next() => last.report(&note, cx),
+            answer = &mut answer => break answer,
         }
     };
+    // rmcp hands each notification to a task of its own, so the last ones
+    // may still be on their way when the answer is here: a call that
+    // reported progress short of its total waits a moment for them.
+    let grace = tokio::time::sleep(FINAL_NOTES_WAIT);
+    tokio::pin!(grace);
+    while last.seen && last.fraction < 1.0 {
+        tokio::select! {
+            biased;
+            Some(note) = notes.next() => last.report(&note, cx),
+            _ = &mut grace => break,
+        }
+    }
     abandon.id = None;
     match answer? {
         ServerResult::CallToolResult(result) => Ok(result),
@@ -59,6 +81,8 @@ pub async fn call(
 struct Reported {
     progress: f64,
     fraction: f64,
+    /// Whether any notification came.
+    seen: bool,
 }
 
 impl Reported {
@@ -67,6 +91,7 @@ impl Reported {
             return;
         }
         self.progress = note.progress;
+        self.seen = true;
         if let Some(total) = note.total.filter(|t| *t > 0.0) {
             self.fraction = note.progress / total;
         }
