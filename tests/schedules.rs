@@ -350,6 +350,8 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
             "{}",
             "--queue",
             &q,
+            "--meta",
+            r#"{"team":"ops"}"#,
         ],
     )
     .await;
@@ -371,6 +373,7 @@ async fn a_schedule_changed_paused_resumed_and_removed_while_running() {
     assert!(last_id.starts_with("schedule:done:"), "{last_id}");
     let result = wait_result(&mut con, &q, &last_id, Duration::from_secs(10)).await;
     assert_eq!(result["meta"]["schedule"], "done");
+    assert_eq!(result["meta"]["team"], "ops", "the template's meta");
 }
 
 // ---------------------------------------------------------------------------
@@ -472,7 +475,7 @@ async fn bad_definitions_are_refused_with_exit_2_and_nothing_stored() {
     let server = redis();
     let url = server.url();
     let mut con = raw(&url).await;
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["bad-cron", "61 * * * * *", "echo", "{}"],
             "invalid cron expression",
@@ -498,6 +501,19 @@ async fn bad_definitions_are_refused_with_exit_2_and_nothing_stored() {
             "ARGS_JSON is not valid JSON",
         ),
         (&["bad:name", "* * * * *", "echo", "{}"], "the name must be"),
+        // The template's options have a job's bounds.
+        (
+            &["t0", "* * * * *", "echo", "{}", "--timeout-ms", "0"],
+            "timeout_ms must be at least 1",
+        ),
+        (
+            &["m", "* * * * *", "echo", "{}", "--meta", "[1]"],
+            "meta must be an object",
+        ),
+        (
+            &["m", "* * * * *", "echo", "{}", "--meta", "{"],
+            "--meta is not valid JSON",
+        ),
     ];
     for (args, message) in cases {
         let mut full = vec!["schedule", "add"];

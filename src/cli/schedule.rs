@@ -106,6 +106,10 @@ pub struct AddArgs {
     /// How long each tick's result is kept, in seconds (0 keeps none)
     #[arg(long)]
     pub result_ttl_s: Option<u64>,
+    /// A JSON object copied into each tick's `meta`, beside `schedule` and
+    /// `tick`, e.g. '{"team":"billing"}'
+    #[arg(long, value_name = "JSON")]
+    pub meta: Option<String>,
 }
 
 pub async fn run(config: &Config, args: ScheduleArgs) -> Result<Exit, CliError> {
@@ -189,6 +193,13 @@ fn definition(a: AddArgs) -> Result<Definition, CliError> {
     def.max_attempts = a.max_attempts;
     def.timeout_ms = a.timeout_ms;
     def.result_ttl_s = a.result_ttl_s;
+    def.meta = match a.meta {
+        Some(text) => Some(
+            serde_json::from_str(&text)
+                .map_err(|e| CliError::BadInput(format!("--meta is not valid JSON: {e}")))?,
+        ),
+        None => None,
+    };
     def.validate().map_err(to_cli)?;
     Ok(def)
 }
@@ -284,6 +295,9 @@ fn print_one(v: &View) {
                 if let Some(val) = val {
                     println!("{:<14}{val}", format!("{k}:"));
                 }
+            }
+            if let Some(meta) = &d.meta {
+                println!("meta:         {}", safe(&meta.to_string()));
             }
         }
         None => println!("definition:   unreadable ({})", safe(&v.record.def)),

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Job, MAX_RESULT_TTL_S};
+use super::{Job, Options};
 use crate::spec::QueueSpec;
 
 /// Follow-ups nested in follow-ups (a chain written out in one job) at
@@ -131,18 +131,14 @@ impl FollowUp {
                 Err(e) => return Err(e),
             }
         }
-        if self.max_attempts == Some(0) {
-            return Err("`max_attempts` must be at least 1".into());
+        Options {
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            result_ttl_s: self.result_ttl_s,
+            meta: self.meta.as_ref(),
         }
-        if self.timeout_ms == Some(0) {
-            return Err("`timeout_ms` must be at least 1".into());
-        }
-        if self.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
-            return Err("`result_ttl_s` must be at most 315360000 (ten years)".into());
-        }
-        if self.meta.as_ref().is_some_and(|m| !m.is_object()) {
-            return Err("`meta` must be an object".into());
-        }
+        .check()
+        .map_err(|e| format!("`{}` must be {}", e.field, e.must_be))?;
         for (field, next) in [
             ("on_success", &self.on_success),
             ("on_failure", &self.on_failure),

@@ -8,6 +8,7 @@
 mod dead;
 mod followup;
 mod head;
+mod options;
 mod progress;
 mod result;
 mod rewrite;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 pub use dead::{dead_entry_prefix, DeadJob, Truncated};
 pub use followup::{substitute, FollowUp, Prev, Trigger, MAX_CHAIN};
 pub use head::{read_head, read_tail, Head};
+pub use options::{Options, OutOfRange};
 pub use progress::Progress;
 pub use result::{expand as expand_result, ErrorInfo, JobResult, ResultRef};
 pub use rewrite::{recoveries_of, rewrite_payload};
@@ -91,6 +93,16 @@ impl Job {
             unique_key: None,
             on_success: None,
             on_failure: None,
+        }
+    }
+
+    /// The options it shares with follow-ups and schedules.
+    pub fn options(&self) -> Options<'_> {
+        Options {
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            result_ttl_s: self.result_ttl_s,
+            meta: self.meta.as_ref(),
         }
     }
 
@@ -196,17 +208,11 @@ pub fn parse(payload: &[u8], limits: ParseLimits) -> Result<Job, JobError> {
     if !job.args.is_object() {
         return Err(wrong("args", "an object"));
     }
-    // The wire format says `max_attempts` ≥ 1 and `meta` an object; the
-    // typed parse alone would take 0 (run once anyway) and any JSON value.
-    if job.max_attempts == Some(0) {
-        return Err(wrong("max_attempts", "at least 1"));
-    }
-    if job.meta.as_ref().is_some_and(|m| !m.is_object()) {
-        return Err(wrong("meta", "an object"));
-    }
-    if job.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
-        return Err(wrong("result_ttl_s", "at most 315360000 (ten years)"));
-    }
+    // The wire format bounds these (`max_attempts` ≥ 1, `meta` an object,
+    // ...); the typed parse alone would take 0 and any JSON value.
+    job.options()
+        .check()
+        .map_err(|e| wrong(e.field, e.must_be))?;
     check_follow_ups(&job)?;
     Ok(job)
 }
@@ -432,6 +438,7 @@ mod tests {
             ),
             (r#"{"tool":"echo","args":{},"meta":"m"}"#, "wrong_type"),
             (r#"{"tool":"echo","args":{},"meta":[1]}"#, "wrong_type"),
+            (r#"{"tool":"echo","args":{},"timeout_ms":0}"#, "wrong_type"),
         ];
         for (payload, kind) in cases {
             let err = p(payload).unwrap_err();

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use crate::queue::{Broker, EnqueueItem, QueueError, QueueKeys};
+use crate::queue::{Broker, QueueError, QueueKeys};
 
-use super::batch::{BatchOptions, CHUNK};
+use super::batch::{ShardRun, CHUNK};
 use super::partial::{stopped, Sent};
 use super::Result;
 
@@ -16,20 +16,16 @@ const PAUSE_MIN: Duration = Duration::from_millis(10);
 /// Longest pause, when workers drain the queue slowly.
 const PAUSE_MAX: Duration = Duration::from_millis(250);
 
-/// Enqueues `items[range]` (all on the shard of `keys`) keeping that
-/// shard's `pending` under `cap`, adding the indexes of duplicates skipped
-/// to `duplicates`.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn enqueue(
-    broker: &Broker,
-    keys: &QueueKeys,
-    items: &[EnqueueItem],
-    range: std::ops::Range<usize>,
-    duplicates: &mut Vec<usize>,
-    cap: u64,
-    options: &BatchOptions,
-    progress: &mut (dyn FnMut(usize) + Send),
-) -> Result<()> {
+/// Enqueues `run`'s jobs keeping its shard's `pending` under `cap`.
+pub(super) async fn enqueue(run: ShardRun<'_>, cap: u64, unique_ttl: Duration) -> Result<()> {
+    let ShardRun {
+        broker,
+        keys,
+        items,
+        range,
+        duplicates,
+        progress,
+    } = run;
     let cap = cap.max(1);
     broker.register_queues(&[&keys.name]).await?;
     let mut done = range.start;
@@ -37,10 +33,7 @@ pub(super) async fn enqueue(
         let chunk = &items[done..range.end.min(done + CHUNK)];
         // One script call: Redis takes the chunk whole or refuses it whole
         // (out of memory); a lost reply leaves the chunk in doubt.
-        let out = match broker
-            .enqueue_capped(keys, chunk, cap, options.unique_ttl)
-            .await
-        {
+        let out = match broker.enqueue_capped(keys, chunk, cap, unique_ttl).await {
             Ok(out) => out,
             Err(e) if e.is_unavailable() => {
                 let sent = Sent::Unknown(chunk.len());

@@ -186,32 +186,17 @@ impl Producer {
         let mut duplicates = Vec::new();
         for (shard, range) in spread::runs(&shards) {
             let keys = QueueKeys::shard(queue, shard);
+            let run = ShardRun {
+                broker: &self.broker,
+                keys: &keys,
+                items: &items,
+                range,
+                duplicates: &mut duplicates,
+                progress: &mut *progress,
+            };
             match options.max_pending {
-                Some(cap) => {
-                    backpressure::enqueue(
-                        &self.broker,
-                        &keys,
-                        &items,
-                        range,
-                        &mut duplicates,
-                        cap,
-                        options,
-                        progress,
-                    )
-                    .await?
-                }
-                None => {
-                    pipelined(
-                        &self.broker,
-                        &keys,
-                        &items,
-                        range,
-                        &mut duplicates,
-                        options.unique_ttl,
-                        progress,
-                    )
-                    .await?
-                }
+                Some(cap) => backpressure::enqueue(run, cap, options.unique_ttl).await?,
+                None => pipelined(run, options.unique_ttl).await?,
             }
         }
         // Sealed only when every job went in: a batch stopped part-way
@@ -246,20 +231,32 @@ fn batch_id(options: &BatchOptions) -> Result<Option<String>> {
     Ok((options.awaitable || options.callback.is_some()).then(|| uuid::Uuid::now_v7().to_string()))
 }
 
+/// One shard's part of a batch: `items[range]`, all bound for `keys`'
+/// shard; the indexes of duplicates skipped go to `duplicates`, and
+/// `progress` hears how many of `items` went in so far.
+pub(super) struct ShardRun<'a> {
+    pub broker: &'a Broker,
+    pub keys: &'a QueueKeys,
+    pub items: &'a [EnqueueItem],
+    pub range: Range<usize>,
+    pub duplicates: &'a mut Vec<usize>,
+    pub progress: &'a mut (dyn FnMut(usize) + Send),
+}
+
 /// No cap: whole round trips of chunks of `items[range]` (all on one
 /// shard), one after another, adding the duplicates' indexes to
 /// `duplicates`. A trip Redis refused in part (out of memory) ends the
 /// batch with exactly which jobs went in ([`super::PartlyEnqueued`]);
 /// nothing after it is sent.
-async fn pipelined(
-    broker: &Broker,
-    keys: &QueueKeys,
-    items: &[EnqueueItem],
-    range: Range<usize>,
-    duplicates: &mut Vec<usize>,
-    unique_ttl: Duration,
-    progress: &mut (dyn FnMut(usize) + Send),
-) -> Result<()> {
+async fn pipelined(run: ShardRun<'_>, unique_ttl: Duration) -> Result<()> {
+    let ShardRun {
+        broker,
+        keys,
+        items,
+        range,
+        duplicates,
+        progress,
+    } = run;
     let mut done = range.start;
     for trip in items[range].chunks(CHUNK * CHUNKS_PER_TRIP) {
         let chunks: Vec<&[EnqueueItem]> = trip.chunks(CHUNK).collect();

@@ -11,35 +11,43 @@
 //!   layouts read lately.
 //! - `waiter`: awaiting a batch through its notification list
 //!   ([`BatchWaiter`], also a `Stream`).
-//! - `admin`: queue stats and dead jobs (list, retry, purge).
+//! - `stats`: each queue's depths, workers and totals, shard by shard.
+//! - `dead`: a queue's dead jobs (list, retry, purge).
 //! - `catalog`: the tools live workers serve, and checking jobs against it.
 //! - `reshard`: changing a queue's shard count, and the procedure for
 //!   lowering it.
-//! - `control`: a job by id (state, cancel), pausing, listing and deleting
-//!   queues.
+//! - `lookup`: a job by id: where it is, its result and progress.
+//! - `control`: cancelling a job; pausing, resuming and deleting a queue.
+//! - `listing`: a queue's jobs in one state, filtered, a page at a time.
 
-mod admin;
 mod backpressure;
 mod batch;
 mod catalog;
 mod control;
+mod dead;
 mod lines;
+mod listing;
+mod lookup;
 mod partial;
 mod reshard;
 mod spread;
+mod stats;
 mod valid;
 mod waiter;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use admin::{DeadEntry, DeadList, QueueStats, RetryAll, ShardStats, Totals, WorkerEntry};
 pub use batch::{BatchOptions, Submitted};
 pub use catalog::{Catalog, CatalogTool};
-pub use control::{CancelOutcome, JobFilter, JobPage, JobState, JobSummary, JobView, ListState};
+pub use control::CancelOutcome;
+pub use dead::{DeadEntry, DeadList, RetryAll};
 pub use lines::{read_lines, Defaults, JobLines, LineError};
+pub use listing::{JobFilter, JobPage, JobSummary, ListState};
+pub use lookup::{JobState, JobView};
 pub use partial::PartlyEnqueued;
 pub use reshard::Reshard;
+pub use stats::{QueueStats, ShardStats, Totals, WorkerEntry};
 pub use valid::ValidJob;
 pub use waiter::{BatchWaiter, Finished};
 

@@ -123,15 +123,9 @@ pub(crate) fn check(job: &Job) -> Result<(), String> {
     if job.tool.trim().is_empty() {
         return Err("job field `tool` must not be empty".into());
     }
-    if job.max_attempts == Some(0) {
-        return Err("job field `max_attempts` must be at least 1".into());
-    }
-    if job.meta.as_ref().is_some_and(|m| !m.is_object()) {
-        return Err("job field `meta` must be an object".into());
-    }
-    if job.timeout_ms == Some(0) {
-        return Err("job field `timeout_ms` must be at least 1".into());
-    }
+    job.options()
+        .check()
+        .map_err(|e| format!("job field `{}` must be {}", e.field, e.must_be))?;
     if job.id.as_deref().is_some_and(str::is_empty) {
         return Err("job field `id` must not be empty".into());
     }
@@ -196,12 +190,20 @@ mod tests {
     }
 
     #[test]
-    fn a_job_built_in_rust_with_a_meta_that_is_not_an_object_is_refused() {
+    fn a_job_built_in_rust_is_held_to_the_wire_format_s_bounds() {
         let mut job = Job::new("echo", json!({}));
         job.meta = Some(json!("m"));
         assert_eq!(
             ValidJob::from_job(&job).unwrap_err(),
             "job field `meta` must be an object"
+        );
+        // A Rust-built job gets the wire format's bounds too: Redis would
+        // refuse the expiry inside the script that settles its batch.
+        let mut job = Job::new("echo", json!({}));
+        job.result_ttl_s = Some(crate::job::MAX_RESULT_TTL_S + 1);
+        assert_eq!(
+            ValidJob::from_job(&job).unwrap_err(),
+            "job field `result_ttl_s` must be at most 315360000 (ten years)"
         );
     }
 

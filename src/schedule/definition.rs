@@ -14,8 +14,6 @@ use super::{Result, ScheduleError};
 pub const DEFAULT_MISFIRE_GRACE_S: u64 = 10;
 /// Longest name: it is part of Redis keys and of every tick's job id.
 const MAX_NAME_CHARS: usize = 100;
-/// The job format's limit on `result_ttl_s` (ten years).
-const MAX_RESULT_TTL_S: u64 = 315_360_000;
 
 /// What happens to ticks that no worker enqueued within the grace (all
 /// workers down, Redis down): none of them runs (`skip`), or one does
@@ -66,6 +64,10 @@ pub struct Definition {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_ttl_s: Option<u64>,
+    /// Copied into every tick's `meta`, beside `schedule` and `tick` (which
+    /// win over keys of the same name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
 }
 
 fn utc() -> String {
@@ -96,6 +98,7 @@ impl Definition {
             max_attempts: None,
             timeout_ms: None,
             result_ttl_s: None,
+            meta: None,
         }
     }
 
@@ -123,14 +126,14 @@ impl Definition {
                 kind(&self.args)
             )));
         }
-        if self.max_attempts == Some(0) {
-            return Err(invalid("max_attempts must be at least 1".into()));
+        crate::job::Options {
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            result_ttl_s: self.result_ttl_s,
+            meta: self.meta.as_ref(),
         }
-        if self.result_ttl_s.is_some_and(|t| t > MAX_RESULT_TTL_S) {
-            return Err(invalid(format!(
-                "result_ttl_s is at most {MAX_RESULT_TTL_S} (ten years)"
-            )));
-        }
+        .check()
+        .map_err(|e| invalid(format!("{} must be {}", e.field, e.must_be)))?;
         if self.misfire_grace_s == 0 {
             return Err(invalid(
                 "misfire_grace_s must be at least 1 (ticks are whole seconds)".into(),
@@ -159,11 +162,16 @@ impl Definition {
         if let Some(s) = self.result_ttl_s {
             job.insert("result_ttl_s".into(), Value::from(s));
         }
-        let mut meta = serde_json::json!({"schedule": self.name, "tick": tick});
+        let mut meta = match &self.meta {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        meta.insert("schedule".into(), Value::from(self.name.clone()));
+        meta.insert("tick".into(), Value::from(tick));
         if misfired {
-            meta["misfire"] = Value::from(self.misfire.as_str());
+            meta.insert("misfire".into(), Value::from(self.misfire.as_str()));
         }
-        job.insert("meta".into(), meta);
+        job.insert("meta".into(), Value::Object(meta));
         (id, Value::Object(job).to_string())
     }
 }
@@ -210,6 +218,10 @@ mod tests {
         assert!(bad(|d| d.args = json!([1])).contains("args must be a JSON object"));
         assert!(bad(|d| d.queue = "q=2".into()).contains("without a weight"));
         assert!(bad(|d| d.max_attempts = Some(0)).contains("max_attempts"));
+        // The same bounds as a job's: a template never makes a job the
+        // worker would refuse.
+        assert!(bad(|d| d.timeout_ms = Some(0)).contains("timeout_ms must be at least 1"));
+        assert!(bad(|d| d.meta = Some(json!("m"))).contains("meta must be an object"));
     }
 
     #[test]
@@ -230,5 +242,12 @@ mod tests {
         assert_eq!(v["max_attempts"], 2);
         assert_eq!(v["meta"]["tick"], 1_800_000_000);
         assert!(v.get("timeout_ms").is_none());
+        d.meta = Some(json!({"team": "ops", "tick": "theirs"}));
+        let (_, payload) = d.job(1_800_000_000, 5, true);
+        let v: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(v["meta"]["team"], "ops");
+        assert_eq!(v["meta"]["tick"], 1_800_000_000, "the tick wins");
+        assert_eq!(v["meta"]["schedule"], "n");
+        assert_eq!(v["meta"]["misfire"], "skip");
     }
 }
