@@ -47,7 +47,7 @@ enum Command {
         /// Most jobs running at once [env: TOOLQ_CONCURRENCY] [default: 10]
         #[arg(long)]
         concurrency: Option<usize>,
-        /// Side port for /healthz, /readyz, /health, /metrics, or `off` [env: TOOLQ_HTTP_ADDR] [default: 0.0.0.0:9464]
+        /// Side port for /healthz, /readyz, /health, /metrics, or `off` [env: TOOLQ_HTTP_ADDR] [default: 127.0.0.1:9464]
         #[arg(long, value_name = "ADDR")]
         http_addr: Option<String>,
     },
@@ -79,7 +79,7 @@ enum Command {
         #[arg(long)]
         no_check: bool,
     },
-    /// Serve the HTTP API and the MCP endpoint (/mcp): every call becomes a job
+    /// Serve the HTTP API, the MCP endpoint (/mcp) and the web console (/ui): every call becomes a job
     Serve(cli::serve::ServeArgs),
     /// The tools live workers serve, with their sources and workers
     Tools(cli::tools::ToolsArgs),
@@ -95,7 +95,7 @@ enum Command {
     Job(cli::job::JobArgs),
     /// List a queue's pending, scheduled, running or dead jobs
     Jobs(cli::jobs::JobsArgs),
-    /// Pause, resume or delete a queue
+    /// Pause, resume or delete a queue, or show or set its shard count
     Queue(cli::queue::QueueArgs),
     /// Periodic jobs: add, list, show, pause, resume or remove a schedule
     Schedule(cli::schedule::ScheduleArgs),
@@ -115,7 +115,8 @@ enum Command {
     #[command(after_help = "Example:\n  toolq demo")]
     Demo,
     /// Measure drain, enqueue and latency against a throw-away redis-server
-    /// and compare with redis-benchmark (build with --release)
+    /// and compare with redis-benchmark (build with --release); with --mcp,
+    /// MCP tool calls; with --gateway, a running `toolq serve`
     #[command(after_help = "Examples:\n  \
         toolq bench                       # a release build: cargo build --release\n  \
         toolq bench --jobs 100000 --runs 1 --no-latency")]

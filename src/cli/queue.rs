@@ -45,8 +45,8 @@ pub enum QueueAction {
         #[arg(long)]
         yes: bool,
     },
-    /// Show or set the queue's shard count. Raising it takes effect at
-    /// once; lowering it retires shards, which drain first: run the same
+    /// Show or set the queue's shard count. Raising it takes effect within
+    /// about a second; lowering it retires shards, which drain first: run the same
     /// command again until it says the change is complete
     #[command(after_help = "Examples:\n  \
         toolq queue shards emails        # the current layout\n  \

@@ -12,7 +12,7 @@ use super::{CliError, Exit};
   TOOLQ_SERVE__JWT_SECRET_FILE=/run/secrets/jwt toolq serve
   toolq serve --no-auth                            # loopback only: every request may do everything")]
 pub struct ServeArgs {
-    /// Address of the HTTP API and /mcp [env: TOOLQ_SERVE__ADDR] [default: 127.0.0.1:8080]
+    /// Address of the HTTP API, /mcp and /ui [env: TOOLQ_SERVE__ADDR] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// Serve without authentication (refused unless the address is loopback)

@@ -14,7 +14,7 @@ use super::{CliError, Exit};
     toolq stats --json | jq '.queues[] | {queue, pending, dead}'\n  \
     toolq stats --shards            # a sharded queue's shards one by one")]
 pub struct StatsArgs {
-    /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, workers, totals, shard_count, shards_served}]}
+    /// Print JSON: {"queues": [{queue, pending, active, delayed, dead, dead_bytes, dead_trimmed, paused, workers, totals, shard_count, shards_served}]}
     #[arg(long)]
     pub json: bool,
     /// Show each shard of a sharded queue (its numbers are the shards'
