@@ -141,6 +141,90 @@ async fn enqueue_and_wait_returns_the_final_result() {
     worker.stop().await;
 }
 
+/// Each wait blocks on a connection of its own; one finished wait leaves
+/// it to the next, so a service calling `enqueue_and_wait` over and over
+/// does not open a connection per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_and_wait_keeps_its_blocking_connection_for_the_next_call() {
+    let server = redis();
+    let q = queue_name("reuse");
+    let worker = start_worker(config(&server.url(), &q, 2));
+    let p = producer(&server.url());
+    let mut con = raw(&server.url()).await;
+    // The producer's own connection, opened by a first call.
+    p.enqueue_and_wait(
+        &q,
+        Job::new("echo", json!({})),
+        &BatchOptions::default(),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let before = connections_received(&mut con).await;
+    for n in 0..20 {
+        let r = p
+            .enqueue_and_wait(
+                &q,
+                Job::new("echo", json!({"n": n})),
+                &BatchOptions::default(),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, "succeeded");
+    }
+    let opened = connections_received(&mut con).await - before;
+    println!("20 enqueue_and_wait calls opened {opened} connections");
+    // The worker may open one of its own meanwhile; a connection per call
+    // would be 20.
+    assert!(
+        opened <= 3,
+        "{opened} connections for 20 calls: one per call"
+    );
+    // A kept connection Redis closed meanwhile is replaced, not an error:
+    // close it (the one whose last command was the wait's LPOP or BLPOP).
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let waiting: Vec<&str> = clients
+        .lines()
+        .filter(|l| l.contains(" cmd=blpop ") || l.contains(" cmd=lpop "))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .collect();
+    assert_eq!(waiting.len(), 1, "one kept waiting connection: {clients}");
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", waiting[0]])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    let r = p
+        .enqueue_and_wait(
+            &q,
+            Job::new("echo", json!({})),
+            &BatchOptions::default(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, "succeeded");
+    worker.stop().await;
+}
+
+async fn connections_received(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_job_is_skipped_while_its_twin_is_pending_delayed_or_running() {
     let server = redis();

@@ -22,6 +22,7 @@
 
 mod backpressure;
 mod batch;
+mod blockers;
 mod catalog;
 mod control;
 mod dead;
@@ -96,6 +97,8 @@ pub struct Producer {
     broker: Arc<Broker>,
     /// Sharded queues' layouts, read at most once a second.
     shards: Arc<spread::ShardCache>,
+    /// Connections for [`BatchWaiter`]s, kept between them.
+    blockers: Arc<blockers::Blockers>,
 }
 
 impl Producer {
@@ -120,6 +123,7 @@ impl Producer {
         Producer {
             broker,
             shards: Arc::default(),
+            blockers: Arc::default(),
         }
     }
 

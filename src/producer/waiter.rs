@@ -16,6 +16,7 @@ use futures::Stream;
 use crate::job::JobResult;
 use crate::queue::{Broker, QueueKeys};
 
+use super::blockers::Blockers;
 use super::{Producer, ProducerError, Result, Submitted};
 
 /// Most ids taken from the notification list per round trip.
@@ -70,6 +71,13 @@ pub struct BatchWaiter {
     unread: Vec<String>,
     unread_shard: u32,
     conn: Option<RedisConn>,
+    /// `conn` came from an earlier waiter and has not answered this one
+    /// yet: if it fails, it had gone stale, which is no outage.
+    reused: bool,
+    /// A command is in flight on `conn` (a future dropped mid-wait leaves
+    /// it so): the connection is not kept for the next waiter.
+    busy: bool,
+    blockers: Arc<Blockers>,
     started: Instant,
     deadline: Option<Instant>,
     ended: bool,
@@ -113,6 +121,9 @@ impl Producer {
             unread: Vec::new(),
             unread_shard: 0,
             conn: None,
+            reused: false,
+            busy: false,
+            blockers: self.blockers.clone(),
             started,
             deadline: timeout.map(|t| started + t),
             ended: false,
@@ -154,6 +165,10 @@ impl BatchWaiter {
             }
             match self.pull(block).await {
                 Ok(()) => failures = 0,
+                Err(e) if e.is_unavailable() && std::mem::take(&mut self.reused) => {
+                    // A kept connection Redis closed meanwhile: a new one, at once.
+                    self.conn = None;
+                }
                 Err(e) if e.is_unavailable() && failures < RETRIES => {
                     failures += 1;
                     self.conn = None;
@@ -203,8 +218,13 @@ impl BatchWaiter {
             };
             let conn = match &mut self.conn {
                 Some(c) => c,
-                None => self.conn.insert(self.broker.dedicated(BLOCK_MAX).await?),
+                None => {
+                    let (conn, reused) = self.blockers.take(&self.broker, BLOCK_MAX).await?;
+                    self.reused = reused;
+                    self.conn.insert(conn)
+                }
             };
+            self.busy = true;
             let ids = self
                 .broker
                 .pop_finished(
@@ -215,6 +235,8 @@ impl BatchWaiter {
                     block,
                 )
                 .await?;
+            self.busy = false;
+            self.reused = false;
             // A job finishing twice (dead, then retried by an operator) is
             // reported once.
             let waiting = &self.waiting;
@@ -243,5 +265,13 @@ impl BatchWaiter {
             });
         }
         Ok(())
+    }
+}
+
+impl Drop for BatchWaiter {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take().filter(|_| !self.busy) {
+            self.blockers.give_back(conn);
+        }
     }
 }
