@@ -10,7 +10,7 @@ use crate::queue::{Broker, RedisConn, Result};
 
 /// Idle connections kept at most; more waiters at once open their own and
 /// close them when they end.
-const KEEP: usize = 16;
+const KEEP: usize = 64;
 
 #[derive(Default)]
 pub(super) struct Blockers {
