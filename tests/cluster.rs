@@ -11,18 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::cluster_clients::{producer, workers};
 use common::fault_process::{spawn_worker_on, WorkerProcess};
+use common::results::{drain, in_queues};
 use serde_json::json;
 use toolq::job::Job;
 use toolq::producer::{BatchOptions, CancelOutcome, JobState, Producer};
 use toolq::queue::{Broker, QueueKeys, RedisTarget};
-
-/// A producer on the cluster (the URL gives no host, only the scheme).
-fn producer(cluster: &Cluster) -> Producer {
-    let target = RedisTarget::open("redis://127.0.0.1:1", None, &cluster.seed_list())
-        .expect("a cluster target");
-    Producer::from_broker(Arc::new(Broker::new(target).expect("a broker")))
-}
 
 fn jobs_per_queue() -> usize {
     std::env::var("TOOLQ_TEST_CLUSTER_JOBS")
@@ -31,68 +26,8 @@ fn jobs_per_queue() -> usize {
         .unwrap_or(200)
 }
 
-fn workers(cluster: &Cluster, queues: &[String], n: usize) -> Vec<WorkerProcess> {
-    let seeds = cluster.seeds();
-    let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
-    (0..n)
-        .map(|_| {
-            spawn_worker_on(
-                "redis://127.0.0.1:1",
-                &queues,
-                8,
-                &[
-                    ("TOOLQ_REDIS_CLUSTER_NODES", seeds.as_str()),
-                    ("TOOLQ_HEARTBEAT_INTERVAL_MS", "500"),
-                    ("TOOLQ_HEARTBEAT_TIMEOUT_MS", "3000"),
-                ],
-            )
-        })
-        .collect()
-}
-
 fn job(value: serde_json::Value) -> Job {
     serde_json::from_value(value).expect("a job")
-}
-
-/// Ids of `ids` (in `queue`) whose result is not there yet.
-async fn missing(broker: &Broker, queue: &str, ids: &[String]) -> Vec<String> {
-    let keys = QueueKeys::new(queue);
-    let mut out = Vec::new();
-    for chunk in ids.chunks(500) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.exists(keys.result(id));
-        }
-        let found: Vec<bool> = broker.query_pipe("test", &pipe).await.expect("EXISTS");
-        out.extend(
-            chunk
-                .iter()
-                .zip(found)
-                .filter(|(_, f)| !f)
-                .map(|(id, _)| id.clone()),
-        );
-    }
-    out
-}
-
-/// Waits until every job of `sent` has its result; the time it took and
-/// the ids still missing at the deadline.
-async fn drain(
-    broker: &Broker,
-    sent: &[(String, Vec<String>)],
-    within: Duration,
-) -> (Duration, usize) {
-    let start = Instant::now();
-    loop {
-        let mut left = 0;
-        for (queue, ids) in sent {
-            left += missing(broker, queue, ids).await.len();
-        }
-        if left == 0 || start.elapsed() > within {
-            return (start.elapsed(), left);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn enqueue(
@@ -127,14 +62,14 @@ async fn queues_over_three_masters_drain_survive_a_worker_kill_and_run_every_kin
     let producer = producer(&cluster);
     let broker = producer.broker().clone();
     let n = jobs_per_queue();
-    let mut running = workers(&cluster, &queues, 2);
+    let mut running = workers(&cluster, &queues, 2, 8, &[]);
 
     // Drain: every job has its result.
     let sent = enqueue(&producer, &queues, n, |i| {
         job(json!({"tool": "echo", "args": {"i": i}}))
     })
     .await;
-    let (took, lost) = drain(&broker, &sent, Duration::from_secs(120)).await;
+    let (took, lost) = drain(&broker, &in_queues(&sent), Duration::from_secs(120)).await;
     println!(
         "drain: {} jobs over {} queues in {took:?} ({:.0} jobs/s), lost {lost}",
         n * queues.len(),
@@ -151,7 +86,7 @@ async fn queues_over_three_masters_drain_survive_a_worker_kill_and_run_every_kin
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     running[0].signal(libc::SIGKILL);
-    let (took, lost) = drain(&broker, &sent, Duration::from_secs(120)).await;
+    let (took, lost) = drain(&broker, &in_queues(&sent), Duration::from_secs(120)).await;
     println!(
         "kill -9 of one of 2 workers 300 ms into a drain of {} jobs: all done {took:?} after the kill, lost {lost}",
         n * queues.len()
@@ -189,7 +124,7 @@ async fn queues_over_three_masters_drain_survive_a_worker_kill_and_run_every_kin
             vec!["f1:on_failure".into(), "s1:on_success".into()],
         ),
     ];
-    let (took, left) = drain(&broker, &sent, Duration::from_secs(60)).await;
+    let (took, left) = drain(&broker, &in_queues(&sent), Duration::from_secs(60)).await;
     println!("every kind of job settled in {took:?}, missing {left}");
     assert_eq!(left, 0, "a job or a follow-up across slots is missing");
     let result: String = broker
@@ -254,7 +189,7 @@ async fn queues_over_three_masters_drain_survive_a_worker_kill_and_run_every_kin
     let callback = batch.callback.clone().expect("a callback id");
     let (_, left) = drain(
         &broker,
-        &[(here.clone(), vec![callback])],
+        &in_queues(&[(here.clone(), vec![callback])]),
         Duration::from_secs(30),
     )
     .await;

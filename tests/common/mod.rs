@@ -4,10 +4,12 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod cluster_clients;
 pub mod connections;
 pub mod fault_process;
 pub mod gateway;
 pub mod process;
+pub mod results;
 pub mod sentinel;
 
 use std::sync::Arc;
