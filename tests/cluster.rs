@@ -7,12 +7,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use common::cluster_clients::{producer, workers};
+use common::cluster_clients::{producer, workers, CLUSTER_URL};
 use common::fault_process::{spawn_worker_on, WorkerProcess};
+use common::ledger::{self, SteadyFlow};
 use common::results::{drain, in_queues};
 use serde_json::json;
 use toolq::job::Job;
@@ -307,140 +308,37 @@ where
         ("TOOLQ_WAIT_REPLICAS", wait.as_str()),
     ];
     let mut workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| spawn_worker_on("redis://127.0.0.1:1", &[queue], 4, &env))
+        .map(|_| spawn_worker_on(CLUSTER_URL, &[queue], 4, &env))
         .collect();
-    let target = RedisTarget::open("redis://127.0.0.1:1", None, seeds)
+    let target = RedisTarget::open(CLUSTER_URL, None, seeds)
         .expect("a cluster target")
         .with_wait_replicas(wait_replicas, Duration::from_millis(1000));
     let producer = Producer::from_broker(Arc::new(Broker::new(target).expect("a broker")));
-    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let refused = Arc::new(Mutex::new(0usize));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let producing = {
-        let (queue, seen, refused, stop) = (
-            queue.to_owned(),
-            seen.clone(),
-            refused.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let id = uuid::Uuid::now_v7().to_string();
-                let mut job = Job::new("count", json!({"key": format!("ledger:{id}"), "ms": 20}));
-                job.id = Some(id.clone());
-                match producer.enqueue(&queue, job).await {
-                    Ok(_) => seen.lock().unwrap().push((id, Instant::now())),
-                    Err(_) => *refused.lock().unwrap() += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    let samples: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let sampling = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        let mut c = common::raw(&ledger.url()).await;
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
-                samples.lock().unwrap().push((Instant::now(), n));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let mut ledger_conn = common::raw(&ledger.url()).await;
-    common::eventually(Duration::from_secs(30), "jobs flow", || {
-        let mut c = ledger_conn.clone();
-        async move {
-            let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
-            n >= 60
-        }
-    })
-    .await;
+    let flow = SteadyFlow::start(producer, queue, 20, &ledger_url).await;
+    let mut ledger_conn = common::raw(&ledger_url).await;
+    ledger::wait_runs(&ledger_conn, 60).await;
     let began = Instant::now();
     let mark = disrupt().await;
     // Produce on after the disruption, until 50 more jobs went in.
-    let at_mark = seen.lock().unwrap().len();
-    common::eventually(
-        Duration::from_secs(30),
-        "the producer enqueues again",
-        || {
-            let seen = seen.clone();
-            async move { seen.lock().unwrap().len() >= at_mark + 50 }
-        },
-    )
-    .await;
-    stop.cancel();
-    producing.await.unwrap();
-    sampling.await.unwrap();
-
-    let seen: Vec<(String, Instant)> = seen.lock().unwrap().clone();
-    let mut last = (0, Instant::now());
-    let counts = loop {
-        let keys: Vec<String> = seen.iter().map(|(id, _)| format!("ledger:{id}")).collect();
-        let counts: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut ledger_conn)
-            .await
-            .unwrap();
-        let ran = counts.iter().filter(|c| c.is_some()).count();
-        if ran == seen.len() || last.1.elapsed() > Duration::from_secs(10) {
-            break counts;
-        }
-        if ran != last.0 {
-            last = (ran, Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    flow.enqueue_more(50).await;
+    let flowed = flow.stop().await;
+    let counts = ledger::runs(&mut ledger_conn, &flowed.seen).await;
     for w in &mut workers {
         assert!(w.exited().is_none(), "a worker exited:\n{}", w.log_text());
     }
-    let lost: Vec<String> = seen
-        .iter()
-        .zip(&counts)
-        .filter(|(_, c)| c.is_none())
-        .map(|((id, _), _)| id.clone())
-        .collect();
-    let lost_after_mark = seen
-        .iter()
-        .zip(&counts)
-        .filter(|((_, at), c)| c.is_none() && *at > mark)
-        .count();
-    let all: Vec<String> = redis::cmd("KEYS")
-        .arg("ledger:*")
-        .query_async(&mut ledger_conn)
-        .await
-        .unwrap();
-    let all_counts: Vec<u64> = redis::cmd("MGET")
-        .arg(&all)
-        .query_async(&mut ledger_conn)
-        .await
-        .unwrap();
-    let grew: Vec<Instant> = samples
-        .lock()
-        .unwrap()
-        .windows(2)
-        .filter(|w| w[1].1 > w[0].1)
-        .map(|w| w[1].0)
-        .collect();
-    let flow_gap = grew
-        .windows(2)
-        .filter(|w| w[1] > began)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
+    let (lost, lost_after_mark) = ledger::lost(&flowed.seen, &counts, mark);
+    let duplicated = ledger::ran_twice(&mut ledger_conn).await;
     for mut w in workers {
         w.signal(libc::SIGTERM);
         w.wait_exit(Duration::from_secs(30));
     }
-    let refused = *refused.lock().unwrap();
     Flow {
-        enqueued: seen.len(),
-        refused,
+        enqueued: flowed.seen.len(),
+        refused: flowed.refused,
         lost,
         lost_after_mark,
-        duplicated: all_counts.iter().filter(|n| **n > 1).count(),
-        flow_gap,
+        duplicated,
+        flow_gap: ledger::longest_gap(&flowed.grew, began),
     }
 }
 
@@ -480,18 +378,19 @@ async fn kill_master_of(cluster: &mut Cluster, queue: &str, restart: bool) -> (I
     (promoted, promoted_after)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn master_failovers_and_a_slot_migration_under_a_steady_flow() {
-    let mut cluster = Cluster::start().await;
-    let seeds = cluster.seed_list();
-    let queues = cluster.queues_on_every_master("clf", 1).await;
-
-    // A master SIGKILLed, replication asynchronous: the writes of its last
-    // moments may be lost (reported), none after the promotion.
+/// A failover of the master of `queue` (see [`kill_master_of`]) under a
+/// steady flow, reported under `label`.
+async fn failover_flow(
+    cluster: &mut Cluster,
+    seeds: &[String],
+    queue: &str,
+    wait_replicas: u32,
+    label: &str,
+) -> Flow {
     let mut promoted_after = Duration::ZERO;
-    let (c, pa, q) = (&mut cluster, &mut promoted_after, &queues[0]);
-    let f = with_steady_flow(&seeds, q, 0, move || async move {
-        let (promoted, after) = kill_master_of(c, q, true).await;
+    let pa = &mut promoted_after;
+    let f = with_steady_flow(seeds, queue, wait_replicas, move || async move {
+        let (promoted, after) = kill_master_of(cluster, queue, true).await;
         *pa = after;
         promoted
     })
@@ -500,7 +399,26 @@ async fn master_failovers_and_a_slot_migration_under_a_steady_flow() {
         "replica promoted {:.2} s after the kill",
         promoted_after.as_secs_f64()
     );
-    report("master failover, asynchronous replication", &f);
+    report(label, &f);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_failovers_and_a_slot_migration_under_a_steady_flow() {
+    let mut cluster = Cluster::start().await;
+    let seeds = cluster.seed_list();
+    let queues = cluster.queues_on_every_master("clf", 1).await;
+
+    // A master SIGKILLed, replication asynchronous: the writes of its last
+    // moments may be lost (reported), none after the promotion.
+    let f = failover_flow(
+        &mut cluster,
+        &seeds,
+        &queues[0],
+        0,
+        "master failover, asynchronous replication",
+    )
+    .await;
     assert_eq!(
         f.lost_after_mark, 0,
         "jobs enqueued after the promotion were lost"
@@ -510,18 +428,14 @@ async fn master_failovers_and_a_slot_migration_under_a_steady_flow() {
     // The same with wait_replicas = 1: no job a producer saw as enqueued is
     // lost. The dead master comes back as a replica, or nothing could be
     // written durably again.
-    let (c, pa, q) = (&mut cluster, &mut promoted_after, &queues[1]);
-    let f = with_steady_flow(&seeds, q, 1, move || async move {
-        let (promoted, after) = kill_master_of(c, q, true).await;
-        *pa = after;
-        promoted
-    })
+    let f = failover_flow(
+        &mut cluster,
+        &seeds,
+        &queues[1],
+        1,
+        "master failover, wait_replicas = 1",
+    )
     .await;
-    println!(
-        "replica promoted {:.2} s after the kill",
-        promoted_after.as_secs_f64()
-    );
-    report("master failover, wait_replicas = 1", &f);
     assert!(
         f.lost.is_empty(),
         "jobs seen as enqueued were lost: {:?}",

@@ -37,34 +37,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<u64>(con)
-        .await
-        .unwrap()
-        == 1
-}
-
-async fn zcard(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
-    redis::cmd("ZCARD").arg(key).query_async(con).await.unwrap()
-}
-
-/// The ids of the jobs on a queue's pending list.
-async fn pending_ids(con: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<String> {
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(QueueKeys::new(queue).pending)
-        .arg(0)
-        .arg(-1)
-        .query_async(con)
-        .await
-        .unwrap();
-    raw.iter()
-        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
-        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 async fn enqueue(
     p: &Producer,
     queue: &str,

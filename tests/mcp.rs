@@ -667,16 +667,9 @@ async fn running_progress(
     q: &str,
     id: &str,
 ) -> Option<Value> {
-    let text: Option<String> = redis::cmd("GET")
-        .arg(QueueKeys::new(q).progress(id))
-        .query_async(con)
-        .await
-        .unwrap();
-    let finished: bool = redis::cmd("EXISTS")
-        .arg(QueueKeys::new(q).result(id))
-        .query_async(con)
-        .await
-        .unwrap();
+    let keys = QueueKeys::new(q);
+    let text = get(con, &keys.progress(id)).await;
+    let finished = exists(con, &keys.result(id)).await;
     text.filter(|_| !finished)
         .map(|t| serde_json::from_str(&t).expect("progress is JSON"))
 }

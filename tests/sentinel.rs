@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fault_process::spawn_worker_process;
+use common::ledger::{self, SteadyFlow};
 use common::process::{run, toolq};
 use common::sentinel::{Passwords, SentinelSet};
 use serde_json::json;
@@ -183,49 +184,9 @@ async fn failover(wait_replicas: u32) -> Failover {
     ];
 
     // The producer: one job every 5 ms, each with its own ledger key.
-    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let refused = Arc::new(Mutex::new(0usize));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let producing = {
-        let (producer, queue) = (producer(&url, wait_replicas), queue.clone());
-        let (seen, refused, stop) = (seen.clone(), refused.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let id = uuid::Uuid::now_v7().to_string();
-                let args = json!({"key": format!("ledger:{id}"), "ms": 100});
-                let mut job = Job::new("count", args);
-                job.id = Some(id.clone());
-                match producer.enqueue(&queue, job).await {
-                    Ok(_) => seen.lock().unwrap().push((id, Instant::now())),
-                    Err(_) => *refused.lock().unwrap() += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    // The ledger's size, sampled: when it stops growing, jobs stopped flowing.
-    let samples: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let sampling = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        let mut c = common::raw(&ledger.url()).await;
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
-                samples.lock().unwrap().push((Instant::now(), n));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-
+    let flow = SteadyFlow::start(producer(&url, wait_replicas), &queue, 100, &ledger.url()).await;
     let mut ledger_conn = common::raw(&ledger.url()).await;
-    common::eventually(Duration::from_secs(30), "jobs flow", || {
-        let mut c = ledger_conn.clone();
-        async move {
-            let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
-            n >= 60
-        }
-    })
-    .await;
+    ledger::wait_runs(&ledger_conn, 60).await;
     let old = set.master_index().await.expect("a master");
     set.cut_replica(old, 1 - old).await;
     tokio::time::sleep(REPLICA_LAG).await;
@@ -238,39 +199,11 @@ async fn failover(wait_replicas: u32) -> Failover {
     }
     // Produce on for a while after the failover.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let seen_at_stop = seen.lock().unwrap().len();
-    common::eventually(
-        Duration::from_secs(30),
-        "the producer enqueues again",
-        || {
-            let seen = seen.clone();
-            async move { seen.lock().unwrap().len() >= seen_at_stop + 50 }
-        },
-    )
-    .await;
-    stop.cancel();
-    producing.await.unwrap();
+    flow.enqueue_more(50).await;
+    let flowed = flow.stop().await;
 
     // Drain: until every job seen as enqueued ran, or nothing moved for 10 s.
-    let seen: Vec<(String, Instant)> = seen.lock().unwrap().clone();
-    let mut last = (0, Instant::now());
-    let counts = loop {
-        let keys: Vec<String> = seen.iter().map(|(id, _)| format!("ledger:{id}")).collect();
-        let counts: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut ledger_conn)
-            .await
-            .unwrap();
-        let ran = counts.iter().filter(|c| c.is_some()).count();
-        if ran == seen.len() || last.1.elapsed() > Duration::from_secs(10) {
-            break counts;
-        }
-        if ran != last.0 {
-            last = (ran, Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    sampling.await.unwrap();
+    let counts = ledger::runs(&mut ledger_conn, &flowed.seen).await;
     for w in &mut workers {
         assert!(
             w.exited().is_none(),
@@ -285,53 +218,17 @@ async fn failover(wait_replicas: u32) -> Failover {
             w.log_text()
         );
     }
-    let lost: Vec<String> = seen
-        .iter()
-        .zip(&counts)
-        .filter(|(_, c)| c.is_none())
-        .map(|((id, _), _)| id.clone())
-        .collect();
-    let lost_after_promotion = seen
-        .iter()
-        .zip(&counts)
-        .filter(|((_, at), c)| c.is_none() && *at > promoted)
-        .count();
-    // Every job that ran more than once, enqueued or not in the producer's eyes.
-    let all: Vec<String> = redis::cmd("KEYS")
-        .arg("ledger:*")
-        .query_async(&mut ledger_conn)
-        .await
-        .unwrap();
-    let all_counts: Vec<u64> = redis::cmd("MGET")
-        .arg(&all)
-        .query_async(&mut ledger_conn)
-        .await
-        .unwrap();
-    let gap = |times: Vec<Instant>| {
-        times
-            .windows(2)
-            .filter(|w| w[1] > killed)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or_default()
-    };
-    let grew: Vec<Instant> = samples
-        .lock()
-        .unwrap()
-        .windows(2)
-        .filter(|w| w[1].1 > w[0].1)
-        .map(|w| w[1].0)
-        .collect();
-    let refused = *refused.lock().unwrap();
+    let (lost, lost_after_promotion) = ledger::lost(&flowed.seen, &counts, promoted);
+    let enqueued_at: Vec<Instant> = flowed.seen.iter().map(|(_, at)| *at).collect();
     Failover {
-        enqueued: seen.len(),
-        refused,
+        enqueued: flowed.seen.len(),
+        refused: flowed.refused,
         promoted_after,
-        producer_gap: gap(seen.iter().map(|(_, at)| *at).collect()),
-        flow_gap: gap(grew),
+        producer_gap: ledger::longest_gap(&enqueued_at, killed),
+        flow_gap: ledger::longest_gap(&flowed.grew, killed),
         lost,
         lost_after_promotion,
-        duplicated: all_counts.iter().filter(|n| **n > 1).count(),
+        duplicated: ledger::ran_twice(&mut ledger_conn).await,
     }
 }
 

@@ -11,7 +11,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::fault_process::{spawn_worker_on, spawn_worker_process, WorkerProcess};
+use common::fault_process::spawn_worker_on;
+use common::sharded::{sharded, spawn_workers, Sharded};
 use common::*;
 use serde_json::{json, Value};
 use toolq::job::{FollowUp, Job};
@@ -60,14 +61,6 @@ async fn per_shard(con: &mut Con, q: &str, n: u32) -> Vec<u64> {
     out
 }
 
-async fn zcard(con: &mut Con, key: &str) -> u64 {
-    redis::cmd("ZCARD").arg(key).query_async(con).await.unwrap()
-}
-
-async fn llen(con: &mut Con, key: &str) -> u64 {
-    redis::cmd("LLEN").arg(key).query_async(con).await.unwrap()
-}
-
 /// Waits until `n` workers are registered on shard `k` of `q`.
 async fn registered_on(con: &mut Con, q: &str, k: u32, n: u64, within: Duration) {
     let start = Instant::now();
@@ -107,9 +100,7 @@ async fn a_sharded_queue_drains_over_every_shard_with_nothing_lost() {
     assert_eq!(code, 0, "{text}");
     let (_, text) = toolq(&url, &["queue", "shards", &q]);
     assert!(text.contains("4 shard(s)"), "{text}");
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| spawn_worker_process(&url, &q, 16, &[]))
-        .collect();
+    let workers = spawn_workers(&url, &q, 2, 16);
     for k in 0..4 {
         registered_on(&mut con, &q, k, 2, Duration::from_secs(20)).await;
     }
@@ -168,12 +159,13 @@ async fn a_sharded_queue_drains_over_every_shard_with_nothing_lost() {
 /// the key is a duplicate even from another producer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_key_holds_across_shards() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("unique-sharded");
-    let mut con = raw(&url).await;
-    let first = producer(&url);
-    first.set_shards(&q, 4).await.unwrap();
+    let Sharded {
+        server: _server,
+        url,
+        queue: q,
+        mut con,
+        producer: first,
+    } = sharded("unique-sharded", 4).await;
     let unique = |i: usize| {
         let mut j = Job::new("echo", json!({"i": i}));
         j.unique_key = Some(format!("order-{i}"));
@@ -216,15 +208,14 @@ async fn a_unique_key_holds_across_shards() {
 /// once (workers start on them within a heartbeat), nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_the_shard_count_while_jobs_flow_loses_nothing() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("raise");
-    let mut con = raw(&url).await;
-    let p = producer(&url);
-    p.set_shards(&q, 2).await.unwrap();
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| spawn_worker_process(&url, &q, 8, &[]))
-        .collect();
+    let Sharded {
+        server: _server,
+        url,
+        queue: q,
+        mut con,
+        producer: p,
+    } = sharded("raise", 2).await;
+    let workers = spawn_workers(&url, &q, 2, 8);
     registered_on(&mut con, &q, 1, 2, Duration::from_secs(20)).await;
     let mut ids = Vec::new();
     let start = Instant::now();
@@ -272,12 +263,13 @@ async fn raising_the_shard_count_while_jobs_flow_loses_nothing() {
 /// workers no longer serve the retired shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lowering_the_shard_count_by_the_procedure_loses_nothing() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("lower");
-    let mut con = raw(&url).await;
-    let p = producer(&url);
-    p.set_shards(&q, 4).await.unwrap();
+    let Sharded {
+        server: _server,
+        url,
+        queue: q,
+        mut con,
+        producer: p,
+    } = sharded("lower", 4).await;
     // A backlog first, so the retired shards hold jobs when they retire:
     // 6,000 jobs of 5 ms on 2 workers of concurrency 4 take at least 3.75 s,
     // and the first call looks after 1.2 s.
@@ -291,9 +283,7 @@ async fn lowering_the_shard_count_by_the_procedure_loses_nothing() {
         .await
         .unwrap();
     ids.extend(s.ids);
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| spawn_worker_process(&url, &q, 4, &[]))
-        .collect();
+    let workers = spawn_workers(&url, &q, 2, 4);
     registered_on(&mut con, &q, 3, 2, Duration::from_secs(20)).await;
     let first = p.set_shards(&q, 2).await.unwrap();
     println!("lower 4 -> 2, first call: draining {:?}", first.draining);
@@ -358,15 +348,14 @@ async fn lowering_the_shard_count_by_the_procedure_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_during_a_sharded_drain_loses_nothing() {
     const N: usize = 4_000;
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("kill-sharded");
-    let mut con = raw(&url).await;
-    let p = producer(&url);
-    p.set_shards(&q, 4).await.unwrap();
-    let mut workers: Vec<WorkerProcess> = (0..3)
-        .map(|_| spawn_worker_process(&url, &q, 8, &[]))
-        .collect();
+    let Sharded {
+        server: _server,
+        url,
+        queue: q,
+        mut con,
+        producer: p,
+    } = sharded("kill-sharded", 4).await;
+    let mut workers = spawn_workers(&url, &q, 3, 8);
     for k in 0..4 {
         registered_on(&mut con, &q, k, 3, Duration::from_secs(20)).await;
     }
@@ -407,15 +396,16 @@ async fn a_killed_worker_during_a_sharded_drain_loses_nothing() {
 /// callback fire, and a periodic schedule ticks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_follow_ups_callbacks_and_schedules_work_on_a_sharded_queue() {
-    let server = redis();
-    let url = server.url();
-    let q = queue_name("sharded-extras");
+    let Sharded {
+        server: _server,
+        url,
+        queue: q,
+        mut con,
+        producer: p,
+    } = sharded("sharded-extras", 4).await;
     let ticks = format!("{q}-ticks");
-    let p = producer(&url);
-    p.set_shards(&q, 4).await.unwrap();
     p.set_shards(&ticks, 3).await.unwrap();
     let _worker = spawn_worker_on(&url, &[&q, &ticks], 8, &[]);
-    let mut con = raw(&url).await;
     registered_on(&mut con, &q, 3, 1, Duration::from_secs(20)).await;
 
     // A job on a shard other than 0, found by id.

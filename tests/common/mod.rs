@@ -8,9 +8,11 @@ pub mod cluster_clients;
 pub mod connections;
 pub mod fault_process;
 pub mod gateway;
+pub mod ledger;
 pub mod process;
 pub mod results;
 pub mod sentinel;
+pub mod sharded;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,11 +160,7 @@ pub async fn result_of(
     queue: &str,
     id: &str,
 ) -> Option<Value> {
-    let text: Option<String> = redis::cmd("GET")
-        .arg(QueueKeys::new(queue).result(id))
-        .query_async(con)
-        .await
-        .unwrap();
+    let text = get(con, &QueueKeys::new(queue).result(id)).await;
     text.map(|t| {
         serde_json::from_str(&toolq::job::expand_result(id, &t)).expect("a result is JSON")
     })
@@ -181,6 +179,20 @@ pub async fn pending_jobs(con: &mut redis::aio::MultiplexedConnection, queue: &s
     raw.iter()
         .map(|p| serde_json::from_str(p).expect("a pending job is JSON"))
         .collect()
+}
+
+/// The ids of the jobs on `queue`'s pending list, newest first.
+pub async fn pending_ids(con: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<String> {
+    pending_jobs(con, queue)
+        .await
+        .iter()
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A string key's value, if it is there.
+pub async fn get(con: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(con).await.unwrap()
 }
 
 /// One count of `queue`'s stats hash (`succeeded`, `dead`, ...); 0 before
