@@ -20,7 +20,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 use toolq::job::Job;
-use toolq::producer::Producer;
+use toolq::producer::{BatchOptions, JobState, Producer};
 use toolq::queue::QueueKeys;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -588,4 +588,57 @@ async fn without_auth_the_console_opens_at_once_and_still_checks_csrf() {
     assert!(b.text("#notice").await.contains("paused"));
     assert!(exists(&mut con, &paused_key).await);
     b.close().await;
+}
+
+/// On a sharded queue a worker holds jobs in each shard's own keys: the
+/// workers page counts them all as in flight, not shard 0's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_page_counts_the_jobs_held_on_every_shard() {
+    let redis = redis();
+    let url = redis.url();
+    let gw = start_gateway(&url, &[], &["--no-auth"]).await;
+    let queue = queue_name("sharded-ui");
+    let producer = Producer::connect(&url, None).unwrap();
+    producer.set_shards(&queue, 4).await.unwrap();
+    let _worker = spawn_worker_process(&url, &queue, 8, &[]);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let s = producer
+            .enqueue_batch(
+                &queue,
+                &[Job::new("sleep", json!({"ms": 30000}))],
+                &BatchOptions::default(),
+            )
+            .await
+            .unwrap();
+        held.push((s.ids[0].clone(), s.shards[0]));
+    }
+    let mut shards: Vec<u32> = held.iter().map(|(_, k)| *k).collect();
+    shards.sort_unstable();
+    assert_eq!(shards, [0, 1, 2, 3], "a job on each shard");
+    eventually(Duration::from_secs(30), "the four jobs run", || {
+        let (producer, queue, held) = (&producer, &queue, &held);
+        async move {
+            for (id, _) in held {
+                let view = producer.job(queue, id).await.unwrap();
+                if view.state != JobState::Running {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let page = http()
+        .get(gw.url("/ui/workers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-field="in-flight">4<"#),
+        "4 jobs in flight over 4 shards:\n{page}"
+    );
 }

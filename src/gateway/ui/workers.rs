@@ -1,6 +1,7 @@
 //! The workers page: every live worker of the queues the token may see,
 //! from its registration document (host, pid, concurrency, version, when it
-//! started) and its queues' worker sets (last heartbeat, jobs it holds).
+//! started) and its queues' worker sets (last heartbeat, jobs it holds),
+//! a sharded queue's added up over its shards.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,19 +53,33 @@ pub async fn page(
     let mut rows: BTreeMap<String, WorkerRow> = BTreeMap::new();
     for s in stats.iter().filter(|s| session.may_see(&s.queue)) {
         let ids: Vec<String> = s.workers.iter().map(|w| w.id.clone()).collect();
-        let activity = broker
-            .worker_activity(&QueueKeys::new(&s.queue), &ids)
-            .await
-            .map_err(crate::producer::ProducerError::from)?;
-        for (w, (beat, held)) in s.workers.iter().zip(activity) {
-            let row = rows
-                .entry(w.id.clone())
-                .or_insert_with(|| describe(&w.id, w.info.as_ref(), now));
-            row.queues.push(s.queue.clone());
-            row.in_flight += held;
-            if let Some(beat) = beat.filter(|b| *b > row.heartbeat_ms) {
-                row.heartbeat_ms = beat;
-                row.heartbeat = view::ago(beat, now);
+        for w in &s.workers {
+            rows.entry(w.id.clone())
+                .or_insert_with(|| describe(&w.id, w.info.as_ref(), now))
+                .queues
+                .push(s.queue.clone());
+        }
+        // A worker holds jobs and heart-beats on each shard it serves, each
+        // shard's own keys: shard 0 alone would miss the rest.
+        // `shards` lists them only for a queue ever sharded.
+        let shards: Vec<u32> = match s.shards.is_empty() {
+            true => vec![0],
+            false => s.shards.iter().map(|k| k.shard).collect(),
+        };
+        for k in shards {
+            let activity = broker
+                .worker_activity(&QueueKeys::shard(&s.queue, k), &ids)
+                .await
+                .map_err(crate::producer::ProducerError::from)?;
+            for (id, (beat, held)) in ids.iter().zip(activity) {
+                let Some(row) = rows.get_mut(id) else {
+                    continue;
+                };
+                row.in_flight += held;
+                if let Some(beat) = beat.filter(|b| *b > row.heartbeat_ms) {
+                    row.heartbeat_ms = beat;
+                    row.heartbeat = view::ago(beat, now);
+                }
             }
         }
     }
