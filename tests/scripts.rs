@@ -147,6 +147,22 @@ async fn staleness_recovery_and_due_times_are_judged_by_redis_time() {
     )
     .await;
     assert_eq!(b.fetch(&k, "gone", 2, 7, limits(3)).await.unwrap().len(), 2);
+    // A fetch that takes jobs refreshes a stale heartbeat (fetch.lua): the
+    // jobs are fenced from the start. Then the worker falls silent again.
+    let refreshed: u64 = redis::cmd("ZSCORE")
+        .arg(&k.workers)
+        .arg("gone")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(refreshed >= now, "the fetch refreshed the heartbeat");
+    let _: () = redis::cmd("ZADD")
+        .arg(&k.workers)
+        .arg(now - 6000)
+        .arg("gone")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     lpush(
         &mut con,
         &q,

@@ -102,7 +102,7 @@ pub struct Depths {
 /// A handle on Redis shared by every task of a process.
 pub struct Broker {
     target: RedisTarget,
-    connector: Connector,
+    pub(super) connector: Connector,
     /// One multiplexed connection checked out of the pool and kept: the pool
     /// pings on every checkout, which would double the hot path's round trips.
     hot: Mutex<Option<RedisConn>>,

@@ -54,7 +54,8 @@ impl RedisTarget {
             }
         };
         let ca = read_ca(ca_file)?;
-        let client = client(&info, nodes, ca, &self.masked)?;
+        let client = client(&info, nodes, ca.clone(), &self.masked)?;
+        self.wake_nodes = std::sync::Arc::new(node_clients(&info, nodes, ca)?);
         self.endpoint = Endpoint::Cluster(Box::new(client));
         self.masked = format!("redis cluster {}", nodes.join(","));
         Ok(self)
@@ -217,6 +218,43 @@ pub(super) fn client(
         });
     }
     builder.build().map_err(|e| bad(e.to_string()))
+}
+
+/// A plain client per seed node, for the wake-up subscription (pub/sub is
+/// not routed by slot: any node hears every `PUBLISH`).
+fn node_clients(
+    url: &ConnectionInfo,
+    nodes: &[String],
+    ca: Option<Vec<u8>>,
+) -> Result<Vec<redis::Client>, QueueError> {
+    let bad = |why: String| QueueError::Config(format!("redis_cluster_nodes: {why}"));
+    let tls = matches!(url.addr(), ConnectionAddr::TcpTls { .. });
+    let mut clients = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let (host, port) = parse_node(node).map_err(bad)?;
+        let addr = match tls {
+            true => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            false => ConnectionAddr::Tcp(host, port),
+        };
+        let info = url.clone().set_addr(addr);
+        let client = match &ca {
+            Some(root) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        };
+        clients.push(client.map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(clients)
 }
 
 /// Connection settings for a cluster connection that carries blocking

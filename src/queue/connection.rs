@@ -39,6 +39,9 @@ pub struct RedisTarget {
     client_name: Option<String>,
     /// Replicas a durable write waits for (`WAIT`), if any.
     wait: Option<WaitReplicas>,
+    /// On a cluster, its seed nodes, one of which carries the wake-up
+    /// subscription (a cluster broadcasts `PUBLISH` to every node).
+    pub(super) wake_nodes: Arc<Vec<Client>>,
 }
 
 /// `WAIT numreplicas timeout` after each durable write (see
@@ -100,6 +103,7 @@ impl RedisTarget {
             masked,
             client_name: None,
             wait: None,
+            wake_nodes: Arc::default(),
         })
     }
 
@@ -152,7 +156,7 @@ impl RedisTarget {
                 })
             }
             Endpoint::Cluster(client) => Ok(Connector {
-                kind: ConnectorKind::Cluster((**client).clone()),
+                kind: ConnectorKind::Cluster((**client).clone(), self.wake_nodes.clone()),
                 client_name: self.client_name.clone(),
             }),
         }
@@ -219,7 +223,7 @@ enum ConnectorKind {
     /// slot's new owner), and a name given once would be missing there; so
     /// the reapers do not read `CLIENT LIST` on a cluster (see
     /// `worker::reaper`).
-    Cluster(ClusterClient),
+    Cluster(ClusterClient, Arc<Vec<Client>>),
 }
 
 impl Connector {
@@ -234,7 +238,7 @@ impl Connector {
                     .map_err(|e| QueueError::pool("connect", e))?;
                 return Ok(RedisConn::Single(deadpool_redis::Connection::take(conn)));
             }
-            (ConnectorKind::Cluster(client), _) => {
+            (ConnectorKind::Cluster(client, _), _) => {
                 let conn = client
                     .get_async_connection_with_config(super::cluster::config(block))
                     .await
@@ -268,6 +272,41 @@ impl Connector {
             set_name(&mut conn, name).await;
         }
         Ok(RedisConn::Single(conn))
+    }
+}
+
+impl Connector {
+    /// A subscriber connection: to the server, the current master, or the
+    /// first seed node of a cluster that answers. Unnamed: the reapers
+    /// judge a worker by its other connections.
+    pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        let fail = |e| QueueError::redis("subscribe", e);
+        let connect = |client: Client| async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| QueueError::Unavailable {
+                    op: "subscribe",
+                    message: format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                })?
+                .map_err(fail)
+        };
+        match &self.kind {
+            ConnectorKind::Pool { client, .. } => connect(client.clone()).await,
+            ConnectorKind::Sentinel { client, service } => {
+                let master = client.lock().await.async_get_client().await;
+                connect(master.map_err(|e| no_master(service, e))?).await
+            }
+            ConnectorKind::Cluster(_, nodes) => {
+                let mut last = QueueError::Config("no cluster node to subscribe on".into());
+                for node in nodes.iter() {
+                    match connect(node.clone()).await {
+                        Ok(p) => return Ok(p),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        }
     }
 }
 

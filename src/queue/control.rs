@@ -107,12 +107,16 @@ impl Broker {
         Ok(found)
     }
 
+    /// Pauses or resumes the queue, and wakes its workers to read the flag
+    /// now (they read it only slowly otherwise).
     pub async fn set_paused(&self, keys: &QueueKeys, paused: bool) -> Result<()> {
         let cmd = match paused {
             true => redis::cmd("SET").arg(&keys.paused).arg("1").clone(),
             false => redis::cmd("DEL").arg(&keys.paused).clone(),
         };
-        self.query::<redis::Value>("pause", &cmd).await.map(drop)
+        self.query::<redis::Value>("pause", &cmd).await?;
+        self.wake(super::Signal::Flags, &keys.paused).await;
+        Ok(())
     }
 
     /// What a worker must know of its lanes, in one round trip: whether

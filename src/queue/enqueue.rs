@@ -1,7 +1,10 @@
 //! Bulk enqueueing for producers, and the notification list a waiting
 //! producer reads. Plain chunks go as multi-value `LPUSH`es pipelined in one
 //! round trip; a chunk with unique jobs, or any chunk under a pending cap,
-//! goes through `enqueue.lua`, which takes the locks and stops at the cap.
+//! goes through `enqueue.lua`, which takes the locks and stops at the cap,
+//! and so does a chunk with scheduled jobs: the script wakes idle workers
+//! when one is its delayed set's new earliest (workers do not poll idle
+//! lanes' delayed sets every second).
 
 use std::time::Duration;
 
@@ -76,13 +79,16 @@ impl Broker {
         chunks: &[&[EnqueueItem]],
         unique_ttl: Duration,
     ) -> Result<Trip> {
-        let has_lock = |c: &[EnqueueItem]| c.iter().any(|i| i.unique_key.is_some());
+        let scripted = |c: &[EnqueueItem]| {
+            c.iter()
+                .any(|i| i.unique_key.is_some() || i.run_at.is_some())
+        };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         // The queue registry: O(1), one command per round trip.
         pipe.sadd(keys::QUEUES, &keys.name);
         let mut carries = vec![Carries::Nothing];
-        if chunks.iter().any(|c| has_lock(c)) {
+        if chunks.iter().any(|c| scripted(c)) {
             // Loaded in the same round trip: EVALSHA in a pipeline does not
             // retry on NOSCRIPT, and a restarted Redis forgets scripts.
             pipe.load_script(&scripts::ENQUEUE);
@@ -90,7 +96,7 @@ impl Broker {
         }
         let mut base = 0;
         for chunk in chunks {
-            if has_lock(chunk) {
+            if scripted(chunk) {
                 pipe.invoke_script(&invocation(keys, chunk, 0, unique_ttl));
                 carries.push(Carries::Script {
                     base,

@@ -59,12 +59,15 @@ impl Broker {
             .map_err(|e| self.fail("enqueue", e))
     }
 
-    /// Adds a job to `delayed`, due at `due_ms` (unix ms).
+    /// Adds a job to `delayed`, due at `due_ms` (unix ms), and wakes idle
+    /// workers to look at the lane (best effort: see `wake.lua`).
     pub async fn schedule(&self, keys: &QueueKeys, payload: &str, due_ms: u64) -> Result<()> {
         let mut c = self.conn().await?;
         c.zadd::<_, _, _, ()>(&keys.delayed, payload, due_ms)
             .await
-            .map_err(|e| self.fail("schedule", e))
+            .map_err(|e| self.fail("schedule", e))?;
+        self.wake(super::wake::Signal::Delayed, &keys.delayed).await;
+        Ok(())
     }
 
     /// Moves up to `max` jobs (at most [`BATCH_SLOTS`]) to this worker's
@@ -93,6 +96,7 @@ impl Broker {
             .arg(limits.max_bytes)
             .arg(limits.head_bytes)
             .arg(OVERSIZED_TAIL_BYTES)
+            .arg(FENCE_FRESH_MS)
             .invoke_async(&mut c)
             .await
             .map_err(|e| match e.code() {
@@ -310,6 +314,11 @@ pub struct DeadCaps {
     pub max_age: Duration,
     pub max_bytes: u64,
 }
+
+/// A fetch that takes jobs refreshes the worker's heartbeat on the queue
+/// when it is older than this (see `fetch.lua`): a busy queue's heartbeat
+/// is fresher than that, so under load the fetch writes nothing more.
+const FENCE_FRESH_MS: u64 = 500;
 
 /// What a fetch hands over as it is and what it keeps back.
 #[derive(Debug, Clone, Copy)]

@@ -180,6 +180,10 @@ pub const SCHEDULES: &str = "toolq:schedules";
 /// keyspace.
 pub const QUEUES: &str = "toolq:queues";
 
+/// The pub/sub channel of wake-ups (see `queue::wake`); `wake.lua` names it
+/// too, as a literal (a channel is not a key, scripts get no ARGV for it).
+pub const WAKE_CHANNEL: &str = "toolq:wake";
+
 /// string: a worker's registration (JSON), expiring unless refreshed.
 pub fn worker_info(worker: &str) -> String {
     format!("{PREFIX}:worker:{worker}")

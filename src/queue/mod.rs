@@ -29,6 +29,8 @@
 //!   to, workers serve, and a job may be found in).
 //! - `schedules`: periodic schedules' definitions, next ticks and the
 //!   compare-and-set that enqueues each tick once.
+//! - `wake`: the wake-up channel that spares idle workers polling each
+//!   lane (delayed jobs, schedules, pause and shard changes).
 //!
 //! The queue moves opaque payloads: it knows nothing of tools or workers.
 
@@ -54,6 +56,7 @@ mod scripts;
 mod sentinel;
 mod shards;
 mod slots;
+mod wake;
 mod workers;
 
 pub use crate::spec::mask_url;
@@ -71,6 +74,7 @@ pub use oversized::Oversized;
 pub use progress::ProgressReport;
 pub use schedules::{DueSchedules, PauseReply, PutReply, ScheduleRecord, TickReply, TickRequest};
 pub use shards::{Shards, MAX_SHARDS, SHARDS_TTL};
+pub use wake::Signal;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -103,12 +103,14 @@ impl Broker {
             .unwrap_or_default())
     }
 
-    /// Writes a queue's layout (one `HSET`: readers see all of it or none).
+    /// Writes a queue's layout (one `HSET`: readers see all of it or none)
+    /// and wakes its workers to read it now.
     pub async fn set_shard_layout(&self, queue: &str, shards: Shards) -> Result<()> {
+        let key = QueueKeys::new(queue).shards();
         self.query::<i64>(
             "shards",
             redis::cmd("HSET")
-                .arg(QueueKeys::new(queue).shards())
+                .arg(&key)
                 .arg("count")
                 .arg(shards.count)
                 .arg("serve")
@@ -116,8 +118,9 @@ impl Broker {
                 .arg("max")
                 .arg(shards.max),
         )
-        .await
-        .map(drop)
+        .await?;
+        self.wake(super::Signal::Flags, &key).await;
+        Ok(())
     }
 }
 

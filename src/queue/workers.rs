@@ -75,6 +75,24 @@ impl Broker {
         Ok((stale, next))
     }
 
+    /// Which of `workers` are in the queue's worker set (one round trip).
+    pub async fn members(&self, keys: &QueueKeys, workers: &[&str]) -> Result<Vec<String>> {
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for w in workers {
+            pipe.zscore(&keys.workers, *w);
+        }
+        let scores: Vec<Option<f64>> = self.query_pipe("reap", &pipe).await?;
+        Ok(workers
+            .iter()
+            .zip(scores)
+            .filter(|(_, s)| s.is_some())
+            .map(|(w, _)| (*w).to_owned())
+            .collect())
+    }
+
     /// [`Broker::late_workers`] over the whole fleet: the tool catalog's
     /// set, which every worker's heartbeat scores (Redis's clock) whatever
     /// its queues, so one read finds a late worker of any queue. Only

@@ -32,8 +32,11 @@ pub struct Ctx {
     /// Cancelled when Redis keeps refusing to settle jobs (see `acker`):
     /// the worker stops and exits with an error.
     pub stalled: CancellationToken,
-    /// Lanes where this worker just delayed a job (for the scheduler).
+    /// Lanes where this worker just delayed a job, or another said one has
+    /// a new earliest delayed job (for the scheduler).
     pub delayed: super::scheduler::Delayed,
+    /// What the wake-up listener tells the loops that poll idle lanes.
+    pub wake: super::wake::WakeUps,
     /// Cancelled when the heartbeat sees a served queue's shard layout
     /// change: the worker winds down like a stop and starts again on the
     /// new lanes (see `Worker::run`).
@@ -83,6 +86,7 @@ impl Ctx {
             .collect();
         let control = super::control::Control::new(&worker_id, &names);
         let lanes = queues.len();
+        let wake = super::wake::WakeUps::new(&queues);
         let scrub = scrubber(&registry, &config);
         Ctx {
             scrub,
@@ -100,6 +104,7 @@ impl Ctx {
             stalled: CancellationToken::new(),
             reshard: CancellationToken::new(),
             delayed: super::scheduler::Delayed::new(lanes),
+            wake,
             stall_reason: Mutex::new(None),
             mcp: Arc::new(McpServers::default()),
             control,

@@ -48,6 +48,15 @@ impl Control {
             .clone()
     }
 
+    /// Whether this worker holds jobs of lane `qi` (fetched, running or
+    /// being settled): each such job keeps a reference to the lane's
+    /// lifeline, besides this one.
+    pub fn holds_jobs(&self, qi: usize) -> bool {
+        self.lifelines
+            .get(qi)
+            .is_some_and(|l| Arc::strong_count(&l.lock().unwrap_or_else(|p| p.into_inner())) > 1)
+    }
+
     /// Stops the running jobs of queue `qi`: they were recovered by another
     /// worker. Jobs fetched afterwards get a new lifeline.
     pub fn lose_jobs(&self, qi: usize) {

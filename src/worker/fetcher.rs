@@ -30,9 +30,10 @@ use crate::job::recoveries_of;
 use crate::queue::{slot, FetchLimits, QueueError};
 
 /// Longest idle wait without a wake-up before fetching from every queue
-/// again anyway: a safety net only (the waiters wake the fetcher), so it
+/// again anyway: a safety net only (the waiters wake the fetcher, and a
+/// waiter that reconnects finds a job that landed meanwhile at once), so it
 /// can be long; each costs one fetch per queue.
-const IDLE_POLL: Duration = Duration::from_secs(5);
+const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Longest wait for more free permits before fetching under a backlog.
 const TOP_UP_WAIT: Duration = Duration::from_millis(1);
 

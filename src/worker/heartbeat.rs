@@ -2,9 +2,21 @@
 //! its score fresh (Redis's clock). It runs on its own OS thread, with its
 //! own runtime and Redis connection, so tools that hog the job threads cannot
 //! starve it and get the worker declared dead.
+//!
+//! A lane where this worker holds jobs is beaten every interval: that score
+//! is the fence of those jobs (`recover.lua`). A lane where it holds none
+//! has nothing to fence, and is beaten only as its score would pass
+//! [`idle_beat`] (3/5 of the heartbeat timeout), so that it still counts as
+//! live there; the fetch that takes its first jobs there
+//! refreshes that score itself (`fetch.lua`), and the next beat, an interval
+//! later at most, goes on from there. The fleet-wide score (the catalog
+//! set) and the registration are refreshed every interval, as before: the
+//! reapers judge the fleet by them. The pause flags and shard layouts are
+//! read every interval while jobs run (with the cancels), and while idle
+//! when the wake-up listener says one changed, else every `SLOW_POLL`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -78,8 +90,14 @@ impl Heartbeat {
         // registration (restarted or failed over) from one where another
         // worker declared us dead.
         let mut server = run_id(&broker).await;
+        // When each lane was last beaten (all at registration), and the
+        // flags last read.
+        let mut beats = Beats {
+            lanes: vec![Instant::now(); self.ctx.queues.len()],
+            flags: Instant::now(),
+        };
         loop {
-            let wait = match self.beat(&broker, &mut server).await {
+            let wait = match self.beat(&broker, &mut server, &mut beats).await {
                 Ok(()) => {
                     if failures > 0 || server.is_none() {
                         // After an outage the server may be another one
@@ -111,25 +129,53 @@ impl Heartbeat {
                     }
                 }
             };
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            let next = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(next) => break,
+                    _ = self.ctx.wake.flags_changed.notified() => {
+                        self.read_flags(&broker).await;
+                        beats.flags = Instant::now();
+                    }
+                }
             }
         }
     }
 
-    async fn beat(&self, broker: &Broker, server: &mut Option<String>) -> Result<(), QueueError> {
+    async fn beat(
+        &self,
+        broker: &Broker,
+        server: &mut Option<String>,
+        beats: &mut Beats,
+    ) -> Result<(), QueueError> {
         let ctx = &self.ctx;
+        // An idle lane is beaten at the tick nearest to its score turning
+        // `idle_beat` old (ticks drift by the beat's own time).
+        let idle_beat = idle_beat(ctx);
+        let interval = ctx.config.heartbeat_interval();
         for (qi, keys) in ctx.queues.keys.iter().enumerate() {
+            let at = Instant::now();
+            if !ctx.control.holds_jobs(qi)
+                && at.duration_since(beats.lanes[qi]) + interval / 2 < idle_beat
+            {
+                continue;
+            }
             if !broker.heartbeat(keys, &ctx.worker_id, false).await? {
                 self.lost(broker, qi, keys, server).await?;
             }
+            beats.lanes[qi] = at;
         }
-        // Cancels matter only to running jobs: none read while idle.
+        // Cancels matter only to running jobs: read every beat while they
+        // run; the pause flags and layouts otherwise only when told or slowly.
         let running = ctx.health.in_flight() > 0;
-        ctx.control
-            .read(broker.lane_flags(&ctx.queues.keys, running).await);
-        self.watch_layouts(broker).await;
+        let poll = ctx.wake.poll(ctx.config.heartbeat_interval());
+        if running || beats.flags.elapsed() >= poll {
+            beats.flags = Instant::now();
+            ctx.control
+                .read(broker.lane_flags(&ctx.queues.keys, running).await);
+            self.watch_layouts(broker).await;
+        }
         let ttl = ctx.config.heartbeat_timeout() * 3;
         broker
             .set_worker_info(&ctx.worker_id, &self.info, ttl)
@@ -143,6 +189,17 @@ impl Heartbeat {
         }
         ctx.outage.ok();
         Ok(())
+    }
+
+    /// Reads the pause flags (no cancels: a running worker reads those at
+    /// every beat) and the shard layouts now: the wake-up listener heard
+    /// that a queue was paused, resumed or resharded.
+    async fn read_flags(&self, broker: &Broker) {
+        let ctx = &self.ctx;
+        let running = ctx.health.in_flight() > 0;
+        ctx.control
+            .read(broker.lane_flags(&ctx.queues.keys, running).await);
+        self.watch_layouts(broker).await;
     }
 
     /// Reads the served queues' shard layouts (one round trip); when the
@@ -204,6 +261,20 @@ impl Heartbeat {
         }
         Ok(())
     }
+}
+
+/// When the heartbeat last beat each lane and read the flags.
+struct Beats {
+    lanes: Vec<Instant>,
+    flags: Instant,
+}
+
+/// The oldest a live worker's score gets on a lane where it holds no jobs:
+/// 3/5 of the heartbeat timeout (at least an interval), so it still counts
+/// as live there (`toolq stats`, the gauges) with 2/5 of the timeout to
+/// spare, and so a reaper can tell a worker that stopped beating a lane.
+pub fn idle_beat(ctx: &Ctx) -> Duration {
+    (ctx.config.heartbeat_timeout() * 3 / 5).max(ctx.config.heartbeat_interval())
 }
 
 /// Why a worker found itself missing from a queue's worker set.

@@ -12,7 +12,9 @@
 //!   in batches; holds them through Redis outages, stalls the worker when
 //!   Redis keeps refusing them.
 //! - `heartbeat`, `reaper`, `scheduler` (delayed jobs coming due),
-//!   `periodic` (ticks of periodic schedules), `monitor`: the background loops.
+//!   `periodic` (ticks of periodic schedules), `monitor`: the background loops;
+//!   `wake`: the one subscription that tells them an idle queue has work, so
+//!   they need not poll idle queues every second.
 //! - `startup`: side port, registration; `stop`: the phased stop sequence.
 //! - `shutdown`: the two-stage stop signal; `backoff`, `queues`: pure helpers.
 
@@ -43,6 +45,7 @@ mod shutdown;
 mod startup;
 mod stop;
 mod waiter;
+mod wake;
 
 use std::sync::Arc;
 
@@ -230,6 +233,7 @@ async fn run_registered(
         tokio::spawn(scheduler::Scheduler { ctx: ctx.clone() }.run(loops_stop.clone())),
         tokio::spawn(periodic::Periodic { ctx: ctx.clone() }.run(loops_stop.clone())),
         tokio::spawn(monitor::Monitor { ctx: ctx.clone() }.run(loops_stop.clone())),
+        tokio::spawn(wake::Listener { ctx: ctx.clone() }.run(loops_stop.clone())),
     ];
 
     let (acker, ack_tx) = acker::Acker::new(ctx.clone());

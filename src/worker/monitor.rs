@@ -4,9 +4,15 @@
 //! per queue and round; one worker of the fleet at a time (a turn, see
 //! `queue::fleet`) reads them in full, every other worker publishes what it
 //! stored, so the fleet's cost grows with its size, not with its square.
+//!
+//! A queue where this worker holds no jobs (and held none at the last
+//! round) has its gauges read only every `SLOW_POLL` while the wake-up
+//! subscription is up: an idle worker's queues hold no pending jobs it
+//! could take (it would be holding them), so what it would read changes
+//! only by other workers' doing, and those read it at every round.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{gauge, histogram};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +35,12 @@ pub const FLEET_KEEP: Duration = Duration::from_secs(10);
 
 impl Monitor {
     pub async fn run(self, stop: CancellationToken) {
-        let mut last = vec![None; self.ctx.queues.groups().len()];
+        let groups = self.ctx.queues.groups().len();
+        let mut last = Reads {
+            gauges: vec![None; groups],
+            at: vec![None; groups],
+            busy: vec![false; groups],
+        };
         while !stop.is_cancelled() {
             if let Err(e) = self.round(&mut last).await {
                 self.ctx.outage.failed("monitor", &e);
@@ -38,7 +49,7 @@ impl Monitor {
         }
     }
 
-    async fn round(&self, last: &mut [Option<Gauges>]) -> Result<(), QueueError> {
+    async fn round(&self, last: &mut Reads) -> Result<(), QueueError> {
         let ctx = &self.ctx;
         let rtt = ctx.broker.ping().await?;
         ctx.outage.ok();
@@ -46,10 +57,18 @@ impl Monitor {
         histogram!(m::REDIS_RTT).record(rtt.as_secs_f64());
         // One turn per queue, in shard 0's fleet hash: the turn's holder
         // reads every shard and stores the sums, so shards cost no turns.
+        let slow = ctx.wake.poll(INTERVAL);
         for (gi, lanes) in ctx.queues.groups().iter().enumerate() {
+            let busy = lanes.clone().any(|qi| ctx.control.holds_jobs(qi));
+            let was_busy = std::mem::replace(&mut last.busy[gi], busy);
+            let fresh = last.at[gi].is_some_and(|at| at.elapsed() + INTERVAL / 2 < slow);
+            if !busy && !was_busy && fresh {
+                continue;
+            }
+            last.at[gi] = Some(Instant::now());
             let shards = &ctx.queues.keys[lanes.clone()];
             if let Some(g) = self.gauges(shards).await? {
-                last[gi] = Some(g);
+                last.gauges[gi] = Some(g);
                 publish(&shards[0].name, g);
             }
         }
@@ -57,7 +76,7 @@ impl Monitor {
             .queues
             .names()
             .into_iter()
-            .zip(last.iter())
+            .zip(last.gauges.iter())
             .filter_map(|(n, g)| {
                 g.map(|g| (n.to_owned(), [g.pending, g.active, g.delayed, g.dead]))
             })
@@ -106,6 +125,14 @@ impl Monitor {
         }
         Ok(Some(ctx.broker.save_gauges(keys, read, keep).await?))
     }
+}
+
+/// Per queue: the last gauges, when they were last read, and whether this
+/// worker held jobs of the queue at the last round.
+struct Reads {
+    gauges: Vec<Option<Gauges>>,
+    at: Vec<Option<Instant>>,
+    busy: Vec<bool>,
 }
 
 /// Sets the queue's gauges: every worker publishes the same readings, so

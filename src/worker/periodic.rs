@@ -4,10 +4,13 @@
 //! clock, so exactly one worker enqueues it and a killed worker loses
 //! nothing. At start it writes the configured schedules (`[[schedules]]`).
 //!
-//! Its cost per worker is one read script per served queue per second while
-//! no tick is due (it sleeps until the earliest tick, at most a second, so a
-//! schedule added or changed is seen within one), and a read and a script
-//! per tick it competes for: the same whatever the fleet's size.
+//! Its cost per worker is one read script per served queue per
+//! [`SLOW_POLL`] while no tick is due (it sleeps until the earliest tick; a
+//! schedule added, changed or resumed wakes it through the wake-up listener,
+//! and while that subscription is down it looks every second), and a read
+//! and a script per tick it competes for: the same whatever the fleet's size.
+//!
+//! [`SLOW_POLL`]: super::wake::SLOW_POLL
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,8 @@ use super::outage::retry_delay;
 use crate::queue::{QueueError, QueueKeys, TickReply, TickRequest};
 use crate::schedule::{self, manage, ScheduleError};
 
-/// Longest sleep: how soon a new or changed schedule is seen.
+/// Longest sleep while the wake-up subscription is down: how soon a new or
+/// changed schedule is seen then.
 const POLL: Duration = Duration::from_secs(1);
 /// After a round that left a due schedule undecided (an unreadable
 /// definition, a clock that stepped back): look again soon, not at once.
@@ -42,7 +46,7 @@ impl Periodic {
         self.write_configured(&stop).await;
         let mut failures = 0;
         while !stop.is_cancelled() {
-            let mut sleep = POLL;
+            let mut sleep = self.ctx.wake.poll(POLL);
             // Schedules live in shard 0's slot.
             for keys in self.ctx.queues.keys.iter().filter(|k| k.shard == 0) {
                 match self.round(keys).await {
@@ -58,7 +62,10 @@ impl Periodic {
                 }
             }
             if !sleep.is_zero() {
-                sleep_or_stop(sleep, &stop).await;
+                tokio::select! {
+                    _ = sleep_or_stop(sleep, &stop) => {}
+                    _ = self.ctx.wake.schedules_changed.notified() => {}
+                }
             }
         }
     }
@@ -111,7 +118,7 @@ impl Periodic {
             Some(s) => {
                 Duration::from_millis((s.max(0) as u64 * 1000).saturating_sub(now_ms)) + SLACK
             }
-            None => POLL,
+            None => self.ctx.wake.poll(POLL),
         })
     }
 

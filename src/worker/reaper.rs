@@ -22,6 +22,14 @@
 //! one `CLIENT LIST`, not one per worker. On a Redis Cluster the
 //! connections are not looked at (see `Reaper::new`): the heartbeat timeout
 //! alone declares death.
+//!
+//! A live worker beats a queue where it holds no jobs only every
+//! `idle_beat` (see `heartbeat`), so a queue's worker set alone does not
+//! tell a dead worker from an idle one within that time. A queue is read for
+//! the workers late in the fleet (their fleet-wide heartbeat, every
+//! interval, stopped), and for workers whose heartbeat there is older than
+//! `idle_beat` plus the heartbeat timeout (which no live worker's is:
+//! workers of builds that do not score the catalog set).
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
-use super::heartbeat::reap_grace;
+use super::heartbeat::{idle_beat, reap_grace};
 use super::metrics_init::POISONED_TOOL_LABEL;
 use super::monitor::FLEET_KEEP;
 use crate::health::metrics::{JOBS_DEAD, JOBS_RECOVERED};
@@ -155,7 +163,7 @@ impl Reaper {
         if look {
             let mut left = false;
             for qi in 0..ctx.queues.len() {
-                left |= self.reap_queue(qi, fast, &mut connected).await?;
+                left |= self.reap_queue(qi, fast, &mut connected, &late).await?;
             }
             if !left {
                 self.cleared = Some(late);
@@ -163,7 +171,8 @@ impl Reaper {
             self.swept_at = Instant::now();
         } else if self.swept_at.elapsed() >= self.sweep_step() {
             self.sweep = (self.sweep + 1) % ctx.queues.len().max(1);
-            self.reap_queue(self.sweep, fast, &mut connected).await?;
+            self.reap_queue(self.sweep, fast, &mut connected, &HashSet::new())
+                .await?;
             self.swept_at = Instant::now();
         }
         ctx.outage.ok();
@@ -186,14 +195,21 @@ impl Reaper {
         qi: usize,
         fast: Option<Duration>,
         connected: &mut Option<HashSet<String>>,
+        late_in_fleet: &HashSet<String>,
     ) -> Result<bool, QueueError> {
         let ctx = self.ctx.clone();
         let keys = &ctx.queues.keys[qi];
         let timeout = ctx.config.heartbeat_timeout();
-        let (late, _) = ctx
-            .broker
-            .late_workers(keys, fast.unwrap_or(timeout), BATCH)
-            .await?;
+        // Far past any live worker's idle beat, however loaded its host:
+        // a dead one is found sooner, as late in the fleet.
+        let limit = timeout + idle_beat(&ctx);
+        let (mut late, _) = ctx.broker.late_workers(keys, limit, BATCH).await?;
+        let fleet: Vec<&str> = late_in_fleet
+            .iter()
+            .map(String::as_str)
+            .filter(|w| !late.iter().any(|l| l == w))
+            .collect();
+        late.extend(ctx.broker.members(keys, &fleet).await?);
         let mut left = false;
         for dead in late.iter().filter(|w| **w != ctx.worker_id) {
             let (limit, reason) = match fast {

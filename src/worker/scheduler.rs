@@ -3,13 +3,16 @@
 //! atomic, so racing workers never move a job twice.
 //!
 //! A lane whose delayed set holds jobs is looked at again when its first
-//! one comes due (at most [`MAX_SLEEP`] later); one found empty only every
-//! [`EMPTY_SLEEP`], unless this worker delays a job there itself (a retry,
-//! a parked job: the acker says so through [`Delayed`]), which is looked at
-//! at once. Another worker's retry is promoted by that worker. So an idle
-//! lane costs one promote script a second, and a job that a producer
-//! schedules less than [`EMPTY_SLEEP`] ahead on an idle lane may start up
-//! to that late.
+//! one comes due; one found empty only every [`SLOW_POLL`], unless told
+//! that it has a new earliest job, which is looked at at once: by the
+//! acker, through [`Delayed`], when this worker delays a job there itself
+//! (a retry, a parked job), and by the wake-up listener when anyone does
+//! (a producer's scheduled job, another worker's retry; the scripts that
+//! add to a delayed set publish when the job is its new earliest). So an
+//! idle lane costs one promote script per [`SLOW_POLL`], and a scheduled
+//! job starts on time. While the wake-up subscription is down, lanes are
+//! polled as before it: an empty one every [`EMPTY_SLEEP`], one holding
+//! jobs at least every [`MAX_SLEEP`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,13 +25,16 @@ use tokio_util::sync::CancellationToken;
 use super::context::Ctx;
 use super::fetcher::sleep_or_stop;
 use super::outage::retry_delay;
+use super::wake::SLOW_POLL;
 
 /// Most jobs promoted per call: keeps each script call short.
 const BATCH: usize = 1000;
-/// Longest sleep between checks, so newly delayed jobs are seen promptly.
+/// Longest sleep between checks of a lane holding delayed jobs while the
+/// wake-up subscription is down, so newly delayed jobs are seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 const MIN_SLEEP: Duration = Duration::from_millis(5);
-/// How often a lane whose delayed set was empty is looked at again.
+/// How often a lane whose delayed set was empty is looked at again while
+/// the wake-up subscription is down.
 pub const EMPTY_SLEEP: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
@@ -78,11 +84,13 @@ impl Scheduler {
                 match ctx.broker.promote(keys, BATCH).await {
                     Ok((moved, next)) => {
                         failures = 0;
+                        let live = ctx.wake.is_live();
+                        let longest = if live { SLOW_POLL } else { MAX_SLEEP };
                         due[qi] = now
                             + match next {
                                 _ if moved as usize >= BATCH => Duration::ZERO,
-                                Some(next) => next.clamp(MIN_SLEEP, MAX_SLEEP),
-                                None => EMPTY_SLEEP,
+                                Some(next) => next.clamp(MIN_SLEEP, longest),
+                                None => ctx.wake.poll(EMPTY_SLEEP),
                             };
                     }
                     Err(e) => {

@@ -14,6 +14,8 @@
 -- ARGV[2] due time, unix ms
 -- ARGV[3] payload, carrying the job's id: sorted-set members are unique, so
 --         two identical payloads without one would become one job
+-- Publishes a wake-up (wake.lua) when the job is the delayed set's new
+-- earliest.
 -- Returns 1 when deferred, 0 when it is due (run it now), -1 when stale.
 
 if not settle_slot(KEYS[1], ARGV[1]) then
@@ -27,5 +29,6 @@ if tonumber(ARGV[2]) <= now then
 end
 -- The one write that can fail comes before the settle is saved.
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+wake_delayed(KEYS[2], ARGV[2])
 save_marks(KEYS[1])
 return 1

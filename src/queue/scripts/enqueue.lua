@@ -18,6 +18,8 @@
 --   b + 1 due time in unix ms for a scheduled job, 0 to run now
 --   b + 2 index j of its unique lock, 0 for none
 --   b + 3 job id (the lock's value, so only this job releases it)
+-- Publishes a wake-up (wake.lua) when a scheduled job is the delayed set's
+-- new earliest.
 -- Returns {taken, duplicates...}: the first `taken` items were handled (all
 -- N unless pending reached the cap), and the 1-based indexes of those
 -- skipped as duplicates.
@@ -41,6 +43,7 @@ local n = tonumber(ARGV[3])
 local out = {0}
 local push = {}
 local taken = 0
+local earliest = nil
 
 for i = 1, n do
   local b = 4 + (i - 1) * 4
@@ -57,6 +60,7 @@ for i = 1, n do
     out[#out + 1] = i
   elseif due > 0 then
     redis.call('ZADD', KEYS[2], due, ARGV[b])
+    if not earliest or due < earliest then earliest = due end
   else
     push[#push + 1] = ARGV[b]
     room = room - 1
@@ -67,6 +71,9 @@ end
 -- LPUSH in slices: unpack() of a huge table would overflow Lua's stack.
 for k = 1, #push, 500 do
   redis.call('LPUSH', KEYS[1], unpack(push, k, math.min(k + 499, #push)))
+end
+if earliest then
+  wake_delayed(KEYS[2], earliest)
 end
 out[1] = taken
 return out

@@ -21,11 +21,16 @@
 -- ARGV[6] bytes of an oversized payload's head that its stand-in keeps
 -- ARGV[7] bytes of its tail the stand-in keeps too (a producer that writes
 --         its fields in key order puts `id` and `batch` after `args`)
+-- ARGV[8] age in ms past which a fetch that takes jobs also refreshes this
+--         worker's score in the workers set (its heartbeat on the queue): an
+--         idle worker beats an idle queue only every few seconds, and the
+--         jobs it takes must be fenced by a fresh heartbeat from the start
 -- Returns the payloads, oldest first, or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
 
-if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+local beat = redis.call('ZSCORE', KEYS[3], ARGV[3])
+if not beat then
   return redis.error_reply('NOTREGISTERED worker must register before fetching')
 end
 
@@ -90,5 +95,10 @@ if n > 0 then
     ARGV[2] .. ':done', string.rep('0', #out))
   redis.call('HINCRBY', KEYS[2], 'jobs', #out)
   redis.call('LTRIM', KEYS[1], 0, -(n + 1))
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now - tonumber(beat) >= tonumber(ARGV[8]) then
+    redis.call('ZADD', KEYS[3], 'XX', now, ARGV[3])
+  end
 end
 return out

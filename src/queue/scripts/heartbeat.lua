@@ -10,8 +10,14 @@
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[2] == 'beat' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return -1
+if ARGV[2] == 'beat' then
+  -- XX: a worker declared dead is not put back. CH counts a changed score;
+  -- an unchanged one (two beats in the same ms) is asked about.
+  if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 0
+      and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    return -1
+  end
+  return now
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 return now

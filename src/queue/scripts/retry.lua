@@ -16,6 +16,8 @@
 --         jobs never share a member of the delayed set)
 -- ARGV[4] result TTL in seconds; 0 stores no result
 -- ARGV[5] result JSON (status "retrying", for anyone watching)
+-- Publishes a wake-up (wake.lua) when the retry is the delayed set's new
+-- earliest job: should this worker die, another promotes it on time.
 -- Returns 1, or 0 when the job was no longer ours (stale, nothing written).
 
 if not settle_slot(KEYS[1], ARGV[1]) then
@@ -26,6 +28,7 @@ expect_type(KEYS[4], 'hash')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+wake_delayed(KEYS[2], now + tonumber(ARGV[2]))
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('SET', KEYS[3], ARGV[5], 'EX', ttl)

@@ -10,6 +10,8 @@
 -- ARGV[1] the schedule's name
 -- ARGV[2] 'pause' or 'resume'
 -- ARGV[3] with 'resume': the next tick (unix s)
+-- A resume publishes a wake-up (wake.lua): its tick may be earlier than any
+-- the workers wait for.
 -- Returns 'ok', 'gone' (no such schedule) or, on resume, 'stale' when
 -- ARGV[3] is not after the last tick enqueued.
 
@@ -36,4 +38,5 @@ end
 redis.call('HDEL', KEYS[1], 'paused')
 redis.call('HSET', KEYS[1], 'next', ARGV[3])
 redis.call('ZADD', KEYS[2], next_tick, ARGV[1])
+wake('schedules', KEYS[2])
 return 'ok'

@@ -13,6 +13,8 @@
 -- ARGV[2] the definition (JSON)
 -- ARGV[3] its next tick (unix s), computed by the caller from Redis's time
 -- ARGV[4] where the definition comes from: 'config' or 'cli'
+-- Publishes a wake-up (wake.lua) when the schedule is active: its tick may
+-- be earlier than any the workers wait for.
 -- Returns {outcome, version}: outcome 'created', 'updated', 'unchanged', or
 -- 'stale' when ARGV[3] is not after the last tick enqueued (the caller
 -- computes again from it).
@@ -45,5 +47,6 @@ local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'def', ARGV[2], 'next', ARGV[3], 'source', ARGV[4], 'updated_at', now)
 if not state[4] then
   redis.call('ZADD', KEYS[2], next_tick, ARGV[1])
+  wake('schedules', KEYS[2])
 end
 return {outcome, version}
