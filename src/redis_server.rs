@@ -17,6 +17,11 @@ pub enum ServerError {
     Spawn(std::io::Error),
     #[error("redis-server on port {port} did not become ready within {READY_TIMEOUT:?}")]
     NotReady { port: u16 },
+    /// It exited at once (most often: the port, or a cluster node's bus
+    /// port, was taken between choosing it and binding it), or another
+    /// server answered on its port.
+    #[error("redis-server on port {port} did not start: {why}")]
+    NotStarted { port: u16, why: String },
     #[error("redis-server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,9 +43,16 @@ impl RedisServer {
     }
 
     /// A server with extra `redis-server` arguments (e.g. `--appendonly yes`).
+    /// A free port can be taken by someone else before the server binds
+    /// it: then it tries another.
     pub fn start_with(args: &[&str]) -> Result<Self, ServerError> {
-        let port = free_port()?;
-        Self::start_on(port, args, true)
+        let mut tries = 0;
+        loop {
+            match Self::start_on(free_port()?, args, true) {
+                Err(ServerError::NotStarted { .. }) if tries < 4 => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Full control: `port`, extra arguments, and whether the port speaks
@@ -78,33 +90,81 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(cmd.spawn().map_err(ServerError::Spawn)?);
-        self.wait_ready()
+        let ready = self.wait_ready();
+        if ready.is_err() {
+            self.stop();
+        }
+        ready
     }
 
-    fn wait_ready(&self) -> Result<(), ServerError> {
+    fn wait_ready(&mut self) -> Result<(), ServerError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if self.answers() {
-                return Ok(());
+            let answer = self.answer();
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(ServerError::NotStarted {
+                    port: self.port,
+                    why: format!("it exited ({status}): is the port taken?"),
+                });
             }
-            std::thread::sleep(Duration::from_millis(20));
+            match answer {
+                Answer::Ours => return Ok(()),
+                Answer::Other(other) => {
+                    return Err(ServerError::NotStarted {
+                        port: self.port,
+                        why: format!("another redis-server (pid {other}) answers there"),
+                    })
+                }
+                Answer::None => std::thread::sleep(Duration::from_millis(20)),
+            }
         }
         Err(ServerError::NotReady { port: self.port })
     }
 
-    fn answers(&self) -> bool {
+    /// Who answers on the port: the server's `INFO server` names its pid,
+    /// so a server of someone else's that took the port is not taken for
+    /// ours. A server that asks for a password (`-NOAUTH`) is up but cannot
+    /// say: it counts as ours while our child runs.
+    fn answer(&self) -> Answer {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
+            return Answer::None;
         };
         if !self.plain_ping {
-            return true;
+            return Answer::Ours;
         }
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 64];
-        // Any reply will do: "-NOAUTH" proves it is up as well as "+PONG";
-        // "-LOADING" does not.
-        s.write_all(b"PING\r\n").is_ok()
-            && matches!(s.read(&mut buf), Ok(n) if n > 0 && !buf[..n].starts_with(b"-LOADING"))
+        if s.write_all(b"INFO server\r\n").is_err() {
+            return Answer::None;
+        }
+        // The reply is a bulk string of about 1.5 KB; the pid is in its
+        // middle. Read until it is seen, or the reply ends.
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if text.starts_with('-') {
+                // "-LOADING": not ready yet; any other error (NOAUTH) is up.
+                return if text.starts_with("-LOADING") {
+                    Answer::None
+                } else {
+                    Answer::Ours
+                };
+            }
+            if let Some(pid) = process_id(&text) {
+                return match self.pid() {
+                    Some(p) if p == pid => Answer::Ours,
+                    _ => Answer::Other(pid),
+                };
+            }
+            if reply.len() > 64 * 1024 {
+                break;
+            }
+        }
+        Answer::None
     }
 
     pub fn port(&self) -> u16 {
@@ -147,7 +207,52 @@ impl Drop for RedisServer {
     }
 }
 
+/// Who answered on a server's port.
+enum Answer {
+    None,
+    Ours,
+    /// A server with this pid.
+    Other(u32),
+}
+
+/// The `process_id` an `INFO server` reply names, once the line is whole.
+fn process_id(info: &str) -> Option<u32> {
+    let rest = &info[info.find("process_id:")? + "process_id:".len()..];
+    let end = rest.find('\r')?;
+    rest[..end].trim().parse().ok()
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_is_read_from_a_whole_info_line_only() {
+        let info = "$1500\r\n# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\nrun_id:x\r\n";
+        assert_eq!(process_id(info), Some(4242));
+        assert_eq!(process_id("# Server\r\nprocess_id:42"), None, "cut short");
+        assert_eq!(process_id("# Server\r\n"), None);
+    }
+
+    /// A port someone else's server holds is not mistaken for ours (its
+    /// PING would have answered), and `start_with` moves on to another.
+    #[test]
+    fn a_port_taken_by_another_server_is_not_taken_for_ours() {
+        let theirs = RedisServer::start().expect("a server starts");
+        match RedisServer::start_on(theirs.port(), &[], true) {
+            Err(ServerError::NotStarted { port, why }) => {
+                assert_eq!(port, theirs.port());
+                println!("refused as expected: {why}");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("a server on a taken port was taken for ready"),
+        }
+        let ours = RedisServer::start().expect("another server starts");
+        assert_ne!(ours.port(), theirs.port());
+    }
 }

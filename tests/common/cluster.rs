@@ -35,11 +35,21 @@ impl Cluster {
                 // The cluster bus listens on the port + 10,000 unless told
                 // otherwise, which a free port above 55,535 does not have
                 // (the node then refuses to start): it gets a free port of
-                // its own.
-                let bus = free_port().expect("a free port").to_string();
-                let mut node_args = args.to_vec();
-                node_args.extend(["--cluster-port", bus.as_str()]);
-                RedisServer::start_with(&node_args).expect("a cluster node starts")
+                // its own, another if that one was taken meanwhile.
+                let mut tries = 0;
+                loop {
+                    let bus = free_port().expect("a free port").to_string();
+                    let mut node_args = args.to_vec();
+                    node_args.extend(["--cluster-port", bus.as_str()]);
+                    match RedisServer::start_with(&node_args) {
+                        Ok(node) => break node,
+                        Err(e) if tries < 4 => {
+                            eprintln!("cluster node: {e}; again with other ports");
+                            tries += 1;
+                        }
+                        Err(e) => panic!("a cluster node starts: {e}"),
+                    }
+                }
             })
             .collect();
         let addrs: Vec<String> = nodes
