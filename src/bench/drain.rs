@@ -23,6 +23,26 @@ pub struct DrainRun {
     pub worker_cores: f64,
     pub redis_cores: f64,
     pub bytes_per_result: f64,
+    /// Jobs the workers' active hashes held (fetched, not yet settled),
+    /// sampled while the drain ran: running plus finished-but-unwritten.
+    pub held: Held,
+}
+
+/// Jobs held in flight during a drain: median and largest sample.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Held {
+    pub median: f64,
+    pub max: u64,
+}
+
+impl Held {
+    fn of(mut samples: Vec<u64>) -> Held {
+        samples.sort_unstable();
+        Held {
+            median: super::median(samples.iter().map(|&s| s as f64)),
+            max: samples.last().copied().unwrap_or(0),
+        }
+    }
 }
 
 /// What a drain run puts on the queue and how many workers take it.
@@ -86,8 +106,17 @@ pub async fn run(
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<Option<f64>>();
     let t0 = Instant::now();
     let (w0, r0) = (cpu(), redis_pid.and_then(cpu_seconds));
+    let mut held = Vec::new();
     let drained = async {
         registered?;
+        let ids: Vec<String> = producer
+            .broker()
+            .query(
+                "bench",
+                redis::cmd("ZRANGE").arg(&keys.workers).arg(0).arg(-1),
+            )
+            .await?;
+        let actives: Vec<String> = ids.iter().map(|w| keys.active(w)).collect();
         producer
             .broker()
             .query::<()>(
@@ -95,10 +124,18 @@ pub async fn run(
                 redis::cmd("RENAME").arg(&staged.pending).arg(&keys.pending),
             )
             .await?;
-        wait_for(Duration::from_secs(600), || async {
-            processed(producer, &keys).await >= n as u64
-        })
-        .await
+        let start = Instant::now();
+        loop {
+            let (done, now_held) = progress(producer, &keys, &actives).await;
+            if done >= n as u64 {
+                return Ok(());
+            }
+            held.push(now_held);
+            if start.elapsed() > Duration::from_secs(600) {
+                return Err(BenchError::Timeout(Duration::from_secs(600)));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     .await;
     let elapsed = t0.elapsed().as_secs_f64();
@@ -122,6 +159,7 @@ pub async fn run(
         worker_cores: share(w0, w1),
         redis_cores: share(r0, r1),
         bytes_per_result: mem_after.saturating_sub(mem_before) as f64 / n as f64,
+        held: Held::of(held),
     })
 }
 
@@ -180,16 +218,22 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-async fn processed(producer: &Producer, keys: &QueueKeys) -> u64 {
-    let n: Option<u64> = producer
+/// Jobs succeeded so far and jobs the `actives` hashes hold now, in one
+/// round trip (the poll itself must not weigh on the drain it measures).
+async fn progress(producer: &Producer, keys: &QueueKeys, actives: &[String]) -> (u64, u64) {
+    let mut pipe = redis::pipe();
+    pipe.hget(&keys.stats, "succeeded");
+    for active in actives {
+        pipe.hget(active, "jobs");
+    }
+    let replies: Vec<Option<u64>> = producer
         .broker()
-        .query(
-            "bench",
-            redis::cmd("HGET").arg(&keys.stats).arg("succeeded"),
-        )
+        .query_pipe("bench", &pipe)
         .await
-        .unwrap_or(None);
-    n.unwrap_or(0)
+        .unwrap_or_default();
+    let done = replies.first().copied().flatten().unwrap_or(0);
+    let held = replies.iter().skip(1).map(|h| h.unwrap_or(0)).sum();
+    (done, held)
 }
 
 async fn used_memory(producer: &Producer) -> Result<u64, BenchError> {

@@ -265,6 +265,11 @@ fn print_split(runs: &[drain::DrainRun], rate: f64) {
         redis,
         redis / rate * 1e6,
     );
+    println!(
+        "         jobs in flight (fetched, not yet settled; sampled every ~2 ms): median {:.0}, max {} (medians of runs, max of runs)",
+        median(runs.iter().map(|r| r.held.median)),
+        runs.iter().map(|r| r.held.max).max().unwrap_or(0),
+    );
 }
 
 fn unreachable_url() -> String {
