@@ -156,7 +156,9 @@ impl RedisServer {
             }
             if let Some(pid) = process_id(&text) {
                 return match self.pid() {
-                    Some(p) if p == pid => Answer::Ours,
+                    // INFO answers while the data loads; PING does not.
+                    Some(p) if p == pid && self.pings() => Answer::Ours,
+                    Some(p) if p == pid => Answer::None,
                     _ => Answer::Other(pid),
                 };
             }
@@ -204,6 +206,20 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl RedisServer {
+    /// A PING is answered, and not with "-LOADING" (an AOF or RDB being
+    /// read at start): the server takes commands.
+    fn pings(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 64];
+        s.write_all(b"PING\r\n").is_ok()
+            && matches!(s.read(&mut buf), Ok(n) if n > 0 && !buf[..n].starts_with(b"-LOADING"))
     }
 }
 
