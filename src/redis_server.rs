@@ -109,6 +109,18 @@ impl RedisServer {
             }
             match answer {
                 Answer::Ours => return Ok(()),
+                // Up, but whose? Ours, if our child still runs once a
+                // failed bind would have ended it.
+                Answer::Unsure => {
+                    std::thread::sleep(Duration::from_millis(150));
+                    if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                        return Err(ServerError::NotStarted {
+                            port: self.port,
+                            why: format!("it exited ({status}): is the port taken?"),
+                        });
+                    }
+                    return Ok(());
+                }
                 Answer::Other(other) => {
                     return Err(ServerError::NotStarted {
                         port: self.port,
@@ -123,14 +135,14 @@ impl RedisServer {
 
     /// Who answers on the port: the server's `INFO server` names its pid,
     /// so a server of someone else's that took the port is not taken for
-    /// ours. A server that asks for a password (`-NOAUTH`) is up but cannot
-    /// say: it counts as ours while our child runs.
+    /// ours. A server that asks for a password (`-NOAUTH`), or speaks only
+    /// TLS, is up but cannot say.
     fn answer(&self) -> Answer {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return Answer::None;
         };
         if !self.plain_ping {
-            return Answer::Ours;
+            return Answer::Unsure;
         }
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         if s.write_all(b"INFO server\r\n").is_err() {
@@ -151,7 +163,7 @@ impl RedisServer {
                 return if text.starts_with("-LOADING") {
                     Answer::None
                 } else {
-                    Answer::Ours
+                    Answer::Unsure
                 };
             }
             if let Some(pid) = process_id(&text) {
@@ -227,6 +239,9 @@ impl RedisServer {
 enum Answer {
     None,
     Ours,
+    /// A server that cannot say its pid: TLS only, or asking for a
+    /// password (`-NOAUTH`).
+    Unsure,
     /// A server with this pid.
     Other(u32),
 }

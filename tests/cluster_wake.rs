@@ -28,8 +28,23 @@ async fn a_job_scheduled_on_any_master_starts_when_due_on_an_idle_worker() {
     }
     let (_, left) = drain(p.broker(), &in_queues(&sent), Duration::from_secs(30)).await;
     assert_eq!(left, 0, "the worker runs jobs on every queue");
-    // Idle now: nothing but the wake-ups tells it of a job due later.
+    // Idle now: nothing but the wake-ups tells it of a job due later. The
+    // worker listens on one node (were it not subscribed, it would poll
+    // every second and this test would prove nothing).
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut listeners = 0;
+    for node in cluster.nodes.iter() {
+        let (_, n): (String, u64) = node_cmd(
+            node.port(),
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(toolq::queue::keys::WAKE_CHANNEL),
+        )
+        .await
+        .expect("PUBSUB NUMSUB");
+        listeners += n;
+    }
+    assert_eq!(listeners, 1, "one subscription to the wake-up channel");
     let master = cluster.master_ports().await[0];
     for q in &queues {
         let (secs, micros): (String, String) =

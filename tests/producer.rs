@@ -402,3 +402,34 @@ async fn an_unreachable_redis_is_a_typed_unavailable_error() {
         other => panic!("expected a queue error, got {other:?}"),
     }
 }
+
+/// The scripts that schedule a job ask whether it is the delayed set's
+/// earliest (`ZCOUNT`) after writing it; a Redis user that may not run
+/// `ZCOUNT` (an ACL from before the wake-ups) must not fail the script
+/// half-way: its jobs go in, are retried and run, and the wake-up is sent
+/// anyway. Here no one may: the server renames the command away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_works_where_zcount_is_refused() {
+    let server = toolq::redis_server::RedisServer::start_with(&["--rename-command", "ZCOUNT", ""])
+        .expect("a server without ZCOUNT");
+    let mut con = raw(&server.url()).await;
+    let refused: redis::RedisResult<u64> = redis::cmd("ZCOUNT")
+        .arg(&["k", "-inf", "+inf"])
+        .query_async(&mut con)
+        .await;
+    assert!(refused.is_err(), "ZCOUNT is gone");
+    let q = queue_name("nozcount");
+    let worker = start_worker(config(&server.url(), &q, 2));
+    let p = producer(&server.url());
+    // Enqueued scheduled, then retried (a delayed-set write by the worker).
+    let mut job = Job::new("fail", json!({"times": 1}));
+    job.max_attempts = Some(3);
+    job.run_at = Some(toolq::job::now_ms() + 300);
+    let r = p
+        .enqueue_and_wait(&q, job, &BatchOptions::default(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    assert_eq!(r.attempts, 2, "the retry ran: {r:?}");
+    worker.stop().await;
+}

@@ -28,6 +28,15 @@ impl Blockers {
         }
     }
 
+    /// Drops every kept connection: one of them failed, so Redis closed
+    /// them or failed over, and each would fail in turn (a hung one only
+    /// after its response timeout).
+    pub fn forget(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     /// Keeps `conn` for the next waiter. Only a connection with no command
     /// in flight comes back: one dropped mid-`BLPOP` would make the next
     /// waiter's first command wait behind it.

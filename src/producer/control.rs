@@ -85,8 +85,9 @@ impl Producer {
         }
     }
 
-    /// Workers stop taking jobs from `queue` within a heartbeat interval;
-    /// jobs already running finish.
+    /// Workers stop taking jobs from `queue` at once (told through the
+    /// wake-up channel; within 30 s should they miss it); jobs already
+    /// running finish.
     /// On a sharded queue, every shard is paused (shard 0 first: it is the
     /// one `is_paused` reads).
     pub async fn pause(&self, queue: &str) -> Result<()> {

@@ -166,8 +166,10 @@ impl BatchWaiter {
             match self.pull(block).await {
                 Ok(()) => failures = 0,
                 Err(e) if e.is_unavailable() && std::mem::take(&mut self.reused) => {
-                    // A kept connection Redis closed meanwhile: a new one, at once.
+                    // A kept connection Redis closed meanwhile: a new one, at
+                    // once, and none of the others kept with it.
                     self.conn = None;
+                    self.blockers.forget();
                 }
                 Err(e) if e.is_unavailable() && failures < RETRIES => {
                     failures += 1;

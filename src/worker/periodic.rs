@@ -5,12 +5,10 @@
 //! nothing. At start it writes the configured schedules (`[[schedules]]`).
 //!
 //! Its cost per worker is one read script per served queue per
-//! [`SLOW_POLL`] while no tick is due (it sleeps until the earliest tick; a
+//! [`UNANNOUNCED`] while no tick is due (it sleeps until the earliest tick; a
 //! schedule added, changed or resumed wakes it through the wake-up listener,
 //! and while that subscription is down it looks every second), and a read
 //! and a script per tick it competes for: the same whatever the fleet's size.
-//!
-//! [`SLOW_POLL`]: super::wake::SLOW_POLL
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +24,11 @@ use crate::schedule::{self, manage, ScheduleError};
 /// Longest sleep while the wake-up subscription is down: how soon a new or
 /// changed schedule is seen then.
 const POLL: Duration = Duration::from_secs(1);
+/// Longest sleep while subscribed, not the wake-up listener's 30 s: a
+/// schedule written without a wake-up (an older build, a user without the
+/// channel) is seen within half the default misfire grace, so its first
+/// tick runs late rather than being skipped as a misfire.
+const UNANNOUNCED: Duration = Duration::from_secs(5);
 /// After a round that left a due schedule undecided (an unreadable
 /// definition, a clock that stepped back): look again soon, not at once.
 const STUCK: Duration = Duration::from_millis(250);
@@ -46,7 +49,7 @@ impl Periodic {
         self.write_configured(&stop).await;
         let mut failures = 0;
         while !stop.is_cancelled() {
-            let mut sleep = self.ctx.wake.poll(POLL);
+            let mut sleep = self.ctx.wake.poll(POLL).min(UNANNOUNCED);
             // Schedules live in shard 0's slot.
             for keys in self.ctx.queues.keys.iter().filter(|k| k.shard == 0) {
                 match self.round(keys).await {
@@ -118,7 +121,7 @@ impl Periodic {
             Some(s) => {
                 Duration::from_millis((s.max(0) as u64 * 1000).saturating_sub(now_ms)) + SLACK
             }
-            None => self.ctx.wake.poll(POLL),
+            None => self.ctx.wake.poll(POLL).min(UNANNOUNCED),
         })
     }
 

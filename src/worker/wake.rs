@@ -9,7 +9,7 @@
 //!
 //! Pub/sub is at most once, so every (re)subscription wakes every lane, and
 //! while the subscription is down the loops poll as often as before. The
-//! connection is pinged every [`SLOW_POLL`]: one cut without a word would
+//! connection is pinged every [`PING_EVERY`]: one cut without a word would
 //! otherwise stay silent for good.
 
 use std::collections::HashMap;
@@ -31,6 +31,10 @@ use crate::queue::Signal;
 /// safety net for lost messages and for writers that do not publish (older
 /// builds, a Redis user without rights to the channel).
 pub const SLOW_POLL: Duration = Duration::from_secs(30);
+/// How often the subscription is pinged: a connection cut without a word
+/// (a partitioned node, a master failed over) is found within this plus
+/// the response timeout, not a [`SLOW_POLL`] later.
+const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// What the listener tells the other loops.
 pub struct WakeUps {
@@ -105,7 +109,7 @@ impl Listener {
                     ctx.wake.live.store(true, Ordering::Release);
                     // What was published while not subscribed is lost.
                     self.wake_all();
-                    let mut check = tokio::time::interval(SLOW_POLL);
+                    let mut check = tokio::time::interval(PING_EVERY);
                     check.reset();
                     loop {
                         tokio::select! {
@@ -114,9 +118,15 @@ impl Listener {
                                 Some(m) => self.dispatch(&m),
                                 None => break,
                             },
-                            _ = check.tick() => if let Err(e) = sub.ping().await {
-                                tracing::debug!(error = %e, "the wake-up subscription does not answer");
-                                break;
+                            _ = check.tick() => {
+                                let answered = tokio::select! {
+                                    _ = stop.cancelled() => return,
+                                    r = sub.ping() => r,
+                                };
+                                if let Err(e) = answered {
+                                    tracing::debug!(error = %e, "the wake-up subscription does not answer");
+                                    break;
+                                }
                             },
                         }
                     }

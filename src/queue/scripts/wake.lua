@@ -14,9 +14,12 @@ end
 
 -- After a ZADD of score `due` to delayed set `key`: publishes when no job
 -- there is due earlier (one that is was already being waited for). ZCOUNT
--- reads no payload: a producer may run it.
+-- reads no payload: a producer may run it. It runs after the script's
+-- writes, so it must not fail the script: a user without ZCOUNT (an ACL
+-- written before it) publishes every time instead.
 local function wake_delayed(key, due)
-  if redis.call('ZCOUNT', key, '-inf', '(' .. due) == 0 then
+  local earlier = redis.pcall('ZCOUNT', key, '-inf', '(' .. due)
+  if type(earlier) ~= 'number' or earlier == 0 then
     wake('delayed', key)
   end
 end
