@@ -3,9 +3,10 @@
 //! own runtime and Redis connection, so tools that hog the job threads cannot
 //! starve it and get the worker declared dead.
 //!
-//! A lane where this worker holds jobs is beaten every interval: that score
-//! is the fence of those jobs (`recover.lua`). A lane where it holds none
-//! has nothing to fence, and is beaten only as its score would pass
+//! A lane where this worker holds jobs, or held some within a heartbeat
+//! timeout (their outcomes may still wait in the acker), is beaten every
+//! interval: that score is the fence of those jobs (`recover.lua`). A lane
+//! where it holds none has nothing to fence, and is beaten only as its score would pass
 //! [`idle_beat`] (3/5 of the heartbeat timeout), so that it still counts as
 //! live there; the fetch that takes its first jobs there
 //! refreshes that score itself (`fetch.lua`), and the next beat, an interval
@@ -94,6 +95,7 @@ impl Heartbeat {
         // flags last read.
         let mut beats = Beats {
             lanes: vec![Instant::now(); self.ctx.queues.len()],
+            held: vec![None; self.ctx.queues.len()],
             flags: Instant::now(),
         };
         loop {
@@ -154,11 +156,18 @@ impl Heartbeat {
         // `idle_beat` old (ticks drift by the beat's own time).
         let idle_beat = idle_beat(ctx);
         let interval = ctx.config.heartbeat_interval();
+        // A lane that held jobs lately is beaten every interval for a
+        // heartbeat timeout more: a finished job's outcome waits in the
+        // acker without the lane's lifeline, and its settle is fenced by
+        // this score until it lands.
+        let lately = ctx.config.heartbeat_timeout();
         for (qi, keys) in ctx.queues.keys.iter().enumerate() {
             let at = Instant::now();
-            if !ctx.control.holds_jobs(qi)
-                && at.duration_since(beats.lanes[qi]) + interval / 2 < idle_beat
-            {
+            if ctx.control.holds_jobs(qi) {
+                beats.held[qi] = Some(at);
+            }
+            let held_lately = beats.held[qi].is_some_and(|h| at.duration_since(h) < lately);
+            if !held_lately && at.duration_since(beats.lanes[qi]) + interval / 2 < idle_beat {
                 continue;
             }
             if !broker.heartbeat(keys, &ctx.worker_id, false).await? {
@@ -266,6 +275,8 @@ impl Heartbeat {
 /// When the heartbeat last beat each lane and read the flags.
 struct Beats {
     lanes: Vec<Instant>,
+    /// When each lane was last seen holding jobs.
+    held: Vec<Option<Instant>>,
     flags: Instant,
 }
 
