@@ -55,6 +55,8 @@ pub struct Shape {
     /// The jobs' `result_ttl_s`: `None` for the default (1 h), `Some(0)` for
     /// fire and forget (no result stored).
     pub result_ttl_s: Option<u64>,
+    /// The workers' `prefetch`: 0 leaves it to the environment.
+    pub prefetch: usize,
 }
 
 pub async fn run(
@@ -91,7 +93,15 @@ pub async fn run(
 
     let mut workers = Vec::with_capacity(shape.workers);
     for _ in 0..shape.workers.max(1) {
-        workers.push(spawn_worker(exe, url, &keys.name, shape.concurrency)?);
+        let mut worker = worker_command(exe, url, &keys.name, shape.concurrency);
+        if shape.prefetch > 0 {
+            worker.env("TOOLQ_PREFETCH", shape.prefetch.to_string());
+        }
+        workers.push(
+            worker
+                .spawn()
+                .map_err(|e| BenchError::Spawn(e.to_string()))?,
+        );
     }
     let registered = wait_for(Duration::from_secs(10), || async {
         producer
@@ -190,24 +200,29 @@ fn spawn_worker(
     queue: &str,
     concurrency: usize,
 ) -> Result<Child, BenchError> {
-    Command::new(exe)
-        .args([
-            "worker",
-            "--queue",
-            queue,
-            "--concurrency",
-            &concurrency.to_string(),
-        ])
-        // The side port on, as workers run in production (its server and
-        // the metrics it serves count in the RSS), on a port of its own.
-        .args(["--http-addr", "127.0.0.1:0"])
-        // Through the environment, not argv: `ps` shows a command line.
-        .env("TOOLQ_REDIS_URL", url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    worker_command(exe, url, queue, concurrency)
         .spawn()
         .map_err(|e| BenchError::Spawn(e.to_string()))
+}
+
+fn worker_command(exe: &Path, url: &str, queue: &str, concurrency: usize) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "worker",
+        "--queue",
+        queue,
+        "--concurrency",
+        &concurrency.to_string(),
+    ])
+    // The side port on, as workers run in production (its server and
+    // the metrics it serves count in the RSS), on a port of its own.
+    .args(["--http-addr", "127.0.0.1:0"])
+    // Through the environment, not argv: `ps` shows a command line.
+    .env("TOOLQ_REDIS_URL", url)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
 }
 
 pub fn stop(child: &mut Child) {

@@ -79,6 +79,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
         concurrency: opts.concurrency,
         workers: 1,
         result_ttl_s: None,
+        prefetch: 0,
     };
     let runs = drain_runs(&exe, &producer, &url, redis_pid, base, opts.runs, &server).await?;
     let drain = median(runs.iter().map(|r| r.drain_per_s));
@@ -100,6 +101,13 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             "fire and forget (result_ttl_s = 0)".to_owned(),
             drain::Shape {
                 result_ttl_s: Some(0),
+                ..base
+            },
+        ),
+        (
+            format!("prefetch {} (as many held as run)", opts.concurrency),
+            drain::Shape {
+                prefetch: opts.concurrency,
                 ..base
             },
         ),

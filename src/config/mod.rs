@@ -73,6 +73,10 @@ pub const DEFAULT_BACKOFF_BASE_MS: u64 = 1000;
 pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_600_000;
 /// Most jobs taken per fetch round trip (bounded by free permits too).
 pub const DEFAULT_FETCH_BATCH: usize = 100;
+/// Jobs a worker holds beyond its concurrency, fetched while the others
+/// run: off by default, since a held job that waits for a slot is one that
+/// an idle worker elsewhere could have run (README "Performance", prefetch).
+pub const DEFAULT_PREFETCH: usize = 0;
 /// Most job outcomes written per ack round trip.
 pub const DEFAULT_ACK_BATCH: usize = 200;
 /// How long a unique job's key is held at most: the worker releases it when
@@ -125,6 +129,9 @@ pub struct Config {
     pub queues: Vec<String>,
     /// Most tool executions at once in one process.
     pub concurrency: usize,
+    /// Jobs fetched ahead of a free slot, so Redis fetches and settles the
+    /// next batch while this one runs instead of the two taking turns.
+    pub prefetch: usize,
     /// Side port for health and metrics, or `off`.
     pub http_addr: String,
     /// Most connections the side port keeps open at once (and never more
@@ -200,6 +207,7 @@ impl Default for Config {
             allow_evicting_redis: false,
             queues: vec![DEFAULT_QUEUE.into()],
             concurrency: DEFAULT_CONCURRENCY,
+            prefetch: DEFAULT_PREFETCH,
             http_addr: DEFAULT_HTTP_ADDR.into(),
             http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
             http_header_timeout_ms: DEFAULT_HTTP_HEADER_TIMEOUT_MS,
@@ -310,6 +318,7 @@ impl std::fmt::Debug for Config {
             .field("profile", &self.profile)
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)
+            .field("prefetch", &self.prefetch)
             .field("http_addr", &self.http_addr)
             .field("log_format", &self.log_format)
             .field("shutdown_grace_s", &self.shutdown_grace_s)

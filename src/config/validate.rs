@@ -48,6 +48,12 @@ impl Config {
                 format!("must be 1..=100000, got {}", self.concurrency),
             ));
         }
+        if self.prefetch > 100_000 {
+            return Err(fail(
+                "prefetch",
+                format!("must be 0..=100000, got {}", self.prefetch),
+            ));
+        }
         if self.queues.is_empty() {
             return Err(fail("queues", "must name at least one queue".into()));
         }

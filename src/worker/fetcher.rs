@@ -6,6 +6,13 @@
 //! (the others were empty, and their waiters would have said otherwise),
 //! so a worker of 50 queues answers a push with one fetch, not 50.
 //!
+//! With a prefetch (`prefetch` jobs beyond the concurrency), a permit is a
+//! place to hold a job, and a fetched job's task waits for a run slot of
+//! its own: the next batch is fetched while this one runs, so Redis and the
+//! worker work at once instead of taking turns. A job still waiting for a
+//! slot when the stop begins never starts: it stays held, and the stop
+//! puts it back with the others.
+//!
 //! A suspect (a job whose next worker death would bury it as poison) runs
 //! alone: the fetch script hands it over on its own, the fetcher waits for
 //! this worker's other jobs to finish and fetches nothing until it is done.
@@ -40,6 +47,9 @@ const TOP_UP_WAIT: Duration = Duration::from_millis(1);
 pub struct Fetcher {
     pub ctx: Arc<Ctx>,
     pub permits: Arc<Semaphore>,
+    /// One per job allowed to run at once, when jobs are prefetched (the
+    /// permits then cover the concurrency plus the prefetch).
+    pub run_slots: Option<Arc<Semaphore>>,
     pub acker: AckSender,
     pub tasks: TaskTracker,
     /// Signalled by a waiter when a job landed.
@@ -247,7 +257,7 @@ impl Fetcher {
             .partition(|j| recoveries_of(&j.taken.payload) >= solo_at);
         for job in shared {
             let pass = solo.clone().read_owned().await;
-            self.spawn_job(job, pass);
+            self.spawn_job(job, pass, stop);
         }
         for job in alone {
             tracing::info!(
@@ -260,14 +270,18 @@ impl Fetcher {
                 _ = stop.cancelled() => return,
                 g = solo.clone().write_owned() => g,
             };
-            self.spawn_job(job, pass);
+            self.spawn_job(job, pass, stop);
         }
     }
 
     /// Runs `job` in its own task, holding `pass` (its share of, or all of,
-    /// the solo lock) and its permit until its outcome is handed over.
-    fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P) {
+    /// the solo lock) and its permit until its outcome is handed over. A
+    /// prefetched job first waits for a run slot, unless fetching stops
+    /// (`stop`) first: it is left held for the stop to put back.
+    fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P, stop: &CancellationToken) {
         let ctx = self.ctx.clone();
+        let run_slots = self.run_slots.clone();
+        let stop = stop.clone();
         let acker = self.acker.clone();
         let cancel = Cancel {
             lifeline: job.lifeline,
@@ -278,6 +292,17 @@ impl Fetcher {
         // Boxed: the job's future is large, and tokio would otherwise copy
         // it several times on the way into the task.
         self.tasks.spawn(Box::pin(async move {
+            let slot = match run_slots {
+                Some(slots) => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    s = slots.acquire_owned() => match s {
+                        Ok(s) => Some(s),
+                        Err(_) => return,
+                    },
+                },
+                None => None,
+            };
             // `execute` watches the cancel tokens itself and unwinds (the
             // in-flight gauge and count go down there): dropping it from
             // outside would leak them.
@@ -286,6 +311,7 @@ impl Fetcher {
                 // finished-but-unwritten jobs when Redis is slow or down.
                 let _ = acker.send(outcome).await;
             }
+            drop(slot);
             drop(permit);
             drop(pass);
         }));

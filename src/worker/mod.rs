@@ -157,7 +157,8 @@ impl Worker {
         };
         let mut ctx = build(&vec![crate::queue::Shards::one(); specs.len()]);
         tracing::info!(worker = %ctx.worker_id, redis = %ctx.broker.target().masked_url(),
-            queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, "starting worker");
+            queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, prefetch = ctx.config.prefetch,
+            "starting worker");
 
         let http_stop = CancellationToken::new();
         let http = match startup::start_side_port(&ctx, metrics, http_stop.clone()).await {
@@ -268,7 +269,11 @@ fn spawn_fetchers(
     stop_jobs: &CancellationToken,
     fetch_stop: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let permits = Arc::new(Semaphore::new(ctx.config.concurrency));
+    // A permit per job held (running, or prefetched and waiting); with a
+    // prefetch, a run slot per job running.
+    let permits = Arc::new(Semaphore::new(ctx.config.concurrency + ctx.config.prefetch));
+    let run_slots =
+        (ctx.config.prefetch > 0).then(|| Arc::new(Semaphore::new(ctx.config.concurrency)));
     let wake = Arc::new(Notify::new());
     let idle = Arc::new(watch::channel(false).0);
     let landed = Arc::new(waiter::Landed::new(ctx.queues.len()));
@@ -286,6 +291,7 @@ fn spawn_fetchers(
     let fetcher = fetcher::Fetcher {
         ctx: ctx.clone(),
         permits: permits.clone(),
+        run_slots,
         acker,
         tasks: tasks.clone(),
         wake,

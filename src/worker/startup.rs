@@ -170,6 +170,7 @@ pub(super) fn registration(ctx: &Ctx) -> Registration {
         "pid": std::process::id(),
         "queues": ctx.config.queues,
         "concurrency": ctx.config.concurrency,
+        "prefetch": ctx.config.prefetch,
         "started_at": crate::job::now_ms(),
         "version": ctx.health.version,
     })
