@@ -105,9 +105,12 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             },
         ),
         (
-            format!("prefetch {} (as many held as run)", opts.concurrency),
+            format!(
+                "prefetch {} (held beyond the concurrency)",
+                2 * opts.concurrency
+            ),
             drain::Shape {
-                prefetch: opts.concurrency,
+                prefetch: 2 * opts.concurrency,
                 ..base
             },
         ),
