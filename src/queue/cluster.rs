@@ -190,20 +190,9 @@ pub(super) fn client(
             url.redis_settings().db()
         )));
     }
-    let tls = matches!(url.addr(), ConnectionAddr::TcpTls { .. });
     let mut infos = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let (host, port) = parse_node(node).map_err(bad)?;
-        let addr = match tls {
-            true => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: false,
-                tls_params: None,
-            },
-            false => ConnectionAddr::Tcp(host, port),
-        };
-        infos.push(url.clone().set_addr(addr));
+        infos.push(node_info(url, node).map_err(bad)?);
     }
     if infos.is_empty() {
         return Err(bad("no node given".into()));
@@ -220,6 +209,21 @@ pub(super) fn client(
     builder.build().map_err(|e| bad(e.to_string()))
 }
 
+/// `url` (user, password, TLS) pointed at the seed node `node` (host:port).
+fn node_info(url: &ConnectionInfo, node: &str) -> Result<ConnectionInfo, String> {
+    let (host, port) = parse_node(node)?;
+    let addr = match url.addr() {
+        ConnectionAddr::TcpTls { .. } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    Ok(url.clone().set_addr(addr))
+}
+
 /// A plain client per seed node, for the wake-up subscription (pub/sub is
 /// not routed by slot: any node hears every `PUBLISH`).
 fn node_clients(
@@ -228,20 +232,9 @@ fn node_clients(
     ca: Option<Vec<u8>>,
 ) -> Result<Vec<redis::Client>, QueueError> {
     let bad = |why: String| QueueError::Config(format!("redis_cluster_nodes: {why}"));
-    let tls = matches!(url.addr(), ConnectionAddr::TcpTls { .. });
     let mut clients = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let (host, port) = parse_node(node).map_err(bad)?;
-        let addr = match tls {
-            true => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: false,
-                tls_params: None,
-            },
-            false => ConnectionAddr::Tcp(host, port),
-        };
-        let info = url.clone().set_addr(addr);
+        let info = node_info(url, node).map_err(bad)?;
         let client = match &ca {
             Some(root) => redis::Client::build_with_tls(
                 info,
