@@ -478,3 +478,80 @@ async fn a_scheduled_job_on_an_idle_queue_of_many_starts_when_due() {
         );
     }
 }
+
+/// A lane where the worker is no longer registered (declared dead there, or
+/// Redis lost the worker sets) fails every fetch round, the other queues'
+/// included, until the heartbeat registers it again, which it would do at
+/// its next beat of that lane (an interval away at best, 3 s here), so the
+/// fetcher asks the heartbeat to beat every lane at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_found_unregistered_is_registered_again_at_once() {
+    let server = redis();
+    let url = server.url();
+    let mut con = raw(&url).await;
+    let (a, b) = (queue_name("unreg-a"), queue_name("unreg-b"));
+    let mut config = config(&url, &a, 4);
+    config.queues = vec![a.clone(), b.clone()];
+    config.heartbeat_interval_ms = 3_000;
+    config.heartbeat_timeout_ms = 20_000;
+    let worker = start_worker(config);
+    let ka = QueueKeys::new(&a);
+    let id = eventually_registered(&mut con, &ka.workers).await;
+    // Registered just now: its next beat is about 3 s away.
+    let removed: u64 = redis::cmd("ZREM")
+        .arg(&ka.workers)
+        .arg(&id)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let pushed = Instant::now();
+    lpush(
+        &mut con,
+        &a,
+        &[json!({"tool": "echo", "id": "ja", "args": {}}).to_string()],
+    )
+    .await;
+    lpush(
+        &mut con,
+        &b,
+        &[json!({"tool": "echo", "id": "jb", "args": {}}).to_string()],
+    )
+    .await;
+    for (q, job) in [(&a, "ja"), (&b, "jb")] {
+        let r = wait_result(&mut con, q, job, Duration::from_secs(20)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let took = pushed.elapsed();
+    println!(
+        "both jobs done {:.2} s after the lane was found unregistered",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_millis(2_000),
+        "the lane was registered again only after {took:?}: not at once"
+    );
+    worker.stop().await;
+}
+
+/// The one worker in `workers` (a queue's worker set), once it registered.
+async fn eventually_registered(con: &mut Con, workers: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(workers)
+            .arg(0)
+            .arg(-1)
+            .query_async(con)
+            .await
+            .unwrap();
+        if let [id] = ids.as_slice() {
+            return id.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no worker registered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -41,6 +41,11 @@ pub struct Ctx {
     /// change: the worker winds down like a stop and starts again on the
     /// new lanes (see `Worker::run`).
     pub reshard: CancellationToken,
+    /// Told by the fetcher when a fetch found this worker unregistered on
+    /// a lane: the heartbeat beats every lane at once, which registers it
+    /// again, instead of an idle lane waiting up to 3/5 of the timeout
+    /// while every fetch round fails.
+    pub beat_now: tokio::sync::Notify,
     stall_reason: Mutex<Option<String>>,
     /// Messages for tools that exist but are not configured (e.g. weather
     /// without an API key), so their jobs fail with advice, not "unknown".
@@ -103,6 +108,7 @@ impl Ctx {
             batch: AtomicU64::new(1),
             stalled: CancellationToken::new(),
             reshard: CancellationToken::new(),
+            beat_now: tokio::sync::Notify::new(),
             delayed: super::scheduler::Delayed::new(lanes),
             wake,
             stall_reason: Mutex::new(None),

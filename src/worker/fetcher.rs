@@ -134,7 +134,9 @@ impl Fetcher {
                     }
                 }
                 Err(QueueError::NotRegistered) => {
-                    // Declared dead while paused; the heartbeat re-registers.
+                    // Declared dead while paused, or Redis lost the worker
+                    // sets: the heartbeat registers again, now.
+                    self.ctx.beat_now.notify_one();
                     sleep_or_stop(Duration::from_millis(200), &stop).await;
                 }
                 Err(e) => {

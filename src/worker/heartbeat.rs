@@ -97,6 +97,7 @@ impl Heartbeat {
             lanes: vec![Instant::now(); self.ctx.queues.len()],
             held: vec![None; self.ctx.queues.len()],
             flags: Instant::now(),
+            force: false,
         };
         loop {
             let wait = match self.beat(&broker, &mut server, &mut beats).await {
@@ -136,6 +137,10 @@ impl Heartbeat {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(next) => break,
+                    _ = self.ctx.beat_now.notified() => {
+                        beats.force = true;
+                        break;
+                    }
                     _ = self.ctx.wake.flags_changed.notified() => {
                         self.read_flags(&broker).await;
                         beats.flags = Instant::now();
@@ -167,7 +172,10 @@ impl Heartbeat {
                 beats.held[qi] = Some(at);
             }
             let held_lately = beats.held[qi].is_some_and(|h| at.duration_since(h) < lately);
-            if !held_lately && at.duration_since(beats.lanes[qi]) + interval / 2 < idle_beat {
+            if !beats.force
+                && !held_lately
+                && at.duration_since(beats.lanes[qi]) + interval / 2 < idle_beat
+            {
                 continue;
             }
             if !broker.heartbeat(keys, &ctx.worker_id, false).await? {
@@ -175,6 +183,7 @@ impl Heartbeat {
             }
             beats.lanes[qi] = at;
         }
+        beats.force = false;
         // Cancels matter only to running jobs: read every beat while they
         // run; the pause flags and layouts otherwise only when told or slowly.
         let running = ctx.health.in_flight() > 0;
@@ -278,6 +287,8 @@ struct Beats {
     /// When each lane was last seen holding jobs.
     held: Vec<Option<Instant>>,
     flags: Instant,
+    /// Beat every lane this time (a fetch found a lane unregistered).
+    force: bool,
 }
 
 /// The oldest a live worker's score gets on a lane where it holds no jobs:
