@@ -407,3 +407,73 @@ async fn a_write_short_of_its_replicas_is_an_error_to_producers_and_retried_by_w
     assert_eq!(results.len(), 1, "{results:?}");
     worker.signal(libc::SIGKILL);
 }
+
+/// Subscribers to the wake-up channel on the data server at `url`.
+async fn wake_listeners(url: &str) -> u64 {
+    let mut con = common::raw(url).await;
+    let (_, n): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(toolq::queue::keys::WAKE_CHANNEL)
+        .query_async(&mut con)
+        .await
+        .expect("PUBSUB NUMSUB");
+    n
+}
+
+/// An idle worker's wake-up subscription follows a failover to the promoted
+/// master, so a job scheduled after it still starts when due, not at the
+/// 30 s safety poll (a worker whose subscription is down polls every
+/// second instead: the subscription itself is what is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_s_wake_ups_follow_a_failover() {
+    let mut set = SentinelSet::start(None).await;
+    let url = set.url();
+    let queue = common::queue_name("sentinel-wake");
+    let worker = spawn_worker_process(&url, &queue, 2, &[]);
+    let old = set.master_index().await.expect("a master");
+    let (old_url, new_url) = (set.server_url(old), set.server_url(1 - old));
+    common::eventually(Duration::from_secs(30), "the worker subscribed", || {
+        let u = old_url.clone();
+        async move { wake_listeners(&u).await == 1 }
+    })
+    .await;
+    assert_eq!(wake_listeners(&new_url).await, 0, "not on the replica");
+
+    set.kill(old);
+    set.wait_master(1 - old, Duration::from_secs(60)).await;
+    let promoted = Instant::now();
+    common::eventually(
+        Duration::from_secs(30),
+        "the worker subscribed on the promoted master",
+        || {
+            let u = new_url.clone();
+            async move { wake_listeners(&u).await == 1 }
+        },
+    )
+    .await;
+    println!(
+        "wake-up subscription on the new master {:.2} s after its promotion",
+        promoted.elapsed().as_secs_f64()
+    );
+
+    let p = producer(&url, 0);
+    let mut con = common::raw(&new_url).await;
+    let now_ms = common::redis_time_ms(&mut con).await;
+    let due = now_ms + 1500;
+    let mut job = Job::new("echo", json!({}));
+    job.run_at = Some(due);
+    let id = p.enqueue(&queue, job).await.expect("enqueued");
+    let r = p
+        .wait(&queue, &id, Duration::from_secs(40))
+        .await
+        .expect("a result");
+    let late = r.started_at as i64 - due as i64;
+    println!("a job scheduled after the failover started {late} ms after it was due");
+    assert!(late >= -5, "started {} ms early", -late);
+    assert!(late <= 3000, "started {late} ms after it was due");
+    assert!(
+        !worker.log_text().contains("panicked"),
+        "{}",
+        worker.log_text()
+    );
+}
