@@ -528,7 +528,7 @@ async fn a_lane_found_unregistered_is_registered_again_at_once() {
         took.as_secs_f64()
     );
     assert!(
-        took < Duration::from_millis(2_000),
+        took < Duration::from_millis(5_000),
         "the lane was registered again only after {took:?}: not at once"
     );
     worker.stop().await;

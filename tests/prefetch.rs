@@ -1,7 +1,9 @@
 //! `prefetch`: a worker holds jobs beyond its concurrency, so the next batch
 //! is fetched while this one runs. The cap on running jobs still holds, a
-//! stop puts the prefetched jobs back without running them, and a killed
-//! worker's prefetched jobs are recovered like its running ones.
+//! stop puts the prefetched jobs back without running them, an operator's
+//! cancel settles a prefetched job at once, and a killed worker's
+//! prefetched jobs are recovered like its running ones, while one paused
+//! past its heartbeat timeout starts none of them on waking.
 
 mod common;
 
@@ -87,15 +89,15 @@ async fn a_stop_puts_prefetched_jobs_back_without_running_them() {
     let mut con = raw(&url).await;
     let mut w = spawn_worker_process(&url, &q, 2, &[("TOOLQ_PREFETCH", "4")]);
     let id = worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
-    let (ids, payloads) = sleep_jobs("s", 6, 1000);
+    let (ids, payloads) = sleep_jobs("s", 6, 4000);
     lpush(&mut con, &q, &payloads).await;
     wait_held(&mut con, &q, &id, 6).await;
 
-    // The grace (25 s) is long enough for all six to run one after the
-    // other; only the two running ones may.
+    // The grace (25 s) is long enough for the next two to run after the
+    // first two; only the two running ones may.
     w.signal(libc::SIGTERM);
     let status = w
-        .wait_exit(Duration::from_secs(25))
+        .wait_exit(Duration::from_secs(30))
         .expect("exits within the grace");
     assert!(status.success(), "{status:?}");
     let mut ran = Vec::new();
@@ -141,4 +143,137 @@ async fn a_killed_worker_s_prefetched_jobs_are_recovered() {
     }
     assert!(pending_ids(&mut con, &q).await.is_empty());
     b.signal(libc::SIGTERM);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_job_cancelled_by_an_operator_is_settled_without_waiting_for_a_slot() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("prefetch-cancel");
+    let mut con = raw(&url).await;
+    let w = spawn_worker_process(&url, &q, 1, &[("TOOLQ_PREFETCH", "2")]);
+    let id = worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
+    let (ids, payloads) = sleep_jobs("c", 3, 8000);
+    lpush(&mut con, &q, &payloads).await;
+    wait_held(&mut con, &q, &id, 3).await;
+
+    // c0 runs; c1 and c2 wait for its slot, 8 and 16 s away.
+    let producer = toolq::producer::Producer::connect(&url, None).expect("producer");
+    let asked = std::time::Instant::now();
+    let outcome = producer.cancel(&q, &ids[2]).await.expect("cancel");
+    println!("cancel of a prefetched job: {outcome:?}");
+    let r = wait_result(&mut con, &q, &ids[2], WAIT).await;
+    println!(
+        "settled {:.2} s after the cancel",
+        asked.elapsed().as_secs_f64()
+    );
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(
+        result_of(&mut con, &q, &ids[0]).await.is_none(),
+        "settled while the job ahead of it still ran, not once it got a slot"
+    );
+    assert_eq!(
+        held_count(&mut con, &QueueKeys::new(&q).active(&id)).await,
+        2,
+        "the other two still held"
+    );
+    w.signal(libc::SIGTERM);
+}
+
+fn count_key(q: &str, id: &str) -> String {
+    format!("prefetch:{q}:count:{id}")
+}
+
+async fn executions(con: &mut Con, q: &str, id: &str) -> u64 {
+    get(con, &count_key(q, id))
+        .await
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// A worker frozen past its heartbeat timeout is declared dead, and its
+/// jobs, prefetched ones included, run elsewhere. When it wakes, the job it
+/// was running finishes at once (its sleep long over) and frees a slot
+/// before its heartbeat has learned of the loss: the prefetched jobs must
+/// not start then, or they run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_woken_after_being_declared_dead_starts_none_of_its_prefetched_jobs() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("prefetch-pause");
+    let mut con = raw(&url).await;
+    let beat = [
+        ("TOOLQ_HEARTBEAT_INTERVAL_MS", "200"),
+        ("TOOLQ_HEARTBEAT_TIMEOUT_MS", "1000"),
+    ];
+    let mut env = beat.to_vec();
+    env.push(("TOOLQ_PREFETCH", "2"));
+    let a = spawn_worker_process(&url, &q, 1, &env);
+    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
+    let ids: Vec<String> = (0..3).map(|i| format!("p{i}")).collect();
+    let payloads: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            json!({"tool": "count", "id": id, "args": {"key": count_key(&q, id), "ms": 1500}})
+                .to_string()
+        })
+        .collect();
+    lpush(&mut con, &q, &payloads).await;
+    wait_held(&mut con, &q, &a_id, 3).await;
+    eventually(WAIT, "p0 started on A", || {
+        let (mut con, q) = (con.clone(), q.clone());
+        async move { executions(&mut con, &q, "p0").await == 1 }
+    })
+    .await;
+
+    a.signal(libc::SIGSTOP);
+    let b = spawn_worker_process(&url, &q, 3, &beat);
+    let b_id = worker_id_of(&mut con, &q, b.pid(), Duration::from_secs(10)).await;
+    for id in &ids {
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["worker"], b_id.as_str(), "{r}");
+    }
+    a.signal(libc::SIGCONT);
+    eventually(WAIT, "A to notice it was declared dead", || {
+        let lines = a.log_lines("declared dead");
+        async move { lines > 0 }
+    })
+    .await;
+    // Time for a prefetched job to have started on A, had it been let.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for id in &ids[1..] {
+        assert_eq!(
+            executions(&mut con, &q, id).await,
+            1,
+            "{id} ran on B only; A's log:\n{}",
+            a.log_text()
+        );
+    }
+    a.signal(libc::SIGTERM);
+    b.signal(libc::SIGTERM);
+}
+
+/// Jobs are FIFO within a shard: prefetched jobs start in the order they
+/// were fetched, oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_jobs_start_in_the_order_they_were_fetched() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("prefetch-order");
+    let mut con = raw(&url).await;
+    let w = spawn_worker_process(&url, &q, 1, &[("TOOLQ_PREFETCH", "5")]);
+    worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
+    let (ids, payloads) = sleep_jobs("o", 6, 100);
+    // One push: the worker fetches all six in one batch, oldest first.
+    lpush(&mut con, &q, &payloads).await;
+    let mut starts = Vec::new();
+    for id in &ids {
+        let r = wait_result(&mut con, &q, id, WAIT).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        starts.push((r["started_at"].as_u64().expect("started_at"), id.clone()));
+    }
+    let mut by_start = starts.clone();
+    by_start.sort();
+    assert_eq!(by_start, starts, "started in fetch order");
+    w.signal(libc::SIGTERM);
 }

@@ -58,6 +58,11 @@ pub(super) enum Parking {
 impl Attempt {
     /// Runs the attempt to its outcome (see `executor::execute`).
     pub(super) async fn run(self) -> Option<Outcome> {
+        // Cancelled before it started (a prefetched job, or one fetched as
+        // the cancel arrived): settled as cancelled, nothing called.
+        if self.cancel.by_operator() {
+            return Some(self.put_back());
+        }
         let Some(tool) = self
             .tool
             .clone()

@@ -50,7 +50,7 @@ impl Cancel {
 
     /// Lost or stopping: the job goes back (or is left for its new owner).
     /// An operator's cancel is not here: the attempt settles that one.
-    fn is_stopped(&self) -> bool {
+    pub(super) fn is_stopped(&self) -> bool {
         self.lifeline.is_lost() || self.stop.is_cancelled()
     }
 

@@ -32,6 +32,7 @@ use super::executor::{self, Cancel, Taken};
 use super::lifeline::Lifeline;
 use super::outage::retry_delay;
 use super::outcome::{Outcome, Settle};
+use super::slots::RunSlots;
 use super::waiter::Landed;
 use crate::job::recoveries_of;
 use crate::queue::{slot, FetchLimits, QueueError};
@@ -49,7 +50,7 @@ pub struct Fetcher {
     pub permits: Arc<Semaphore>,
     /// One per job allowed to run at once, when jobs are prefetched (the
     /// permits then cover the concurrency plus the prefetch).
-    pub run_slots: Option<Arc<Semaphore>>,
+    pub run_slots: Option<Arc<RunSlots>>,
     pub acker: AckSender,
     pub tasks: TaskTracker,
     /// Signalled by a waiter when a job landed.
@@ -282,7 +283,8 @@ impl Fetcher {
     /// (`stop`) first: it is left held for the stop to put back.
     fn spawn_job<P: Send + 'static>(&self, job: Fetched, pass: P, stop: &CancellationToken) {
         let ctx = self.ctx.clone();
-        let run_slots = self.run_slots.clone();
+        // In line now, in fetch order (this runs once per job, in order).
+        let in_line = self.run_slots.as_ref().map(|s| s.join());
         let stop = stop.clone();
         let acker = self.acker.clone();
         let cancel = Cancel {
@@ -294,15 +296,26 @@ impl Fetcher {
         // Boxed: the job's future is large, and tokio would otherwise copy
         // it several times on the way into the task.
         self.tasks.spawn(Box::pin(async move {
-            let slot = match run_slots {
-                Some(slots) => tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return,
-                    s = slots.acquire_owned() => match s {
-                        Ok(s) => Some(s),
-                        Err(_) => return,
-                    },
-                },
+            let slot = match in_line {
+                Some(turn) => {
+                    let waited = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        // Cancelled by an operator or lost with its lane
+                        // while it waits: `execute` settles it without a
+                        // call (as cancelled, or put back), so it needs no
+                        // slot, and the cancel is not left to expire.
+                        _ = cancel.cancelled() => None,
+                        s = turn => match s {
+                            Ok(s) => Some(s),
+                            Err(_) => return,
+                        },
+                    };
+                    if !alive(&ctx, &cancel, &stop).await {
+                        return;
+                    }
+                    waited
+                }
                 None => None,
             };
             // `execute` watches the cancel tokens itself and unwinds (the
@@ -331,6 +344,25 @@ impl Fetcher {
         let landed = self.landed.take();
         (woken && !landed.is_empty()).then_some(landed)
     }
+}
+
+/// Whether a prefetched job may start: held since before a pause of this
+/// process, it may have been recovered by another worker meanwhile, which
+/// this worker learns only at its next heartbeat. Running jobs carry on
+/// through such a pause (their lifeline stops them once it is lost), but a
+/// job that has not started waits for a fresh heartbeat, which either
+/// finds this worker still registered or loses the lane (then `execute`
+/// leaves the job to its new owner). False when fetching stopped first:
+/// the job stays held for the stop to put back.
+async fn alive(ctx: &Ctx, cancel: &Cancel, stop: &CancellationToken) -> bool {
+    let timeout = ctx.config.heartbeat_timeout();
+    while ctx.health.heartbeat_age().is_some_and(|age| age >= timeout) && !cancel.is_stopped() {
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    !stop.is_cancelled()
 }
 
 /// Whether a failed fetch may have run in Redis with only its reply lost:

@@ -42,6 +42,7 @@ mod rate_limit;
 mod reaper;
 mod scheduler;
 mod shutdown;
+mod slots;
 mod startup;
 mod stop;
 mod waiter;
@@ -159,6 +160,20 @@ impl Worker {
         tracing::info!(worker = %ctx.worker_id, redis = %ctx.broker.target().masked_url(),
             queues = ?ctx.config.queues, concurrency = ctx.config.concurrency, prefetch = ctx.config.prefetch,
             "starting worker");
+        if ctx.config.prefetch > 0 {
+            let once: Vec<&str> = ctx
+                .registry
+                .names()
+                .into_iter()
+                .filter(|n| ctx.registry.get(n).is_some_and(|t| !t.redeliver()))
+                .collect();
+            if !once.is_empty() {
+                // Recovery cannot tell a prefetched job that never started
+                // from one that ran: both count a recovery.
+                tracing::warn!(tools = ?once, prefetch = ctx.config.prefetch,
+                    "with prefetch, if this worker dies, the jobs it prefetched and had not started count as interrupted too: these tools' jobs are then buried as `interrupted` instead of run again");
+            }
+        }
 
         let http_stop = CancellationToken::new();
         let http = match startup::start_side_port(&ctx, metrics, http_stop.clone()).await {
@@ -272,8 +287,7 @@ fn spawn_fetchers(
     // A permit per job held (running, or prefetched and waiting); with a
     // prefetch, a run slot per job running.
     let permits = Arc::new(Semaphore::new(ctx.config.concurrency + ctx.config.prefetch));
-    let run_slots =
-        (ctx.config.prefetch > 0).then(|| Arc::new(Semaphore::new(ctx.config.concurrency)));
+    let run_slots = (ctx.config.prefetch > 0).then(|| slots::RunSlots::new(ctx.config.concurrency));
     let wake = Arc::new(Notify::new());
     let idle = Arc::new(watch::channel(false).0);
     let landed = Arc::new(waiter::Landed::new(ctx.queues.len()));
@@ -287,6 +301,9 @@ fn spawn_fetchers(
             landed: landed.clone(),
         };
         fetchers.push(tokio::spawn(waiter.run(fetch_stop.clone())));
+    }
+    if let Some(slots) = &run_slots {
+        fetchers.push(tokio::spawn(slots.clone().run(fetch_stop.clone())));
     }
     let fetcher = fetcher::Fetcher {
         ctx: ctx.clone(),
