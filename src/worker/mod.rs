@@ -171,7 +171,7 @@ impl Worker {
                 // Recovery cannot tell a prefetched job that never started
                 // from one that ran: both count a recovery.
                 tracing::warn!(tools = ?once, prefetch = ctx.config.prefetch,
-                    "with prefetch, if this worker dies, the jobs it prefetched and had not started count as interrupted too: these tools' jobs are then buried as `interrupted` instead of run again");
+                    "with prefetch, if this worker dies, the jobs it prefetched and had not started count a recovery as if they had run: these tools' jobs are then buried as `interrupted` instead of run again");
             }
         }
 
