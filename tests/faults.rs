@@ -450,15 +450,6 @@ async fn deregistered(con: &mut Con, q: &str, worker: &str) -> bool {
     score.is_none() && info.is_none()
 }
 
-fn sleep_jobs(prefix: &str, n: usize, ms: u64) -> (Vec<String>, Vec<String>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let payloads = ids
-        .iter()
-        .map(|id| json!({"tool": "sleep", "id": id, "args": {"ms": ms}}).to_string())
-        .collect();
-    (ids, payloads)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_running_jobs_finish_then_exits_0_and_deregisters() {
     let server = redis();

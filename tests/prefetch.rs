@@ -18,15 +18,6 @@ type Con = redis::aio::MultiplexedConnection;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn sleep_jobs(prefix: &str, n: usize, ms: u64) -> (Vec<String>, Vec<String>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let payloads = ids
-        .iter()
-        .map(|id| json!({"tool": "sleep", "id": id, "args": {"ms": ms}}).to_string())
-        .collect();
-    (ids, payloads)
-}
-
 async fn wait_held(con: &mut Con, q: &str, worker: &str, n: u64) {
     let key = QueueKeys::new(q).active(worker);
     eventually(WAIT, &format!("{worker} holds {n} jobs"), || {

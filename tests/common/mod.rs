@@ -53,6 +53,17 @@ pub fn queue_name(prefix: &str) -> String {
     )
 }
 
+/// `n` jobs `{prefix}{i}` of the `sleep` tool, each sleeping `ms`: their
+/// ids and payloads.
+pub fn sleep_jobs(prefix: &str, n: usize, ms: u64) -> (Vec<String>, Vec<String>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let payloads = ids
+        .iter()
+        .map(|id| serde_json::json!({"tool": "sleep", "id": id, "args": {"ms": ms}}).to_string())
+        .collect();
+    (ids, payloads)
+}
+
 /// A configuration for tests: fast backoff and heartbeats, no side port.
 pub fn config(url: &str, queue: &str, concurrency: usize) -> Config {
     Config {
