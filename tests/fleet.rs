@@ -283,9 +283,14 @@ async fn a_dead_worker_among_many_is_recovered_with_one_connection_listing() {
         "16 workers: kill -9 → the job held by another worker in {:.2} s; CLIENT LIST calls: {listings}",
         taken_over.as_secs_f64()
     );
+    // One worker lists the connections per turn (a quarter of the 1 s
+    // heartbeat interval) while the death is pending: a loaded machine
+    // takes a few turns, where a listing by every worker would be 16 per
+    // round. (Bounded by 3 before; a clean-clone CI took 1.36 s and 5.)
+    let turns = taken_over.as_secs_f64() / 0.25;
     assert!(
-        listings <= 3,
-        "{listings} connection listings for one death among 16 workers"
+        (listings as f64) <= turns + 2.0,
+        "{listings} connection listings for one death among 16 workers in {taken_over:?}"
     );
 }
 
