@@ -1343,3 +1343,51 @@ async fn a_cancelled_pending_job_counts_cancelled_in_its_batch() {
     assert_eq!(fired[0]["args"]["cancelled"], 1);
     assert_eq!(fired[0]["args"]["ok"], 0);
 }
+
+/// `toolq bench`'s "scripts alone" bound drives the worker's own fetch and
+/// ack scripts: it must settle every job once, with its result written
+/// under its id with the TTL, and leave nothing pending or held, or its
+/// jobs/s would not be the job path's.
+#[tokio::test]
+async fn the_bench_s_scripts_alone_loop_settles_every_job_through_the_real_scripts() {
+    let server = redis();
+    let url = server.url();
+    let producer = toolq::producer::Producer::connect(&url, None).unwrap();
+    let k = QueueKeys::new(&queue_name("scripts-alone"));
+    let mut con = raw(&url).await;
+    let run = toolq::bench::scripts_only::run(&producer, &k, None, 1234)
+        .await
+        .unwrap();
+    assert!(run.jobs_per_s > 0.0);
+    assert_eq!(stat(&mut con, &k, "succeeded").await, Some(1234));
+    assert_eq!(llen(&mut con, &k.pending).await, 0);
+    let workers: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&k.workers)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(workers.len(), 1);
+    assert!(
+        !exists(&mut con, &k.active(&workers[0])).await,
+        "nothing held"
+    );
+    let results: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("toolq:{{{}}}:result:*", k.name))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1234, "one result per job");
+    for key in results.iter().step_by(97) {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!((3500..=3600).contains(&ttl), "{key}: TTL {ttl}");
+        let doc: Value = serde_json::from_str(&get(&mut con, key).await.unwrap()).unwrap();
+        assert_eq!(doc["status"], "succeeded", "{doc}");
+        assert_eq!(doc["tool"], "echo", "{doc}");
+    }
+}

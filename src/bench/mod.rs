@@ -9,11 +9,12 @@ pub mod gateway;
 mod latency;
 pub mod mcp;
 pub mod procstat;
+pub mod scripts_only;
 
 use std::time::Duration;
 
 use crate::producer::{Producer, ProducerError};
-use crate::queue::QueueError;
+use crate::queue::{QueueError, QueueKeys};
 use crate::redis_server::RedisServer;
 
 pub use latency::{percentiles, Percentiles};
@@ -132,6 +133,21 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
         print_split(&runs, rate);
         rows.push((label, rate));
     }
+    let scripts = scripts_only_runs(&producer, redis_pid, opts.jobs, opts.runs, &server).await?;
+    println!(
+        "         scripts alone (fetch and ack of {} jobs, {} calls in flight, no worker): {:.0} jobs/s   runs: {}",
+        scripts_only::BATCH,
+        scripts_only::IN_FLIGHT,
+        scripts.0,
+        scripts.1
+    );
+    println!(
+        "         CPU redis-server {:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians)",
+        scripts.2,
+        scripts.2 / scripts.0 * 1e6,
+        scripts.3
+    );
+    rows.push(("scripts alone, no worker".to_owned(), scripts.0));
     println!(
         "enqueue  {:>10.0} jobs/s   runs: {}",
         enqueue,
@@ -217,6 +233,49 @@ async fn header(producer: &Producer, opts: &BenchOptions) -> Result<(), BenchErr
 
 /// Worker processes of the bench's several-workers row.
 const FLEET: usize = 4;
+
+/// `runs` scripts-only runs: the median jobs/s, the runs listed, and the
+/// median cores of Redis and of the loop driving it.
+async fn scripts_only_runs(
+    producer: &Producer,
+    redis_pid: Option<u32>,
+    jobs: usize,
+    runs: usize,
+    server: &Option<RedisServer>,
+) -> Result<(f64, String, f64, f64), BenchError> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs {
+        if server.is_some() {
+            producer
+                .broker()
+                .query::<()>("bench", &redis::cmd("FLUSHALL"))
+                .await?;
+        }
+        let keys = QueueKeys::new(&format!(
+            "bench-scripts-{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        ));
+        let r = scripts_only::run(producer, &keys, redis_pid, jobs).await?;
+        eprintln!(
+            "  run {} (scripts alone): {:.0} jobs/s, redis-server {:.2} cores",
+            i + 1,
+            r.jobs_per_s,
+            r.redis_cores
+        );
+        out.push(r);
+    }
+    let listed = out
+        .iter()
+        .map(|r| format!("{:.0}", r.jobs_per_s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((
+        median(out.iter().map(|r| r.jobs_per_s)),
+        listed,
+        median(out.iter().map(|r| r.redis_cores)),
+        median(out.iter().map(|r| r.driver_cores)),
+    ))
+}
 
 /// `runs` drains of `shape`, each on a flushed server when it is ours.
 async fn drain_runs(
