@@ -134,20 +134,31 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
         rows.push((label, rate));
     }
     let scripts = scripts_only_runs(&producer, redis_pid, opts.jobs, opts.runs, &server).await?;
+    let alone = median(scripts.iter().map(|r| r.jobs_per_s));
+    let redis = median(scripts.iter().map(|r| r.redis_cores));
     println!(
-        "         scripts alone (fetch and ack of {} jobs, {} calls in flight, no worker): {:.0} jobs/s   runs: {}",
+        "         scripts alone (fetch and ack of {} jobs a call, {} calls in flight, no worker): {alone:.0} jobs/s   runs: {}",
         scripts_only::BATCH,
         scripts_only::IN_FLIGHT,
-        scripts.0,
-        scripts.1
+        scripts
+            .iter()
+            .map(|r| format!("{:.0}", r.jobs_per_s))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
-        "         CPU redis-server {:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians)",
-        scripts.2,
-        scripts.2 / scripts.0 * 1e6,
-        scripts.3
+        "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians); at one full core of Redis: {:.0} jobs/s",
+        redis / alone * 1e6,
+        median(scripts.iter().map(|r| r.driver_cores)),
+        alone / redis
     );
-    rows.push(("scripts alone, no worker".to_owned(), scripts.0));
+    rows.push(("scripts alone, no worker".to_owned(), alone));
+    if (alone / redis).is_finite() {
+        rows.push((
+            "scripts alone at one full core of Redis".to_owned(),
+            alone / redis,
+        ));
+    }
     println!(
         "enqueue  {:>10.0} jobs/s   runs: {}",
         enqueue,
@@ -234,23 +245,17 @@ async fn header(producer: &Producer, opts: &BenchOptions) -> Result<(), BenchErr
 /// Worker processes of the bench's several-workers row.
 const FLEET: usize = 4;
 
-/// `runs` scripts-only runs: the median jobs/s, the runs listed, and the
-/// median cores of Redis and of the loop driving it.
+/// `runs` scripts-only runs, each on a flushed server when it is ours.
 async fn scripts_only_runs(
     producer: &Producer,
     redis_pid: Option<u32>,
     jobs: usize,
     runs: usize,
     server: &Option<RedisServer>,
-) -> Result<(f64, String, f64, f64), BenchError> {
+) -> Result<Vec<scripts_only::ScriptsRun>, BenchError> {
     let mut out = Vec::with_capacity(runs);
     for i in 0..runs {
-        if server.is_some() {
-            producer
-                .broker()
-                .query::<()>("bench", &redis::cmd("FLUSHALL"))
-                .await?;
-        }
+        flush_if_ours(producer, server).await?;
         let keys = QueueKeys::new(&format!(
             "bench-scripts-{}",
             &uuid::Uuid::now_v7().simple().to_string()[20..]
@@ -264,17 +269,22 @@ async fn scripts_only_runs(
         );
         out.push(r);
     }
-    let listed = out
-        .iter()
-        .map(|r| format!("{:.0}", r.jobs_per_s))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok((
-        median(out.iter().map(|r| r.jobs_per_s)),
-        listed,
-        median(out.iter().map(|r| r.redis_cores)),
-        median(out.iter().map(|r| r.driver_cores)),
-    ))
+    flush_if_ours(producer, server).await?;
+    Ok(out)
+}
+
+/// Empties the server between runs, when it is the bench's own.
+async fn flush_if_ours(
+    producer: &Producer,
+    server: &Option<RedisServer>,
+) -> Result<(), BenchError> {
+    if server.is_some() {
+        producer
+            .broker()
+            .query::<()>("bench", &redis::cmd("FLUSHALL"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// `runs` drains of `shape`, each on a flushed server when it is ours.
@@ -289,12 +299,7 @@ async fn drain_runs(
 ) -> Result<Vec<drain::DrainRun>, BenchError> {
     let mut out = Vec::with_capacity(runs);
     for i in 0..runs {
-        if server.is_some() {
-            producer
-                .broker()
-                .query::<()>("bench", &redis::cmd("FLUSHALL"))
-                .await?;
-        }
+        flush_if_ours(producer, server).await?;
         let r = drain::run(exe, producer, url, redis_pid, shape).await?;
         eprintln!(
             "  run {} ({} worker(s), result_ttl_s {:?}): drain {:.0} jobs/s, enqueue {:.0} jobs/s",
@@ -306,12 +311,7 @@ async fn drain_runs(
         );
         out.push(r);
     }
-    if server.is_some() {
-        producer
-            .broker()
-            .query::<()>("bench", &redis::cmd("FLUSHALL"))
-            .await?;
-    }
+    flush_if_ours(producer, server).await?;
     Ok(out)
 }
 

@@ -21,8 +21,10 @@ use crate::queue::{slot, AckItem, FetchLimits, QueueKeys};
 /// Jobs per fetch and per ack: twice a worker's default batch, as a worker
 /// with a prefetch holds them.
 pub const BATCH: usize = 100;
-/// Fetch-and-ack loops at once on the producer's multiplexed connection.
-pub const IN_FLIGHT: usize = 4;
+/// Fetch-and-ack loops at once on the producer's multiplexed connection:
+/// enough that Redis always has the next call queued (4 left it idle 13 %
+/// of the time on a 2-core host).
+pub const IN_FLIGHT: usize = 8;
 
 /// Figures of one scripts-only run.
 #[derive(Debug, Clone, Copy)]
