@@ -3,23 +3,33 @@
 
 use std::process::Command;
 
+use super::procstat::cpu_seconds;
+
 /// One `redis-benchmark` figure.
 #[derive(Debug, Clone)]
 pub struct Ceiling {
     pub label: String,
     pub ops_per_s: f64,
+    /// redis-server's CPU per request while it ran, in µs (NaN when the
+    /// server is not ours): steadier than ops/s on a shared machine, and
+    /// what a job's µs of Redis compare with.
+    pub redis_us_per_op: f64,
 }
 
 /// LPUSH/LPOP unpipelined and with `-P 16`, and `SET key value EX n` with
 /// `-P 16` (one result write per job is the floor of any design).
-pub fn measure(port: u16, requests: u64) -> Vec<Ceiling> {
+pub fn measure(port: u16, requests: u64, redis_pid: Option<u32>) -> Vec<Ceiling> {
     let mut out = Vec::new();
     for pipeline in [1, 16] {
-        for (test, rps) in run(port, requests, pipeline, &["-t", "lpush,lpop"]) {
-            out.push(Ceiling {
-                label: format!("{test} -P {pipeline}"),
-                ops_per_s: rps,
-            });
+        for test in ["lpush", "lpop"] {
+            let (rows, cpu) = run(port, requests, pipeline, &["-t", test], redis_pid);
+            for (test, rps) in rows {
+                out.push(Ceiling {
+                    label: format!("{test} -P {pipeline}"),
+                    ops_per_s: rps,
+                    redis_us_per_op: cpu / requests as f64 * 1e6,
+                });
+            }
         }
     }
     let set = [
@@ -31,16 +41,28 @@ pub fn measure(port: u16, requests: u64) -> Vec<Ceiling> {
         "EX",
         "60",
     ];
-    if let Some((_, rps)) = run(port, requests, 16, &set).into_iter().next() {
+    let (rows, cpu) = run(port, requests, 16, &set, redis_pid);
+    if let Some((_, rps)) = rows.into_iter().next() {
         out.push(Ceiling {
             label: "SET key value EX 60 -P 16".into(),
             ops_per_s: rps,
+            redis_us_per_op: cpu / requests as f64 * 1e6,
         });
     }
     out
 }
 
-fn run(port: u16, requests: u64, pipeline: u32, args: &[&str]) -> Vec<(String, f64)> {
+/// The figures of one `redis-benchmark` run, and the CPU seconds Redis
+/// spent meanwhile (NaN when it is not ours).
+fn run(
+    port: u16,
+    requests: u64,
+    pipeline: u32,
+    args: &[&str],
+    redis_pid: Option<u32>,
+) -> (Vec<(String, f64)>, f64) {
+    let cpu = || redis_pid.and_then(cpu_seconds).unwrap_or(f64::NAN);
+    let before = cpu();
     let output = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -54,10 +76,11 @@ fn run(port: u16, requests: u64, pipeline: u32, args: &[&str]) -> Vec<(String, f
         .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
         .args(args)
         .output();
+    let spent = cpu() - before;
     let Ok(output) = output else {
-        return Vec::new();
+        return (Vec::new(), f64::NAN);
     };
-    parse_csv(&String::from_utf8_lossy(&output.stdout))
+    (parse_csv(&String::from_utf8_lossy(&output.stdout)), spent)
 }
 
 /// Parses `"TEST","rps",...` lines of `redis-benchmark --csv`.

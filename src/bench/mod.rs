@@ -136,6 +136,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
     let scripts = scripts_only_runs(&producer, redis_pid, opts.jobs, opts.runs, &server).await?;
     let alone = median(scripts.iter().map(|r| r.jobs_per_s));
     let redis = median(scripts.iter().map(|r| r.redis_cores));
+    let scripts_us = redis / alone * 1e6;
     println!(
         "         scripts alone (fetch and ack of {} jobs a call, {} calls in flight, no worker): {alone:.0} jobs/s   runs: {}",
         scripts_only::BATCH,
@@ -148,7 +149,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
     );
     println!(
         "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians); at one full core of Redis: {:.0} jobs/s",
-        redis / alone * 1e6,
+        scripts_us,
         median(scripts.iter().map(|r| r.driver_cores)),
         alone / redis
     );
@@ -193,15 +194,17 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             .await?;
         let port = s.port();
         let requests = 1_000_000;
-        let ceilings = tokio::task::spawn_blocking(move || ceiling::measure(port, requests))
-            .await
-            .unwrap_or_default();
+        let ceilings =
+            tokio::task::spawn_blocking(move || ceiling::measure(port, requests, redis_pid))
+                .await
+                .unwrap_or_default();
         println!("ceiling  redis-benchmark, 50 clients, {requests} requests each, same server:");
         for c in &ceilings {
             println!(
-                "         {:<28} {:>10.0} ops/s   toolq drain = {:.2}x",
+                "         {:<28} {:>10.0} ops/s   Redis {:>4.1} µs/op   toolq drain = {:.2}x",
                 c.label,
                 c.ops_per_s,
+                c.redis_us_per_op,
                 drain / c.ops_per_s
             );
         }
@@ -213,6 +216,16 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
                     set.label
                 );
             }
+            // Throughput ratios swing with whatever else the host runs;
+            // Redis's CPU per job against its CPU per SET does not.
+            println!(
+                "         Redis CPU per job, scripts alone: {:.1} µs = {:.1} SETs ({:.1} µs each): at equal Redis CPU, toolq = {:.2}x of {}",
+                scripts_us,
+                scripts_us / set.redis_us_per_op,
+                set.redis_us_per_op,
+                set.redis_us_per_op / scripts_us,
+                set.label
+            );
         }
     }
     Ok(())
