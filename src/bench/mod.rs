@@ -147,11 +147,15 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // Redis's cores are known only when the server is the bench's own.
+    let full_core = match alone / redis {
+        r if r.is_finite() => format!("; at one full core of Redis: {r:.0} jobs/s"),
+        _ => String::new(),
+    };
     println!(
-        "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians); at one full core of Redis: {:.0} jobs/s",
+        "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians){full_core}",
         scripts_us,
         median(scripts.iter().map(|r| r.driver_cores)),
-        alone / redis
     );
     rows.push(("scripts alone, no worker".to_owned(), alone));
     if (alone / redis).is_finite() {
@@ -217,7 +221,9 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
                 );
             }
             // Throughput ratios swing with whatever else the host runs;
-            // Redis's CPU per job against its CPU per SET does not.
+            // Redis's CPU per job against its CPU per SET swings less (on
+            // 2026-12-03 a SET cost 2 to 5.7 µs of CPU as the host slowed,
+            // while the SET ceiling went from 528,821 to 116,850 ops/s).
             println!(
                 "         Redis CPU per job, scripts alone: {:.1} µs = {:.1} SETs ({:.1} µs each): at equal Redis CPU, toolq = {:.2}x of {}",
                 scripts_us,
