@@ -80,9 +80,30 @@ async fn a_stop_puts_prefetched_jobs_back_without_running_them() {
     let mut con = raw(&url).await;
     let mut w = spawn_worker_process(&url, &q, 2, &[("TOOLQ_PREFETCH", "4")]);
     let id = worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
-    let (ids, payloads) = sleep_jobs("s", 6, 4000);
+    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let payloads: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            json!({"tool": "count", "id": id, "args": {"key": count_key(&q, id), "ms": 4000}})
+                .to_string()
+        })
+        .collect();
     lpush(&mut con, &q, &payloads).await;
     wait_held(&mut con, &q, &id, 6).await;
+    // Held is not started: the stop comes once two jobs run (each counts
+    // its start), not a moment after the fetch, when none may have yet
+    // (a clean-clone CI saw all six put back and none run).
+    eventually(WAIT, "two jobs started", || {
+        let (mut con, q, ids) = (con.clone(), q.clone(), ids.clone());
+        async move {
+            let mut started = 0;
+            for id in &ids {
+                started += executions(&mut con, &q, id).await;
+            }
+            started == 2
+        }
+    })
+    .await;
 
     // The grace (25 s) is long enough for the next two to run after the
     // first two; only the two running ones may.
@@ -99,6 +120,10 @@ async fn a_stop_puts_prefetched_jobs_back_without_running_them() {
         }
     }
     assert_eq!(ran.len(), 2, "only the running jobs finished: {ran:?}");
+    for id in &ids {
+        let runs = executions(&mut con, &q, id).await;
+        assert_eq!(runs, u64::from(ran.contains(id)), "{id} ran {runs} time(s)");
+    }
     let mut back = pending_ids(&mut con, &q).await;
     back.sort();
     let mut expected: Vec<String> = ids.iter().filter(|i| !ran.contains(i)).cloned().collect();
