@@ -80,14 +80,7 @@ async fn a_stop_puts_prefetched_jobs_back_without_running_them() {
     let mut con = raw(&url).await;
     let mut w = spawn_worker_process(&url, &q, 2, &[("TOOLQ_PREFETCH", "4")]);
     let id = worker_id_of(&mut con, &q, w.pid(), Duration::from_secs(10)).await;
-    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
-    let payloads: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            json!({"tool": "count", "id": id, "args": {"key": count_key(&q, id), "ms": 4000}})
-                .to_string()
-        })
-        .collect();
+    let (ids, payloads) = count_jobs(&q, "s", 6, 4000);
     lpush(&mut con, &q, &payloads).await;
     wait_held(&mut con, &q, &id, 6).await;
     // Held is not started: the stop comes once two jobs run (each counts
@@ -196,6 +189,20 @@ async fn a_prefetched_job_cancelled_by_an_operator_is_settled_without_waiting_fo
     w.signal(libc::SIGTERM);
 }
 
+/// `n` `count` jobs of `ms` each, ids `{prefix}0`…: each records its
+/// starts under [`count_key`].
+fn count_jobs(q: &str, prefix: &str, n: usize, ms: u64) -> (Vec<String>, Vec<String>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let payloads = ids
+        .iter()
+        .map(|id| {
+            json!({"tool": "count", "id": id, "args": {"key": count_key(q, id), "ms": ms}})
+                .to_string()
+        })
+        .collect();
+    (ids, payloads)
+}
+
 fn count_key(q: &str, id: &str) -> String {
     format!("prefetch:{q}:count:{id}")
 }
@@ -225,14 +232,7 @@ async fn a_worker_woken_after_being_declared_dead_starts_none_of_its_prefetched_
     env.push(("TOOLQ_PREFETCH", "2"));
     let a = spawn_worker_process(&url, &q, 1, &env);
     let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
-    let ids: Vec<String> = (0..3).map(|i| format!("p{i}")).collect();
-    let payloads: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            json!({"tool": "count", "id": id, "args": {"key": count_key(&q, id), "ms": 1500}})
-                .to_string()
-        })
-        .collect();
+    let (ids, payloads) = count_jobs(&q, "p", 3, 1500);
     lpush(&mut con, &q, &payloads).await;
     wait_held(&mut con, &q, &a_id, 3).await;
     eventually(WAIT, "p0 started on A", || {

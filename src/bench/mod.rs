@@ -272,9 +272,7 @@ async fn scripts_only_runs(
     runs: usize,
     server: &Option<RedisServer>,
 ) -> Result<Vec<scripts_only::ScriptsRun>, BenchError> {
-    let mut out = Vec::with_capacity(runs);
-    for i in 0..runs {
-        flush_if_ours(producer, server).await?;
+    repeat(producer, server, runs, |i| async move {
         let keys = QueueKeys::new(&format!(
             "bench-scripts-{}",
             &uuid::Uuid::now_v7().simple().to_string()[20..]
@@ -286,7 +284,27 @@ async fn scripts_only_runs(
             r.jobs_per_s,
             r.redis_cores
         );
-        out.push(r);
+        Ok(r)
+    })
+    .await
+}
+
+/// Runs `one` `runs` times, each on an emptied server when it is the
+/// bench's own, and empties it after the last.
+async fn repeat<T, F, Fut>(
+    producer: &Producer,
+    server: &Option<RedisServer>,
+    runs: usize,
+    mut one: F,
+) -> Result<Vec<T>, BenchError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BenchError>>,
+{
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs {
+        flush_if_ours(producer, server).await?;
+        out.push(one(i).await?);
     }
     flush_if_ours(producer, server).await?;
     Ok(out)
@@ -316,9 +334,7 @@ async fn drain_runs(
     runs: usize,
     server: &Option<RedisServer>,
 ) -> Result<Vec<drain::DrainRun>, BenchError> {
-    let mut out = Vec::with_capacity(runs);
-    for i in 0..runs {
-        flush_if_ours(producer, server).await?;
+    repeat(producer, server, runs, |i| async move {
         let r = drain::run(exe, producer, url, redis_pid, shape).await?;
         eprintln!(
             "  run {} ({} worker(s), result_ttl_s {:?}): drain {:.0} jobs/s, enqueue {:.0} jobs/s",
@@ -328,10 +344,9 @@ async fn drain_runs(
             r.drain_per_s,
             r.enqueue_per_s
         );
-        out.push(r);
-    }
-    flush_if_ours(producer, server).await?;
-    Ok(out)
+        Ok(r)
+    })
+    .await
 }
 
 fn list(runs: &[drain::DrainRun], f: fn(&drain::DrainRun) -> f64) -> String {

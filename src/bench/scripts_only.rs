@@ -49,7 +49,6 @@ pub async fn run(
     redis_pid: Option<u32>,
     jobs: usize,
 ) -> Result<ScriptsRun, BenchError> {
-    let keys = keys.clone();
     let batch: Vec<Job> = (0..jobs)
         .map(|i| Job::new("echo", json!({ "i": i })))
         .collect();
@@ -62,7 +61,7 @@ pub async fn run(
         .await?;
     let worker = format!("bench-scripts-{}", std::process::id());
     // Registered as a worker registers: a fetch by anyone else is refused.
-    producer.broker().heartbeat(&keys, &worker, true).await?;
+    producer.broker().heartbeat(keys, &worker, true).await?;
     let now = crate::job::now_ms();
     let next_batch = AtomicU64::new(1);
     let limits = FetchLimits {
@@ -78,7 +77,7 @@ pub async fn run(
             let b = next_batch.fetch_add(1, Ordering::Relaxed);
             let payloads = producer
                 .broker()
-                .fetch(&keys, &worker, BATCH, b, limits)
+                .fetch(keys, &worker, BATCH, b, limits)
                 .await?;
             if payloads.is_empty() {
                 return Ok::<(), BenchError>(());
@@ -88,7 +87,7 @@ pub async fn run(
                 .enumerate()
                 .map(|(i, p)| ack_item(&worker, b, i, p, now))
                 .collect();
-            producer.broker().ack(&keys, &worker, &items).await?;
+            producer.broker().ack(keys, &worker, &items).await?;
         }
     };
     try_join_all((0..IN_FLIGHT).map(|_| lane())).await?;
