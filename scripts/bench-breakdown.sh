@@ -4,8 +4,9 @@
 # jobs from a throw-away redis-server, and this prints jobs/s, the worker's and
 # Redis's CPU µs per job, jobs held in flight (sampled), Redis commands and
 # their µs per job (INFO commandstats), the Redis memory of one stored result
-# (MEMORY USAGE), the worker's peak RSS and what it is made of, and the same
-# server's `SET key value EX 60 -P 16` ceiling for the ratio.
+# (MEMORY USAGE), how busy the whole host's cores were (/proc/stat), the
+# worker's peak RSS and what it is made of, and the same server's
+# `SET key value EX 60 -P 16` ceiling for the ratio.
 #
 # usage: scripts/bench-breakdown.sh [BIN] [JOBS] [WORKERS] [RESULT_TTL_S]
 #   BIN default target/release/toolq, JOBS 300000, WORKERS 1 (processes),
@@ -49,7 +50,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wcpu() { local s=0; for p in "${PIDS[@]}"; do s=$((s + $(cpu "$p"))); done; echo $s; }
 $R config resetstat >/dev/null
 mem0=$($R info memory | awk -F: '/^used_memory:/{print $2+0}')
-w0=$(wcpu); r0=$(cpu "$RPID"); t0=$(date +%s.%N)
+w0=$(wcpu); r0=$(cpu "$RPID"); h0=$(head -1 /proc/stat); t0=$(date +%s.%N)
 $R rename 'toolq:{default}:staging' 'toolq:{default}:pending' >/dev/null
 samples=()
 while :; do
@@ -62,12 +63,12 @@ while :; do
   samples+=("$held")
   sleep 0.05
 done
-t1=$(date +%s.%N); w1=$(wcpu); r1=$(cpu "$RPID")
+t1=$(date +%s.%N); w1=$(wcpu); r1=$(cpu "$RPID"); h1=$(head -1 /proc/stat)
 hz=$(getconf CLK_TCK)
 stats=$($R info commandstats)
 mem1=$($R info memory | awk -F: '/^used_memory:/{print $2+0}')
 key=$($R --scan --pattern 'toolq:{default}:result:*' | head -1 || true)
-python3 - "$N" "$t0" "$t1" "$w0" "$w1" "$r0" "$r1" "$hz" "$mem0" "$mem1" "$W" "${samples[*]:-0}" <<PY
+python3 - "$N" "$t0" "$t1" "$w0" "$w1" "$r0" "$r1" "$hz" "$mem0" "$mem1" "$W" "${samples[*]:-0}" "$h0" "$h1" <<PY
 import sys, statistics
 n, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 w0, w1, r0, r1, hz = map(float, sys.argv[4:9])
@@ -76,6 +77,14 @@ held = [int(x) for x in sys.argv[12].split()] or [0]
 el = t1 - t0
 print(f"drain {n/el:,.0f} jobs/s ({n} jobs, {workers} worker(s), {el:.2f} s)")
 print(f"cpu   worker {(w1-w0)/hz/el:.2f} cores = {(w1-w0)/hz/n*1e6:.2f} us/job; redis {(r1-r0)/hz/el:.2f} cores = {(r1-r0)/hz/n*1e6:.2f} us/job")
+# The whole host over the drain (/proc/stat): on a small machine shared with
+# Redis, whether the cores themselves are what is spent; softirq is mostly
+# loopback TCP, which neither process's own CPU time counts.
+h0, h1 = ([int(x) for x in a.split()[1:9]] for a in sys.argv[13:15])
+d = [b - a for a, b in zip(h0, h1)]
+cores = sum(d) / hz / el
+busy = dict(zip(['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'], (x / hz / el for x in d)))
+print(f"host  {cores:.1f} cores: user {busy['user'] + busy['nice']:.2f}, system {busy['system']:.2f}, softirq {busy['softirq'] + busy['irq']:.2f}, steal {busy['steal']:.2f}, idle {busy['idle'] + busy['iowait']:.2f}")
 print(f"held  jobs in the active hashes (sampled {len(held)}x): median {statistics.median(held):.0f}, max {max(held)}")
 print(f"mem   used_memory growth {(mem1-mem0)/n:.0f} bytes/job")
 stats = """$stats"""
