@@ -3,7 +3,8 @@
 //! stop puts the prefetched jobs back without running them, an operator's
 //! cancel settles a prefetched job at once, and a killed worker's
 //! prefetched jobs are recovered like its running ones, while one paused
-//! past its heartbeat timeout starts none of them on waking.
+//! past its heartbeat timeout starts none of them on waking. A prefetch
+//! beside a tool that must not run twice is warned of at start-up.
 
 mod common;
 
@@ -292,4 +293,54 @@ async fn prefetched_jobs_start_in_the_order_they_were_fetched() {
     by_start.sort();
     assert_eq!(by_start, starts, "started in fetch order");
     w.signal(libc::SIGTERM);
+}
+
+/// A prefetching worker that serves a tool that must not run twice warns at
+/// start-up, naming the tool: if it dies, that tool's prefetched jobs that
+/// never started are buried as `interrupted` too. Without a prefetch it
+/// says nothing. The tool is the MCP fixture's, its server configured with
+/// `redeliver = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_beside_a_tool_that_must_not_run_twice_is_warned_of_at_start_up() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("prefetch-warn");
+    let mut con = raw(&url).await;
+    // The worker process runs in this directory (spawn_worker_on) and reads
+    // config/toolq.toml there, as any worker does.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(&q)
+        .join("config");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    let python = fixtures_dir().join("venv/bin/python");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_server.py");
+    let toml = format!(
+        "[mcp.servers.fx]\ncommand = [{:?}, {:?}]\nredeliver = false\n",
+        python.display().to_string(),
+        script.display().to_string()
+    );
+    std::fs::write(dir.join("toolq.toml"), toml).expect("config file");
+    let warning = "these tools' jobs are then buried as `interrupted` instead of run again";
+    for prefetch in ["0", "2"] {
+        let mut w = spawn_worker_process(&url, &q, 2, &[("TOOLQ_PREFETCH", prefetch)]);
+        // Registered only after the start-up checks have logged.
+        worker_id_of(&mut con, &q, w.pid(), WAIT).await;
+        let lines: Vec<String> = w
+            .log_text()
+            .lines()
+            .filter(|l| l.contains(warning))
+            .map(str::to_owned)
+            .collect();
+        match prefetch {
+            "0" => assert!(lines.is_empty(), "no prefetch, no warning: {lines:?}"),
+            _ => {
+                assert_eq!(lines.len(), 1, "one warning: {}", w.log_text());
+                assert!(lines[0].contains("fx.add"), "names the tool: {}", lines[0]);
+            }
+        }
+        w.signal(libc::SIGTERM);
+        assert!(w.wait_exit(WAIT).is_some(), "the worker stops");
+    }
 }
