@@ -306,12 +306,8 @@ async fn a_prefetch_beside_a_tool_that_must_not_run_twice_is_warned_of_at_start_
     let url = server.url();
     let q = queue_name("prefetch-warn");
     let mut con = raw(&url).await;
-    // The worker process runs in this directory (spawn_worker_on) and reads
-    // config/toolq.toml there, as any worker does.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("faults")
-        .join(&q)
-        .join("config");
+    // Read by the worker as any worker reads its config/toolq.toml.
+    let dir = worker_dir(&q).join("config");
     std::fs::create_dir_all(&dir).expect("config dir");
     let python = fixtures_dir().join("venv/bin/python");
     let script =

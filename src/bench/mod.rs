@@ -148,21 +148,18 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             .join(", ")
     );
     // Redis's cores are known only when the server is the bench's own.
-    let full_core = match alone / redis {
-        r if r.is_finite() => format!("; at one full core of Redis: {r:.0} jobs/s"),
-        _ => String::new(),
-    };
+    let full_core = Some(alone / redis).filter(|r| r.is_finite());
     println!(
-        "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians){full_core}",
+        "         CPU redis-server {redis:.2} cores = {:.1} µs/job, the loop driving it {:.2} cores (medians){}",
         scripts_us,
         median(scripts.iter().map(|r| r.driver_cores)),
+        full_core.map_or(String::new(), |r| format!(
+            "; at one full core of Redis: {r:.0} jobs/s"
+        )),
     );
     rows.push(("scripts alone, no worker".to_owned(), alone));
-    if (alone / redis).is_finite() {
-        rows.push((
-            "scripts alone at one full core of Redis".to_owned(),
-            alone / redis,
-        ));
+    if let Some(r) = full_core {
+        rows.push(("scripts alone at one full core of Redis".to_owned(), r));
     }
     println!(
         "enqueue  {:>10.0} jobs/s   runs: {}",

@@ -102,6 +102,14 @@ pub fn spawn_worker_process(
     spawn_worker_on(url, &[queue], concurrency, extra_env)
 }
 
+/// Where a worker process spawned for `queue` runs and logs: its working
+/// directory, so a test can put a `config/toolq.toml` there for it to read.
+pub fn worker_dir(queue: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(queue)
+}
+
 /// [`spawn_worker_process`] serving several queues (logs under the first).
 pub fn spawn_worker_on(
     url: &str,
@@ -109,9 +117,7 @@ pub fn spawn_worker_on(
     concurrency: usize,
     extra_env: &[(&str, &str)],
 ) -> WorkerProcess {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("faults")
-        .join(queues[0]);
+    let dir = worker_dir(queues[0]);
     std::fs::create_dir_all(&dir).expect("log dir");
     let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     let log = dir.join(format!("worker-{n}.log"));
