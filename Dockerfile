@@ -6,7 +6,10 @@
 # the binary and config/ into a slim Debian image that runs as a non-root user.
 
 # ---- build --------------------------------------------------------------------
-FROM rust:1-slim-bookworm AS builder
+# The rustc is pinned because link/hot-text.txt (build.rs) lists the functions
+# a worker runs under the names this rustc gives them: another would build a
+# binary that works the same and keeps more of its code resident.
+FROM rust:1.95.0-slim-bookworm AS builder
 WORKDIR /src
 # .dockerignore keeps target/, .git and ops/ out of the context.
 COPY . .

@@ -29,6 +29,10 @@ Checks (each prints what it looked at and exits non-zero on a finding):
   dockerfile        the final stage runs as a non-root USER, with a HEALTHCHECK
   acl               ops/redis/users.acl: default user off, placeholder
                     passwords only, no key or command wildcards
+  hot-text          link/hot-text.txt (the functions build.rs has the linker
+                    lay out first) was recorded for this Cargo.lock and for
+                    the rustc the Dockerfile builds with, and lists only
+                    symbol names, each once
 
 Needs PyYAML. Paths are relative to the repository root.
 """
@@ -50,6 +54,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 ACL = ROOT / "ops/redis/users.acl"
+HOT_TEXT = ROOT / "link/hot-text.txt"
+CARGO_LOCK = ROOT / "Cargo.lock"
 CONFIG_RS = ROOT / "src/config/mod.rs"
 WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
 SERVE_CONFIG_RS = ROOT / "src/config/serve.rs"
@@ -530,6 +536,49 @@ def check_dockerfile(f: Findings) -> None:
             f.fail(f"final stage has no {want}")
 
 
+# ---- link/hot-text.txt -------------------------------------------------------------
+
+def fnv1a(data: bytes) -> int:
+    """64-bit FNV-1a, as build.rs and scripts/hot-text.sh compute it."""
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def check_hot_text(f: Findings) -> None:
+    """A list recorded for other dependencies orders few functions of the
+    release build, and the worker's memory grows back without any error:
+    this makes a Cargo.lock change without a new recording fail here."""
+    lines = HOT_TEXT.read_text().splitlines()
+    header = {k.strip(): v.strip() for k, _, v in
+              (l[1:].partition(":") for l in lines if l.startswith("#")) if v}
+    names = [l for l in lines if l and not l.startswith("#")]
+    lock = f"{fnv1a(CARGO_LOCK.read_bytes()):016x}"
+    if header.get("Cargo.lock fnv1a") != lock:
+        f.fail(f"{HOT_TEXT.name} was recorded for another Cargo.lock "
+               f"({header.get('Cargo.lock fnv1a')} against {lock}): "
+               "run bash scripts/hot-text.sh")
+    else:
+        f.note(f"{HOT_TEXT.name} recorded for this Cargo.lock ({lock})")
+    rustc = re.match(r"rustc (\d+\.\d+\.\d+) ", header.get("rustc", ""))
+    builder = [a for w, a in dockerfile_instructions() if w == "FROM" and a.startswith("rust:")]
+    want = f"rust:{rustc.group(1)}-" if rustc else None
+    if not rustc or not builder or not builder[0].startswith(want):
+        f.fail(f"the Dockerfile builds with {builder[:1]}, {HOT_TEXT.name} was "
+               f"recorded with {header.get('rustc')!r}: the names would not match")
+    else:
+        f.note(f"Dockerfile builds with {builder[0].split()[0]}, as recorded")
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z_.$][0-9A-Za-z_$.@]*", n)]
+    if bad:
+        f.fail(f"not a symbol name: {bad[:3]}")
+    if len(set(names)) != len(names):
+        f.fail(f"{len(names) - len(set(names))} names listed twice")
+    if len(names) < 500:
+        f.fail(f"only {len(names)} names: the recording did not run a worker")
+    f.note(f"{len(names)} functions listed")
+
+
 # ---- Redis ACL ------------------------------------------------------------------
 
 FORBIDDEN_RULES = {"allkeys", "~*", "%R~*", "%W~*", "%RW~*", "allcommands", "+@all",
@@ -615,6 +664,7 @@ CHECKS = {
     "config": check_config,
     "dockerfile": check_dockerfile,
     "acl": check_acl,
+    "hot-text": check_hot_text,
 }
 
 
