@@ -38,6 +38,7 @@ Needs PyYAML. Paths are relative to the repository root.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -538,14 +539,6 @@ def check_dockerfile(f: Findings) -> None:
 
 # ---- link/hot-text.txt -------------------------------------------------------------
 
-def fnv1a(data: bytes) -> int:
-    """64-bit FNV-1a, as build.rs and scripts/hot-text.sh compute it."""
-    h = 0xcbf29ce484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
 def check_hot_text(f: Findings) -> None:
     """A list recorded for other dependencies orders few functions of the
     release build, and the worker's memory grows back without any error:
@@ -554,10 +547,10 @@ def check_hot_text(f: Findings) -> None:
     header = {k.strip(): v.strip() for k, _, v in
               (l[1:].partition(":") for l in lines if l.startswith("#")) if v}
     names = [l for l in lines if l and not l.startswith("#")]
-    lock = f"{fnv1a(CARGO_LOCK.read_bytes()):016x}"
-    if header.get("Cargo.lock fnv1a") != lock:
+    lock = hashlib.sha256(CARGO_LOCK.read_bytes()).hexdigest()
+    if header.get("Cargo.lock sha256") != lock:
         f.fail(f"{HOT_TEXT.name} was recorded for another Cargo.lock "
-               f"({header.get('Cargo.lock fnv1a')} against {lock}): "
+               f"({header.get('Cargo.lock sha256')} against {lock}): "
                "run bash scripts/hot-text.sh")
     else:
         f.note(f"{HOT_TEXT.name} recorded for this Cargo.lock ({lock})")

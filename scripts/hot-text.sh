@@ -15,7 +15,7 @@
 #
 # Symbol names carry a hash of the rustc version and of the dependencies, so
 # record the list again after a toolchain or Cargo.lock change (a release
-# build warns when they differ from the ones recorded here).
+# build warns of another rustc, ops/check.sh fails on another Cargo.lock).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v valgrind >/dev/null || { echo 'needs valgrind (apt-get install -y valgrind)' >&2; exit 2; }
@@ -71,12 +71,17 @@ VP=$!
 for _ in $(seq 1 240); do $R exists 'toolq:{default}:workers' | grep -q 1 && break; sleep 0.5; done
 for path in healthz readyz health metrics; do curl -s "http://127.0.0.1:$MPORT/$path" >/dev/null || true; done
 $R rename 'toolq:{default}:staging' 'toolq:{default}:pending' >/dev/null
-until [[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]]; do sleep 0.5; done
+for _ in $(seq 1 1200); do
+    [[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] && break
+    sleep 0.5
+done
+[[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] \
+    || { echo "the worker did not finish the jobs in 10 minutes; its log: $D/w.log" >&2; cat "$D/w.log" >&2; exit 1; }
 curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null
 kill -TERM "$VP"; wait "$VP" || true
 
 python3 - "$D/cg.out" "$BIN" "$OUT" "$(rustc -V)" <<'PY'
-import re, subprocess, sys
+import hashlib, re, subprocess, sys
 src, binpath, out, rustc = sys.argv[1:5]
 # Self cost (instructions) of each function in the toolq binary. Cost lines
 # follow fn=; the line after calls= is a call's inclusive cost, not self.
@@ -110,15 +115,13 @@ for line in open(src, errors='replace'):
 nm = subprocess.run(['nm', '--defined-only', binpath], capture_output=True, text=True, check=True).stdout
 text = {l.split()[2] for l in nm.splitlines() if len(l.split()) == 3 and l.split()[1] in 'tTwW'}
 order = sorted((f for f in cost if f in text), key=lambda f: -cost[f])
-lock = 0xcbf29ce484222325
-for b in open('Cargo.lock', 'rb').read():
-    lock = ((lock ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
 with open(out, 'w') as f:
     f.write('# Functions a toolq worker runs, hottest first: build.rs has the linker\n')
     f.write('# put them together (lld --symbol-ordering-file). Recorded by\n')
     f.write('# scripts/hot-text.sh; record it again when a release build warns.\n')
     f.write('# rustc: %s\n' % rustc)
-    f.write('# Cargo.lock fnv1a: %016x\n' % lock)
+    f.write('# Cargo.lock sha256: %s\n' % lock)
     f.write('\n'.join(order) + '\n')
 print('%d functions listed in %s' % (len(order), out))
 PY
