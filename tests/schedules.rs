@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use common::fault_process::*;
 use common::process::{cli, cli_ok};
 use common::*;
@@ -740,10 +739,12 @@ impl Drop for FakeTimeRedis {
     }
 }
 
-fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> i64 {
+    jiff::civil::datetime(y, mo, d, h, mi, s, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
         .unwrap()
         .timestamp()
+        .as_second()
 }
 
 async fn connect_when_up(url: &str) -> Con {

@@ -1,8 +1,9 @@
 //! `toolq schedule add|list|show|pause|resume|remove`: periodic jobs, stored
 //! in Redis and ticked by the workers that serve their queue.
 
-use chrono::{TimeZone, Utc};
-use chrono_tz::Tz;
+use jiff::fmt::strtime;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::config::Config;
@@ -217,16 +218,11 @@ fn when(tick: Option<i64>, tz: &str) -> String {
     let Some(t) = tick else {
         return "-".into();
     };
-    let Some(utc) = Utc.timestamp_opt(t, 0).single() else {
+    let Ok(ts) = Timestamp::from_second(t) else {
         return t.to_string();
     };
-    match tz.parse::<Tz>() {
-        Ok(z) => utc
-            .with_timezone(&z)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string(),
-        Err(_) => utc.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    }
+    let zoned = ts.to_zoned(TimeZone::get(tz).unwrap_or(TimeZone::UTC));
+    strtime::format("%Y-%m-%d %H:%M:%S %Z", &zoned).unwrap_or_else(|_| t.to_string())
 }
 
 fn print_list(views: &[View]) {

@@ -7,10 +7,10 @@
 //! wildcard or step in those fields) run on every real instant that
 //! matches, the repeated hour's included.
 
-use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
 
 use super::{Result, ScheduleError};
 
@@ -19,7 +19,7 @@ use super::{Result, ScheduleError};
 pub struct Timetable {
     name: String,
     cron: Cron,
-    tz: Tz,
+    tz: TimeZone,
 }
 
 impl Timetable {
@@ -36,7 +36,7 @@ impl Timetable {
                 cron: cron.into(),
                 reason: e.to_string(),
             })?;
-        let tz: Tz = tz.parse().map_err(|_| ScheduleError::TimeZone {
+        let tz = TimeZone::get(tz).map_err(|_| ScheduleError::TimeZone {
             name: name.into(),
             tz: tz.into(),
         })?;
@@ -57,16 +57,12 @@ impl Timetable {
         Ok(table)
     }
 
-    pub fn tz(&self) -> Tz {
-        self.tz
-    }
-
     /// The first tick strictly after `t`.
     pub fn next_after(&self, t: i64) -> Result<i64> {
         let at = self.at(t)?;
         self.cron
             .find_next_occurrence(&at, false)
-            .map(|d| d.timestamp())
+            .map(|z| z.timestamp().as_second())
             .map_err(|e| self.no_tick(t, e))
     }
 
@@ -76,13 +72,13 @@ impl Timetable {
         self.cron
             .find_previous_occurrence(&at, true)
             .ok()
-            .map(|d| d.timestamp())
+            .map(|z| z.timestamp().as_second())
     }
 
-    fn at(&self, t: i64) -> Result<DateTime<Tz>> {
-        match Utc.timestamp_opt(t, 0).single() {
-            Some(d) => Ok(d.with_timezone(&self.tz)),
-            None => Err(ScheduleError::Invalid {
+    fn at(&self, t: i64) -> Result<Zoned> {
+        match Timestamp::from_second(t) {
+            Ok(ts) => Ok(ts.to_zoned(self.tz.clone())),
+            Err(_) => Err(ScheduleError::Invalid {
                 name: self.name.clone(),
                 message: format!("time {t} is out of range"),
             }),
@@ -102,10 +98,12 @@ mod tests {
     use super::*;
 
     /// Unix seconds of a UTC date and time.
-    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+    fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> i64 {
+        jiff::civil::datetime(y, mo, d, h, mi, s, 0)
+            .to_zoned(TimeZone::UTC)
             .unwrap()
             .timestamp()
+            .as_second()
     }
 
     fn ticks(t: &Timetable, from: i64, n: usize) -> Vec<i64> {
