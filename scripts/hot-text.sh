@@ -9,7 +9,7 @@
 # Starts a throw-away redis-server, stages JOBS echo jobs and a few of every
 # other outcome (calculator results, a retry that then succeeds, a permanent
 # failure, an unknown tool, malformed JSON), runs `toolq worker` under
-# callgrind from its start (configuration, connections, side port) through
+# callgrind from its start (configuration file, connections, side port) through
 # the drain, two scrapes of the side port, to its graceful stop, and lists
 # every function of the binary that ran, by instructions spent in it.
 #
@@ -63,6 +63,9 @@ PY
 )
 $R --pipe <"$D/jobs.resp" >/dev/null
 
+# The worker starts as the container image runs it, beside config/toolq.toml,
+# so the code that reads the file is laid out with the rest.
+mkdir -p "$D/config" && cp config/toolq.toml "$D/config/"
 export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 \
     TOOLQ_BACKOFF_BASE_MS=100
 (cd "$D" && exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg.out" \
