@@ -161,7 +161,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    one_malloc_arena();
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -180,23 +179,6 @@ fn main() -> ExitCode {
     // Do not wait for stray blocking tasks (e.g. a tool stuck in a syscall).
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
-}
-
-/// glibc gives each thread that allocates an arena of its own, and a worker's
-/// few threads (two tokio workers, a blocking pool) each kept one holding
-/// freed blocks: 0.2-0.3 MB more resident after a drain than one shared arena,
-/// at the same drain rate (each thread's tcache serves the small, frequent
-/// allocations without the arena's lock). `MALLOC_ARENA_MAX` still decides
-/// when set, for hosts that run many more threads.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a glibc tunable; called before any other
-        // thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-    }
 }
 
 async fn run(args: Args) -> Result<Exit, CliError> {
