@@ -325,3 +325,23 @@ fn print_one(v: &View) {
     );
     println!("last outcome: {}", v.last_outcome.as_deref().unwrap_or("-"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::when;
+
+    #[test]
+    fn ticks_print_in_the_schedule_zone_with_its_abbreviation() {
+        // 2027-03-28 01:00 UTC: Berlin's first instant of summer time.
+        let t = 1_806_195_600;
+        assert_eq!(when(Some(t), "Europe/Berlin"), "2027-03-28 03:00:00 CEST");
+        assert_eq!(
+            when(Some(t - 1), "Europe/Berlin"),
+            "2027-03-28 01:59:59 CET"
+        );
+        assert_eq!(when(Some(t), "America/New_York"), "2027-03-27 21:00:00 EDT");
+        // A zone no longer known prints UTC rather than nothing.
+        assert_eq!(when(Some(t), "Europe/Nowhere"), "2027-03-28 01:00:00 UTC");
+        assert_eq!(when(None, "UTC"), "-");
+    }
+}
