@@ -13,6 +13,8 @@ use toolq::cli::{self, CliError, Exit};
 use toolq::config::{Config, LogFormat, Overrides};
 use toolq::worker::Shutdown;
 
+mod math_symbols;
+
 #[derive(Parser)]
 #[command(
     name = "toolq",

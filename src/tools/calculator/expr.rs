@@ -94,7 +94,7 @@ impl BinOp {
             BinOp::Div => a / b,
             BinOp::Rem if b == 0.0 => return Err(math("modulo by zero")),
             BinOp::Rem => a % b,
-            BinOp::Pow => a.powf(b),
+            BinOp::Pow => libm::pow(a, b),
         };
         finite(value, || {
             format!("{} {} {}", show(a), self.symbol(), show(b))
@@ -194,12 +194,12 @@ impl Func {
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
             Func::Round => x.round(),
-            Func::Ln => x.ln(),
-            Func::Log10 => x.log10(),
-            Func::Exp => x.exp(),
-            Func::Sin => x.sin(),
-            Func::Cos => x.cos(),
-            Func::Tan => x.tan(),
+            Func::Ln => libm::log(x),
+            Func::Log10 => libm::log10(x),
+            Func::Exp => libm::exp(x),
+            Func::Sin => libm::sin(x),
+            Func::Cos => libm::cos(x),
+            Func::Tan => libm::tan(x),
             Func::Min | Func::Max => x,
         }
     }
