@@ -8,7 +8,13 @@ use std::borrow::Cow;
 /// payload can neither forge lines nor drive the terminal; other text,
 /// non-ASCII included, is kept as it is.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    // Printable ASCII (every job id and tool name a worker logs) is told by
+    // its bytes, without decoding chars: a fold, not an early exit, so it
+    // runs many bytes at a time.
+    let printable_ascii = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b' '..=b'~').contains(&b));
+    if printable_ascii || !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -32,7 +38,13 @@ mod tests {
             escape_controls("plain ø"),
             Cow::Borrowed("plain ø")
         ));
+        assert!(matches!(
+            escape_controls("job-1 ~!"),
+            Cow::Borrowed("job-1 ~!")
+        ));
         assert_eq!(escape_controls("a\nINFO forged\r"), "a\\nINFO forged\\r");
+        // At both ends of printable ASCII: a tab, DEL.
+        assert_eq!(escape_controls("a\tb\u{7f}"), "a\\tb\\u{7f}");
         assert_eq!(
             escape_controls("\u{1b}[31mred\u{9b}"),
             "\\u{1b}[31mred\\u{9b}"
