@@ -11,7 +11,9 @@
 # failure, an unknown tool, malformed JSON), runs `toolq worker` under
 # callgrind from its start (configuration file, connections, side port) through
 # the drain, two scrapes of the side port, to its graceful stop, and lists
-# every function of the binary that ran, by instructions spent in it.
+# every function of the binary that ran, by instructions spent in it; then
+# the functions a second start, with flags instead of the environment, ran
+# besides.
 #
 # Symbol names carry a hash of the rustc version and of the dependencies, so
 # record the list again after a toolchain or Cargo.lock change (a release
@@ -83,41 +85,62 @@ done
 curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null
 kill -TERM "$VP"; wait "$VP" || true
 
-python3 - "$D/cg.out" "$BIN" "$OUT" "$(rustc -V)" <<'PY'
+# A second start, with the settings as flags (`toolq bench` starts its
+# workers so, as do many command lines): the code that parses them is
+# listed after everything above, so the layout of a worker configured by
+# its environment stays as it is.
+(cd "$D" && exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg-flags.out" \
+    "$BIN" worker --queue flags --concurrency 50 --http-addr "127.0.0.1:$MPORT" >"$D/w2.log" 2>&1) &
+VP=$!
+for _ in $(seq 1 240); do $R exists 'toolq:{flags}:workers' | grep -q 1 && break; sleep 0.5; done
+curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null || true
+kill -TERM "$VP"; wait "$VP" || true
+
+python3 - "$D/cg.out" "$BIN" "$OUT" "$(rustc -V)" "$D/cg-flags.out" <<'PY'
 import hashlib, re, subprocess, sys
-src, binpath, out, rustc = sys.argv[1:5]
-# Self cost (instructions) of each function in the toolq binary. Cost lines
-# follow fn=; the line after calls= is a call's inclusive cost, not self.
-names, objs, cost = {}, {}, {}
-ob = fn = None
-skip = False
-pat = re.compile(r'(c?ob|c?fn)=\((\d+)\)(?: (.*))?')
-for line in open(src, errors='replace'):
-    line = line.rstrip('\n')
-    m = pat.match(line)
-    if m:
-        kind, i, name = m.groups()
-        table = objs if kind.endswith('ob') else names
-        if name:
-            table[i] = name
-        if kind == 'ob':
-            ob = objs[i]
-        elif kind == 'fn':
-            fn = names[i] if ob == binpath else None
-        continue
-    if line.startswith('calls='):
-        skip = True
-    elif line[:1].isdigit() or line[:1] in '+-*':
-        if not skip and fn:
-            parts = line.split()
-            if len(parts) > 1:
-                # callgrind marks recursion levels as name'2
-                f = re.sub(r"'\d+$", '', fn)
-                cost[f] = cost.get(f, 0) + int(parts[1])
-        skip = False
+src, binpath, out, rustc, flags_src = sys.argv[1:6]
+
+
+def self_costs(src):
+    """Self cost (instructions) of each function in the toolq binary. Cost
+    lines follow fn=; the line after calls= is a call's inclusive cost."""
+    names, objs, cost = {}, {}, {}
+    ob = fn = None
+    skip = False
+    pat = re.compile(r'(c?ob|c?fn)=\((\d+)\)(?: (.*))?')
+    for line in open(src, errors='replace'):
+        line = line.rstrip('\n')
+        m = pat.match(line)
+        if m:
+            kind, i, name = m.groups()
+            table = objs if kind.endswith('ob') else names
+            if name:
+                table[i] = name
+            if kind == 'ob':
+                ob = objs[i]
+            elif kind == 'fn':
+                fn = names[i] if ob == binpath else None
+            continue
+        if line.startswith('calls='):
+            skip = True
+        elif line[:1].isdigit() or line[:1] in '+-*':
+            if not skip and fn:
+                parts = line.split()
+                if len(parts) > 1:
+                    # callgrind marks recursion levels as name'2
+                    f = re.sub(r"'\d+$", '', fn)
+                    cost[f] = cost.get(f, 0) + int(parts[1])
+            skip = False
+    return cost
+
+
 nm = subprocess.run(['nm', '--defined-only', binpath], capture_output=True, text=True, check=True).stdout
 text = {l.split()[2] for l in nm.splitlines() if len(l.split()) == 3 and l.split()[1] in 'tTwW'}
+cost = self_costs(src)
 order = sorted((f for f in cost if f in text), key=lambda f: -cost[f])
+listed = set(order)
+flags = self_costs(flags_src)
+order += sorted((f for f in flags if f in text and f not in listed), key=lambda f: -flags[f])
 lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
 with open(out, 'w') as f:
     f.write('# Functions a toolq worker runs, hottest first: build.rs has the linker\n')
@@ -126,5 +149,5 @@ with open(out, 'w') as f:
     f.write('# rustc: %s\n' % rustc)
     f.write('# Cargo.lock sha256: %s\n' % lock)
     f.write('\n'.join(order) + '\n')
-print('%d functions listed in %s' % (len(order), out))
+print('%d functions listed in %s (%d of them run only to read flags)' % (len(order), out, len(order) - len(listed)))
 PY
