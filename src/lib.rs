@@ -25,7 +25,8 @@
 //! - [`spec`]: small values config and the modules share (queue specs, the
 //!   side port's address, masked Redis URLs, loopback addresses, text made
 //!   safe for a terminal); a leaf.
-//! - [`cli`]: the subcommands behind `src/main.rs`.
+//! - [`cli`]: the subcommands behind `src/main.rs` (which also defines the
+//!   C math functions, `src/math_symbols.rs`, so the binary needs no libm).
 //! - [`bench`]: `toolq bench`, the throughput and latency benchmark.
 //! - `fuzz` (feature `test-tools` only): property fuzz targets for the
 //!   parsers of outside data and their driver (`tests/fuzz.rs`,
