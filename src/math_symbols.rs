@@ -3,7 +3,7 @@
 //! the pure-Rust `libm` crate. With every one of them defined, the linker
 //! leaves glibc's `libm.so.6` out of the binary: loading it (its symbol
 //! tables searched for every import, its code faulted in 64 KB at a time)
-//! kept 520–610 kB resident in every worker for nine small functions.
+//! kept 512–608 kB resident in every worker for nine small functions.
 //!
 //! A function the binary starts calling later and that is missing here
 //! brings `libm.so.6` back without any error: `tests/binary.rs` fails then,
