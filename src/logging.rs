@@ -256,20 +256,23 @@ impl<'de> Deserialize<'de> for Pairs {
 mod tests {
     use super::*;
 
+    /// What `log` writes in the pretty format, without colours.
+    fn pretty(log: impl FnOnce()) -> String {
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(Capture)
+            .compact()
+            .fmt_fields(SafeFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        CAPTURED.with(|c| c.borrow().clone())
+    }
+
     #[test]
     fn values_cannot_forge_lines_or_reach_the_terminal() {
         let id = "x\n2026-01-01T00:00:00Z  INFO toolq: FORGED LINE";
         let tool = "\u{1b}[2Jcalc";
-        tracing::subscriber::with_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(Capture)
-                .compact()
-                .fmt_fields(SafeFields)
-                .finish(),
-            || tracing::info!(job_id = %id, tool, "burying {}", id),
-        );
-        let out = CAPTURED.with(|c| c.borrow().clone());
+        let out = pretty(|| tracing::info!(job_id = %id, tool, "burying {}", id));
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(!out.contains('\u{1b}'), "{out:?}");
         assert!(out.contains(r"job_id=x\n2026"), "{out}");
@@ -280,19 +283,10 @@ mod tests {
     fn fields_longer_than_the_gathering_buffer_come_out_whole() {
         let (a, b) = ("a".repeat(300), "b\n".repeat(100));
         let near = "c".repeat(GATHERED - "job_id=".len());
-        tracing::subscriber::with_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(Capture)
-                .compact()
-                .fmt_fields(SafeFields)
-                .finish(),
-            || {
-                tracing::info_span!("job", job_id = %near, attempt = 2)
-                    .in_scope(|| tracing::info!(a = %a, b = %b, n = 7, "hi"))
-            },
-        );
-        let out = CAPTURED.with(|c| c.borrow().clone());
+        let out = pretty(|| {
+            tracing::info_span!("job", job_id = %near, attempt = 2)
+                .in_scope(|| tracing::info!(a = %a, b = %b, n = 7, "hi"))
+        });
         assert_eq!(out.lines().count(), 1, "{out}");
         let b_escaped = "b\\n".repeat(100);
         assert!(out.contains(&format!(" job_id={near} attempt=2")), "{out}");

@@ -11,47 +11,24 @@
 //!
 //! Only the binary defines them: the library's own tests link glibc's.
 
-#[unsafe(no_mangle)]
-extern "C" fn exp(x: f64) -> f64 {
-    libm::exp(x)
+/// Defines each C function as a call of the `libm` function of its name.
+macro_rules! from_libm {
+    ($($name:ident($($arg:ident),+);)+) => {$(
+        #[unsafe(no_mangle)]
+        extern "C" fn $name($($arg: f64),+) -> f64 {
+            libm::$name($($arg),+)
+        }
+    )+};
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn log(x: f64) -> f64 {
-    libm::log(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn log1p(x: f64) -> f64 {
-    libm::log1p(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn log2(x: f64) -> f64 {
-    libm::log2(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn log10(x: f64) -> f64 {
-    libm::log10(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn pow(x: f64, y: f64) -> f64 {
-    libm::pow(x, y)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn sin(x: f64) -> f64 {
-    libm::sin(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn cos(x: f64) -> f64 {
-    libm::cos(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn tan(x: f64) -> f64 {
-    libm::tan(x)
+from_libm! {
+    exp(x);
+    log(x);
+    log1p(x);
+    log2(x);
+    log10(x);
+    pow(x, y);
+    sin(x);
+    cos(x);
+    tan(x);
 }
