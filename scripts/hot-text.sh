@@ -12,8 +12,15 @@
 # callgrind from its start (configuration file, connections, side port) through
 # the drain, two scrapes of the side port, to its graceful stop, and lists
 # every function of the binary that ran, by instructions spent in it; then
-# the functions a second start, with flags instead of the environment, ran
-# besides.
+# the functions a second start, with flags instead of the environment (and
+# a RUST_LOG filter), ran besides. Last, when `perf` is installed, the same
+# two runs natively, not under valgrind, with their page faults recorded:
+# callgrind runs neither the code picked for CPU features valgrind does not
+# emulate (the SHA extensions of sha2's digest) nor the slow paths of
+# contended locks (it runs one thread at a time), and each such function
+# left out of the list kept 128-256 KB of code resident (the kernel maps a
+# whole large folio of the page cache around a fault). The functions whose
+# code faulted and is not listed yet are appended.
 #
 # Symbol names carry a hash of the rustc version and of the dependencies, so
 # record the list again after a toolchain or Cargo.lock change (a release
@@ -39,8 +46,9 @@ until $R ping >/dev/null 2>&1; do sleep 0.1; done
 # Staged aside, released at once when the worker is up. Every 100th job is
 # one of the other outcomes; SUCCEED counts the jobs that end succeeded.
 SUCCEED=$(python3 - "$N" <<'PY' 3>&1 1>"$D/jobs.resp"
-import sys, uuid, os
+import sys, uuid, os, time
 n = int(sys.argv[1])
+now = int(time.time() * 1000)  # as producers stamp their jobs
 others = [
     '{"tool":"calculator","args":{"expression":"sqrt(16) + 2^10 - max(1, 7)"}%s}',
     '{"tool":"fail","args":{"times":1},"max_attempts":3%s}',
@@ -54,10 +62,10 @@ k = 'toolq:{default}:staging'
 for i in range(n):
     if i % 100 == 99:
         t = others[(i // 100) % len(others)]
-        p = t % (',"id":"%s"' % uuid.uuid4()) if '%s' in t else t
+        p = t % (',"id":"%s","enqueued_at":%d' % (uuid.uuid4(), now)) if '%s' in t else t
         ok += t.startswith('{"tool":"calculator","args":{"expression":"sqrt') or '"times":1' in t
     else:
-        p = '{"tool":"echo","args":{"n":%d},"id":"%s"}' % (i, uuid.uuid4())
+        p = '{"tool":"echo","args":{"n":%d},"id":"%s","enqueued_at":%d}' % (i, uuid.uuid4(), now)
         ok += 1
     sys.stdout.write('*3\r\n$5\r\nLPUSH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n' % (len(k), k, len(p.encode()), p))
 os.write(3, b'%d\n' % ok)
@@ -70,35 +78,62 @@ $R --pipe <"$D/jobs.resp" >/dev/null
 mkdir -p "$D/config" && cp config/toolq.toml "$D/config/"
 export TOOLQ_REDIS_URL=redis://127.0.0.1:$PORT TOOLQ_HTTP_ADDR=127.0.0.1:$MPORT TOOLQ_CONCURRENCY=50 \
     TOOLQ_BACKOFF_BASE_MS=100
-(cd "$D" && exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg.out" \
-    "$BIN" worker >"$D/w.log" 2>&1) &
-VP=$!
-for _ in $(seq 1 240); do $R exists 'toolq:{default}:workers' | grep -q 1 && break; sleep 0.5; done
-for path in healthz readyz health metrics; do curl -s "http://127.0.0.1:$MPORT/$path" >/dev/null || true; done
-$R rename 'toolq:{default}:staging' 'toolq:{default}:pending' >/dev/null
-for _ in $(seq 1 1200); do
-    [[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] && break
-    sleep 0.5
-done
-[[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] \
-    || { echo "the worker did not finish the jobs in 10 minutes; its log: $D/w.log" >&2; cat "$D/w.log" >&2; exit 1; }
-curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null
-kill -TERM "$VP"; wait "$VP" || true
+# The worker is RUNNER's child under perf, RUNNER itself under valgrind.
+stop_worker() { pkill -TERM -P "$VP" || kill -TERM "$VP"; wait "$VP" || true; }
+drain() { # RUNNER...: start, scrape, drain the staged jobs, scrape, stop
+    $R del 'toolq:{default}:workers' >/dev/null
+    (cd "$D" && exec "$@" "$BIN" worker >>"$D/w.log" 2>&1) &
+    VP=$!
+    for _ in $(seq 1 240); do $R exists 'toolq:{default}:workers' | grep -q 1 && break; sleep 0.5; done
+    for path in healthz readyz health metrics; do curl -s "http://127.0.0.1:$MPORT/$path" >/dev/null || true; done
+    $R rename 'toolq:{default}:staging' 'toolq:{default}:pending' >/dev/null
+    for _ in $(seq 1 1200); do
+        [[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] && break
+        sleep 0.5
+    done
+    [[ "$($R hget 'toolq:{default}:stats' succeeded)" == "$SUCCEED" ]] \
+        || { echo "the worker did not finish the jobs in 10 minutes; its log: $D/w.log" >&2; cat "$D/w.log" >&2; exit 1; }
+    curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null
+    stop_worker
+}
+drain valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg.out"
 
 # A second start, with the settings as flags (`toolq bench` starts its
 # workers so, as do many command lines): the code that parses them is
 # listed after everything above, so the layout of a worker configured by
 # its environment stays as it is.
-(cd "$D" && exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg-flags.out" \
-    "$BIN" worker --queue flags --concurrency 50 --http-addr "127.0.0.1:$MPORT" >"$D/w2.log" 2>&1) &
-VP=$!
-for _ in $(seq 1 240); do $R exists 'toolq:{flags}:workers' | grep -q 1 && break; sleep 0.5; done
-curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null || true
-kill -TERM "$VP"; wait "$VP" || true
+flags_start() { # RUNNER...: a start with flags and a RUST_LOG filter, scraped once, stopped
+    $R del 'toolq:{flags}:workers' >/dev/null
+    (cd "$D" && RUST_LOG=info exec "$@" "$BIN" worker --queue flags --concurrency 50 \
+        --http-addr "127.0.0.1:$MPORT" >>"$D/w2.log" 2>&1) &
+    VP=$!
+    for _ in $(seq 1 240); do $R exists 'toolq:{flags}:workers' | grep -q 1 && break; sleep 0.5; done
+    curl -s "http://127.0.0.1:$MPORT/metrics" >/dev/null || true
+    stop_worker
+}
+flags_start valgrind --tool=callgrind --demangle=no --callgrind-out-file="$D/cg-flags.out"
 
-python3 - "$D/cg.out" "$BIN" "$OUT" "$(rustc -V)" "$D/cg-flags.out" <<'PY'
-import hashlib, re, subprocess, sys
+# Natively, the page faults recorded: the staged jobs again, then the start
+# with flags.
+FAULTS=()
+if command -v perf >/dev/null; then
+    $R del 'toolq:{default}:stats' >/dev/null
+    $R --pipe <"$D/jobs.resp" >/dev/null
+    record=(perf record -q -e page-faults -c 1 -d)
+    drain "${record[@]}" -o "$D/pf.data"
+    flags_start "${record[@]}" -o "$D/pf-flags.data"
+    for f in pf pf-flags; do
+        perf script -i "$D/$f.data" --show-mmap-events -F addr >"$D/$f.txt" 2>/dev/null
+        FAULTS+=("$D/$f.txt")
+    done
+else
+    echo 'perf not found: the list holds only what callgrind saw (apt-get install -y linux-perf)' >&2
+fi
+
+python3 - "$D/cg.out" "$BIN" "$OUT" "$(rustc -V)" "$D/cg-flags.out" "${FAULTS[@]}" <<'PY'
+import bisect, hashlib, re, subprocess, sys
 src, binpath, out, rustc, flags_src = sys.argv[1:6]
+faults = sys.argv[6:]
 
 
 def self_costs(src):
@@ -134,13 +169,38 @@ def self_costs(src):
     return cost
 
 
-nm = subprocess.run(['nm', '--defined-only', binpath], capture_output=True, text=True, check=True).stdout
-text = {l.split()[2] for l in nm.splitlines() if len(l.split()) == 3 and l.split()[1] in 'tTwW'}
+def faulted(path, functions):
+    """Functions of the binary whose code took a page fault, in the order of
+    the faults. perf prints the mappings, then each fault's data address."""
+    base, seen = None, []
+    starts = [a for a, _, _ in functions]
+    for line in open(path):
+        if 'PERF_RECORD_MMAP' in line:
+            m = re.search(r'\[(0x[0-9a-f]+)\(0x[0-9a-f]+\) @ 0 .*? (\S+)$', line.strip())
+            if base is None and m and m.group(2) == binpath:
+                base = int(m.group(1), 16)
+            continue
+        if base is None or not line.strip():
+            continue
+        addr = int(line.split()[0], 16) - base
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0 and addr < functions[i][0] + functions[i][1] and functions[i][2] not in seen:
+            seen.append(functions[i][2])
+    return seen
+
+
+nm = subprocess.run(['nm', '-S', '--defined-only', binpath], capture_output=True, text=True, check=True).stdout
+functions = sorted((int(f[0], 16), int(f[1], 16), f[3]) for f in map(str.split, nm.splitlines())
+                   if len(f) == 4 and f[2] in 'tTwW')
+text = {name for _, _, name in functions}
 cost = self_costs(src)
 order = sorted((f for f in cost if f in text), key=lambda f: -cost[f])
 listed = set(order)
 flags = self_costs(flags_src)
 order += sorted((f for f in flags if f in text and f not in listed), key=lambda f: -flags[f])
+ran = len(order)
+for path in faults:
+    order += [f for f in faulted(path, functions) if f not in order]
 lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
 with open(out, 'w') as f:
     f.write('# Functions a toolq worker runs, hottest first: build.rs has the linker\n')
@@ -149,5 +209,6 @@ with open(out, 'w') as f:
     f.write('# rustc: %s\n' % rustc)
     f.write('# Cargo.lock sha256: %s\n' % lock)
     f.write('\n'.join(order) + '\n')
-print('%d functions listed in %s (%d of them run only to read flags)' % (len(order), out, len(order) - len(listed)))
+print('%d functions listed in %s (%d of them run only to read flags, %d seen only natively)'
+      % (len(order), out, ran - len(listed), len(order) - ran))
 PY
