@@ -20,7 +20,8 @@
 # contended locks (it runs one thread at a time), and each such function
 # left out of the list kept 128-256 KB of code resident (the kernel maps a
 # whole large folio of the page cache around a fault). The functions whose
-# code faulted and is not listed yet are appended.
+# code faulted and is not listed yet are appended, after those the last
+# list found so and std's lock slow paths (contention comes and goes).
 #
 # Symbol names carry a hash of the rustc version and of the dependencies, so
 # record the list again after a toolchain or Cargo.lock change (a release
@@ -199,6 +200,17 @@ listed = set(order)
 flags = self_costs(flags_src)
 order += sorted((f for f in flags if f in text and f not in listed), key=lambda f: -flags[f])
 ran = len(order)
+# A function found natively lies among the listed ones in the binary that
+# recorded this run, so it faults no more: the last list's are kept.
+NATIVE = '# seen only natively (perf page faults):'
+try:
+    last = open(out).read().split(NATIVE + '\n', 1)[1].split()
+except (OSError, IndexError):
+    last = []
+order += [f for f in last if f in text and f not in order]
+# The slow paths of std's locks run only under contention, which callgrind
+# (one thread at a time) never makes and a short native run may not.
+order += [f for _, _, f in functions if '3std3sys4sync' in f and f not in order]
 for path in faults:
     order += [f for f in faulted(path, functions) if f not in order]
 lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
@@ -208,7 +220,9 @@ with open(out, 'w') as f:
     f.write('# scripts/hot-text.sh; record it again when a release build warns.\n')
     f.write('# rustc: %s\n' % rustc)
     f.write('# Cargo.lock sha256: %s\n' % lock)
-    f.write('\n'.join(order) + '\n')
+    f.write('\n'.join(order[:ran]) + '\n')
+    f.write(NATIVE + '\n')
+    f.write(''.join(name + '\n' for name in order[ran:]))
 print('%d functions listed in %s (%d of them run only to read flags, %d seen only natively)'
       % (len(order), out, ran - len(listed), len(order) - ran))
 PY

@@ -171,7 +171,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(run(args)) {
+    // Boxed: the future of every command (13 KB) would otherwise be copied
+    // several times on the main thread's stack, whose pages stay resident.
+    let code = match runtime.block_on(Box::pin(run(args))) {
         Ok(exit) => exit as u8,
         Err(e) => {
             eprintln!("toolq: {e}");

@@ -316,6 +316,7 @@ fn spawn_fetchers(
         landed,
         stop_jobs: stop_jobs.clone(),
     };
-    fetchers.push(tokio::spawn(fetcher.run(fetch_stop.clone())));
+    // Boxed, as the jobs' futures are: 7.8 KB, copied on the way into its task.
+    fetchers.push(tokio::spawn(Box::pin(fetcher.run(fetch_stop.clone()))));
     fetchers
 }
