@@ -14,6 +14,12 @@
 //! Both options are passed only to a linker known to take them: the LLD that
 //! rustc 1.90 and later link x86_64 Linux binaries with, when the build
 //! names no linker of its own. Any other build links as before.
+//!
+//! The list is recorded from `cargo build-static` (`.cargo/config.toml`),
+//! the build with glibc linked in: `--target` gives its functions other
+//! names than a plain `cargo build --release`, and the list holds glibc's
+//! functions too. So only a static build is laid out by it; any other
+//! release build says so and links unordered.
 
 use std::env;
 use std::path::Path;
@@ -27,6 +33,20 @@ fn main() {
     if !links_with_rustc_lld() {
         return;
     }
+    if host_glibc_at_least(2, 36) {
+        link_arg("-z,pack-relative-relocs");
+    }
+    if !var("CARGO_CFG_TARGET_FEATURE")
+        .split(',')
+        .any(|f| f == "crt-static")
+    {
+        println!(
+            "cargo:warning={HOT_TEXT} lists the functions of `cargo build-static`, not of this \
+             build, so this binary's code is not laid out and a worker keeps about 6 MB more \
+             of it resident; build with `cargo build-static` for the binary a fleet runs"
+        );
+        return;
+    }
     let order = Path::new(&var("CARGO_MANIFEST_DIR")).join(HOT_TEXT);
     if let Ok(text) = std::fs::read_to_string(&order) {
         // A listed function the binary no longer has is skipped in silence:
@@ -34,9 +54,6 @@ fn main() {
         link_arg(&format!("--symbol-ordering-file={}", order.display()));
         link_arg("--no-warn-symbol-ordering");
         warn_if_stale(&text);
-    }
-    if host_glibc_at_least(2, 36) {
-        link_arg("-z,pack-relative-relocs");
     }
 }
 

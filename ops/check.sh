@@ -355,7 +355,7 @@ check ".env.example documents every setting" "$PY" ops/check_ops.py env
 check "config/toolq.toml documents every key" "$PY" ops/check_ops.py config
 check "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
 check "Dockerfile: non-root USER in the final stage" "$PY" ops/check_ops.py dockerfile
-check "link/hot-text.txt: recorded for this Cargo.lock and the Dockerfile's rustc" \
+check "link/hot-text.txt: recorded for this Cargo.lock, the Dockerfile's rustc and its cargo build-static" \
     "$PY" ops/check_ops.py hot-text
 check "users.acl: static rules" "$PY" ops/check_ops.py acl
 check "users.acl: live permissions on a throw-away redis-server" acl_live

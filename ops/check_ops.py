@@ -32,7 +32,8 @@ Checks (each prints what it looked at and exits non-zero on a finding):
   hot-text          link/hot-text.txt (the functions build.rs has the linker
                     lay out first) was recorded for this Cargo.lock and for
                     the rustc the Dockerfile builds with, and lists only
-                    symbol names, each once
+                    symbol names, each once; the Dockerfile builds with
+                    `cargo build-static`, the static build it names
 
 Needs PyYAML. Paths are relative to the repository root.
 """
@@ -42,6 +43,7 @@ import hashlib
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -57,6 +59,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 ACL = ROOT / "ops/redis/users.acl"
 HOT_TEXT = ROOT / "link/hot-text.txt"
 CARGO_LOCK = ROOT / "Cargo.lock"
+CARGO_CONFIG = ROOT / ".cargo/config.toml"
 CONFIG_RS = ROOT / "src/config/mod.rs"
 WEATHER_CONFIG_RS = ROOT / "src/tools/weather/config.rs"
 SERVE_CONFIG_RS = ROOT / "src/config/serve.rs"
@@ -562,6 +565,16 @@ def check_hot_text(f: Findings) -> None:
                f"recorded with {header.get('rustc')!r}: the names would not match")
     else:
         f.note(f"Dockerfile builds with {builder[0].split()[0]}, as recorded")
+    # The names are those of `cargo build-static` (`--target`, glibc linked
+    # in): a Dockerfile building otherwise ships an unordered binary.
+    alias = tomllib.loads(CARGO_CONFIG.read_text()).get("alias", {}).get("build-static", [])
+    if "--target" not in alias or not any("+crt-static" in a for a in alias):
+        f.fail(f"{CARGO_CONFIG.name}: the build-static alias builds no static binary for a --target")
+    runs = [a for w, a in dockerfile_instructions() if w == "RUN"]
+    if not any("cargo build-static" in a for a in runs):
+        f.fail(f"the Dockerfile does not build with `cargo build-static`, the build {HOT_TEXT.name} names")
+    else:
+        f.note("Dockerfile builds with `cargo build-static`")
     bad = [n for n in names if not re.fullmatch(r"[A-Za-z_.$][0-9A-Za-z_$.@]*", n)]
     if bad:
         f.fail(f"not a symbol name: {bad[:3]}")

@@ -4,7 +4,7 @@
 # job-path changes that timed runs on a noisy machine cannot.
 #
 # usage: scripts/bench-callgrind.sh [BIN] [JOBS]   (BIN: a release build,
-# default target/release/toolq; JOBS default 20000). Starts a throw-away
+# default the one scripts/release-build.sh builds; JOBS default 20000). Starts a throw-away
 # redis-server, stages JOBS echo jobs (36-character ids) in a side list,
 # starts `toolq worker` under callgrind, zeroes the counters once it is
 # registered, renames the staged list into pending, and dumps the counters
@@ -17,7 +17,7 @@
 # (the figures before 2026-12-03 were taken that way).
 set -euo pipefail
 command -v valgrind >/dev/null || { echo 'needs valgrind (apt-get install -y valgrind)' >&2; exit 2; }
-BIN=$(realpath "${1:-target/release/toolq}"); N=${2:-20000}
+BIN=$(realpath "${1:-$(bash "$(dirname "${BASH_SOURCE[0]}")/release-build.sh")}"); N=${2:-20000}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 MPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 D=$(mktemp -d)

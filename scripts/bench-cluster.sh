@@ -9,7 +9,7 @@
 # benchmark, not a test: it prints figures, asserts nothing. RUNS (default
 # 3) runs of each, then the medians.
 #
-#   bash scripts/bench-cluster.sh                   # builds --release first
+#   bash scripts/bench-cluster.sh                   # builds the release binary first
 #   TOOLQ=target/debug/toolq JOBS=6000 RUNS=1 bash scripts/bench-cluster.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,8 +17,7 @@ JOBS=${JOBS:-60000}
 WORKERS=${WORKERS:-2}
 RUNS=${RUNS:-3}
 if [ -z "${TOOLQ:-}" ]; then
-    cargo build --release --quiet
-    TOOLQ=target/release/toolq
+    TOOLQ=$(bash scripts/release-build.sh)
 fi
 hz=$(getconf CLK_TCK)
 dir=$(mktemp -d)

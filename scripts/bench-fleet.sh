@@ -8,7 +8,7 @@
 # (default 50), the same way, and push -> finished latency, against one
 # worker serving one queue. A benchmark, not a test: it prints figures, asserts nothing.
 #
-#   bash scripts/bench-fleet.sh                      # builds --release first
+#   bash scripts/bench-fleet.sh                      # builds the release binary first
 #   TOOLQ=target/debug/toolq FLEET="25 50" bash scripts/bench-fleet.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,8 +17,7 @@ WINDOW=${WINDOW:-10}
 QUEUES=${QUEUES:-50}
 SHARDS=${SHARDS:-8}
 if [ -z "${TOOLQ:-}" ]; then
-    cargo build --release --quiet
-    TOOLQ=target/release/toolq
+    TOOLQ=$(bash scripts/release-build.sh)
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)

@@ -21,8 +21,7 @@ if ! command -v oha >/dev/null; then
     echo "installing oha (cargo install, a few minutes)" >&2
     cargo install oha --locked --quiet
 fi
-cargo build --release --quiet
-toolq=./target/release/toolq
+toolq=$(bash scripts/release-build.sh)
 
 tmp=$(mktemp -d)
 pids=()

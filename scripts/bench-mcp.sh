@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
 fixtures="$(bash scripts/install-mcp-fixtures.sh)"
-cargo build --release --quiet
-./target/release/toolq bench --jobs "${JOBS:-20000}" --concurrency 50 \
+"$(bash scripts/release-build.sh)" bench --jobs "${JOBS:-20000}" --concurrency 50 \
     --mcp "$fixtures/venv/bin/python tests/fixtures/mcp_server.py" \
     --mcp-tool add --mcp-args '{"a": 1, "b": 2}'

@@ -10,8 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${N:-100000}
 RUNS=${RUNS:-3}
 
-cargo build --release --quiet
-toolq=target/release/toolq
+toolq=$(bash scripts/release-build.sh)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
 redis-server --port "$port" --save '' --appendonly no --daemonize yes \

@@ -31,8 +31,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v valgrind >/dev/null || { echo 'needs valgrind (apt-get install -y valgrind)' >&2; exit 2; }
 N=${1:-20000}
 if [[ -z "${TOOLQ:-}" ]]; then
-    cargo build --release --quiet
-    TOOLQ=target/release/toolq
+    TOOLQ=$(bash scripts/release-build.sh)
 fi
 BIN=$(realpath "$TOOLQ")
 OUT=$PWD/link/hot-text.txt
@@ -191,8 +190,9 @@ def faulted(path, functions):
 
 
 nm = subprocess.run(['nm', '-S', '--defined-only', binpath], capture_output=True, text=True, check=True).stdout
+# `i`: glibc's IFUNC resolvers, which a static binary runs at every start.
 functions = sorted((int(f[0], 16), int(f[1], 16), f[3]) for f in map(str.split, nm.splitlines())
-                   if len(f) == 4 and f[2] in 'tTwW')
+                   if len(f) == 4 and f[2] in 'tTwWi')
 text = {name for _, _, name in functions}
 cost = self_costs(src)
 order = sorted((f for f in cost if f in text), key=lambda f: -cost[f])
@@ -208,11 +208,20 @@ try:
 except (OSError, IndexError):
     last = []
 order += [f for f in last if f in text and f not in order]
-# The slow paths of std's locks run only under contention, which callgrind
-# (one thread at a time) never makes and a short native run may not.
-order += [f for _, _, f in functions if '3std3sys4sync' in f and f not in order]
+# The slow paths of std's and glibc's locks (malloc's arenas, condition
+# variables) run only under contention, which callgrind (one thread at a
+# time) never makes and a short native run may not.
+order += [f for _, _, f in functions
+          if ('3std3sys4sync' in f or re.match(r'__(lll_lock_w|futex_abstimed_wait)', f)) and f not in order]
 for path in faults:
     order += [f for f in faulted(path, functions) if f not in order]
+# glibc picks its string functions for the CPU (IFUNC), and valgrind's CPU
+# has AVX2 but no AVX-512: a CPU with AVX-512 runs the EVEX or AVX-512
+# siblings of the AVX2 ones callgrind saw.
+for f in list(order):
+    if f.startswith('__') and re.search(r'_avx2?(?=_|$)', f):
+        order += [g for g in (re.sub(r'_avx2?(?=_|$)', '_' + v, f, count=1)
+                              for v in ('evex', 'evex512', 'avx512')) if g in text and g not in order]
 lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
 with open(out, 'w') as f:
     f.write('# Functions a toolq worker runs, hottest first: build.rs has the linker\n')

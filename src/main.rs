@@ -117,10 +117,10 @@ enum Command {
     #[command(after_help = "Example:\n  toolq demo")]
     Demo,
     /// Measure drain, enqueue and latency against a throw-away redis-server
-    /// and compare with redis-benchmark (build with --release); with --mcp,
-    /// MCP tool calls; with --gateway, a running `toolq serve`
+    /// and compare with redis-benchmark (build with cargo build-static); with
+    /// --mcp, MCP tool calls; with --gateway, a running `toolq serve`
     #[command(after_help = "Examples:\n  \
-        toolq bench                       # a release build: cargo build --release\n  \
+        toolq bench                       # a release build: cargo build-static\n  \
         toolq bench --jobs 100000 --runs 1 --no-latency")]
     Bench {
         /// Jobs per drain run
