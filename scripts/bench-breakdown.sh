@@ -9,8 +9,8 @@
 # `SET key value EX 60 -P 16` ceiling for the ratio.
 #
 # usage: scripts/bench-breakdown.sh [BIN] [JOBS] [WORKERS] [RESULT_TTL_S]
-#   BIN default the one scripts/release-build.sh builds, JOBS 300000, WORKERS 1 (processes),
-#   RESULT_TTL_S empty = the default (1 h), 0 = fire and forget.
+#   BIN default the one scripts/release-build.sh builds, JOBS 300000,
+#   WORKERS 1 (processes), RESULT_TTL_S empty = the default (1 h), 0 = fire and forget.
 set -euo pipefail
 BIN=$(realpath "${1:-$(bash "$(dirname "${BASH_SOURCE[0]}")/release-build.sh")}"); N=${2:-300000}; W=${3:-1}; TTL=${4:-}
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }

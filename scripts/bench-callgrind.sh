@@ -4,11 +4,11 @@
 # job-path changes that timed runs on a noisy machine cannot.
 #
 # usage: scripts/bench-callgrind.sh [BIN] [JOBS]   (BIN: a release build,
-# default the one scripts/release-build.sh builds; JOBS default 20000). Starts a throw-away
-# redis-server, stages JOBS echo jobs (36-character ids) in a side list,
-# starts `toolq worker` under callgrind, zeroes the counters once it is
-# registered, renames the staged list into pending, and dumps the counters
-# when the stats hash counts every job as succeeded. Compare builds by
+# default the one scripts/release-build.sh builds; JOBS default 20000).
+# Starts a throw-away redis-server, stages JOBS echo jobs (36-character
+# ids) in a side list, starts `toolq worker` under callgrind, zeroes the
+# counters once it is registered, renames the staged list into pending, and
+# dumps the counters when the stats hash counts every job as succeeded. Compare builds by
 # running each several times and taking medians.
 # The worker logs at RUST_LOG (default info) in TOOLQ_LOG_FORMAT (default
 # pretty): a worker's own defaults, so the count includes each job's tracing
