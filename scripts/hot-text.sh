@@ -218,10 +218,10 @@ for path in faults:
 # glibc picks its string functions for the CPU (IFUNC), and valgrind's CPU
 # has AVX2 but no AVX-512: a CPU with AVX-512 runs the EVEX or AVX-512
 # siblings of the AVX2 ones callgrind saw.
-for f in list(order):
-    if f.startswith('__') and re.search(r'_avx2?(?=_|$)', f):
-        order += [g for g in (re.sub(r'_avx2?(?=_|$)', '_' + v, f, count=1)
-                              for v in ('evex', 'evex512', 'avx512')) if g in text and g not in order]
+avx = re.compile(r'_avx2?(?=_|$)')
+for f in [f for f in order if f.startswith('__') and avx.search(f)]:
+    order += [g for g in (avx.sub('_' + v, f, count=1) for v in ('evex', 'evex512', 'avx512'))
+              if g in text and g not in order]
 lock = hashlib.sha256(open('Cargo.lock', 'rb').read()).hexdigest()
 with open(out, 'w') as f:
     f.write('# Functions a toolq worker runs, hottest first: build.rs has the linker\n')
