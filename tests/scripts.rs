@@ -661,6 +661,171 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
     );
 }
 
+/// Until some client of the server blocks in `BLMOVE`.
+async fn until_a_wait_blocks(con: &Con) {
+    eventually(Duration::from_secs(5), "the wait to block", || {
+        let mut con = con.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            clients.contains("cmd=blmove")
+        }
+    })
+    .await;
+}
+
+/// Starts `worker`'s waiting fetch of batch `batch` (heartbeat at most
+/// 4 s old) on a connection of its own.
+fn wait_and_fetch(
+    b: &std::sync::Arc<toolq::queue::Broker>,
+    k: &QueueKeys,
+    worker: &'static str,
+    batch: u64,
+) -> tokio::task::JoinHandle<toolq::queue::Landing> {
+    let (b, k) = (b.clone(), k.clone());
+    tokio::spawn(async move {
+        let mut blocked = b.dedicated(Duration::from_secs(5)).await.unwrap();
+        b.wait_and_fetch(
+            &mut blocked,
+            &k,
+            worker,
+            batch,
+            limits(3),
+            Duration::from_secs(4),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    })
+}
+
+async fn score(con: &mut Con, k: &QueueKeys, worker: &str) -> Option<u64> {
+    redis::cmd("ZSCORE")
+        .arg(&k.workers)
+        .arg(worker)
+        .query_async(con)
+        .await
+        .unwrap()
+}
+
+/// The fetch sent behind a blocking wait runs the moment a job lands: the
+/// job is held under the batch named (one at a time; the reply says more
+/// wait), pending loses it, and the heartbeat is left as it was (the
+/// fetch may run long after it was sent: it keeps no one alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_holds_the_job_that_lands_and_says_whether_more_wait() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("waitfetch", &["w"]).await;
+    let b = std::sync::Arc::new(b);
+    // A fetch of nothing loads the script, as a worker's first round does.
+    assert!(b.fetch(&k, "w", 1, 1, limits(3)).await.unwrap().is_empty());
+    let beat = redis_time_ms(&mut con).await - 2_000;
+    redis_cmd(&mut con, &["ZADD", &k.workers, &beat.to_string(), "w"]).await;
+    let waiting = wait_and_fetch(&b, &k, "w", 7);
+    until_a_wait_blocks(&con).await;
+    lpush(&mut con, &q, &echo_jobs("a", 1)).await;
+    let landing = waiting.await.unwrap();
+    assert!(landing.seen);
+    let fetched = landing.fetched.unwrap();
+    assert_eq!(fetched.len(), 1);
+    assert!(String::from_utf8_lossy(&fetched[0]).contains(r#""id":"a0""#));
+    assert!(!landing.more, "pending is empty");
+    assert_eq!(llen(&mut con, &k.pending).await, 0);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["a0"]);
+    assert_eq!(score(&mut con, &k, "w").await, Some(beat), "not refreshed");
+    // Settled by its slot in batch 7, as a fetcher's job is.
+    let reply = b
+        .ack(&k, "w", &[ack_item(7, 0, "a0".into(), 60)])
+        .await
+        .unwrap();
+    assert!(reply.stale.is_empty() && reply.unwritable.is_empty());
+    assert!(held_jobs(&mut con, &q, "w").await.is_empty());
+
+    // Two land at once: one is taken, the reply says the other waits.
+    let waiting = wait_and_fetch(&b, &k, "w", 8);
+    until_a_wait_blocks(&con).await;
+    lpush(&mut con, &q, &echo_jobs("b", 2)).await;
+    let landing = waiting.await.unwrap();
+    assert_eq!(landing.fetched.unwrap().len(), 1);
+    assert!(landing.more);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["b0"]);
+    assert_eq!(llen(&mut con, &k.pending).await, 1);
+}
+
+/// A waiting fetch may run long after it was sent, for a worker that froze
+/// or was cut off meanwhile: it takes nothing for one whose heartbeat is
+/// older than the age allowed, nor for one deregistered (recovered), and
+/// leaves the job pending for the live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_takes_nothing_for_a_worker_stale_or_gone_since_it_was_sent() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("waitstale", &["stale", "gone", "live"]).await;
+    let b = std::sync::Arc::new(b);
+    assert!(b.fetch(&k, "live", 1, 1, limits(3)).await.unwrap().is_empty());
+    let old = redis_time_ms(&mut con).await - 4_500;
+    redis_cmd(&mut con, &["ZADD", &k.workers, &old.to_string(), "stale"]).await;
+    let waiting = wait_and_fetch(&b, &k, "stale", 1);
+    until_a_wait_blocks(&con).await;
+    lpush(&mut con, &q, &echo_jobs("s", 1)).await;
+    let landing = waiting.await.unwrap();
+    assert!(landing.seen);
+    assert!(landing.fetched.unwrap().is_empty());
+    assert_eq!(llen(&mut con, &k.pending).await, 1);
+    assert!(!exists(&mut con, &k.active("stale")).await);
+    assert_eq!(score(&mut con, &k, "stale").await, Some(old));
+
+    redis_cmd(&mut con, &["DEL", &k.pending]).await;
+    let waiting = wait_and_fetch(&b, &k, "gone", 1);
+    until_a_wait_blocks(&con).await;
+    redis_cmd(&mut con, &["ZREM", &k.workers, "gone"]).await;
+    lpush(&mut con, &q, &echo_jobs("g", 1)).await;
+    let landing = waiting.await.unwrap();
+    assert!(matches!(
+        landing.fetched,
+        Err(toolq::queue::QueueError::NotRegistered)
+    ));
+    assert_eq!(llen(&mut con, &k.pending).await, 1);
+    assert!(!exists(&mut con, &k.active("gone")).await);
+    assert_eq!(b.fetch(&k, "live", 10, 1, limits(3)).await.unwrap().len(), 1);
+}
+
+/// Redis lost its scripts (a restart without persistence of them, `SCRIPT
+/// FLUSH`): the waiting fetch takes nothing that time and loads the
+/// script, so the next one fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_loads_its_script_again_when_redis_lost_it() {
+    let Scripted {
+        _server,
+        q,
+        k,
+        mut con,
+        b,
+    } = scripted("waitnoscript", &["w"]).await;
+    let b = std::sync::Arc::new(b);
+    redis_cmd(&mut con, &["SCRIPT", "FLUSH"]).await;
+    lpush(&mut con, &q, &echo_jobs("n", 1)).await;
+    let landing = wait_and_fetch(&b, &k, "w", 1).await.unwrap();
+    assert!(landing.seen);
+    assert!(landing.fetched.unwrap().is_empty());
+    assert_eq!(llen(&mut con, &k.pending).await, 1);
+    let landing = wait_and_fetch(&b, &k, "w", 2).await.unwrap();
+    assert_eq!(landing.fetched.unwrap().len(), 1);
+    assert_eq!(held_jobs(&mut con, &q, "w").await, ["n0"]);
+}
+
 /// A graceful stop puts back every held job and leaves the worker set in
 /// one step; if pending cannot be written, neither happens, so the worker
 /// stays registered with its jobs and recovery takes them later.

@@ -78,7 +78,7 @@ fn wait_cmd(pipe: &mut redis::Pipeline, wait: WaitReplicas) {
         .arg(wait.timeout.as_millis() as u64);
 }
 
-fn is_no_script(e: &redis::RedisError) -> bool {
+pub(super) fn is_no_script(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 

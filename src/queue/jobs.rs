@@ -8,6 +8,7 @@ use super::cluster::RedisConn;
 use redis::{AsyncCommands, ScriptInvocation};
 
 use super::broker::{AckItem, AckReply, Broker, BuryItem, DeferItem, RetryItem};
+use super::durable::is_no_script;
 use super::keys::QueueKeys;
 use super::scripts;
 use super::{QueueError, Result};
@@ -85,24 +86,17 @@ impl Broker {
         limits: FetchLimits,
     ) -> Result<Vec<Vec<u8>>> {
         let mut c = self.conn().await?;
-        scripts::FETCH
-            .key(&keys.pending)
-            .key(keys.active(worker))
-            .key(&keys.workers)
-            .arg(max.min(BATCH_SLOTS as usize))
-            .arg(batch)
-            .arg(worker)
-            .arg(limits.solo_at)
-            .arg(limits.max_bytes)
-            .arg(limits.head_bytes)
-            .arg(OVERSIZED_TAIL_BYTES)
-            .arg(FENCE_FRESH_MS)
+        fetch_invocation(keys, worker, max, batch, limits, None)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| match e.code() {
-                Some("NOTREGISTERED") => QueueError::NotRegistered,
-                _ => self.fail("fetch", e),
-            })
+            .map_err(|e| self.fetch_error(e))
+    }
+
+    fn fetch_error(&self, e: redis::RedisError) -> QueueError {
+        match e.code() {
+            Some("NOTREGISTERED") => QueueError::NotRegistered,
+            _ => self.fail("fetch", e),
+        }
     }
 
     /// Blocks on a dedicated connection until pending holds a job, or
@@ -126,6 +120,66 @@ impl Broker {
             .await
             .map_err(|e| QueueError::redis("wait", e))?;
         Ok(seen.is_some())
+    }
+
+    /// [`wait_for_job`](Self::wait_for_job) and, in the same round trip,
+    /// a fetch of one job (batch `batch`) the moment it lands: Redis runs
+    /// the commands that follow a blocked one as soon as it is served, so
+    /// an idle worker's job starts a round trip sooner than a wake-up and
+    /// then a fetch would let it. The fetch is sent long before it runs,
+    /// maybe on behalf of a worker frozen or cut off since: it takes
+    /// nothing when this worker's heartbeat is older than `max_beat_age`,
+    /// nor once the worker is deregistered; either way the job stays in
+    /// pending. A fetch whose reply this returns as an error took nothing;
+    /// a connection that breaks may have lost the reply of one that ran.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn wait_and_fetch(
+        &self,
+        conn: &mut RedisConn,
+        keys: &QueueKeys,
+        worker: &str,
+        batch: u64,
+        limits: FetchLimits,
+        max_beat_age: Duration,
+        timeout: Duration,
+    ) -> Result<Landing> {
+        let fetch = fetch_invocation(keys, worker, 1, batch, limits, Some(max_beat_age));
+        let mut pipe = redis::pipe();
+        pipe.cmd("BLMOVE")
+            .arg(&keys.pending)
+            .arg(&keys.pending)
+            .arg("RIGHT")
+            .arg("RIGHT")
+            .arg(timeout.as_secs_f64())
+            .invoke_script(&fetch)
+            .llen(&keys.pending)
+            .ignore_errors();
+        type Replies = (
+            redis::RedisResult<Option<Vec<u8>>>,
+            redis::RedisResult<Vec<Vec<u8>>>,
+            redis::RedisResult<u64>,
+        );
+        let (seen, fetched, left): Replies = pipe
+            .query_async(conn)
+            .await
+            .map_err(|e| QueueError::redis("wait", e))?;
+        let seen = seen.map_err(|e| QueueError::redis("wait", e))?;
+        let fetched = match fetched {
+            Err(e) if is_no_script(&e) => {
+                // Loaded for the next wait; this one took nothing.
+                fetch
+                    .load_async(conn)
+                    .await
+                    .map_err(|e| QueueError::redis("wait", e))?;
+                Ok(Vec::new())
+            }
+            other => other.map_err(|e| self.fetch_error(e)),
+        };
+        Ok(Landing {
+            seen: seen.is_some(),
+            fetched,
+            more: left.unwrap_or(1) > 0,
+        })
     }
 
     /// Settles succeeded jobs; the reply names, by index into `items`, those
@@ -319,6 +373,44 @@ pub struct DeadCaps {
 /// when it is older than this (see `fetch.lua`): a busy queue's heartbeat
 /// is fresher than that, so under load the fetch writes nothing more.
 const FENCE_FRESH_MS: u64 = 500;
+
+/// What [`Broker::wait_and_fetch`] saw and took.
+#[derive(Debug)]
+pub struct Landing {
+    /// A job was in pending when the wait ended.
+    pub seen: bool,
+    /// The payloads the fetch took (at most one), or why it took none.
+    pub fetched: Result<Vec<Vec<u8>>>,
+    /// Pending still held jobs after the fetch.
+    pub more: bool,
+}
+
+/// The fetch script's call (see `fetch.lua`): with `max_beat_age`, it
+/// takes nothing for a worker whose heartbeat on the queue is older.
+fn fetch_invocation<'a>(
+    keys: &QueueKeys,
+    worker: &str,
+    max: usize,
+    batch: u64,
+    limits: FetchLimits,
+    max_beat_age: Option<Duration>,
+) -> ScriptInvocation<'a> {
+    let mut inv = scripts::FETCH.prepare_invoke();
+    inv.key(&keys.pending)
+        .key(keys.active(worker))
+        .key(&keys.workers)
+        .arg(max.min(BATCH_SLOTS as usize))
+        .arg(batch)
+        .arg(worker)
+        .arg(limits.solo_at)
+        .arg(limits.max_bytes)
+        .arg(limits.head_bytes)
+        .arg(OVERSIZED_TAIL_BYTES)
+        // A fetch that may run long after it was sent refreshes nothing.
+        .arg(max_beat_age.map_or(FENCE_FRESH_MS, |_| 0))
+        .arg(max_beat_age.map_or(0, |a| a.as_millis().max(1) as u64));
+    inv
+}
 
 /// What a fetch hands over as it is and what it keeps back.
 #[derive(Debug, Clone, Copy)]

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, RwLock, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -60,24 +60,30 @@ pub struct Fetcher {
     pub idle: Arc<watch::Sender<bool>>,
     /// The queues whose waiters saw a job land.
     pub landed: Arc<Landed>,
+    /// Shared by running jobs, held alone by a running suspect.
+    pub solo: Arc<RwLock<()>>,
     /// Cancels running jobs at the end of the grace period.
     pub stop_jobs: CancellationToken,
 }
 
 /// A job taken from Redis, not started yet.
-struct Fetched {
-    taken: Taken,
-    permit: OwnedSemaphorePermit,
+pub struct Fetched {
+    pub taken: Taken,
+    pub permit: OwnedSemaphorePermit,
     /// Its queue's lifeline when the fetch was sent: lost if this worker is
     /// declared dead on that queue from then on, since the job may then be
     /// someone else's.
-    lifeline: Arc<Lifeline>,
+    pub lifeline: Arc<Lifeline>,
 }
 
 impl Fetcher {
-    pub async fn run(self, stop: CancellationToken) {
-        // Shared by running jobs, held alone by a running suspect.
-        let solo = Arc::new(RwLock::new(()));
+    /// Runs until `stop`; `delivered` brings the jobs the waiters fetched.
+    pub async fn run(
+        self,
+        mut delivered: mpsc::UnboundedReceiver<Fetched>,
+        stop: CancellationToken,
+    ) {
+        let solo = self.solo.clone();
         let mut failures = 0;
         let mut busy = false;
         // The queues to ask in the next round; `None`: all of them.
@@ -86,6 +92,10 @@ impl Fetcher {
             let mut permits = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
+                Some(job) = delivered.recv() => {
+                    self.start(vec![job], &solo, &stop).await;
+                    continue;
+                }
                 p = self.permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
@@ -125,7 +135,7 @@ impl Fetcher {
                     // that did not: ask again those that gave jobs, and
                     // those whose waiters saw one land meanwhile.
                     if idle || (targeted && drained) {
-                        only = self.idle_wait(&stop).await;
+                        only = self.idle_wait(&mut delivered, &solo, &stop).await;
                     } else if targeted {
                         let mut next = gave;
                         next.extend(self.landed.take());
@@ -215,7 +225,7 @@ impl Fetcher {
                 Ok(p) => p,
                 Err(e) => {
                     if reply_lost(&e) {
-                        self.put_back_batch(qi, batch, stop).await;
+                        put_back_batch(&self.acker, qi, batch, stop).await;
                     }
                     return Err(e);
                 }
@@ -237,18 +247,6 @@ impl Fetcher {
             }
         }
         Ok(())
-    }
-
-    /// A fetch whose reply was lost may have moved jobs into the active hash
-    /// that no task of ours runs: the acker puts back whatever that batch
-    /// holds once Redis answers (nothing, if the fetch never ran).
-    async fn put_back_batch(&self, qi: usize, batch: u64, stop: &CancellationToken) {
-        let outcome = Outcome::new(qi, Settle::PutBackBatch { batch });
-        tokio::select! {
-            // Still held, if it ever was: the stop puts it back.
-            _ = stop.cancelled() => {}
-            _ = self.acker.send(outcome) => {}
-        }
     }
 
     /// Starts ordinary jobs at once and suspects one at a time, each once
@@ -332,17 +330,43 @@ impl Fetcher {
         }));
     }
 
-    /// Waits for a waiter's wake-up; returns the queues that saw a job
-    /// land, or `None` (ask every queue) after [`IDLE_POLL`] without one.
-    async fn idle_wait(&self, stop: &CancellationToken) -> Option<Vec<usize>> {
+    /// Waits for a waiter's wake-up, starting the jobs waiters fetched
+    /// meanwhile; returns the queues that saw a job land, or `None` (ask
+    /// every queue) after [`IDLE_POLL`] without one.
+    async fn idle_wait(
+        &self,
+        delivered: &mut mpsc::UnboundedReceiver<Fetched>,
+        solo: &Arc<RwLock<()>>,
+        stop: &CancellationToken,
+    ) -> Option<Vec<usize>> {
         self.idle.send_replace(true);
-        let woken = tokio::select! {
-            _ = self.wake.notified() => true,
-            _ = tokio::time::sleep(IDLE_POLL) => false,
-            _ = stop.cancelled() => false,
-        };
-        let landed = self.landed.take();
-        (woken && !landed.is_empty()).then_some(landed)
+        let poll = tokio::time::sleep(IDLE_POLL);
+        tokio::pin!(poll);
+        loop {
+            let woken = tokio::select! {
+                _ = self.wake.notified() => true,
+                Some(job) = delivered.recv() => {
+                    self.start(vec![job], solo, stop).await;
+                    continue;
+                }
+                _ = &mut poll => false,
+                _ = stop.cancelled() => false,
+            };
+            let landed = self.landed.take();
+            return (woken && !landed.is_empty()).then_some(landed);
+        }
+    }
+}
+
+/// A fetch whose reply was lost may have moved jobs into the active hash
+/// that no task of ours runs: the acker puts back whatever that batch
+/// holds once Redis answers (nothing, if the fetch never ran).
+pub async fn put_back_batch(acker: &AckSender, qi: usize, batch: u64, stop: &CancellationToken) {
+    let outcome = Outcome::new(qi, Settle::PutBackBatch { batch });
+    tokio::select! {
+        // Still held, if it ever was: the stop puts it back.
+        _ = stop.cancelled() => {}
+        _ = acker.send(outcome) => {}
     }
 }
 
@@ -368,7 +392,7 @@ async fn alive(ctx: &Ctx, cancel: &Cancel, stop: &CancellationToken) -> bool {
 /// Whether a failed fetch may have run in Redis with only its reply lost:
 /// the request went out on a connection that then broke. A fetch that
 /// found no connection never left this process.
-fn reply_lost(e: &QueueError) -> bool {
+pub fn reply_lost(e: &QueueError) -> bool {
     matches!(e, QueueError::Redis { source, .. } if crate::queue::is_connection_error(source))
 }
 

@@ -291,6 +291,8 @@ fn spawn_fetchers(
     let wake = Arc::new(Notify::new());
     let idle = Arc::new(watch::channel(false).0);
     let landed = Arc::new(waiter::Landed::new(ctx.queues.len()));
+    let solo = Arc::new(tokio::sync::RwLock::new(()));
+    let (delivered_tx, delivered) = tokio::sync::mpsc::unbounded_channel();
     let mut fetchers = Vec::new();
     for queue in 0..ctx.queues.len() {
         let waiter = waiter::Waiter {
@@ -299,6 +301,10 @@ fn spawn_fetchers(
             idle: idle.clone(),
             wake: wake.clone(),
             landed: landed.clone(),
+            permits: permits.clone(),
+            solo: solo.clone(),
+            delivered: delivered_tx.clone(),
+            acker: acker.clone(),
         };
         fetchers.push(tokio::spawn(waiter.run(fetch_stop.clone())));
     }
@@ -314,9 +320,12 @@ fn spawn_fetchers(
         wake,
         idle,
         landed,
+        solo,
         stop_jobs: stop_jobs.clone(),
     };
     // Boxed, as the jobs' futures are: 7.8 KB, copied on the way into its task.
-    fetchers.push(tokio::spawn(Box::pin(fetcher.run(fetch_stop.clone()))));
+    fetchers.push(tokio::spawn(Box::pin(
+        fetcher.run(delivered, fetch_stop.clone()),
+    )));
     fetchers
 }

@@ -1,19 +1,34 @@
 //! One waiter per queue: while the fetcher relies on the waiters (idle, or
-//! asking only the queues they named), blocks on its own Redis
-//! connection until pending holds a job (`Broker::wait_for_job`, which moves
-//! nothing: a job is never held by a wait) and wakes the fetcher the moment
-//! one arrives, saying which queue (`Landed`). Latency without polling.
+//! asking only the queues they named), blocks on its own Redis connection
+//! until pending holds a job and, in the same round trip, fetches it
+//! (`Broker::wait_and_fetch`): the job goes to the fetcher to start, a
+//! round trip sooner than a wake-up followed by a fetch. When more jobs
+//! wait behind it, or the wait could not fetch, it wakes the fetcher
+//! saying which queue (`Landed`). Latency without polling.
+//!
+//! The fetch is sent with the wait, long before it runs, so it is fenced
+//! as a fetch sent the moment it runs would not need to be: it takes
+//! nothing for a worker whose heartbeat is not fresh (one frozen or cut
+//! off since) and refreshes none; a reply lost with the connection puts
+//! its batch back, as the fetcher's does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::acker::AckSender;
 use super::context::Ctx;
-use super::fetcher::sleep_or_stop;
+use super::executor::Taken;
+use super::fetcher::{put_back_batch, reply_lost, sleep_or_stop, Fetched};
+use super::heartbeat::idle_beat;
+use super::lifeline::Lifeline;
 use super::outage::retry_delay;
+use crate::queue::{
+    slot, FetchLimits, Landing, QueueError, QueueKeys, RedisConn, RESPONSE_TIMEOUT,
+};
 
 /// How long one `BLMOVE` blocks. A wait that outlasts the idle spell is
 /// harmless (a landing then only marks its queue), so it can be long: each
@@ -26,6 +41,13 @@ pub struct Waiter {
     pub idle: Arc<watch::Sender<bool>>,
     pub wake: Arc<Notify>,
     pub landed: Arc<Landed>,
+    /// The fetcher's permits: a job fetched here runs under one as well.
+    pub permits: Arc<Semaphore>,
+    /// Held alone by a running suspect (see the fetcher).
+    pub solo: Arc<RwLock<()>>,
+    /// Where fetched jobs go to be started.
+    pub delivered: mpsc::UnboundedSender<Fetched>,
+    pub acker: AckSender,
 }
 
 /// Which queues' waiters saw a job land since the fetcher last looked. A
@@ -84,6 +106,7 @@ impl Waiter {
         let mut idle = self.idle.subscribe();
         let mut conn = None;
         let mut failures = 0;
+        let max_beat_age = max_beat_age(&self.ctx);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -107,28 +130,150 @@ impl Waiter {
                     }
                 },
             };
-            let landed = tokio::select! {
+            // While a suspect runs alone nothing is fetched (see the
+            // fetcher): the wait then only watches.
+            let fetch = self.solo.try_read().is_ok().then(|| Fetch {
+                batch: self.ctx.batch.fetch_add(1, Ordering::Relaxed),
+                // Weak: an idle wait must not count as holding jobs (the
+                // heartbeat beats such lanes every interval).
+                lifeline: Arc::downgrade(&self.ctx.control.lifeline(self.queue)),
+            });
+            let waited = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = self.ctx.broker.wait_for_job(c, keys, BLOCK) => r,
+                r = self.wait(c, keys, fetch.as_ref(), max_beat_age) => r,
             };
-            match landed {
-                Ok(true) => {
-                    failures = 0;
-                    self.landed.mark(self.queue);
-                    self.wake.notify_one();
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = self.landed.taken(self.queue) => {}
-                    }
-                }
-                Ok(false) => failures = 0,
+            let landing = match waited {
+                Ok(l) => l,
                 Err(e) => {
                     conn = None;
+                    if let Some(f) = fetch.filter(|_| reply_lost(&e)) {
+                        put_back_batch(&self.acker, self.queue, f.batch, &stop).await;
+                    }
                     self.ctx.outage.failed("wait", &e);
                     sleep_or_stop(retry_delay(failures), &stop).await;
                     failures += 1;
+                    continue;
+                }
+            };
+            failures = 0;
+            let mut mark = landing.seen;
+            match (landing.fetched, fetch) {
+                (Ok(jobs), Some(f)) if !jobs.is_empty() => {
+                    self.ctx.outage.ok();
+                    if !self.deliver(jobs, f, &stop).await {
+                        return;
+                    }
+                    // The fetcher asks the queue for the rest, if any.
+                    mark = landing.more;
+                }
+                // Declared dead meanwhile: the fetcher's own fetch finds
+                // that out too, and has the worker registered again.
+                (Err(QueueError::NotRegistered), _) => {}
+                (Err(e), _) => {
+                    tracing::debug!(error = %e, "a waiting fetch failed; the fetcher fetches instead")
+                }
+                _ => {}
+            }
+            if mark {
+                self.landed.mark(self.queue);
+                self.wake.notify_one();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = self.landed.taken(self.queue) => {}
                 }
             }
         }
     }
+
+    /// Blocks until a job lands, fetching it in the same round trip when
+    /// `fetch` is given.
+    async fn wait(
+        &self,
+        c: &mut RedisConn,
+        keys: &QueueKeys,
+        fetch: Option<&Fetch>,
+        max_beat_age: Duration,
+    ) -> Result<Landing, QueueError> {
+        let ctx = &self.ctx;
+        let Some(f) = fetch else {
+            let seen = ctx.broker.wait_for_job(c, keys, BLOCK).await?;
+            return Ok(Landing {
+                seen,
+                fetched: Ok(Vec::new()),
+                more: seen,
+            });
+        };
+        let limits = FetchLimits {
+            solo_at: ctx.config.max_recoveries.max(1),
+            max_bytes: ctx.limits.max_bytes,
+            head_bytes: ctx.config.dead_max_payload_bytes,
+        };
+        ctx.broker
+            .wait_and_fetch(
+                c,
+                keys,
+                &ctx.worker_id,
+                f.batch,
+                limits,
+                max_beat_age,
+                BLOCK,
+            )
+            .await
+    }
+
+    /// Hands the job the wait fetched to the fetcher, with a permit (it
+    /// waits for one when every permit is taken: the job stays held, and
+    /// a stop meanwhile puts it back). False when the stop came first.
+    async fn deliver(&self, jobs: Vec<Vec<u8>>, f: Fetch, stop: &CancellationToken) -> bool {
+        let queue = self.queue;
+        // Lost (declared dead since the wait was sent, with no job left
+        // to keep the old lifeline) or paused meanwhile: not run here. A
+        // put-back is fenced: it does nothing to a job no longer ours.
+        let lifeline = f.lifeline.upgrade();
+        let Some(lifeline) = lifeline.filter(|_| !self.ctx.control.is_paused(queue)) else {
+            put_back_batch(&self.acker, queue, f.batch, stop).await;
+            return !stop.is_cancelled();
+        };
+        for (i, payload) in jobs.into_iter().enumerate() {
+            let permit = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return false,
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return false,
+                },
+            };
+            let job = Fetched {
+                taken: Taken {
+                    queue,
+                    slot: slot(f.batch, i),
+                    payload,
+                },
+                permit,
+                lifeline: lifeline.clone(),
+            };
+            if self.delivered.send(job).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What a waiting fetch was sent with.
+struct Fetch {
+    batch: u64,
+    lifeline: Weak<Lifeline>,
+}
+
+/// The oldest heartbeat at which a waiting fetch may still take a job
+/// (see `fetch.lua`): a live worker's idle lane is beaten before it is
+/// older. It stays under the reply timeout the wait allows beyond its
+/// block: a fetch Redis runs after the wait gave up on it (a Redis that
+/// stalled that long) finds the heartbeat older, so takes nothing that
+/// the put-back of its batch, sent on another connection, could miss.
+fn max_beat_age(ctx: &Ctx) -> Duration {
+    let live = idle_beat(ctx) + ctx.config.heartbeat_interval() / 2;
+    live.min(ctx.config.heartbeat_timeout() * 4 / 5)
+        .min(RESPONSE_TIMEOUT / 2)
 }

@@ -24,7 +24,14 @@
 -- ARGV[8] age in ms past which a fetch that takes jobs also refreshes this
 --         worker's score in the workers set (its heartbeat on the queue): an
 --         idle worker beats an idle queue only every few seconds, and the
---         jobs it takes must be fenced by a fresh heartbeat from the start
+--         jobs it takes must be fenced by a fresh heartbeat from the start;
+--         0: never (a fetch sent with a wait, below, may run for a worker
+--         that froze since: it must not keep that worker alive)
+-- ARGV[9] age in ms past which this worker's score takes nothing; 0: no
+--         limit. A fetch pipelined behind a blocking wait runs whenever a
+--         job lands, maybe after its worker froze or was cut off: it must
+--         not take a job for, and refresh the heartbeat of, a worker that
+--         is not beating any more (a live one's score is younger)
 -- Returns the payloads, oldest first, or
 -- the error NOTREGISTERED when this worker is not in the workers set: its
 -- jobs could not be recovered if it died, so it must not take any.
@@ -32,6 +39,20 @@
 local beat = redis.call('ZSCORE', KEYS[3], ARGV[3])
 if not beat then
   return redis.error_reply('NOTREGISTERED worker must register before fetching')
+end
+
+local now
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+local max_age = tonumber(ARGV[9]) or 0
+if max_age > 0 and clock() - tonumber(beat) > max_age then
+  return {}
 end
 
 local out = {}
@@ -95,10 +116,9 @@ if n > 0 then
     ARGV[2] .. ':done', string.rep('0', #out))
   redis.call('HINCRBY', KEYS[2], 'jobs', #out)
   redis.call('LTRIM', KEYS[1], 0, -(n + 1))
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if now - tonumber(beat) >= tonumber(ARGV[8]) then
-    redis.call('ZADD', KEYS[3], 'XX', now, ARGV[3])
+  local fresh = tonumber(ARGV[8])
+  if fresh > 0 and clock() - tonumber(beat) >= fresh then
+    redis.call('ZADD', KEYS[3], 'XX', clock(), ARGV[3])
   end
 end
 return out
