@@ -774,7 +774,11 @@ async fn a_waiting_fetch_takes_nothing_for_a_worker_stale_or_gone_since_it_was_s
         b,
     } = scripted("waitstale", &["stale", "gone", "live"]).await;
     let b = std::sync::Arc::new(b);
-    assert!(b.fetch(&k, "live", 1, 1, limits(3)).await.unwrap().is_empty());
+    assert!(b
+        .fetch(&k, "live", 1, 1, limits(3))
+        .await
+        .unwrap()
+        .is_empty());
     let old = redis_time_ms(&mut con).await - 4_500;
     redis_cmd(&mut con, &["ZADD", &k.workers, &old.to_string(), "stale"]).await;
     let waiting = wait_and_fetch(&b, &k, "stale", 1);
@@ -799,7 +803,10 @@ async fn a_waiting_fetch_takes_nothing_for_a_worker_stale_or_gone_since_it_was_s
     ));
     assert_eq!(llen(&mut con, &k.pending).await, 1);
     assert!(!exists(&mut con, &k.active("gone")).await);
-    assert_eq!(b.fetch(&k, "live", 10, 1, limits(3)).await.unwrap().len(), 1);
+    assert_eq!(
+        b.fetch(&k, "live", 10, 1, limits(3)).await.unwrap().len(),
+        1
+    );
 }
 
 /// Redis lost its scripts (a restart without persistence of them, `SCRIPT

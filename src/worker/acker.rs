@@ -230,7 +230,7 @@ impl Writer {
         if let Some((n, _)) = back.filter(|(n, _)| *n > 0) {
             match what {
                 Requeue::Batches(_) => tracing::info!(queue = %keys.name, jobs = n,
-                    "put back jobs whose fetch reply was lost"),
+                    "put back jobs fetched but not started (a fetch reply lost, or a job landed when no slot was free)"),
                 _ => tracing::info!(queue = %keys.name, jobs = n, "put unfinished jobs back"),
             }
         }

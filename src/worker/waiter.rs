@@ -130,9 +130,12 @@ impl Waiter {
                     }
                 },
             };
-            // While a suspect runs alone nothing is fetched (see the
-            // fetcher): the wait then only watches.
-            let fetch = self.solo.try_read().is_ok().then(|| Fetch {
+            // Fetched only with a free permit: a job taken that could not
+            // start would wait behind this worker's running ones while
+            // another worker could run it. Nor while a suspect runs alone
+            // (see the fetcher). Otherwise the wait only watches.
+            let may_fetch = self.permits.available_permits() > 0 && self.solo.try_read().is_ok();
+            let fetch = may_fetch.then(|| Fetch {
                 batch: self.ctx.batch.fetch_add(1, Ordering::Relaxed),
                 // Weak: an idle wait must not count as holding jobs (the
                 // heartbeat beats such lanes every interval).
@@ -221,27 +224,28 @@ impl Waiter {
             .await
     }
 
-    /// Hands the job the wait fetched to the fetcher, with a permit (it
-    /// waits for one when every permit is taken: the job stays held, and
-    /// a stop meanwhile puts it back). False when the stop came first.
+    /// Hands the job the wait fetched to the fetcher with a free permit.
+    /// A job that cannot start at once (every permit taken since the wait
+    /// was sent, the lane lost or paused meanwhile) is put back at the
+    /// front of pending instead of waiting here. False when the stop came
+    /// first (the job stays held: the stop puts it back).
     async fn deliver(&self, jobs: Vec<Vec<u8>>, f: Fetch, stop: &CancellationToken) -> bool {
         let queue = self.queue;
-        // Lost (declared dead since the wait was sent, with no job left
-        // to keep the old lifeline) or paused meanwhile: not run here. A
-        // put-back is fenced: it does nothing to a job no longer ours.
+        let n = jobs.len() as u32;
+        let permit = self.permits.clone().try_acquire_many_owned(n).ok();
+        // Lost: declared dead since the wait was sent, with no job left to
+        // keep the old lifeline. A put-back is fenced: it does nothing to
+        // a job no longer ours.
         let lifeline = f.lifeline.upgrade();
-        let Some(lifeline) = lifeline.filter(|_| !self.ctx.control.is_paused(queue)) else {
+        let (Some(mut permit), Some(lifeline), false) =
+            (permit, lifeline, self.ctx.control.is_paused(queue))
+        else {
             put_back_batch(&self.acker, queue, f.batch, stop).await;
             return !stop.is_cancelled();
         };
         for (i, payload) in jobs.into_iter().enumerate() {
-            let permit = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return false,
-                p = self.permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return false,
-                },
+            let Some(permit) = permit.split(1) else {
+                break;
             };
             let job = Fetched {
                 taken: Taken {
