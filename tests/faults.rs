@@ -941,3 +941,73 @@ async fn worker_score(con: &mut Con, key: &str) -> Option<f64> {
         .unwrap();
     v.first().map(|(_, s)| *s)
 }
+
+/// Whether worker `id` has a connection blocked in `BLMOVE`: its wait,
+/// with the fetch sent behind it still to run.
+async fn waiting(con: &mut redis::aio::MultiplexedConnection, id: &str) -> bool {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(con)
+        .await
+        .unwrap();
+    let name = format!("name={}", toolq::queue::keys::connection_name(id));
+    clients.lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.contains(&name.as_str())
+            && fields.contains(&"cmd=blmove")
+            && fields
+                .iter()
+                .any(|f| f.strip_prefix("flags=").is_some_and(|v| v.contains('b')))
+    })
+}
+
+/// An idle worker's wait carries a fetch that runs when a job lands, maybe
+/// long after it was sent. A worker frozen in its wait (a stopped
+/// container, a long pause) whose heartbeat has gone stale meanwhile takes
+/// nothing: the job stays pending, and a live worker runs it at once, as a
+/// job never held (no recovery counted), instead of after the frozen one
+/// is declared dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_frozen_in_its_wait_takes_no_job_that_lands_once_its_heartbeat_is_stale() {
+    let server = redis();
+    let url = server.url();
+    let q = queue_name("frozenwait");
+    let k = QueueKeys::new(&q);
+    let mut con = raw(&url).await;
+    let mut a = spawn_worker_process(&url, &q, 2, &FAST_BEAT);
+    let a_id = worker_id_of(&mut con, &q, a.pid(), Duration::from_secs(10)).await;
+    // One job first: A runs jobs, and its wait is sent again after it.
+    lpush(&mut con, &q, &[count_job(&q, "first", 0)]).await;
+    let r = wait_result(&mut con, &q, "first", Duration::from_secs(10)).await;
+    assert_eq!(r["worker"], a_id.as_str(), "{r}");
+    eventually(Duration::from_secs(10), "A's wait to block", || {
+        let mut con = con.clone();
+        let a_id = a_id.clone();
+        async move { waiting(&mut con, &a_id).await }
+    })
+    .await;
+    a.signal(libc::SIGSTOP);
+    // Past the age a waiting fetch allows (0.8 s with this heartbeat),
+    // well within the 10 s its wait blocks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(waiting(&mut con, &a_id).await, "A's wait is still pending");
+    lpush(&mut con, &q, &[count_job(&q, "late", 0)]).await;
+    eventually(Duration::from_secs(5), "A's wait to be served", || {
+        let mut con = con.clone();
+        let a_id = a_id.clone();
+        async move { !waiting(&mut con, &a_id).await }
+    })
+    .await;
+    assert_eq!(llen(&mut con, &k.pending).await, 1, "the job stays pending");
+    assert!(!exists(&mut con, &k.active(&a_id)).await, "A holds nothing");
+
+    let b = spawn_worker_process(&url, &q, 2, &FAST_BEAT);
+    let b_id = worker_id_of(&mut con, &q, b.pid(), Duration::from_secs(10)).await;
+    let r = wait_result(&mut con, &q, "late", Duration::from_secs(10)).await;
+    assert_eq!(r["worker"], b_id.as_str(), "{r}");
+    assert_eq!(r["recoveries"], 0, "never held by A: {r}");
+    a.signal(libc::SIGCONT);
+    a.signal(libc::SIGKILL);
+    let _ = a.wait_exit(Duration::from_secs(10));
+    stop_all([b]);
+}

@@ -492,3 +492,103 @@ async fn a_retry_after_is_honoured_beyond_the_backoff_ceiling_but_capped_at_an_h
     );
     worker.stop().await;
 }
+
+/// Until a client of the server waits in `BLMOVE` (the last command it ran).
+async fn until_a_wait_blocks(con: &redis::aio::MultiplexedConnection) {
+    eventually(WAIT, "a wait to block", || {
+        let mut con = con.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            clients.contains("cmd=blmove")
+        }
+    })
+    .await;
+}
+
+/// The commands Redis runs while `act` does its work, as `redis-cli
+/// MONITOR` prints them: `(client address, command line)`.
+async fn monitored<F: std::future::Future<Output = ()>>(
+    port: u16,
+    act: F,
+) -> Vec<(String, String)> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "monitor"])
+        .stdout(out.reopen().unwrap())
+        .spawn()
+        .expect("redis-cli runs");
+    let path = out.path().to_owned();
+    eventually(WAIT, "MONITOR to start", || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        async move { text.starts_with("OK") }
+    })
+    .await;
+    act.await;
+    // Whatever Redis ran for the act has been printed once a PING after
+    // it shows.
+    let mut con = raw(&format!("redis://127.0.0.1:{port}")).await;
+    redis_cmd(&mut con, &["PING", "monitored-end"]).await;
+    eventually(WAIT, "MONITOR to print the end", || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        async move { text.contains("monitored-end") }
+    })
+    .await;
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(" [")?;
+            let (client, command) = rest.split_once("] ")?;
+            let addr = client.split_whitespace().nth(1)?;
+            Some((addr.to_owned(), command.to_owned()))
+        })
+        .collect()
+}
+
+/// An idle worker's wait carries the fetch: the job that lands is taken by
+/// the fetch script run from the waiting connection right behind its
+/// `BLMOVE`, a round trip sooner than a wake-up and then a fetch, and no
+/// other fetch runs for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_workers_wait_fetches_the_job_that_lands_in_the_same_round_trip() {
+    let server = redis();
+    let q = queue_name("waitfetch");
+    let keys = QueueKeys::new(&q);
+    let mut con = raw(&server.url()).await;
+    let worker = start_worker(config(&server.url(), &q, 4));
+    until_a_wait_blocks(&con).await;
+    let ran = monitored(server.port(), async {
+        let mut con = con.clone();
+        lpush(
+            &mut con,
+            &q,
+            &[r#"{"tool":"echo","args":{"x":1},"id":"w1"}"#.into()],
+        )
+        .await;
+        let r = wait_result(&mut con, &q, "w1", WAIT).await;
+        assert_eq!(r["status"], "succeeded");
+        // Waiting again: its next `BLMOVE` ran, so it is in the log too.
+        until_a_wait_blocks(&con).await;
+    })
+    .await;
+    let fetch_of = format!("\"{}\" \"{}active:", keys.pending, keys.tag);
+    let fetches: Vec<&String> = ran
+        .iter()
+        .filter(|(_, c)| c.to_lowercase().starts_with("\"evalsha\"") && c.contains(&fetch_of))
+        .map(|(addr, _)| addr)
+        .collect();
+    assert_eq!(fetches.len(), 1, "one fetch ran: {ran:#?}");
+    assert!(
+        ran.iter()
+            .any(|(addr, c)| addr == fetches[0] && c.to_lowercase().starts_with("\"blmove\"")),
+        "from the waiting connection: {ran:#?}"
+    );
+    assert_eq!(llen(&mut con, &keys.pending).await, 0);
+    worker.stop().await;
+}

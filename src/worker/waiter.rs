@@ -277,7 +277,9 @@ struct Fetch {
 /// stalled that long) finds the heartbeat older, so takes nothing that
 /// the put-back of its batch, sent on another connection, could miss.
 fn max_beat_age(ctx: &Ctx) -> Duration {
-    let live = idle_beat(ctx) + ctx.config.heartbeat_interval() / 2;
+    // An idle lane is beaten at a tick once it would pass `idle_beat`
+    // within half an interval: younger than this by half an interval.
+    let live = idle_beat(ctx) + ctx.config.heartbeat_interval();
     live.min(ctx.config.heartbeat_timeout() * 4 / 5)
         .min(RESPONSE_TIMEOUT / 2)
 }
