@@ -97,6 +97,10 @@ impl Landed {
     }
 }
 
+/// Longest wait for a free permit for a job the wait fetched before it is
+/// put back: a fetch round's length, many times over.
+const PERMIT_WAIT: Duration = Duration::from_millis(5);
+
 /// How often a waiter of a paused queue looks whether it was resumed.
 const PAUSED_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -225,14 +229,30 @@ impl Waiter {
     }
 
     /// Hands the job the wait fetched to the fetcher with a free permit.
-    /// A job that cannot start at once (every permit taken since the wait
-    /// was sent, the lane lost or paused meanwhile) is put back at the
-    /// front of pending instead of waiting here. False when the stop came
+    /// A job that cannot start (every permit taken since the wait was sent,
+    /// and none free within [`PERMIT_WAIT`]; the lane lost or paused
+    /// meanwhile) is put back at the front of pending instead of waiting
+    /// here. False when the stop came
     /// first (the job stays held: the stop puts it back).
     async fn deliver(&self, jobs: Vec<Vec<u8>>, f: Fetch, stop: &CancellationToken) -> bool {
         let queue = self.queue;
         let n = jobs.len() as u32;
-        let permit = self.permits.clone().try_acquire_many_owned(n).ok();
+        // The fetcher holds every free permit for the length of a fetch
+        // round, and gives back those it did not fill: worth a moment's
+        // wait, where a running job's permit is not.
+        let permit = match self.permits.clone().try_acquire_many_owned(n) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let sem = self.permits.clone();
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return false,
+                    p = tokio::time::timeout(PERMIT_WAIT, sem.acquire_many_owned(n)) => {
+                        p.ok().and_then(|p| p.ok())
+                    }
+                }
+            }
+        };
         // Lost: declared dead since the wait was sent, with no job left to
         // keep the old lifeline. A put-back is fenced: it does nothing to
         // a job no longer ours.
