@@ -511,10 +511,12 @@ async fn until_a_wait_blocks(con: &redis::aio::MultiplexedConnection) {
 
 /// The commands Redis runs while `act` does its work, as `redis-cli
 /// MONITOR` prints them: `(client address, command line)`.
-async fn monitored<F: std::future::Future<Output = ()>>(
-    port: u16,
-    act: F,
-) -> Vec<(String, String)> {
+/// `act` gets the path of the log as it grows.
+async fn monitored<F, Fut>(port: u16, act: F) -> Vec<(String, String)>
+where
+    F: FnOnce(std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut monitor = std::process::Command::new("redis-cli")
         .args(["-p", &port.to_string(), "monitor"])
@@ -527,7 +529,7 @@ async fn monitored<F: std::future::Future<Output = ()>>(
         async move { text.starts_with("OK") }
     })
     .await;
-    act.await;
+    act(path.clone()).await;
     // Whatever Redis ran for the act has been printed once a PING after
     // it shows.
     let mut con = raw(&format!("redis://127.0.0.1:{port}")).await;
@@ -563,7 +565,7 @@ async fn an_idle_workers_wait_fetches_the_job_that_lands_in_the_same_round_trip(
     let mut con = raw(&server.url()).await;
     let worker = start_worker(config(&server.url(), &q, 4));
     until_a_wait_blocks(&con).await;
-    let ran = monitored(server.port(), async {
+    let ran = monitored(server.port(), |_| async {
         let mut con = con.clone();
         lpush(
             &mut con,
@@ -590,5 +592,86 @@ async fn an_idle_workers_wait_fetches_the_job_that_lands_in_the_same_round_trip(
         "from the waiting connection: {ran:#?}"
     );
     assert_eq!(llen(&mut con, &keys.pending).await, 0);
+    worker.stop().await;
+}
+
+/// A waiting fetch sent while a slot was free can land a job once none is:
+/// that job is put back at once, not held behind the running one while
+/// another worker could take it. One slot, two idle queues, both waits
+/// sent: a long job takes the slot, then a job lands on the other queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_a_waiting_fetch_takes_with_no_slot_free_is_put_back_not_held() {
+    let server = redis();
+    let (a, b) = (queue_name("slot-a"), queue_name("slot-b"));
+    let kb = QueueKeys::new(&b);
+    let mut con = raw(&server.url()).await;
+    let mut cfg = config(&server.url(), &a, 1);
+    cfg.queues.push(b.clone());
+    let worker = start_worker(cfg);
+    eventually(WAIT, "both queues' waits to block", || {
+        let mut con = con.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            clients.matches("cmd=blmove").count() == 2
+        }
+    })
+    .await;
+    lpush(
+        &mut con,
+        &a,
+        &[r#"{"tool":"sleep","args":{"ms":1500},"id":"long"}"#.into()],
+    )
+    .await;
+    eventually(WAIT, "the long job to take the slot", || async {
+        worker.health.in_flight() == 1
+    })
+    .await;
+    let watched = (con.clone(), kb.clone(), b.clone());
+    let ran = monitored(server.port(), |log| async move {
+        let (mut con, kb, b) = watched;
+        lpush(
+            &mut con,
+            &b,
+            &[r#"{"tool":"echo","args":{},"id":"late"}"#.into()],
+        )
+        .await;
+        // Taken by B's wait, then put back while the slot is busy.
+        let put_back = format!("\"{}pending\" \"{}workers\" \"batches\"", kb.tag, kb.tag);
+        eventually(WAIT, "the job put back", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let seen = text.contains(&put_back);
+            async move { seen }
+        })
+        .await;
+        assert_eq!(llen(&mut con, &kb.pending).await, 1, "back in pending");
+        let held: Vec<String> = redis::cmd("KEYS")
+            .arg(kb.active_pattern())
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(held.is_empty(), "held by no one: {held:?}");
+    })
+    .await;
+    let fetch_of = format!("\"{}\" \"{}active:", kb.pending, kb.tag);
+    assert!(
+        ran.iter()
+            .any(|(_, c)| c.to_lowercase().starts_with("\"evalsha\"") && c.contains(&fetch_of)),
+        "the wait fetched it: {ran:#?}"
+    );
+    assert_eq!(worker.health.in_flight(), 1, "only the long job runs");
+    let r = wait_result(&mut con, &b, "late", WAIT).await;
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["recoveries"], 0);
+    assert_eq!(r["attempts"], 1);
+    let long = wait_result(&mut con, &a, "long", WAIT).await;
+    let started = |r: &Value| r["started_at"].as_u64().unwrap();
+    assert!(
+        started(&r) >= started(&long) + 1_500,
+        "it ran once the slot was free: {long} then {r}"
+    );
     worker.stop().await;
 }
