@@ -493,22 +493,6 @@ async fn a_retry_after_is_honoured_beyond_the_backoff_ceiling_but_capped_at_an_h
     worker.stop().await;
 }
 
-/// Until a client of the server waits in `BLMOVE` (the last command it ran).
-async fn until_a_wait_blocks(con: &redis::aio::MultiplexedConnection) {
-    eventually(WAIT, "a wait to block", || {
-        let mut con = con.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            clients.contains("cmd=blmove")
-        }
-    })
-    .await;
-}
-
 /// The commands Redis runs while `act` does its work, as `redis-cli
 /// MONITOR` prints them: `(client address, command line)`.
 /// `act` gets the path of the log as it grows.
@@ -564,7 +548,7 @@ async fn an_idle_workers_wait_fetches_the_job_that_lands_in_the_same_round_trip(
     let keys = QueueKeys::new(&q);
     let mut con = raw(&server.url()).await;
     let worker = start_worker(config(&server.url(), &q, 4));
-    until_a_wait_blocks(&con).await;
+    until_waits_block(&con, 1).await;
     let ran = monitored(server.port(), |_| async {
         let mut con = con.clone();
         lpush(
@@ -576,7 +560,7 @@ async fn an_idle_workers_wait_fetches_the_job_that_lands_in_the_same_round_trip(
         let r = wait_result(&mut con, &q, "w1", WAIT).await;
         assert_eq!(r["status"], "succeeded");
         // Waiting again: its next `BLMOVE` ran, so it is in the log too.
-        until_a_wait_blocks(&con).await;
+        until_waits_block(&con, 1).await;
     })
     .await;
     let fetch_of = format!("\"{}\" \"{}active:", keys.pending, keys.tag);
@@ -608,18 +592,7 @@ async fn a_job_a_waiting_fetch_takes_with_no_slot_free_is_put_back_not_held() {
     let mut cfg = config(&server.url(), &a, 1);
     cfg.queues.push(b.clone());
     let worker = start_worker(cfg);
-    eventually(WAIT, "both queues' waits to block", || {
-        let mut con = con.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            clients.matches("cmd=blmove").count() == 2
-        }
-    })
-    .await;
+    until_waits_block(&con, 2).await;
     lpush(
         &mut con,
         &a,

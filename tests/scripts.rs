@@ -630,18 +630,7 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
         (b, handle)
     };
     let (b, handle) = wait;
-    eventually(Duration::from_secs(5), "the wait to block", || {
-        let mut con = con.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            clients.contains("cmd=blmove")
-        }
-    })
-    .await;
+    until_waits_block(&con, 1).await;
     // "a" is declared dead and recovered while its wait is still blocked.
     let stale = redis_time_ms(&mut con).await - 60_000;
     redis_cmd(&mut con, &["ZADD", &k.workers, &stale.to_string(), "a"]).await;
@@ -659,22 +648,6 @@ async fn waiting_for_a_job_moves_nothing_even_for_a_worker_recovered_meanwhile()
         b.fetch(&k, "live", 10, 1, limits(3)).await.unwrap().len(),
         1
     );
-}
-
-/// Until some client of the server blocks in `BLMOVE`.
-async fn until_a_wait_blocks(con: &Con) {
-    eventually(Duration::from_secs(5), "the wait to block", || {
-        let mut con = con.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            clients.contains("cmd=blmove")
-        }
-    })
-    .await;
 }
 
 /// Starts `worker`'s waiting fetch of batch `batch` (heartbeat at most
@@ -730,7 +703,7 @@ async fn a_waiting_fetch_holds_the_job_that_lands_and_says_whether_more_wait() {
     let beat = redis_time_ms(&mut con).await - 2_000;
     redis_cmd(&mut con, &["ZADD", &k.workers, &beat.to_string(), "w"]).await;
     let waiting = wait_and_fetch(&b, &k, "w", 7);
-    until_a_wait_blocks(&con).await;
+    until_waits_block(&con, 1).await;
     lpush(&mut con, &q, &echo_jobs("a", 1)).await;
     let landing = waiting.await.unwrap();
     assert!(landing.seen);
@@ -751,7 +724,7 @@ async fn a_waiting_fetch_holds_the_job_that_lands_and_says_whether_more_wait() {
 
     // Two land at once: one is taken, the reply says the other waits.
     let waiting = wait_and_fetch(&b, &k, "w", 8);
-    until_a_wait_blocks(&con).await;
+    until_waits_block(&con, 1).await;
     lpush(&mut con, &q, &echo_jobs("b", 2)).await;
     let landing = waiting.await.unwrap();
     assert_eq!(landing.fetched.unwrap().len(), 1);
@@ -782,7 +755,7 @@ async fn a_waiting_fetch_takes_nothing_for_a_worker_stale_or_gone_since_it_was_s
     let old = redis_time_ms(&mut con).await - 4_500;
     redis_cmd(&mut con, &["ZADD", &k.workers, &old.to_string(), "stale"]).await;
     let waiting = wait_and_fetch(&b, &k, "stale", 1);
-    until_a_wait_blocks(&con).await;
+    until_waits_block(&con, 1).await;
     lpush(&mut con, &q, &echo_jobs("s", 1)).await;
     let landing = waiting.await.unwrap();
     assert!(landing.seen);
@@ -793,7 +766,7 @@ async fn a_waiting_fetch_takes_nothing_for_a_worker_stale_or_gone_since_it_was_s
 
     redis_cmd(&mut con, &["DEL", &k.pending]).await;
     let waiting = wait_and_fetch(&b, &k, "gone", 1);
-    until_a_wait_blocks(&con).await;
+    until_waits_block(&con, 1).await;
     redis_cmd(&mut con, &["ZREM", &k.workers, "gone"]).await;
     lpush(&mut con, &q, &echo_jobs("g", 1)).await;
     let landing = waiting.await.unwrap();

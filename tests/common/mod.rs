@@ -290,3 +290,20 @@ pub async fn redis_time_ms(con: &mut redis::aio::MultiplexedConnection) -> u64 {
     let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await.unwrap();
     s * 1000 + us / 1000
 }
+
+/// Until at least `n` clients of the server wait in `BLMOVE` (the last
+/// command each ran): workers' waits, blocked.
+pub async fn until_waits_block(con: &redis::aio::MultiplexedConnection, n: usize) {
+    eventually(Duration::from_secs(20), "the waits to block", || {
+        let mut con = con.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            clients.matches("cmd=blmove").count() >= n
+        }
+    })
+    .await;
+}
