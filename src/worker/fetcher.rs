@@ -127,6 +127,7 @@ impl Fetcher {
             if !idle {
                 self.start(jobs, &solo, &stop).await;
             }
+            self.landed.round_done();
             match fetched {
                 Ok(()) => {
                     failures = 0;

@@ -12,7 +12,7 @@
 //! off since) and refreshes none; a reply lost with the connection puts
 //! its batch back, as the fetcher's does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -56,6 +56,13 @@ pub struct Waiter {
 pub struct Landed {
     marks: Vec<AtomicBool>,
     taken: Notify,
+    /// Fetch rounds finished (their jobs started), and the count when
+    /// marks were last taken: the round after that one asks the marked
+    /// queues. A waiter fetches again only once that round is over, so a
+    /// job it fetches never starts before older ones that round took.
+    rounds: AtomicU64,
+    taken_at: AtomicU64,
+    done: Notify,
 }
 
 impl Landed {
@@ -63,6 +70,9 @@ impl Landed {
         Landed {
             marks: (0..queues).map(|_| AtomicBool::new(false)).collect(),
             taken: Notify::new(),
+            rounds: AtomicU64::new(0),
+            taken_at: AtomicU64::new(0),
+            done: Notify::new(),
         }
     }
 
@@ -85,8 +95,31 @@ impl Landed {
         }
     }
 
+    /// Until the fetcher finished the round that follows the last take of
+    /// the marks (every take is followed by a round).
+    async fn round_over(&self) {
+        let after = self.taken_at.load(Ordering::Acquire);
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.rounds.load(Ordering::Acquire) > after {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    /// The fetcher finished a round: its jobs are started.
+    pub fn round_done(&self) {
+        self.rounds.fetch_add(1, Ordering::AcqRel);
+        self.done.notify_waiters();
+    }
+
     /// The queues marked since the last call, in index order; clears them.
     pub fn take(&self) -> Vec<usize> {
+        self.taken_at
+            .store(self.rounds.load(Ordering::Acquire), Ordering::Release);
         let marked: Vec<usize> = (0..self.marks.len())
             .filter(|&i| self.marks[i].swap(false, Ordering::AcqRel))
             .collect();
@@ -186,7 +219,10 @@ impl Waiter {
                 self.wake.notify_one();
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = self.landed.taken(self.queue) => {}
+                    _ = async {
+                        self.landed.taken(self.queue).await;
+                        self.landed.round_over().await;
+                    } => {}
                 }
             }
         }
