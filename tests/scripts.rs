@@ -661,17 +661,13 @@ fn wait_and_fetch(
     let (b, k) = (b.clone(), k.clone());
     tokio::spawn(async move {
         let mut blocked = b.dedicated(Duration::from_secs(5)).await.unwrap();
-        b.wait_and_fetch(
-            &mut blocked,
-            &k,
-            worker,
+        let w = toolq::queue::WaitingFetch {
             batch,
-            limits(3),
-            Duration::from_secs(4),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap()
+            limits: limits(3),
+            max_beat_age: Duration::from_secs(4),
+            block: Duration::from_secs(5),
+        };
+        b.wait_and_fetch(&mut blocked, &k, worker, w).await.unwrap()
     })
 }
 

@@ -123,27 +123,24 @@ impl Broker {
     }
 
     /// [`wait_for_job`](Self::wait_for_job) and, in the same round trip,
-    /// a fetch of one job (batch `batch`) the moment it lands: Redis runs
+    /// a fetch of one job (batch `w.batch`) the moment it lands: Redis runs
     /// the commands that follow a blocked one as soon as it is served, so
     /// an idle worker's job starts a round trip sooner than a wake-up and
     /// then a fetch would let it. The fetch is sent long before it runs,
     /// maybe on behalf of a worker frozen or cut off since: it takes
-    /// nothing when this worker's heartbeat is older than `max_beat_age`,
+    /// nothing when this worker's heartbeat is older than `w.max_beat_age`,
     /// nor once the worker is deregistered; either way the job stays in
     /// pending. A fetch whose reply this returns as an error took nothing;
     /// a connection that breaks may have lost the reply of one that ran.
-    #[allow(clippy::too_many_arguments)]
     pub async fn wait_and_fetch(
         &self,
         conn: &mut RedisConn,
         keys: &QueueKeys,
         worker: &str,
-        batch: u64,
-        limits: FetchLimits,
-        max_beat_age: Duration,
-        timeout: Duration,
+        w: WaitingFetch,
     ) -> Result<Landing> {
-        let fetch = fetch_invocation(keys, worker, 1, batch, limits, Some(max_beat_age));
+        let fetch = fetch_invocation(keys, worker, 1, w.batch, w.limits, Some(w.max_beat_age));
+        let timeout = w.block;
         let mut pipe = redis::pipe();
         pipe.cmd("BLMOVE")
             .arg(&keys.pending)
@@ -373,6 +370,18 @@ pub struct DeadCaps {
 /// when it is older than this (see `fetch.lua`): a busy queue's heartbeat
 /// is fresher than that, so under load the fetch writes nothing more.
 const FENCE_FRESH_MS: u64 = 500;
+
+/// A fetch sent behind a blocking wait ([`Broker::wait_and_fetch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitingFetch {
+    /// The batch number the job is held under.
+    pub batch: u64,
+    pub limits: FetchLimits,
+    /// The oldest heartbeat at which the fetch may still take a job.
+    pub max_beat_age: Duration,
+    /// How long the wait blocks.
+    pub block: Duration,
+}
 
 /// What [`Broker::wait_and_fetch`] saw and took.
 #[derive(Debug)]

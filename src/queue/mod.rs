@@ -68,7 +68,7 @@ pub use connection::{RedisTarget, WaitReplicas, RESPONSE_TIMEOUT};
 pub use control::{CancelReply, CancelRequest, Located, QueueFlags};
 pub use enqueue::{ChunkOutcome, EnqueueItem, Fate, Trip};
 pub use fleet::{Gauges, Turn};
-pub use jobs::{slot, DeadCaps, FetchLimits, Landing, Requeue, BATCH_SLOTS};
+pub use jobs::{slot, DeadCaps, FetchLimits, Landing, Requeue, WaitingFetch, BATCH_SLOTS};
 pub use keys::QueueKeys;
 pub use oversized::Oversized;
 pub use progress::ProgressReport;

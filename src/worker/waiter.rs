@@ -27,7 +27,7 @@ use super::heartbeat::idle_beat;
 use super::lifeline::Lifeline;
 use super::outage::retry_delay;
 use crate::queue::{
-    slot, FetchLimits, Landing, QueueError, QueueKeys, RedisConn, RESPONSE_TIMEOUT,
+    slot, FetchLimits, Landing, QueueError, QueueKeys, RedisConn, WaitingFetch, RESPONSE_TIMEOUT,
 };
 
 /// How long one `BLMOVE` blocks. A wait that outlasts the idle spell is
@@ -251,17 +251,13 @@ impl Waiter {
             max_bytes: ctx.limits.max_bytes,
             head_bytes: ctx.config.dead_max_payload_bytes,
         };
-        ctx.broker
-            .wait_and_fetch(
-                c,
-                keys,
-                &ctx.worker_id,
-                f.batch,
-                limits,
-                max_beat_age,
-                BLOCK,
-            )
-            .await
+        let w = WaitingFetch {
+            batch: f.batch,
+            limits,
+            max_beat_age,
+            block: BLOCK,
+        };
+        ctx.broker.wait_and_fetch(c, keys, &ctx.worker_id, w).await
     }
 
     /// Hands the job the wait fetched to the fetcher with a free permit.
