@@ -54,17 +54,15 @@ pub async fn run(
         arrivals.clone(),
     ));
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
-    let mut sent: HashMap<String, u64> = HashMap::with_capacity(total);
-    let start = Instant::now();
-    for i in 0..total {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let mut job = Job::new("clock", json!({}));
-        job.batch = Some(batch.clone());
-        let t = unix_us();
-        let id = producer.enqueue(&queue, job).await?;
-        sent.insert(id, t);
-    }
+    let sent = send_at_rate(producer, &queue, Some(&batch), rate, total).await;
+    let sent = match sent {
+        Ok(s) => s,
+        Err(e) => {
+            listener.abort();
+            stop(&mut worker);
+            return Err(e);
+        }
+    };
     let all_in = wait_for(Duration::from_secs(60), || async {
         arrivals.lock().map(|a| a.len() >= total).unwrap_or(true)
     })
@@ -100,6 +98,29 @@ pub async fn run(
         to_start: percentiles(&mut to_start),
         to_result: percentiles(&mut to_result),
     })
+}
+
+/// Enqueues `total` `clock` jobs one by one, `rate` a second, each in
+/// `batch` when given; the id of each, and when its enqueue began.
+pub async fn send_at_rate(
+    producer: &Producer,
+    queue: &str,
+    batch: Option<&str>,
+    rate: u32,
+    total: usize,
+) -> Result<HashMap<String, u64>, BenchError> {
+    let mut sent = HashMap::with_capacity(total);
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let mut job = Job::new("clock", json!({}));
+        job.batch = batch.map(str::to_owned);
+        let t = unix_us();
+        let id = producer.enqueue(queue, job).await?;
+        sent.insert(id, t);
+    }
+    Ok(sent)
 }
 
 /// Pops finished job ids off the batch list as they arrive.

@@ -5,6 +5,7 @@
 
 mod ceiling;
 mod drain;
+mod floor;
 pub mod gateway;
 mod latency;
 pub mod mcp;
@@ -184,6 +185,11 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             println!(
                 "         {:>5}/s {:>6}   {:>6.2} / {:>6.2} / {:>6.2}        {:>6.2} / {:>6.2} / {:>6.2}",
                 l.rate, l.jobs, l.to_start.p50, l.to_start.p99, l.to_start.max, l.to_result.p50, l.to_result.p99, l.to_result.max
+            );
+            let f = floor::run(&producer, &url, rate, Duration::from_secs_f64(secs)).await?;
+            println!(
+                "           floor   {:>6.2} / {:>6.2} / {:>6.2}        (a bare client blocked in BLMOVE, no worker, just after)",
+                f.p50, f.p99, f.max
             );
         }
     }

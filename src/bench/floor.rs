@@ -1,0 +1,93 @@
+//! The latency floor: what starting a job costs on this host with no
+//! worker at all. A bare client on its own thread and connection blocks
+//! in `BLMOVE` on a queue while the same producer enqueues at the same
+//! rate as the latency rows; enqueue→receipt is the push, Redis woken to
+//! serve it, and a sleeping client woken by the reply: what every toolq
+//! start pays too, before any of toolq's own work. Read a latency row
+//! against the floor measured beside it, not against a fixed figure: on
+//! a virtual machine most of an idle start is waking sleeping threads.
+
+use std::time::Duration;
+
+use super::latency::{percentiles, send_at_rate, Percentiles};
+use super::BenchError;
+use crate::producer::Producer;
+use crate::queue::QueueKeys;
+use crate::tools::unix_us;
+
+/// How long the bare client waits for the next job before giving up.
+const BLOCK_S: f64 = 5.0;
+
+pub async fn run(
+    producer: &Producer,
+    url: &str,
+    rate: u32,
+    duration: Duration,
+) -> Result<Percentiles, BenchError> {
+    let queue = format!("floor-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let keys = QueueKeys::new(&queue);
+    let total = (rate as f64 * duration.as_secs_f64()) as usize;
+    let client = redis::Client::open(url).map_err(floor_failed)?;
+    let (from, to) = (
+        keys.pending.clone(),
+        format!("{}:floor-taken", keys.pending),
+    );
+    let taken = to.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let consumer = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, u64)>, BenchError> {
+        let mut con = client.get_connection().map_err(floor_failed)?;
+        let _ = ready_tx.send(());
+        let mut got = Vec::with_capacity(total);
+        while got.len() < total {
+            let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+                .arg(&from)
+                .arg(&to)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(BLOCK_S)
+                .query(&mut con)
+                .map_err(floor_failed)?;
+            match moved {
+                Some(payload) => got.push((payload, unix_us())),
+                None => {
+                    return Err(BenchError::Incomplete(format!(
+                        "latency floor: {} of {total} jobs arrived",
+                        got.len()
+                    )))
+                }
+            }
+        }
+        Ok(got)
+    });
+    let _ = ready_rx.await;
+    // Let the client settle into its wait, as the worker does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = send_at_rate(producer, &queue, None, rate, total).await?;
+    let received = tokio::task::spawn_blocking(move || consumer.join())
+        .await
+        .map_err(|e| BenchError::Incomplete(format!("latency floor: {e}")))?
+        .map_err(|_| BenchError::Incomplete("latency floor: its client panicked".into()))??;
+    let _: Result<(), _> = producer
+        .broker()
+        .query("bench", redis::cmd("DEL").arg(&keys.pending).arg(&taken))
+        .await;
+    let mut delays: Vec<f64> = received
+        .iter()
+        .filter_map(|(payload, at)| {
+            let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+            let sent_at = sent.get(v["id"].as_str()?)?;
+            Some(at.saturating_sub(*sent_at) as f64 / 1000.0)
+        })
+        .collect();
+    if delays.len() < total {
+        return Err(BenchError::Incomplete(format!(
+            "latency floor: {} of {total} jobs matched what was sent",
+            delays.len()
+        )));
+    }
+    Ok(percentiles(&mut delays))
+}
+
+fn floor_failed(e: redis::RedisError) -> BenchError {
+    BenchError::Incomplete(format!("latency floor: {e}"))
+}
