@@ -62,15 +62,16 @@ pub async fn run(
     let _ = ready_rx.await;
     // Let the client settle into its wait, as the worker does.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = send_at_rate(producer, &queue, None, rate, total).await?;
+    let sent = send_at_rate(url, &queue, None, rate, total).await?;
     let received = tokio::task::spawn_blocking(move || consumer.join())
         .await
         .map_err(|e| BenchError::Incomplete(format!("latency floor: {e}")))?
         .map_err(|_| BenchError::Incomplete("latency floor: its client panicked".into()))??;
-    let _: Result<(), _> = producer
-        .broker()
-        .query("bench", redis::cmd("DEL").arg(&keys.pending).arg(&taken))
-        .await;
+    // Not a queue anyone serves: nothing of it is left, not even its name.
+    let mut tidy = redis::pipe();
+    tidy.del(&[&keys.pending, &taken])
+        .srem(crate::queue::keys::QUEUES, &queue);
+    let _: Result<(), _> = producer.broker().query_pipe("bench", &tidy).await;
     let mut delays: Vec<f64> = received
         .iter()
         .filter_map(|(payload, at)| {
@@ -90,4 +91,41 @@ pub async fn run(
 
 fn floor_failed(e: redis::RedisError) -> BenchError {
     BenchError::Incomplete(format!("latency floor: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_server::RedisServer;
+
+    /// Every job the producer sent reaches the bare client and is timed
+    /// against its own enqueue, and the floor leaves nothing behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn times_every_job_it_was_sent_and_leaves_no_keys() {
+        let server = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("the start task ran")
+            .expect("a server starts");
+        let producer = Producer::connect(&server.url(), None).expect("a producer connects");
+        let p = run(&producer, &server.url(), 400, Duration::from_millis(250))
+            .await
+            .expect("100 jobs are timed");
+        assert!(p.p50 > 0.0, "a push takes some time to arrive: {p:?}");
+        assert!(p.p50 <= p.p99 && p.p99 <= p.max, "{p:?}");
+        let left: Vec<String> = producer
+            .broker()
+            .query("test", redis::cmd("KEYS").arg("*floor*"))
+            .await
+            .expect("KEYS answers");
+        assert!(left.is_empty(), "left behind: {left:?}");
+        let queues: Vec<String> = producer
+            .broker()
+            .query(
+                "test",
+                redis::cmd("SMEMBERS").arg(crate::queue::keys::QUEUES),
+            )
+            .await
+            .expect("SMEMBERS answers");
+        assert!(queues.is_empty(), "still listed: {queues:?}");
+    }
 }
