@@ -203,10 +203,6 @@ impl Waiter {
                     if !self.deliver(jobs, f, &stop).await {
                         return;
                     }
-                    // The job starts before the next wait is written: the
-                    // fetcher and the job's task run first (they were woken
-                    // on this thread), not after a socket write.
-                    tokio::task::yield_now().await;
                     // The fetcher asks the queue for the rest, if any.
                     mark = landing.more;
                 }
