@@ -106,8 +106,7 @@ pub async fn run(
 /// From a thread, runtime and connection of its own, as a service's
 /// producer would: on the bench's main thread every command first woke a
 /// runtime thread to write it (0.1 ms more at the median, against a
-/// producer in C, 2026-12-04), and on the bench's runtime threads the
-/// sends queued behind the listener's replies at 5,000/s.
+/// producer in C, 2026-12-04).
 pub async fn send_at_rate(
     url: &str,
     queue: &str,
