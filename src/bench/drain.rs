@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::procstat::{cpu_seconds, peak_rss};
+use super::procstat::{cpu_seconds, host_cpu, peak_rss};
 use super::BenchError;
 use crate::job::Job;
 use crate::producer::Producer;
@@ -22,6 +22,9 @@ pub struct DrainRun {
     pub peak_rss: u64,
     pub worker_cores: f64,
     pub redis_cores: f64,
+    /// Cores of the whole host busy and idle over the drain (`/proc/stat`).
+    pub host_busy_cores: f64,
+    pub host_idle_cores: f64,
     pub bytes_per_result: f64,
     /// Jobs the workers' active hashes held (fetched, not yet settled),
     /// sampled while the drain ran: running plus finished-but-unwritten.
@@ -115,7 +118,7 @@ pub async fn run(
     let pids: Vec<u32> = workers.iter().map(Child::id).collect();
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<Option<f64>>();
     let t0 = Instant::now();
-    let (w0, r0) = (cpu(), redis_pid.and_then(cpu_seconds));
+    let (w0, r0, h0) = (cpu(), redis_pid.and_then(cpu_seconds), host_cpu());
     let mut held = Vec::new();
     let drained = async {
         registered?;
@@ -149,7 +152,7 @@ pub async fn run(
     }
     .await;
     let elapsed = t0.elapsed().as_secs_f64();
-    let (w1, r1) = (cpu(), redis_pid.and_then(cpu_seconds));
+    let (w1, r1, h1) = (cpu(), redis_pid.and_then(cpu_seconds), host_cpu());
     let rss = pids.iter().filter_map(|&p| peak_rss(p)).max().unwrap_or(0);
     for worker in &mut workers {
         stop(worker);
@@ -168,6 +171,8 @@ pub async fn run(
         peak_rss: rss,
         worker_cores: share(w0, w1),
         redis_cores: share(r0, r1),
+        host_busy_cores: share(h0.map(|h| h.busy), h1.map(|h| h.busy)),
+        host_idle_cores: share(h0.map(|h| h.idle), h1.map(|h| h.idle)),
         bytes_per_result: mem_after.saturating_sub(mem_before) as f64 / n as f64,
         held: Held::of(held),
     })

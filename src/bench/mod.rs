@@ -91,13 +91,19 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
         drain,
         list(&runs, |r| r.drain_per_s)
     );
-    print_split(&runs, drain);
+    let host_bound = print_split(&runs, drain);
     println!(
         "         memory per stored result: {:.0} bytes (used_memory growth / jobs, 1 h TTL)",
         median(runs.iter().map(|r| r.bytes_per_result))
     );
     // The same drain without results, then spread over several workers.
     let mut rows = vec![("drain".to_owned(), drain)];
+    if let Some(bound) = host_bound {
+        rows.push((
+            "drain's bound on this host's cores (both sides' CPU per job, above)".to_owned(),
+            bound,
+        ));
+    }
     let variants = [
         (
             "fire and forget (result_ttl_s = 0)".to_owned(),
@@ -365,8 +371,9 @@ fn list(runs: &[drain::DrainRun], f: fn(&drain::DrainRun) -> f64) -> String {
 }
 
 /// Peak RSS and where the CPU went: cores, and µs of each side per job
-/// (steadier than jobs/s on a shared machine).
-fn print_split(runs: &[drain::DrainRun], rate: f64) {
+/// (steadier than jobs/s on a shared machine). Returns the most jobs/s the
+/// host's cores could run at those µs per job, when Redis's are known.
+fn print_split(runs: &[drain::DrainRun], rate: f64) -> Option<f64> {
     let worker = median(runs.iter().map(|r| r.worker_cores));
     let redis = median(runs.iter().map(|r| r.redis_cores));
     println!(
@@ -382,6 +389,28 @@ fn print_split(runs: &[drain::DrainRun], rate: f64) {
         median(runs.iter().map(|r| r.held.median)),
         runs.iter().map(|r| r.held.max).max().unwrap_or(0),
     );
+    // With Redis on the same host, a job costs the host the CPU of both
+    // sides: however well they overlap, its cores cannot run more jobs/s
+    // than they have CPU for. Whether they ran out is the idle time beside.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let bound = cores_bound(cores, worker / rate, redis / rate);
+    println!(
+        "         host {cores:.0} cores: busy {:.2}, idle {:.2} (medians; the rest of the busy time is the bench and the kernel){}",
+        median(runs.iter().map(|r| r.host_busy_cores)),
+        median(runs.iter().map(|r| r.host_idle_cores)),
+        bound.map_or(String::new(), |b| format!(
+            "; at {:.1} µs of both sides' CPU per job, {cores:.0} cores run at most {b:.0} jobs/s",
+            (worker + redis) / rate * 1e6
+        )),
+    );
+    bound
+}
+
+/// The most jobs/s `cores` can run when each job takes `worker_s` and
+/// `redis_s` seconds of CPU on the same host; `None` when a side is unknown.
+fn cores_bound(cores: f64, worker_s: f64, redis_s: f64) -> Option<f64> {
+    let per_job = worker_s + redis_s;
+    (per_job > 0.0 && per_job.is_finite()).then(|| cores / per_job)
 }
 
 fn unreachable_url() -> String {
@@ -415,5 +444,14 @@ mod tests {
         let mut v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
         let p = percentiles(&mut v);
         assert_eq!((p.p50, p.p99, p.max), (51.0, 99.0, 100.0));
+    }
+
+    #[test]
+    fn host_bound_is_cores_over_both_sides_cpu_per_job() {
+        // 5.5 + 6.4 µs per job on 2 cores: 168,067 jobs/s at most.
+        let b = cores_bound(2.0, 5.5e-6, 6.4e-6).unwrap();
+        assert!((b - 168_067.2).abs() < 1.0, "{b}");
+        assert_eq!(cores_bound(2.0, 5.5e-6, f64::NAN), None);
+        assert_eq!(cores_bound(2.0, 0.0, 0.0), None);
     }
 }
