@@ -121,7 +121,8 @@ enum Command {
     /// --mcp, MCP tool calls; with --gateway, a running `toolq serve`
     #[command(after_help = "Examples:\n  \
         toolq bench                       # a release build: cargo build-static\n  \
-        toolq bench --jobs 100000 --runs 1 --no-latency")]
+        toolq bench --jobs 100000 --runs 1 --no-latency\n  \
+        toolq bench --worker-bin ../old/toolq   # another build's worker, this bench")]
     Bench {
         /// Jobs per drain run
         #[arg(long, default_value_t = 500_000)]
@@ -135,6 +136,11 @@ enum Command {
         /// Skip the latency measurement
         #[arg(long)]
         no_latency: bool,
+        /// Run the workers from this toolq binary instead of this one, to
+        /// compare two builds' workers under the same bench (it must take
+        /// `worker --queue --concurrency --http-addr` and TOOLQ_REDIS_URL)
+        #[arg(long, value_name = "PATH")]
+        worker_bin: Option<PathBuf>,
         /// Instead, measure MCP tool calls: this server command (split on
         /// spaces), called directly and through toolq
         #[arg(long, value_name = "COMMAND", requires = "mcp_tool")]
@@ -256,6 +262,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
             concurrency,
             runs,
             no_latency,
+            worker_bin,
             mcp,
             mcp_tool,
             mcp_args,
@@ -302,6 +309,7 @@ async fn run(args: Args) -> Result<Exit, CliError> {
                     None => config_redis_url,
                 },
                 latency: !no_latency,
+                worker_bin,
                 mcp,
                 gateway,
             };

@@ -834,3 +834,30 @@ async fn dbsize_queue(url: &str, q: &str) -> u64 {
     let mut con = raw(url).await;
     llen(&mut con, &QueueKeys::new(q).pending).await
 }
+
+/// A `--worker-bin` that is not there is refused before anything starts,
+/// naming the flag and the path, not ten seconds later as a worker that
+/// never registered.
+#[tokio::test]
+async fn bench_refuses_a_worker_bin_that_is_not_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("old").join("toolq");
+    let missing = missing.to_str().unwrap();
+    let o = toolq(
+        "redis://127.0.0.1:1",
+        &["bench", "--worker-bin", missing, "--runs", "1"],
+        None,
+    )
+    .await;
+    assert_ne!(code(&o), 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("--worker-bin {missing}")) && err.contains("No such file"),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

@@ -45,6 +45,8 @@ pub struct BenchOptions {
     /// Use this Redis instead of starting one (its CPU is then not reported).
     pub redis_url: Option<String>,
     pub latency: bool,
+    /// The binary whose `toolq worker` the bench runs; `None`: this one.
+    pub worker_bin: Option<std::path::PathBuf>,
     /// Measure an MCP server's tool instead of the queue itself.
     pub mcp: Option<mcp::McpBench>,
     /// Measure a running gateway instead (`redis_url` is its Redis).
@@ -52,7 +54,13 @@ pub struct BenchOptions {
 }
 
 pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let exe = match &opts.worker_bin {
+        // Checked first: a wrong path would otherwise show only as a worker
+        // that never registers, ten seconds into the first run.
+        Some(bin) => std::fs::canonicalize(bin)
+            .map_err(|e| BenchError::Spawn(format!("--worker-bin {}: {e}", bin.display())))?,
+        None => std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?,
+    };
     let server = match &opts.redis_url {
         Some(_) => None,
         None => Some(
@@ -272,6 +280,9 @@ async fn header(producer: &Producer, opts: &BenchOptions) -> Result<(), BenchErr
         "{} echo jobs per run, one worker process at concurrency {}, every result written (1 h TTL), medians of {} runs",
         opts.jobs, opts.concurrency, opts.runs
     );
+    if let Some(bin) = &opts.worker_bin {
+        println!("workers: {} (--worker-bin)", bin.display());
+    }
     Ok(())
 }
 
