@@ -1,7 +1,7 @@
 //! The latency floor: what starting a job costs on this host with no
 //! worker at all. A bare client on its own thread and connection blocks
-//! in `BLMOVE` on a queue while the same producer enqueues at the same
-//! rate as the latency rows; enqueue→receipt is the push, Redis woken to
+//! in `BLMOVE` on a queue while a producer enqueues the way the latency
+//! rows do, at their rate; enqueue→receipt is the push, Redis woken to
 //! serve it, and a sleeping client woken by the reply: what every toolq
 //! start pays too, before any of toolq's own work. Read a latency row
 //! against the floor measured beside it, not against a fixed figure: on
@@ -11,19 +11,13 @@ use std::time::Duration;
 
 use super::latency::{percentiles, send_at_rate, Percentiles};
 use super::BenchError;
-use crate::producer::Producer;
 use crate::queue::QueueKeys;
 use crate::tools::unix_us;
 
 /// How long the bare client waits for the next job before giving up.
 const BLOCK_S: f64 = 5.0;
 
-pub async fn run(
-    producer: &Producer,
-    url: &str,
-    rate: u32,
-    duration: Duration,
-) -> Result<Percentiles, BenchError> {
+pub async fn run(url: &str, rate: u32, duration: Duration) -> Result<Percentiles, BenchError> {
     let queue = format!("floor-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let keys = QueueKeys::new(&queue);
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
@@ -32,46 +26,59 @@ pub async fn run(
         keys.pending.clone(),
         format!("{}:floor-taken", keys.pending),
     );
-    let taken = to.clone();
+    let name = queue.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let consumer = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, u64)>, BenchError> {
         let mut con = client.get_connection().map_err(floor_failed)?;
         let _ = ready_tx.send(());
         let mut got = Vec::with_capacity(total);
+        let mut outcome = Ok(());
         while got.len() < total {
-            let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            let moved: Option<Vec<u8>> = match redis::cmd("BLMOVE")
                 .arg(&from)
                 .arg(&to)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(BLOCK_S)
                 .query(&mut con)
-                .map_err(floor_failed)?;
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    outcome = Err(floor_failed(e));
+                    break;
+                }
+            };
             match moved {
                 Some(payload) => got.push((payload, unix_us())),
                 None => {
-                    return Err(BenchError::Incomplete(format!(
+                    outcome = Err(BenchError::Incomplete(format!(
                         "latency floor: {} of {total} jobs arrived",
                         got.len()
-                    )))
+                    )));
+                    break;
                 }
             }
         }
-        Ok(got)
+        // Not a queue anyone serves: nothing of it is left, not even its
+        // name, however the run ended (best effort: the bench may be
+        // pointed at a Redis of its user's).
+        let _: redis::RedisResult<()> = redis::pipe()
+            .del(&[&from, &to])
+            .srem(crate::queue::keys::QUEUES, &name)
+            .query(&mut con);
+        outcome.map(|()| got)
     });
     let _ = ready_rx.await;
     // Let the client settle into its wait, as the worker does.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = send_at_rate(url, &queue, None, rate, total).await?;
+    let sent = send_at_rate(url, &queue, None, rate, total).await;
+    // Joined before a failed send is reported: the client tidies up once
+    // its wait for the next job runs out.
     let received = tokio::task::spawn_blocking(move || consumer.join())
         .await
         .map_err(|e| BenchError::Incomplete(format!("latency floor: {e}")))?
-        .map_err(|_| BenchError::Incomplete("latency floor: its client panicked".into()))??;
-    // Not a queue anyone serves: nothing of it is left, not even its name.
-    let mut tidy = redis::pipe();
-    tidy.del(&[&keys.pending, &taken])
-        .srem(crate::queue::keys::QUEUES, &queue);
-    let _: Result<(), _> = producer.broker().query_pipe("bench", &tidy).await;
+        .map_err(|_| BenchError::Incomplete("latency floor: its client panicked".into()))?;
+    let (sent, received) = (sent?, received?);
     let mut delays: Vec<f64> = received
         .iter()
         .filter_map(|(payload, at)| {
@@ -106,8 +113,9 @@ mod tests {
             .await
             .expect("the start task ran")
             .expect("a server starts");
-        let producer = Producer::connect(&server.url(), None).expect("a producer connects");
-        let p = run(&producer, &server.url(), 400, Duration::from_millis(250))
+        let producer =
+            crate::producer::Producer::connect(&server.url(), None).expect("a producer connects");
+        let p = run(&server.url(), 400, Duration::from_millis(250))
             .await
             .expect("100 jobs are timed");
         assert!(p.p50 > 0.0, "a push takes some time to arrive: {p:?}");

@@ -213,7 +213,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), BenchError> {
             // A reading beside the row, not a row of its own: a Redis the
             // bare client cannot reach as it is (a cluster, sentinels)
             // leaves it out, not the rest of the bench.
-            match floor::run(&producer, &url, rate, Duration::from_secs_f64(secs)).await {
+            match floor::run(&url, rate, Duration::from_secs_f64(secs)).await {
                 Ok(f) => println!(
                     "           floor   {:>6.2} / {:>6.2} / {:>6.2}        (a bare client blocked in BLMOVE, no worker, just after)",
                     f.p50, f.p99, f.max
